@@ -1,0 +1,123 @@
+"""Source spans, diagnostics and the one exception every stage raises.
+
+Every problem fractal-dsl reports is a :class:`Diagnostic` with a :class:`Span`; a stage
+that finds problems raises :class:`FractalError` holding all of them, so a user sees every
+mistake in a file at once, each as::
+
+    FILE:LINE:COL: error: message
+        source line
+        ^~~~~
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+_MAX_SHOWN_LINE = 120
+
+
+@dataclass(frozen=True, order=True)
+class Span:
+    """A region of a source file; lines and columns are 1-based, ``end_*`` exclusive."""
+
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+    @classmethod
+    def point(cls, line: int, column: int) -> Span:
+        return cls(line, column, line, column + 1)
+
+    @classmethod
+    def from_meta(cls, meta) -> Span:
+        """The span of a lark tree node built with ``propagate_positions``."""
+        if getattr(meta, "empty", True):
+            return cls.point(1, 1)
+        return cls(meta.line, meta.column, meta.end_line, meta.end_column)
+
+    @classmethod
+    def from_token(cls, token) -> Span:
+        return cls(token.line, token.column, token.end_line, token.end_column)
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One problem: where it is, what it is, and optionally what to do about it."""
+
+    span: Span
+    message: str
+    severity: str = "error"
+    hint: str | None = None
+
+    def format(self, source: Source) -> str:
+        head = f"{source.name}:{self.span.line}:{self.span.column}: {self.severity}: {self.message}"
+        lines = [head]
+        text = source.line_text(self.span.line)
+        if text is not None:
+            shown, caret_at = _clip(text, self.span.column - 1)
+            width = 1
+            if self.span.end_line == self.span.line:
+                width = max(1, self.span.end_column - self.span.column)
+            width = min(width, max(1, len(shown) - caret_at))
+            lines.append("    " + shown)
+            lines.append("    " + " " * caret_at + "^" + "~" * (width - 1))
+        if self.hint:
+            lines.append(f"    hint: {self.hint}")
+        return "\n".join(lines)
+
+
+def _clip(text: str, col: int) -> tuple[str, int]:
+    """Show at most ``_MAX_SHOWN_LINE`` characters of a line, around column ``col``."""
+    text = text.replace("\t", " ")
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    if len(text) <= _MAX_SHOWN_LINE:
+        return text, min(col, len(text))
+    start = max(0, min(col - _MAX_SHOWN_LINE // 2, len(text) - _MAX_SHOWN_LINE))
+    clipped = text[start : start + _MAX_SHOWN_LINE]
+    prefix = "..." if start else ""
+    return prefix + clipped, len(prefix) + col - start
+
+
+@dataclass(frozen=True)
+class Source:
+    """The text of one ``.fdsl`` file and the name it is reported under."""
+
+    name: str
+    text: str
+    _lines: tuple[str, ...] = field(default=(), repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_lines", tuple(self.text.split("\n")))
+
+    def line_text(self, line: int) -> str | None:
+        if 1 <= line <= len(self._lines):
+            return self._lines[line - 1].rstrip("\r")
+        return None
+
+
+class FractalError(Exception):
+    """Raised by any stage with every diagnostic it found, sorted by position."""
+
+    def __init__(self, source: Source, diagnostics: list[Diagnostic]) -> None:
+        self.source = source
+        self.diagnostics = sorted(diagnostics, key=lambda d: (d.span, d.message))
+        super().__init__(self.format())
+
+    def format(self) -> str:
+        return "\n".join(d.format(self.source) for d in self.diagnostics)
+
+
+class Collector:
+    """Accumulates diagnostics during a stage; :meth:`raise_if_any` ends the stage."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self.diagnostics: list[Diagnostic] = []
+
+    def error(self, span: Span, message: str, hint: str | None = None) -> None:
+        self.diagnostics.append(Diagnostic(span, message, hint=hint))
+
+    def raise_if_any(self) -> None:
+        if self.diagnostics:
+            raise FractalError(self.source, self.diagnostics)

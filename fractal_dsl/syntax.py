@@ -1,0 +1,451 @@
+"""Stage 1: source bytes -> :class:`Program`, a frozen AST in which every node has a span.
+
+The grammar is ``grammars/fractal.lark`` (shipped inside the package).  Input is checked
+before lark sees it (size, encoding, control bytes, nesting depth), so hostile files end in
+a diagnostic rather than a hang or a ``RecursionError``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, v_args
+
+from ._resources import resource_dir
+from .errors import Collector, Diagnostic, FractalError, Source, Span
+
+MAX_FILE_BYTES = 1 << 20
+MAX_NESTING = 64
+
+
+# ---- the AST ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Value:
+    """A literal or a name in an argument list: ``64``, ``0.1``, ``c``, ``false``."""
+
+    value: int | float | str
+    span: Span
+
+    @property
+    def is_name(self) -> bool:
+        return isinstance(self.value, str)
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str | None  # None for a positional argument
+    value: Value
+    span: Span
+
+
+@dataclass(frozen=True)
+class Call:
+    """A layer reference: ``conv``, ``conv3x3(c, bias=false)``, ``maxpool(2)``."""
+
+    name: str
+    args: tuple[Arg, ...]
+    has_parens: bool
+    span: Span
+
+
+@dataclass(frozen=True)
+class KeyDef:
+    """``name(params) = call . call . ...`` inside ``key { }``."""
+
+    name: str
+    params: tuple[str, ...]
+    chain: tuple[Call, ...]
+    span: Span
+    name_span: Span
+
+
+@dataclass(frozen=True)
+class Index:
+    """``f[3]`` (var None, offset 3) or ``f[C+1]`` (var 'C', offset 1)."""
+
+    var: str | None
+    offset: int
+    span: Span
+
+
+@dataclass(frozen=True)
+class FractalRef:
+    name: str
+    index: Index
+    span: Span
+
+
+@dataclass(frozen=True)
+class Join:
+    branches: tuple[Seq, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Seq:
+    """Composition ``a . b . c``: data flows left to right."""
+
+    terms: tuple[Call | FractalRef | Join | Seq, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    index: Index
+    expr: Seq
+    span: Span
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    values: tuple[Value, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class DropPathSpec:
+    local: float | None
+    global_: float | None
+    per: str | None
+    off: bool
+    span: Span
+
+
+@dataclass(frozen=True)
+class Program:
+    """One ``network NAME { ... }``; optional statements are None when absent."""
+
+    source: Source
+    name: str
+    name_span: Span
+    span: Span
+    input_shape: tuple[tuple[int, ...], Span] | None
+    classes: tuple[int, Span] | None
+    columns: tuple[int, Span] | None
+    key: tuple[KeyDef, ...]
+    rules: tuple[Rule, ...]
+    blocks: tuple[tuple[BlockSpec, ...], Span] | None
+    droppath: DropPathSpec | None
+
+
+# ---- lark tree -> AST ------------------------------------------------------------------
+
+
+def _span(meta) -> Span:
+    return Span.from_meta(meta)
+
+
+@v_args(meta=True)
+class _ToAst(Transformer):
+    """Transformer methods are named after the grammar rules they build."""
+
+    def number(self, meta, children):
+        (tok,) = children
+        text = str(tok)
+        try:
+            value: int | float = int(text)
+        except ValueError:
+            value = float(text)
+        return Value(value, Span.from_token(tok))
+
+    def name(self, meta, children):
+        (tok,) = children
+        return Value(str(tok), Span.from_token(tok))
+
+    def kwarg(self, meta, children):
+        name, value = children
+        return Arg(str(name), value, _span(meta))
+
+    def posarg(self, meta, children):
+        (value,) = children
+        return Arg(None, value, _span(meta))
+
+    def call(self, meta, children):
+        name, *args = children
+        args = tuple(a for a in args if a is not None)
+        end = _span(meta)
+        has_parens = end.end_column != Span.from_token(name).end_column or end.end_line != name.end_line
+        return Call(str(name), args, has_parens, end)
+
+    def chain(self, meta, children):
+        return tuple(children)
+
+    def params(self, meta, children):
+        return tuple(c for c in children if c is not None)
+
+    def key_name(self, meta, children):
+        (tok,) = children
+        return tok
+
+    def key_def(self, meta, children):
+        if len(children) == 3:
+            name, params, chain = children
+        else:
+            (name, chain), params = children, ()
+        return KeyDef(str(name), tuple(str(p) for p in params), chain, _span(meta), Span.from_token(name))
+
+    def key_block(self, meta, children):
+        return ("key", tuple(children), _span(meta))
+
+    def index_const(self, meta, children):
+        (tok,) = children
+        return Index(None, int(tok), _span(meta))
+
+    def index_var(self, meta, children):
+        (tok,) = children
+        return Index(str(tok), 0, _span(meta))
+
+    def index_plus(self, meta, children):
+        var, n = children
+        return Index(str(var), int(n), _span(meta))
+
+    def index_minus(self, meta, children):
+        var, n = children
+        return Index(str(var), -int(n), _span(meta))
+
+    def fractal(self, meta, children):
+        name, index = children
+        return FractalRef(str(name), index, _span(meta))
+
+    def join(self, meta, children):
+        return Join(tuple(children), _span(meta))
+
+    def expr(self, meta, children):
+        return Seq(tuple(children), _span(meta))
+
+    def rule(self, meta, children):
+        name, index, expr = children
+        return Rule(str(name), index, expr, _span(meta))
+
+    def input_stmt(self, meta, children):
+        (tok,) = children
+        return ("input", tuple(int(p) for p in str(tok).split("x")), _span(meta))
+
+    def classes_stmt(self, meta, children):
+        (tok,) = children
+        return ("classes", int(tok), _span(meta))
+
+    def columns_stmt(self, meta, children):
+        (tok,) = children
+        return ("columns", int(tok), _span(meta))
+
+    def block_tuple(self, meta, children):
+        return BlockSpec(tuple(children), _span(meta))
+
+    def block_single(self, meta, children):
+        return BlockSpec((self.number(meta, children),), _span(meta))
+
+    def blocks_stmt(self, meta, children):
+        return ("blocks", tuple(children), _span(meta))
+
+    def dp_local(self, meta, children):
+        return ("local", float(children[0]), _span(meta))
+
+    def dp_global(self, meta, children):
+        return ("global", float(children[0]), _span(meta))
+
+    def dp_per(self, meta, children):
+        return ("per", str(children[0]), Span.from_token(children[0]))
+
+    def dp_off(self, meta, children):
+        return ("off", True, _span(meta))
+
+    def droppath_stmt(self, meta, children):
+        return ("droppath", tuple(children), _span(meta))
+
+    def network(self, meta, children):
+        name, *stmts = children
+        return (name, stmts, _span(meta))
+
+    def start(self, meta, children):
+        return children[0]
+
+
+# ---- entry point ---------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Lark:
+    text = (resource_dir("grammars") / "fractal.lark").read_text("utf-8")
+    return Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+
+
+def read_source(path: str | Path, display_name: str | None = None) -> Source:
+    """Read a file as a :class:`Source`, refusing what is not a small UTF-8 text file."""
+    path = Path(path)
+    name = display_name or str(path)
+    empty = Source(name, "")
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise FractalError(empty, [Diagnostic(Span.point(1, 1), f"cannot read file: {exc.strerror or exc}")]) from None
+    return decode_source(data, name)
+
+
+def decode_source(data: bytes, name: str) -> Source:
+    """Decode bytes as UTF-8 text, with a positioned diagnostic for anything else."""
+    empty = Source(name, "")
+    if len(data) > MAX_FILE_BYTES:
+        raise FractalError(
+            empty,
+            [Diagnostic(Span.point(1, 1), f"file is larger than {MAX_FILE_BYTES // 1024} KiB; this is not a fractal-dsl program")],
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        good = data[: exc.start].decode("utf-8", errors="replace")
+        line = good.count("\n") + 1
+        col = len(good) - (good.rfind("\n") + 1) + 1
+        src = Source(name, good)
+        raise FractalError(src, [Diagnostic(Span.point(line, col), f"invalid UTF-8 byte 0x{data[exc.start]:02x}; fractal-dsl files are UTF-8 text")]) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return Source(name, text)
+
+
+def parse(source: Source) -> Program:
+    """Parse a :class:`Source` into a :class:`Program` or raise :class:`FractalError`."""
+    _precheck(source)
+    try:
+        name, stmts, span = _ToAst().transform(_parser().parse(source.text))
+    except UnexpectedInput as exc:
+        raise FractalError(source, [_syntax_diagnostic(exc, source)]) from None
+    return _assemble(source, name, stmts, span)
+
+
+def _precheck(source: Source) -> None:
+    text = source.text
+    if not text.strip() or all(
+        not ln.strip() or ln.lstrip().startswith("#") for ln in text.split("\n")
+    ):
+        raise FractalError(source, [Diagnostic(Span.point(1, 1), "empty program: expected `network NAME { ... }`")])
+    depth = 0
+    line, col = 1, 0
+    in_comment = False
+    for ch in text:
+        col += 1
+        if ch == "\n":
+            line, col, in_comment = line + 1, 0, False
+            continue
+        if in_comment:
+            continue
+        if ch == "#":
+            in_comment = True
+        elif ch in "([{":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise FractalError(source, [Diagnostic(Span.point(line, col), f"expression nested more than {MAX_NESTING} levels deep")])
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+        elif not ch.isprintable() and ch not in "\t\r":
+            raise FractalError(source, [Diagnostic(Span.point(line, col), f"control character {ch!r} in source; fractal-dsl files are plain text")])
+
+
+_TOKEN_NAMES = {
+    "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "LBRACE": "'{'", "RBRACE": "'}'",
+    "EQUAL": "'='", "COMMA": "','", "DOT": "'.'", "PLUS": "'+'", "MINUS": "'-'",
+    "NAME": "a name", "INT": "an integer", "SIGNED_NUMBER": "a number", "SHAPE": "a shape like 3x32x32",
+    "$END": "end of file",
+}
+
+
+def _describe(term: str) -> str:
+    if term in _TOKEN_NAMES:
+        return _TOKEN_NAMES[term]
+    if term.startswith("__ANON") or term.isupper():
+        return f"'{term.lower()}'"
+    return term
+
+
+def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
+    line = getattr(exc, "line", 1) or 1
+    col = getattr(exc, "column", 1) or 1
+    if line < 1:  # lark reports EOF as -1
+        lines = source.text.rstrip().split("\n")
+        line, col = len(lines), len(lines[-1]) + 1
+    span = Span.point(line, col)
+    if isinstance(exc, UnexpectedCharacters):
+        ch = source.text[exc.pos_in_stream] if exc.pos_in_stream < len(source.text) else "?"
+        return Diagnostic(span, f"unexpected character {ch!r}")
+    expected = sorted({_describe(t) for t in getattr(exc, "expected", set()) or getattr(exc, "accepts", set())})
+    want = ", ".join(expected[:8]) + (", ..." if len(expected) > 8 else "")
+    if isinstance(exc, UnexpectedEOF):
+        return Diagnostic(span, f"unexpected end of file; expected {want}" if want else "unexpected end of file")
+    if isinstance(exc, UnexpectedToken):
+        tok: Token = exc.token
+        what = "end of file" if tok.type == "$END" else repr(str(tok)[:40])
+        if tok.type != "$END":
+            span = Span(tok.line, tok.column, tok.end_line or tok.line, tok.end_column or tok.column + 1)
+        msg = f"unexpected {what}"
+        if want:
+            msg += f"; expected {want}"
+        return Diagnostic(span, msg, hint=_hint_for(tok, expected))
+    return Diagnostic(span, "syntax error")
+
+
+def _hint_for(tok: Token, expected: list[str]) -> str | None:
+    if tok.type == "SIGNED_NUMBER" and "a shape like 3x32x32" in expected:
+        return "write the input shape as CxHxW, e.g. `input 3x32x32`"
+    if str(tok) in ("∘", "*") or (tok.type == "STAR"):
+        return "composition is written with '.', e.g. `f[C] . f[C]`"
+    return None
+
+
+def _assemble(source: Source, name: Token, stmts: list, span: Span) -> Program:
+    diags = Collector(source)
+    seen: dict[str, Span] = {}
+    found: dict[str, object] = {}
+    key: list[KeyDef] = []
+    rules: list[Rule] = []
+    for stmt in stmts:
+        if isinstance(stmt, Rule):
+            rules.append(stmt)
+            continue
+        kind, value, sspan = stmt
+        if kind in seen:
+            prev = seen[kind]
+            diags.error(sspan, f"`{kind}` is given twice (first at line {prev.line})", hint="keep one of them")
+            continue
+        seen[kind] = sspan
+        if kind == "key":
+            key.extend(value)
+        elif kind == "droppath":
+            found[kind] = _droppath(value, sspan, diags)
+        else:
+            found[kind] = (value, sspan)
+    diags.raise_if_any()
+    return Program(
+        source=source,
+        name=str(name),
+        name_span=Span.from_token(name),
+        span=span,
+        input_shape=found.get("input"),
+        classes=found.get("classes"),
+        columns=found.get("columns"),
+        key=tuple(key),
+        rules=tuple(rules),
+        blocks=found.get("blocks"),
+        droppath=found.get("droppath"),
+    )
+
+
+def _droppath(opts, span: Span, diags: Collector) -> DropPathSpec:
+    got: dict[str, object] = {}
+    for kind, value, ospan in opts:
+        if kind in got:
+            diags.error(ospan, f"drop-path option `{kind}` is given twice")
+            continue
+        got[kind] = value
+        if kind in ("local", "global") and not 0.0 <= value <= 1.0:
+            diags.error(ospan, f"drop-path {kind} probability must be between 0 and 1, got {value:g}")
+        if kind == "per" and value not in ("batch", "sample"):
+            diags.error(ospan, f"drop-path is sampled `per batch` or `per sample`, not `per {value}`")
+        if kind == "local" and value == 1.0:
+            pass  # allowed: a join still keeps one input
+    return DropPathSpec(got.get("local"), got.get("global"), got.get("per"), bool(got.get("off")), span)
