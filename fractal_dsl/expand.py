@@ -239,8 +239,6 @@ def _rule_table(program: Program, diags: Collector):
                 base[r.index.offset] = r
         elif rec is not None:
             diags.error(r.span, f"`{fname}` already has a recursive rule (line {rec.span.line}); give one recursive rule and any number of base cases")
-        elif r.index.offset < 1:
-            diags.error(r.index.span, f"a recursive rule is written `{fname}[{r.index.var}+k]` with k >= 1, e.g. `{fname}[{r.index.var}+1] = ...`")
         else:
             rec = r
     if rec is None and not base:
