@@ -22,6 +22,7 @@ Shapes are not known here; :mod:`fractal_dsl.validate` infers them.
 from __future__ import annotations
 
 import difflib
+import sys
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -30,7 +31,7 @@ from .errors import Collector, Span
 from .layers import BUILTINS, JOIN_MODES, REQUIRED, Layer, LayerError, resolve
 from .syntax import Call, FractalRef, Join, KeyDef, Program, Rule, Seq, Value
 
-MAX_COLUMNS = 1000
+MAX_COLUMNS = 64
 MAX_NODES = 20_000
 SPECIAL_KEYS = ("join", "pool", "head", "stem")
 CONSTANTS = {"true": True, "false": False}
@@ -110,14 +111,20 @@ def expand(program: Program) -> Network:
     _check_size(program, fname, base, rec, columns, len(blocks), diags)
     diags.raise_if_any()
 
-    tree = _instantiate(fname, base, rec, columns, program.columns[1], diags)
-    diags.raise_if_any()
-    _widths(tree, diags)
-    diags.raise_if_any()
-    _assign_cols(tree, tuple(range(tree.width)))
-
-    builder = _Builder(program, key, join_mode, flat, diags)
-    builder.build(tree, blocks, classes, input_shape)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 20_000))  # the walks below recurse once per rule level and bracket
+    try:
+        tree = _instantiate(fname, base, rec, columns, program.columns[1], diags)
+        _widths(tree, diags)
+        diags.raise_if_any()
+        _assign_cols(tree, tuple(range(tree.width)))
+        builder = _Builder(program, key, join_mode, flat, diags)
+        builder.build(tree, blocks, classes, input_shape)
+    except RecursionError:
+        diags.error(program.columns[1], f"expanding `{fname}[{columns}]` nests too deeply", hint="use fewer columns or fewer brackets in the rules")
+        diags.raise_if_any()
+    finally:
+        sys.setrecursionlimit(limit)
     _check_usage(program, key, builder.used, diags)
     diags.raise_if_any()
     graph = builder.finish(tree.width)
@@ -176,7 +183,7 @@ def _require(program: Program, diags: Collector):
     if columns < 1:
         diags.error(colspan, "columns must be at least 1")
     elif columns > MAX_COLUMNS:
-        diags.error(colspan, f"columns {columns} is far too many: each column at least doubles a block's size in a fractal rule", hint="FractalNet uses 3 or 4 columns")
+        diags.error(colspan, f"columns {columns} is far too many (at most {MAX_COLUMNS})", hint="FractalNet uses 3 or 4 columns")
     blocks, bspan = program.blocks
     if len(blocks) > 64:
         diags.error(bspan, f"{len(blocks)} blocks is too many (at most 64)")
@@ -252,7 +259,10 @@ def _rule_table(program: Program, diags: Collector):
                     diags.error(ref.index.span, f"a base case such as `{fname}[{r.index.offset}]` uses fixed indices, not `{ref.index.var}`")
                 elif ref.index.offset >= r.index.offset:
                     diags.error(ref.span, f"`{fname}[{r.index.offset}]` refers to `{fname}[{ref.index.offset}]`, so its expansion never ends", hint="a rule may only use smaller indices")
-            elif ref.index.var is not None and ref.index.var != r.index.var:
+            elif ref.index.var is None:
+                if ref.index.offset not in base:
+                    diags.error(ref.span, f"`{fname}[{ref.index.offset}]` is not a base case; a recursive rule may only use fixed indices that a base case defines", hint=f"write `{fname}[{r.index.var}]`, or add a base case `{fname}[{ref.index.offset}] = ...`")
+            elif ref.index.var != r.index.var:
                 diags.error(ref.index.span, f"unknown index variable `{ref.index.var}`; this rule's variable is `{r.index.var}`")
             elif ref.index.var is not None and ref.index.offset >= r.index.offset:
                 diags.error(ref.span, f"`{_idx(fname, r.index)}` refers to `{_idx(fname, ref.index)}`, so its expansion never ends", hint=f"use smaller indices on the right, e.g. `{fname}[{r.index.var}]`")

@@ -8,6 +8,7 @@ Shapes are tuples without the batch dimension: ``(C, H, W)`` or ``(N,)`` after `
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -128,7 +129,7 @@ def resolve(name: str, args: dict[str, object]) -> Layer:
 
 def _int(args: dict, key: str, minimum: int) -> int:
     v = args[key]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v != int(v):
         raise LayerError(f"`{key}` must be a whole number, got {_fmt(v)}", key)
     if v < minimum:
         raise LayerError(f"`{key}` must be at least {minimum}, got {_fmt(v)}", key)
@@ -139,8 +140,8 @@ def _int(args: dict, key: str, minimum: int) -> int:
 
 def _float(args: dict, key: str) -> float:
     v = args[key]
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise LayerError(f"`{key}` must be a number, got {_fmt(v)}", key)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise LayerError(f"`{key}` must be a finite number, got {_fmt(v)}", key)
     return float(v)
 
 

@@ -1,0 +1,117 @@
+"""Property-based tests: random and mutated programs end in a clean diagnostic or a network.
+
+Mutations work on the examples' tokens (delete, insert, swap, duplicate, replace), and on raw
+bytes; whatever comes out, fractal-dsl must either return a valid Network or raise a
+FractalError whose every diagnostic is formatted ``NAME:LINE:COL: error: ...`` -- never any
+other exception, never a hang -- and the CLI must exit 0 or 1 without a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fractal_dsl import FractalError, Network, load_source
+from fractal_dsl.cli import main
+from fractal_dsl.syntax import decode_source
+
+from conftest import EXAMPLES
+
+TEXTS = {p.stem: p.read_text("utf-8") for p in EXAMPLES}
+_TOKEN = re.compile(r"\s+|#[^\n]*|[A-Za-z_][A-Za-z0-9_]*|\d+(?:x\d+)+|[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|.", re.S)
+VOCAB = [
+    "network", "input", "classes", "key", "columns", "blocks", "droppath", "local", "global", "per",
+    "off", "batch", "sample", "join", "pool", "head", "stem", "conv", "f", "C", "c", "p", "mean", "sum",
+    "max", "concat", "flat", "true", "false", "conv3x3", "linear", "flatten", "gap", "dropout",
+    "maxpool", "avgpool", "batchnorm", "relu", "(", ")", "[", "]", "{", "}", ",", ".", "=", "+", "-",
+    "0", "1", "2", "3", "40", "0.5", "-1", "1e9", "99999999999999999999", "3x32x32", "0x0x0",
+    "1x1", "#", "\n", " ", "\t", "f[C+1]", "f[C-1]", "f[0]", "join(conv, conv)", "\u00e9", "\x00",
+]
+NAME_RE = r"[^\n]*:\d+:\d+: error: "
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text)
+
+
+@st.composite
+def mutated(draw) -> str:
+    toks = tokens(draw(st.sampled_from(sorted(TEXTS.values()))))
+    for _ in range(draw(st.integers(1, 4))):
+        op = draw(st.sampled_from(["delete", "insert", "swap", "duplicate", "replace"]))
+        i = draw(st.integers(0, len(toks) - 1))
+        j = draw(st.integers(0, len(toks) - 1))
+        if op == "delete" and len(toks) > 1:
+            del toks[i]
+        elif op == "insert":
+            toks.insert(i, draw(st.sampled_from(VOCAB)))
+        elif op == "swap":
+            toks[i], toks[j] = toks[j], toks[i]
+        elif op == "duplicate":
+            toks.insert(i, toks[j])
+        else:
+            toks[i] = draw(st.sampled_from(VOCAB))
+    return "".join(toks)
+
+
+def assert_clean(data: bytes) -> Network | None:
+    """Load ``data``; anything but a Network or a well-formed FractalError fails the test."""
+    try:
+        net = load_source(decode_source(data, "fuzz.fdsl"))
+    except FractalError as exc:
+        text = exc.format()
+        assert exc.diagnostics, "a FractalError must carry at least one diagnostic"
+        assert re.match("fuzz.fdsl:\\d+:\\d+: error: ", text), text
+        heads = [line for line in text.split("\n") if not line.startswith("    ")]
+        assert all(re.match("fuzz.fdsl:\\d+:\\d+: error: ", h) for h in heads), text
+        return None
+    assert isinstance(net, Network)
+    assert net.graph.number_of_nodes() >= 3
+    return net
+
+
+@FUZZ
+@given(mutated())
+def test_mutated_examples_end_cleanly(text):
+    assert_clean(text.encode("utf-8"))
+
+
+@FUZZ
+@given(st.binary(max_size=400))
+def test_random_bytes_end_cleanly(data):
+    assert_clean(data)
+
+
+@FUZZ
+@given(st.lists(st.sampled_from(VOCAB), max_size=60).map(" ".join))
+def test_random_token_soup_ends_cleanly(text):
+    assert_clean(text.encode("utf-8"))
+
+
+@FUZZ
+@given(st.sampled_from(sorted(TEXTS.values())), st.integers(0, 10_000), st.binary(min_size=1, max_size=8))
+def test_byte_splices_end_cleanly(text, at, junk):
+    data = text.encode("utf-8")
+    at %= len(data) + 1
+    assert_clean(data[:at] + junk + data[at:])
+
+
+@settings(max_examples=25, deadline=None)
+@given(mutated())
+def test_cli_exits_0_or_1_without_traceback(text):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "prog.fdsl"
+        path.write_text(text, "utf-8")
+        for args in (["check", str(path)], ["inspect", str(path)], ["inspect", "--json", str(path)]):
+            result = CliRunner().invoke(main, args)
+            assert result.exit_code in (0, 1), (args, result.output, result.exception)
+            assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+            assert "Traceback" not in result.output
+            if result.exit_code == 1:
+                assert re.match(NAME_RE, result.stderr), result.stderr
