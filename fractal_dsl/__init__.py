@@ -16,7 +16,7 @@ from .errors import Diagnostic, FractalError, Source, Span
 from .expand import DropPath, Network
 
 __version__ = "0.1.0"
-__all__ = ["Diagnostic", "DropPath", "FractalError", "Network", "Source", "Span", "__version__", "load", "loads", "load_source"]
+__all__ = ["Diagnostic", "DropPath", "FractalError", "Network", "Source", "Span", "__version__", "load", "load_source", "loads"]
 
 
 def load(path: str | Path, display_name: str | None = None) -> Network:

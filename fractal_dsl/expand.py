@@ -101,6 +101,7 @@ class _Join:
 def expand(program: Program) -> Network:
     """Lower a parsed program to a :class:`Network` or raise a FractalError with every problem."""
     diags = Collector(program.source)
+    diags.diagnostics.extend(program.problems)
     need = _require(program, diags)
     key = _key_table(program, diags)
     join_mode, flat = _join_mode(key, diags)
@@ -319,6 +320,8 @@ def _check_size(program, fname, base, rec, columns, nblocks, diags) -> None:
             m = _ref_index(ref, v)
             if m < 1:
                 hint = f"add a base case such as `{fname}[1] = conv`"
+                if any(d.message.startswith(f"expanding `{fname}[{n}]` needs") for d in diags.diagnostics):
+                    continue  # one report per index is enough
                 diags.error(ref.span, f"expanding `{fname}[{n}]` needs `{fname}[{m}]`, but indices start at 1", hint=hint)
             elif m not in counts:
                 todo.append(m)
@@ -396,7 +399,7 @@ def _assign_cols(node, cols: tuple[int, ...]) -> None:
     node.cols = cols
     if isinstance(node, _Seq):
         for p in node.parts:
-            _assign_cols(p, cols if p.width == len(cols) else cols)
+            _assign_cols(p, cols)  # a one-column part is shared by all of them
     elif isinstance(node, _Join):
         at = 0
         for b in node.branches:
@@ -504,6 +507,8 @@ class _Builder:
         if call.name in SPECIAL_KEYS:
             msg = f"`{call.name}` is part of the macro-structure and cannot be used inside a rule"
             self._once(call.span, msg, "join is written `join(a, b)`; pool, stem and head are placed between blocks automatically")
+        elif self.program.rules and call.name == self.program.rules[0].name:
+            self._once(call.span, f"`{call.name}` is the fractal being defined, not a layer", f"fractal indices use square brackets, e.g. `{call.name}[C]`")
         else:
             choices = [k for k in self.key if k not in SPECIAL_KEYS] + list(BUILTINS)
             close = difflib.get_close_matches(call.name, choices, n=1)

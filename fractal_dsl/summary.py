@@ -108,8 +108,10 @@ def format_text(net: Network) -> str:
     dp = net.droppath
     lines = [
         f"network {net.name}  ({net.source_name})",
-        f"  input {shape_str(net.input_shape)}, {net.classes} classes, {net.columns} columns, {net.blocks} blocks, "
-        f"join {net.join_mode} ({'flattened' if net.flat_joins else 'nested'})",
+        (
+            f"  input {shape_str(net.input_shape)}, {net.classes} classes, {net.columns} columns, {net.blocks} blocks, "
+            f"join {net.join_mode} ({'flattened' if net.flat_joins else 'nested'})"
+        ),
         "",
         f"  {'block':>5}  {'in':>12}  {'out':>12}  {'convs':>5}  {'depth':>5}  {'params':>12}  joins by depth (arity)",
     ]
@@ -129,6 +131,6 @@ def format_text(net: Network) -> str:
         f"  parameters      {net.params:,}",
         f"  MACs per sample {net.macs:,} ({net.macs / 1e9:.2f} G)",
         f"  depth           {d['depth']} layers in blocks; deepest path {d['deepest_path']} layers",
-        f"  drop-path       " + (f"local {dp.local:g}, global {dp.global_ratio:g}, per {dp.per}" if dp.enabled else "off"),
+        "  drop-path       " + (f"local {dp.local:g}, global {dp.global_ratio:g}, per {dp.per}" if dp.enabled else "off"),
     ]
     return "\n".join(lines)

@@ -7,6 +7,8 @@ a diagnostic rather than a hang or a ``RecursionError``.
 
 from __future__ import annotations
 
+import difflib
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -131,6 +133,9 @@ class Program:
     rules: tuple[Rule, ...]
     blocks: tuple[tuple[BlockSpec, ...], Span] | None
     droppath: DropPathSpec | None
+    # problems found while assembling (duplicates, bad drop-path values); later stages add
+    # theirs, so the user sees them all at once
+    problems: tuple[Diagnostic, ...] = ()
 
 
 # ---- lark tree -> AST ------------------------------------------------------------------
@@ -304,8 +309,7 @@ def decode_source(data: bytes, name: str) -> Source:
         col = len(good) - (good.rfind("\n") + 1) + 1
         src = Source(name, good)
         raise FractalError(src, [Diagnostic(Span.point(line, col), f"invalid UTF-8 byte 0x{data[exc.start]:02x}; fractal-dsl files are UTF-8 text")]) from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
+    text = text.removeprefix("\ufeff")
     return Source(name, text)
 
 
@@ -372,7 +376,7 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
     span = Span.point(line, col)
     if isinstance(exc, UnexpectedCharacters):
         ch = source.text[exc.pos_in_stream] if exc.pos_in_stream < len(source.text) else "?"
-        return Diagnostic(span, f"unexpected character {ch!r}")
+        return Diagnostic(span, f"unexpected character {ch!r}", hint=_CHAR_HINTS.get(ch))
     expected = sorted({_describe(t) for t in getattr(exc, "expected", set()) or getattr(exc, "accepts", set())})
     want = ", ".join(expected[:8]) + (", ..." if len(expected) > 8 else "")
     if isinstance(exc, UnexpectedEOF):
@@ -382,6 +386,17 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
         what = "end of file" if tok.type == "$END" else repr(str(tok)[:40])
         if tok.type != "$END":
             span = Span(tok.line, tok.column, tok.end_line or tok.line, tok.end_column or tok.column + 1)
+        prev = _previous_word(source.text, tok.start_pos if tok.type != "$END" else len(source.text))
+        if expected == ["'['"] and str(tok) == "(":
+            return Diagnostic(span, "unexpected '('; expected '['", hint="fractal indices use square brackets, e.g. `f[C+1] = ...`")
+        if expected == ["'['"] and prev is not None and prev[0] not in _STATEMENTS:
+            # a NAME at statement level starts a rule `f[...] = ...`: most likely a misspelt statement
+            word, at = prev
+            close = difflib.get_close_matches(word, _STATEMENTS, n=1)
+            wspan = Span(span.line, span.column, span.line, span.column) if at is None else at
+            if close:
+                return Diagnostic(wspan, f"unknown statement `{word}`; did you mean `{close[0]}`?")
+            return Diagnostic(wspan, f"unknown statement `{word}`", hint="a network holds " + ", ".join(_STATEMENTS) + " and rules such as `f[1] = conv`")
         msg = f"unexpected {what}"
         if want:
             msg += f"; expected {want}"
@@ -389,11 +404,52 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
     return Diagnostic(span, "syntax error")
 
 
+_STATEMENTS = ("input", "classes", "key", "columns", "blocks", "droppath")
+_WORD = re.compile(r"#[^\n]*|[A-Za-z_][A-Za-z0-9_]*|\S")
+_CHAR_HINTS = {
+    "*": "composition is written with '.', e.g. `f[C] . f[C]`",
+    "\u2218": "composition is written with '.', e.g. `f[C] . f[C]`",
+    "\u00b7": "composition is written with '.', e.g. `f[C] . f[C]`",
+    ";": "statements need no ';': put each on its own line",
+    ":": "statements need no ':', e.g. `columns 3`",
+    '"': "fractal-dsl has no strings: names are written bare, e.g. `join = mean`",
+    "'": "fractal-dsl has no strings: names are written bare, e.g. `join = mean`",
+    "\u2295": "a join is written `join(a, b)`",
+}
+
+
+def _previous_word(text: str, pos: int) -> tuple[str, Span | None] | None:
+    """The last name before ``pos`` (skipping comments), with its span."""
+    last = None
+    line = 1
+    line_start = 0
+    for m in _WORD.finditer(text, 0, pos):
+        if m.group().startswith("#"):
+            continue
+        last = m
+    if last is None or not (last.group()[0].isalpha() or last.group()[0] == "_"):
+        return None
+    line = text.count("\n", 0, last.start()) + 1
+    line_start = text.rfind("\n", 0, last.start()) + 1
+    col = last.start() - line_start + 1
+    return last.group(), Span(line, col, line, col + len(last.group()))
+
+
 def _hint_for(tok: Token, expected: list[str]) -> str | None:
     if tok.type == "SIGNED_NUMBER" and "a shape like 3x32x32" in expected:
         return "write the input shape as CxHxW, e.g. `input 3x32x32`"
-    if str(tok) in ("∘", "*") or (tok.type == "STAR"):
-        return "composition is written with '.', e.g. `f[C] . f[C]`"
+    if str(tok) == "=" and ("an integer" in expected or "a shape like 3x32x32" in expected):
+        return "statements take no '=': write e.g. `columns 3`, `input 3x32x32`"
+    if str(tok) == ")" and "','" in expected:
+        return "a join needs at least two branches, separated by ',', e.g. `join(f[C] . f[C], conv)`"
+    if "','" in expected and "')'" not in expected and tok.type != "$END":
+        return "separate the branches of a join with ',' and the parts of a composition with '.'"
+    if str(tok) == "[" and "'('" in expected and "a number" in expected:
+        return "blocks are written `blocks (64, 0.1) (128, 0.2)`, or `blocks 64 128` for one value each"
+    if str(tok) in ("+", "-") and "'['" not in expected:
+        return "fractal indices use square brackets, e.g. `f[C+1]`"
+    if tok.type == "$END" and "'}'" in expected:
+        return "is a closing '}' missing?"
     return None
 
 
@@ -419,8 +475,8 @@ def _assemble(source: Source, name: Token, stmts: list, span: Span) -> Program:
             found[kind] = _droppath(value, sspan, diags)
         else:
             found[kind] = (value, sspan)
-    diags.raise_if_any()
     return Program(
+        problems=tuple(diags.diagnostics),
         source=source,
         name=str(name),
         name_span=Span.from_token(name),

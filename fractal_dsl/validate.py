@@ -158,9 +158,15 @@ def check_sizes(net: Network) -> Iterator[Diagnostic]:
                 size *= d
             acts += size
     if params > MAX_PARAMS:
+        per_block: dict[int, int] = {}
+        for n in g:
+            if g.nodes[n]["block"] is not None:
+                per_block[g.nodes[n]["block"]] = per_block.get(g.nodes[n]["block"], 0) + g.nodes[n]["params"]
+        biggest = max(per_block, key=lambda b: (per_block[b], -b)) if per_block else None
+        most = f"; block {biggest} alone has {per_block[biggest]:,}" if biggest is not None else ""
         yield Diagnostic(
             g.nodes["output"]["span"] if "output" in g else Span.point(1, 1),
-            f"this network would have {params:,} parameters ({_bytes(params * 4)} of float32 weights); the limit is {MAX_PARAMS:,}",
+            f"this network would have {params:,} parameters ({_bytes(params * 4)} of float32 weights){most}; the limit is {MAX_PARAMS:,}",
             hint="use fewer channels, columns or blocks",
         )
     if acts > MAX_ACTIVATIONS:

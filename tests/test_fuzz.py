@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from click.testing import CliRunner
+from conftest import EXAMPLES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,10 +21,8 @@ from fractal_dsl import FractalError, Network, load_source
 from fractal_dsl.cli import main
 from fractal_dsl.syntax import decode_source
 
-from conftest import EXAMPLES
-
 TEXTS = {p.stem: p.read_text("utf-8") for p in EXAMPLES}
-_TOKEN = re.compile(r"\s+|#[^\n]*|[A-Za-z_][A-Za-z0-9_]*|\d+(?:x\d+)+|[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|.", re.S)
+_TOKEN = re.compile(r"\s+|#[^\n]*|[A-Za-z_][A-Za-z0-9_]*|\d+(?:x\d+)+|[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|.", re.DOTALL)
 VOCAB = [
     "network", "input", "classes", "key", "columns", "blocks", "droppath", "local", "global", "per",
     "off", "batch", "sample", "join", "pool", "head", "stem", "conv", "f", "C", "c", "p", "mean", "sum",
