@@ -18,7 +18,8 @@ from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedEOF, 
 from ._resources import resource_dir
 from .errors import Collector, Diagnostic, FractalError, Source, Span
 
-MAX_FILE_BYTES = 1 << 20
+MAX_FILE_BYTES = 64 << 10  # a real program is a few hundred bytes; lark needs ~20 us a token
+MAX_LINE_CHARS = 1000
 MAX_NESTING = 64
 
 
@@ -329,6 +330,11 @@ def _precheck(source: Source) -> None:
         not ln.strip() or ln.lstrip().startswith("#") for ln in text.split("\n")
     ):
         raise FractalError(source, [Diagnostic(Span.point(1, 1), "empty program: expected `network NAME { ... }`")])
+    for i, text_line in enumerate(text.split("\n"), start=1):
+        if len(text_line) > MAX_LINE_CHARS:
+            at = Span.point(i, MAX_LINE_CHARS + 1)
+            msg = f"line {i} is {len(text_line):,} characters long; the limit is {MAX_LINE_CHARS:,}"
+            raise FractalError(source, [Diagnostic(at, msg, hint="split it over several lines")])
     depth = 0
     line, col = 1, 0
     in_comment = False
