@@ -572,7 +572,9 @@ class _Builder:
             return self._cache[key]
         out: list[Layer] = []
         for call in chain:
-            if call.name in BUILTINS:
+            # a key entry wins over a built-in of the same name, except inside its own body:
+            # `conv(c) = conv(c, kernel=3)` means the built-in, `relu = leakyrelu(0.2)` elsewhere the entry
+            if call.name in BUILTINS and (call.name == owner or call.name not in self.key or call.name in SPECIAL_KEYS):
                 out.extend(self._resolve_builtin(call, bound, owner))
             elif call.name in self.key and call.name not in SPECIAL_KEYS:
                 if depth > 8:

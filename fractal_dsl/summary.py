@@ -99,7 +99,11 @@ def _pos(net: Network, node: str) -> int:
 
 def one_line(net: Network) -> str:
     depth = sum(b["depth"] for b in block_facts(net))
-    return f"{net.name}: {net.columns} columns, {net.blocks} blocks, depth {depth}, {net.params:,} parameters"
+    return f"{net.name}: {_n(net.columns, 'column')}, {_n(net.blocks, 'block')}, depth {depth}, {net.params:,} parameters"
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 'es' if noun.endswith('s') else 's'}"
 
 
 def format_text(net: Network) -> str:
@@ -109,7 +113,7 @@ def format_text(net: Network) -> str:
     lines = [
         f"network {net.name}  ({net.source_name})",
         (
-            f"  input {shape_str(net.input_shape)}, {net.classes} classes, {net.columns} columns, {net.blocks} blocks, "
+            f"  input {shape_str(net.input_shape)}, {_n(net.classes, 'class')}, {_n(net.columns, 'column')}, {_n(net.blocks, 'block')}, "
             f"join {net.join_mode} ({'flattened' if net.flat_joins else 'nested'})"
         ),
         "",

@@ -231,3 +231,15 @@ def test_concat_join_sums_channels():
 def test_composition_of_unequal_widths_is_an_error():
     with pytest.raises(FractalError, match="cannot compose parts with 2 and 3 columns"):
         net_of("f[1] = conv\n  f[C+1] = join(f[C] . f[C-1], conv)\n  f[2] = join(conv, conv)", columns=4)
+
+
+def test_key_entries_shadow_builtins_except_in_their_own_body():
+    net = loads(
+        PROGRAM.format(rules="f[1] = conv", columns=1, join="mean").replace(
+            "conv(c) = conv3x3(c) . relu", "relu = leakyrelu(0.2)\n    conv(c) = conv(c, kernel=5, bias=false) . bn . relu"
+        ),
+        "t.fdsl",
+    )
+    layers = net.graph.nodes["b1_c1_d1_conv"]["layers"]
+    assert [layer.type for layer in layers] == ["conv2d", "batchnorm2d", "leakyrelu"]
+    assert layers[0].arg("kernel") == 5 and layers[0].arg("padding") == 2 and layers[2].arg("slope") == 0.2
