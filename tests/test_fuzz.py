@@ -14,7 +14,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 from conftest import EXAMPLES
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from fractal_dsl import FractalError, Network, load_source
@@ -114,3 +114,72 @@ def test_cli_exits_0_or_1_without_traceback(text):
             assert "Traceback" not in result.output
             if result.exit_code == 1:
                 assert re.match(NAME_RE, result.stderr), result.stderr
+
+
+# ---- random expansion rules: valid ones must give a well-formed fractal --------------------
+
+RULE_PROGRAM = """network r {{
+  input 2x8x8
+  classes 3
+  key {{
+    conv(c) = conv3x3(c) . relu
+    wide(c) = conv1x1(c)
+    join = {join}
+    pool = identity
+    head = gap . flatten . linear(classes)
+  }}
+  f[1] = {base}
+  f[C+1] = {rule}
+  columns {columns}
+  blocks 4 4
+}}
+"""
+
+
+def expr(depth: int = 0):
+    leaf = st.sampled_from(["conv", "wide", "f[C]", "f[1]"])
+    if depth >= 2:
+        return leaf
+    sub = st.deferred(lambda: expr(depth + 1))
+    join = st.lists(sub, min_size=2, max_size=3).map(lambda bs: "join(" + ", ".join(bs) + ")")
+    seq = st.lists(st.one_of(leaf, join), min_size=1, max_size=3).map(" . ".join)
+    return st.one_of(leaf, join, seq)
+
+
+@settings(max_examples=120, deadline=None)
+@given(expr(), st.sampled_from(["conv", "conv . wide", "join(conv, wide)"]), st.integers(1, 4), st.sampled_from(["mean", "sum", "mean(flat=false)"]))
+def test_random_rules_give_well_formed_fractals(rule, base, columns, join):
+    text = RULE_PROGRAM.format(rule=rule, base=base, columns=columns, join=join)
+    net = assert_clean(text.encode("utf-8"))
+    event("valid" if net is not None else "diagnostic")
+    if net is None:
+        return
+    g = net.graph
+    assert len(set(g.nodes)) == g.number_of_nodes()
+    for n in net.nodes_in_order():
+        a = g.nodes[n]
+        assert all(1 <= c <= net.columns for c in a["columns"])
+        if a["kind"] not in ("layer", "join") or a["block"] is None:
+            continue
+        preds = [p for p in g.predecessors(n) if g.nodes[p]["block"] == a["block"] and g.nodes[p]["kind"] != "pool"]
+        deepest = max((g.nodes[p]["depth"] for p in preds), default=0)
+        assert a["depth"] == deepest + (1 if a["kind"] == "layer" else 0), n
+        assert a["column"] == min(a["columns"])
+        if a["kind"] == "join":
+            ins = sorted(g.in_edges(n, data=True), key=lambda e: e[2]["index"])
+            assert [e["index"] for *_, e in ins] == list(range(len(ins)))
+            carried = [c for *_, e in ins for c in e["columns"]]
+            assert sorted(carried) == list(a["columns"]), "each column enters a join exactly once"
+    # column k, walked through the joins, is one path; columns are numbered shallow to deep
+    lengths = []
+    for k in range(1, net.columns + 1):
+        node, count = "output", 0
+        while node != "input":
+            preds = list(g.predecessors(node))
+            if g.nodes[node]["kind"] == "join":
+                preds = [p for p in preds if k in g.edges[p, node]["columns"]]
+            assert len(preds) == 1
+            node = preds[0]
+            count += g.nodes[node]["kind"] == "layer"
+        lengths.append(count)
+    assert lengths == sorted(lengths)
