@@ -520,36 +520,17 @@ class _Builder:
     def _unit_node(self, name, d: KeyDef, block_env, inp, *, block, cols, kind, call: Call | None = None) -> int:
         self.used.add(name)
         bound = self._bind(name, d, block_env, call)
-        layers = self._resolve_chain(d.chain, bound, name)
+        layers = () if bound is None else self._resolve_chain(d.chain, bound, name)
         span = call.span if call is not None else d.span
-        args = {p: v.value for p, v in bound.items() if not p.startswith("#")}
+        args = {p: v.value for p, v in (bound or {}).items()}
         n = self._node(kind=kind, op=name, block=block, cols=cols, layers=layers, args=args, span=span, key_span=d.span)
         self._edge(inp, n)
         return n
 
-    def _bind(self, name: str, d: KeyDef, block_env: dict, call: Call | None) -> dict[str, Value]:
-        """Values for ``d``'s parameters: explicit call arguments, else the block's tuple."""
+    def _bind(self, name: str, d: KeyDef, block_env: dict, call: Call | None) -> dict[str, Value] | None:
+        """Values for ``d``'s parameters: explicit call arguments, else the block's tuple (None if they do not fit)."""
         if call is not None and call.has_parens:
-            bound: dict[str, Value] = {}
-            pos = [a for a in call.args if a.name is None]
-            if len(pos) > len(d.params):
-                self._once(call.span, f"`{name}` takes {len(d.params)} arguments, got {len(pos)}")
-            for p, a in zip(d.params, pos):
-                bound[p] = self._literal(a.value)
-            for a in call.args:
-                if a.name is None:
-                    continue
-                if a.name not in d.params:
-                    self._once(a.span, f"`{name}` has no parameter `{a.name}`" + (f" (its parameters are {', '.join(d.params)})" if d.params else ""))
-                elif a.name in bound:
-                    self._once(a.span, f"parameter `{a.name}` of `{name}` is given twice")
-                else:
-                    bound[a.name] = self._literal(a.value)
-            for p in d.params:
-                if p not in bound:
-                    self._once(call.span, f"`{name}` is missing a value for parameter `{p}`")
-                    bound[p] = Value(0, call.span)
-            return bound
+            return self._bind_values(call, d, [(a.name, self._literal(a.value)) for a in call.args])
         if not d.params:
             return {}
         spec = block_env.get("#span")
@@ -557,7 +538,7 @@ class _Builder:
         if len(values) != len(d.params):
             where = spec.span if spec else d.span
             self._once(where, f"block {self.block} gives {len(values)} value{'s' if len(values) != 1 else ''} but `{name}` takes {len(d.params)} ({', '.join(d.params)})", hint="each block lists one value per parameter of the layers it uses, e.g. `(64, 0.1)` for `conv(c, p)`")
-            return {p: (values[i] if i < len(values) else Value(0, where)) for i, p in enumerate(d.params)}
+            return None
         return dict(zip(d.params, values))
 
     def _literal(self, v: Value) -> Value:
@@ -583,7 +564,9 @@ class _Builder:
                 self.used.add(call.name)
                 inner = self.key[call.name]
                 args = self._eval_args(call, bound, owner)
-                sub = self._bind_values(call, inner, args)
+                sub = self._bind_values(call, inner, args, in_key=True)
+                if sub is None:
+                    continue
                 out.extend(self._resolve_chain(inner.chain, sub, call.name, depth + 1))
             else:
                 close = difflib.get_close_matches(call.name, list(BUILTINS) + [k for k in self.key if k not in SPECIAL_KEYS], n=1)
@@ -592,22 +575,31 @@ class _Builder:
         self._cache[key] = result
         return result
 
-    def _bind_values(self, call: Call, d: KeyDef, args: list[tuple[str | None, Value]]) -> dict[str, Value]:
-        bound = {}
+    def _bind_values(self, call: Call, d: KeyDef, args: list[tuple[str | None, Value]], in_key: bool = False) -> dict[str, Value] | None:
+        """Bind a key entry's parameters to a call's arguments; None (reported) if they do not fit."""
+        problems = []
         pos = [v for k, v in args if k is None]
         if len(pos) > len(d.params):
-            self._once(call.span, f"`{d.name}` takes {len(d.params)} arguments, got {len(pos)}")
-        bound.update(zip(d.params, pos))
+            problems.append(f"`{d.name}` takes {len(d.params)} argument{'s' if len(d.params) != 1 else ''}, got {len(pos)}")
+        bound = dict(zip(d.params, pos))
         for k, v in args:
-            if k is not None:
-                if k not in d.params:
-                    self._once(call.span, f"`{d.name}` has no parameter `{k}`")
+            if k is not None and k not in d.params:
+                problems.append(f"`{d.name}` has no parameter `{k}`" + (f" (its parameters are {', '.join(d.params)})" if d.params else ""))
+            elif k is not None and k in bound:
+                problems.append(f"parameter `{k}` of `{d.name}` is given twice")
+            elif k is not None:
                 bound[k] = v
-        for p in d.params:
-            if p not in bound:
-                self._once(call.span, f"`{d.name}` is missing a value for parameter `{p}`")
-                bound[p] = Value(0, call.span)
-        return bound
+        missing = [f"`{p}`" for p in d.params if p not in bound]
+        if missing:
+            problems.append(f"`{d.name}` is missing a value for parameter{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+        if not problems:
+            return bound
+        hint = None
+        if in_key and d.name in BUILTINS:
+            sig = f"{d.name}({', '.join(d.params)})" if d.params else d.name
+            hint = f"`{d.name}` here is the key entry `{sig}` (line {d.span.line}), which shadows the built-in `{d.name}`"
+        self._once(call.span, "; ".join(problems), hint)
+        return None
 
     def _eval_args(self, call: Call, bound: dict[str, Value], owner: str) -> list[tuple[str | None, Value]]:
         out = []
