@@ -361,7 +361,7 @@ _TOKEN_NAMES = {
     "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "LBRACE": "'{'", "RBRACE": "'}'",
     "EQUAL": "'='", "COMMA": "','", "DOT": "'.'", "PLUS": "'+'", "MINUS": "'-'",
     "NAME": "a name", "INT": "an integer", "SIGNED_NUMBER": "a number", "SHAPE": "a shape like 3x32x32",
-    "$END": "end of file",
+    "$END": "end of file", "<END-OF-FILE>": "end of file",
 }
 
 
@@ -376,9 +376,11 @@ def _describe(term: str) -> str:
 def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
     line = getattr(exc, "line", 1) or 1
     col = getattr(exc, "column", 1) or 1
-    if line < 1:  # lark reports EOF as -1
-        lines = source.text.rstrip().split("\n")
-        line, col = len(lines), len(lines[-1]) + 1
+    at_eof = isinstance(exc, UnexpectedEOF) or (isinstance(exc, UnexpectedToken) and exc.token.type == "$END")
+    if line < 1 or at_eof:  # point just after the last token in the file
+        end = max((m.end() for m in _WORD.finditer(source.text) if not m.group().startswith("#")), default=0)
+        line = source.text.count("\n", 0, end) + 1
+        col = end - (source.text.rfind("\n", 0, end) + 1) + 1
     span = Span.point(line, col)
     if isinstance(exc, UnexpectedCharacters):
         ch = source.text[exc.pos_in_stream] if exc.pos_in_stream < len(source.text) else "?"
@@ -393,6 +395,8 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
         if tok.type != "$END":
             span = Span(tok.line, tok.column, tok.end_line or tok.line, tok.end_column or tok.column + 1)
         prev = _previous_word(source.text, tok.start_pos if tok.type != "$END" else len(source.text))
+        if expected == ["end of file"] and tok.type == "NETWORK":
+            return Diagnostic(span, "a file holds one network; this is a second `network`", hint="put each network in its own .fdsl file")
         if expected == ["'['"] and str(tok) == "(":
             return Diagnostic(span, "unexpected '('; expected '['", hint="fractal indices use square brackets, e.g. `f[C+1] = ...`")
         if expected == ["'['"] and prev is not None and prev[0] not in _STATEMENTS:
@@ -427,8 +431,6 @@ _CHAR_HINTS = {
 def _previous_word(text: str, pos: int) -> tuple[str, Span | None] | None:
     """The last name before ``pos`` (skipping comments), with its span."""
     last = None
-    line = 1
-    line_start = 0
     for m in _WORD.finditer(text, 0, pos):
         if m.group().startswith("#"):
             continue
