@@ -21,6 +21,7 @@ from .errors import Collector, Diagnostic, FractalError, Source, Span
 MAX_FILE_BYTES = 64 << 10  # a real program is a few hundred bytes; lark needs ~20 us a token
 MAX_LINE_CHARS = 1000
 MAX_NESTING = 64
+MAX_SYNTAX_ERRORS = 10
 
 
 # ---- the AST ---------------------------------------------------------------------------
@@ -317,10 +318,27 @@ def decode_source(data: bytes, name: str) -> Source:
 def parse(source: Source) -> Program:
     """Parse a :class:`Source` into a :class:`Program` or raise :class:`FractalError`."""
     _precheck(source)
-    try:
-        name, stmts, span = _ToAst().transform(_parser().parse(source.text))
-    except UnexpectedInput as exc:
-        raise FractalError(source, [_syntax_diagnostic(exc, source)]) from None
+    text, found = source.text, []
+    while True:
+        try:
+            tree = _parser().parse(text)
+            break
+        except UnexpectedInput as exc:
+            diag = _syntax_diagnostic(exc, Source(source.name, text))
+            if found and diag.span.line <= found[-1].span.line:
+                break
+            found.append(diag)
+            # look for more errors with the broken line blanked out, unless blanking it would
+            # unbalance brackets (then later errors would only echo this one)
+            lines = text.split("\n")
+            culprit = lines[diag.span.line - 1].split("#")[0]
+            if len(found) >= MAX_SYNTAX_ERRORS or any(culprit.count(o) != culprit.count(c) for o, c in ("()", "[]", "{}")):
+                break
+            lines[diag.span.line - 1] = " " * len(lines[diag.span.line - 1])
+            text = "\n".join(lines)
+    if found:
+        raise FractalError(source, found)
+    name, stmts, span = _ToAst().transform(tree)
     return _assemble(source, name, stmts, span)
 
 
