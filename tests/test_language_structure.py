@@ -110,6 +110,7 @@ def test_fractalnet34_is_34_deep_on_imagenet():
     assert g.nodes["stem"]["shape"] == (64, 56, 56)
     assert [f["shape"] for f in block_facts(net)] == [[64, 56, 56], [128, 28, 28], [256, 14, 14], [512, 7, 7]]
     assert [f["joins"] for f in block_facts(net)] == [[2, 3, 2, 4]] * 4
+    assert g.nodes["b4_pool"]["shape"] == g.nodes["head"]["in_shape"] == (512, 7, 7)  # no pooling after the last block
     assert g.nodes["output"]["shape"] == (1000,)
 
 
