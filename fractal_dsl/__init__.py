@@ -28,7 +28,7 @@ def load(path: str | Path, display_name: str | None = None) -> Network:
 
 def loads(text: str, name: str = "<string>") -> Network:
     """Like :func:`load`, for program text held in memory."""
-    return load_source(Source(name, text))
+    return load_source(Source(name, text.removeprefix("\ufeff")))  # as read_source does for files
 
 
 def load_source(source: Source) -> Network:

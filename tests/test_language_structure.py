@@ -244,3 +244,27 @@ def test_key_entries_shadow_builtins_except_in_their_own_body():
     layers = net.graph.nodes["b1_c1_d1_conv"]["layers"]
     assert [layer.type for layer in layers] == ["conv2d", "batchnorm2d", "leakyrelu"]
     assert layers[0].arg("kernel") == 5 and layers[0].arg("padding") == 2 and layers[2].arg("slope") == 0.2
+
+
+@pytest.mark.parametrize(
+    ("statement", "expected"),
+    [
+        ("", (0.15, 0.5, "batch", True)),  # the paper's values
+        ("droppath off", (0.15, 0.5, "batch", False)),
+        ("droppath per sample local 0.3", (0.3, 0.5, "sample", True)),
+        ("droppath global 1 local 0", (0.0, 1.0, "batch", True)),
+    ],
+)
+def test_droppath_settings_and_defaults(statement, expected):
+    net = loads(PROGRAM.format(rules="f[1] = conv", columns=1, join="mean").replace("  blocks 4\n", f"  blocks 4\n  {statement}\n"), "t.fdsl")
+    dp = net.droppath
+    assert (dp.local, dp.global_ratio, dp.per, dp.enabled) == expected
+
+
+def test_comments_bom_crlf_and_any_statement_order_parse_alike():
+    text = PROGRAM.format(rules="f[1] = conv\n  f[C+1] = join(f[C] . f[C], conv)", columns=2, join="sum")
+    lines = text.split("\n")
+    shuffled = "\n".join([lines[0], *lines[10:13], *lines[1:10], *lines[13:]])  # rules and columns before input
+    variant = "\ufeff# a comment\r\n" + shuffled.replace("\n", "   # trailing\r\n")
+    a, b = loads(text, "t.fdsl"), loads(variant, "t.fdsl")
+    assert edges_of(a) == edges_of(b) and a.params == b.params and a.join_mode == "sum"
