@@ -530,7 +530,10 @@ class _Builder:
     def _bind(self, name: str, d: KeyDef, block_env: dict, call: Call | None) -> dict[str, Value] | None:
         """Values for ``d``'s parameters: explicit call arguments, else the block's tuple (None if they do not fit)."""
         if call is not None and call.has_parens:
-            return self._bind_values(call, d, [(a.name, self._literal(a.value)) for a in call.args])
+            args = [(a.name, self._literal(a.value)) for a in call.args]
+            if any(v is None for _, v in args):
+                return None
+            return self._bind_values(call, d, args)
         if not d.params:
             return {}
         spec = block_env.get("#span")
@@ -539,13 +542,19 @@ class _Builder:
             where = spec.span if spec else d.span
             self._once(where, f"block {self.block} gives {len(values)} value{'s' if len(values) != 1 else ''} but `{name}` takes {len(d.params)} ({', '.join(d.params)})", hint="each block lists one value per parameter of the layers it uses, e.g. `(64, 0.1)` for `conv(c, p)`")
             return None
-        return dict(zip(d.params, values))
+        bound = {p: self._literal(v, "block values") for p, v in zip(d.params, values)}
+        return None if None in bound.values() else bound
 
-    def _literal(self, v: Value) -> Value:
-        if v.is_name and v.value not in CONSTANTS and v.value != "classes":
-            self._once(v.span, f"unknown name `{v.value}`; arguments in a rule are numbers, `true`, `false` or `classes`")
-            return Value(0, v.span)
-        return v
+    def _literal(self, v: Value, where: str = "arguments in a rule") -> Value | None:
+        """A rule argument or block value: a number, or `true`, `false`, `classes` resolved to one (None if unknown)."""
+        if not v.is_name:
+            return v
+        if v.value in CONSTANTS:
+            return Value(CONSTANTS[v.value], v.span)
+        if v.value == "classes":
+            return Value(self.classes, v.span)
+        self._once(v.span, f"unknown name `{v.value}`; {where} are numbers, `true`, `false` or `classes`")
+        return None
 
     def _resolve_chain(self, chain, bound: dict[str, Value], owner: str, depth: int = 0) -> tuple[Layer, ...]:
         key = (chain, tuple(sorted((k, v.value, v.span) for k, v in bound.items())))

@@ -268,3 +268,13 @@ def test_comments_bom_crlf_and_any_statement_order_parse_alike():
     variant = "\ufeff# a comment\r\n" + shuffled.replace("\n", "   # trailing\r\n")
     a, b = loads(text, "t.fdsl"), loads(variant, "t.fdsl")
     assert edges_of(a) == edges_of(b) and a.params == b.params and a.join_mode == "sum"
+
+
+def test_classes_is_a_value_in_rules_and_blocks():
+    def conv_args(blocks: str):
+        text = PROGRAM.format(rules="f[1] = conv(classes) . conv", columns=1, join="mean").replace("blocks 4", f"blocks {blocks}")
+        g = loads(text, "t.fdsl").graph
+        return g.nodes["b1_c1_d1_conv"]["args"], g.nodes["b1_c1_d2_conv"]["args"]
+
+    assert conv_args("3") == ({"c": 4}, {"c": 3})
+    assert conv_args("(classes)") == ({"c": 4}, {"c": 4})
