@@ -472,8 +472,12 @@ def _hint_for(tok: Token, expected: list[str]) -> str | None:
         return "separate the branches of a join with ',' and the parts of a composition with '.'"
     if str(tok) == "[" and "'('" in expected and "a number" in expected:
         return "blocks are written `blocks (64, 0.1) (128, 0.2)`, or `blocks 64 128` for one value each"
-    if str(tok) in ("+", "-") and "'['" not in expected:
+    if str(tok) in ("+", "-") and "']'" in expected:
+        return "an index is written `f[1]`, `f[C]`, `f[C+1]` or `f[C-1]`: the variable first, then a whole number"
+    if str(tok)[:1] in ("+", "-") and "'['" not in expected and "an integer" not in expected:
         return "fractal indices use square brackets, e.g. `f[C+1]`"
+    if str(tok).startswith(".") and str(tok)[1:2].isdigit():
+        return "a whole number is needed here"
     if tok.type == "$END" and "'}'" in expected:
         return "is a closing '}' missing?"
     return None
