@@ -1,0 +1,407 @@
+"""Render stage: a validated :class:`Network` -> Graphviz DOT source -> SVG / PNG / PDF.
+
+The layout follows Figure 1 of Larsson et al. (ICLR 2017): the columns of a block stand
+side by side, shallowest (column 1) on the left, depth runs downward, and the layers of
+one depth sit on one row across all columns (a ``rank=same`` subgraph per row). Joins get
+their own row just below the deepest layer they join, are drawn as wide bars, and say how
+many inputs they average. Pools sit between blocks; a legend gives the layer key.
+
+Building the DOT source needs neither torch nor the ``dot`` program; only
+:func:`write_image` runs ``dot``. :func:`draw_sample` (``render --sample``) compiles the
+network and so imports torch, lazily.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+
+import graphviz
+
+from .expand import Network
+
+FORMATS = ("svg", "png", "pdf", "dot")
+COLLAPSE_ABOVE = 150  # nodes; larger networks are drawn with one box per block by default
+
+# One colour per entry of the layer key, as in the paper's Figure 1 legend.
+COLOURS = {
+    "conv": "#9ecae1",
+    "join": "#a1d99b",
+    "pool": "#fdae6b",
+    "head": "#fc9272",
+    "stem": "#bcbddc",
+    "block": "#c6dbef",
+}
+# Layer units other than `conv` (e.g. `wide` in trunk.fdsl) take these, in sorted op order.
+EXTRA_COLOURS = ("#dadaeb", "#fdd0a2", "#c7e9c0", "#fcbba1", "#d9d9d9", "#9e9ac8")
+FADED = {"color": "#cccccc", "fillcolor": "#f4f4f4", "fontcolor": "#b0b0b0"}
+HIGHLIGHT = "#d62728"
+LANE, NODESEP = 1.75, 0.25  # inches: the width of a column's layers, and the gap between columns
+INSTALL_HINT = "install Graphviz (Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz)"
+
+
+class RenderError(ValueError):
+    """A view that does not fit the network (bad --block, --column...); the CLI exits 2."""
+
+
+class GraphvizMissing(RuntimeError):
+    """The ``dot`` program is not installed, so no image can be made; the CLI exits 1."""
+
+
+@dataclass(frozen=True)
+class View:
+    """What to draw. ``collapse=None`` collapses blocks when the network is large.
+
+    ``kept`` is the emphasis: the nodes and edges on a column's path or in a drop-path
+    sample; everything else is faded. ``bold`` also thickens what is kept (``--column``).
+    """
+
+    block: int | None = None
+    collapse: bool | None = None
+    kept: tuple[frozenset, frozenset] | None = None
+    bold: bool = False
+    note: str = ""
+
+
+def output_format(out: str | Path, fmt: str | None) -> str:
+    """The format asked for: ``fmt`` if given, else the output file's suffix."""
+    if fmt is None:
+        fmt = Path(out).suffix.lstrip(".").lower()
+        if not fmt:
+            raise RenderError(
+                f"cannot tell the format of {out!s}: give it a suffix ({', '.join('.' + f for f in FORMATS)}) or use --format"
+            )
+    if fmt not in FORMATS:
+        raise RenderError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def make_view(
+    net: Network,
+    *,
+    block: int | None = None,
+    collapse: bool | None = None,
+    column: int | None = None,
+    sample: int | None = None,
+) -> View:
+    """The view the ``render`` options ask for; :class:`RenderError` if they don't fit ``net``."""
+    if block is not None and not 1 <= block <= net.blocks:
+        raise RenderError(f"--block {block}: {net.name} has blocks 1 to {net.blocks}")
+    if column is not None and not 1 <= column <= net.columns:
+        raise RenderError(f"--column {column}: {net.name} has columns 1 to {net.columns} (1 = shallowest)")
+    if column is not None and sample is not None:
+        raise RenderError("--column and --sample are two different highlights: give one of them")
+    if column is None and sample is None:
+        return View(block=block, collapse=collapse)
+    if collapse:
+        raise RenderError("--column and --sample highlight single layers: use --expand or --block N, not --collapse")
+    if column is not None:
+        return View(
+            block=block,
+            collapse=False,
+            kept=column_path(net, column),
+            bold=True,
+            note=f"column {column} (the path global drop-path keeps)",
+        )
+    drawn = draw_sample(net, sample)
+    picked = f"global, column {drawn['column']}" if drawn["mode"] == "global" else "local"
+    return View(
+        block=block, collapse=False, kept=sample_path(net, drawn), note=f"drop-path sample, seed {sample} ({picked})"
+    )
+
+
+def column_path(net: Network, column: int) -> tuple[frozenset, frozenset]:
+    """Nodes and edges of the subnetwork global drop-path keeps when it picks ``column``."""
+    g = net.graph
+    nodes = frozenset(v for v in g if column in g.nodes[v]["columns"])
+    edges = frozenset(
+        (u, v) for u, v, cols in g.edges(data="columns") if u in nodes and v in nodes and (not cols or column in cols)
+    )
+    return nodes, edges
+
+
+def sample_path(net: Network, sample: dict) -> tuple[frozenset, frozenset]:
+    """Nodes and edges a drop-path sample uses: kept join inputs, and whatever feeds a kept
+    path to the output (a layer whose every consumer dropped it is dead, as in training)."""
+    g = net.graph
+    joins = sample.get("joins", {})
+    live_nodes, live_edges = set(), set()
+    for v in reversed(net.nodes_in_order()):
+        if g.out_degree(v) and not any((v, w) in live_edges for w in g.successors(v)):
+            continue
+        live_nodes.add(v)
+        for u, _, index in g.in_edges(v, data="index"):
+            if g.nodes[v]["kind"] != "join" or index in joins.get(v, (index,)):
+                live_edges.add((u, v))
+    return frozenset(live_nodes), frozenset(live_edges)
+
+
+def draw_sample(net: Network, seed: int) -> dict:
+    """One drop-path sample drawn by the compiled module's own ``sample_drop_path``."""
+    import torch  # only render --sample pays for torch
+
+    from . import codegen
+
+    module = codegen.load_module(codegen.generate(net), f"fractal_dsl_render_{net.name}")
+    generator = torch.Generator().manual_seed(seed)
+    return module.sample_drop_path(generator=generator)
+
+
+def to_dot(net: Network, view: View = View()) -> str:
+    """The DOT source of ``view``; byte-identical for the same network and view."""
+    collapse = view.collapse if view.collapse is not None else (view.block is None and len(net.graph) > COLLAPSE_ABOVE)
+    return _Drawing(net, view, collapse).source()
+
+
+def write(net: Network, out: str | Path, fmt: str, view: View = View()) -> None:
+    """Write ``view`` to ``out`` in ``fmt``.
+
+    Raises :class:`GraphvizMissing` (with the ``.dot`` written beside ``out``) when an image
+    is asked for and Graphviz is not installed.
+    """
+    out = Path(out)
+    source = to_dot(net, view)
+    if fmt == "dot":
+        out.write_text(source, encoding="utf-8")
+        return
+    try:
+        data = graphviz.Source(source).pipe(format=fmt)
+    except graphviz.ExecutableNotFound:
+        fallback = out.with_suffix(".dot")
+        fallback.write_text(source, encoding="utf-8")
+        raise GraphvizMissing(
+            f"cannot write {out}: the Graphviz 'dot' program was not found; {INSTALL_HINT}. The DOT source is in {fallback}"
+        ) from None
+    out.write_bytes(data)
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "×".join(str(n) for n in shape)
+
+
+def _call(op: str, args: dict) -> str:
+    shown = [f"{k}={v}" for k, v in args.items() if not k.startswith("_")]
+    return f"{op}({', '.join(shown)})" if shown else op
+
+
+class _Drawing:
+    """Lays one view out as a ``graphviz.Digraph``: the nodes shown, their rows and styles."""
+
+    def __init__(self, net: Network, view: View, collapse: bool) -> None:
+        self.net, self.view, self.collapse = net, view, collapse
+        g = net.graph
+        self.order = {v: i for i, v in enumerate(net.nodes_in_order())}
+        if view.block is not None:
+            inside = [v for v in self.order if g.nodes[v]["block"] == view.block]
+            feeders = sorted({u for v in inside for u in g.predecessors(v)} - set(inside), key=self.order.get)
+            self.shown = feeders + inside
+            self.context = set(feeders)
+        else:
+            self.shown = list(self.order)
+            self.context = set()
+        ops = sorted({g.nodes[v]["op"] for v in self.shown if g.nodes[v]["kind"] == "layer"} - {"conv"})
+        self.colours = dict(COLOURS) | {op: EXTRA_COLOURS[i % len(EXTRA_COLOURS)] for i, op in enumerate(ops)}
+        self.dot = graphviz.Digraph(net.name)
+        self.dot.attr(
+            rankdir="TB", newrank="true", nodesep=str(NODESEP), ranksep="0.3", fontname="Helvetica", labelloc="t"
+        )
+        self.dot.attr("node", shape="box", style="rounded,filled", fontname="Helvetica", fontsize="11", penwidth="1")
+        self.dot.attr("edge", arrowsize="0.6", color="#555555")
+
+    # -- what goes where ------------------------------------------------------------
+    def _block_of(self, v: str) -> int | None:
+        """The block a node is drawn in (a pool follows its block, outside the box)."""
+        data = self.net.graph.nodes[v]
+        return None if data["kind"] == "pool" or v in self.context else data["block"]
+
+    def _rows(self, nodes: list[str]) -> list[list[str]]:
+        """A block's nodes by row: layers on their depth, each join on a row just below the
+        deepest input it joins (below any join it takes as input, for unflattened joins)."""
+        g = self.net.graph
+        key = {}
+        for v in nodes:  # topological order, so a join's inputs have keys already
+            depth = g.nodes[v]["depth"]
+            sub = 0
+            if g.nodes[v]["kind"] == "join":
+                sub = 1 + max((key[u][1] for u in g.predecessors(v) if key.get(u, (None,))[0] == depth), default=0)
+            key[v] = (depth, sub)
+        rows: dict[tuple[int, int], list[str]] = {}
+        for v in nodes:
+            rows.setdefault(key[v], []).append(v)
+        return [sorted(row, key=lambda v: (g.nodes[v]["column"], self.order[v])) for _, row in sorted(rows.items())]
+
+    # -- how each thing looks ----------------------------------------------------------
+    def _node(self, graph: graphviz.Digraph, v: str) -> None:
+        data = self.net.graph.nodes[v]
+        kind, shape = data["kind"], _shape(data["shape"])
+        state = self._state(v)
+        if v in self.context:
+            graph.node(v, label=f"{v}\n{shape}", shape="plain", style="", fontcolor="#777777")
+            return
+        if kind == "join":
+            graph.node(v, label=self._join_label(v, state), shape="plain", style="")
+            return
+        if kind in ("input", "output"):
+            attrs = {"label": f"{kind}\n{shape}", "shape": "ellipse", "style": "", "fillcolor": "white"}
+        else:
+            colour = self.colours[data["op"] if kind == "layer" else kind]
+            attrs = {"label": f"{_call(data['op'], data['args'])}\n{shape}", "fillcolor": colour}
+        if kind == "layer":
+            attrs |= {"width": str(LANE), "group": f"b{data['block']}c{data['column']}"}  # group: straight lanes
+        if state == "faded":
+            attrs |= FADED | (
+                {"style": "dashed"} if kind in ("input", "output") else {"style": "rounded,filled,dashed"}
+            )
+        elif state == "bold":
+            attrs |= {"color": HIGHLIGHT, "penwidth": "2.5"}
+        graph.node(v, **attrs)
+
+    def _state(self, v: str) -> str:
+        """plain (no emphasis), kept, bold (kept in a --column view) or faded."""
+        if self.view.kept is None:
+            return "plain"
+        if v not in self.view.kept[0]:
+            return "faded"
+        return "bold" if self.view.bold else "kept"
+
+    def _join_label(self, v: str, state: str) -> str:
+        """A join is a bar across the columns it joins, one port per column so that each
+        branch enters, and each column leaves, straight down its own lane."""
+        data, g = self.net.graph.nodes[v], self.net.graph
+        first, last = min(data["columns"]), max(data["columns"])
+        fill, border, ink = {"faded": (FADED["fillcolor"], FADED["color"], FADED["fontcolor"])}.get(
+            state, (COLOURS["join"], "black", "black")
+        )
+        if state == "bold":
+            border = HIGHLIGHT
+        text = f'<FONT COLOR="{ink}">join: {data["op"]} of {g.in_degree(v)}<BR/>{_shape(data["shape"])}</FONT>'
+        width = round((LANE + NODESEP) * 72)
+        cells = "".join(
+            f'<TD PORT="c{k}" WIDTH="{width}">{text if k == first else ""}</TD>' for k in range(first, last + 1)
+        )
+        thick = 3 if state == "bold" else 1
+        return f'<<TABLE BORDER="{thick}" COLOR="{border}" BGCOLOR="{fill}" CELLBORDER="0" CELLSPACING="0" CELLPADDING="3"><TR>{cells}</TR></TABLE>>'
+
+    def _edge(self, u: str, v: str) -> None:
+        g = self.net.graph
+        tail, head = u, v
+        if g.nodes[v]["kind"] == "join" and v not in self.context:
+            tail_cols = g.edges[u, v]["columns"] or (g.nodes[u]["column"],)
+            head = f"{v}:c{min(tail_cols)}:n"
+        if (
+            g.nodes[u]["kind"] == "join"
+            and g.nodes[v]["kind"] == "layer"
+            and g.nodes[v]["block"] == g.nodes[u]["block"]
+        ):
+            tail = f"{u}:c{g.nodes[v]['column']}:s"
+        attrs: dict[str, str] = {}
+        if self.view.kept is not None:
+            if (u, v) in self.view.kept[1]:
+                attrs = {"color": HIGHLIGHT, "penwidth": "2.5"} if self.view.bold else {}
+            else:
+                attrs = {"color": "#cccccc", "style": "dashed"}
+        self.dot.edge(tail, head, **attrs)
+
+    # -- the views ---------------------------------------------------------------------
+    def source(self) -> str:
+        if self.collapse:
+            self._collapsed()
+        else:
+            self._expanded()
+        self._legend()
+        title = self._title() + (f"; {self.view.note}" if self.view.note else "")
+        self.dot.attr(label=title, fontsize="14")
+        return self.dot.source
+
+    def _title(self) -> str:
+        net = self.net
+        where = f"block {self.view.block} of {net.blocks}" if self.view.block else f"{net.blocks} blocks"
+        return f"{net.name}: {where}, {net.columns} columns, join = {net.join_mode}"
+
+    def _expanded(self) -> None:
+        g = self.net.graph
+        by_block: dict[int | None, list[str]] = {}
+        for v in self.shown:
+            by_block.setdefault(self._block_of(v), []).append(v)
+        for v in by_block.pop(None, []):
+            self._node(self.dot, v)
+        for b, nodes in sorted(by_block.items()):
+            with self.dot.subgraph(name=f"cluster_b{b}") as cluster:
+                channels = _shape(g.nodes[nodes[-1]]["shape"])
+                cluster.attr(
+                    label=f"block {b}  ({channels})",
+                    style="rounded,dashed",
+                    color="#999999",
+                    fontsize="11",
+                    labeljust="l",
+                )
+                for i, row in enumerate(self._rows(nodes)):
+                    with cluster.subgraph(name=f"b{b}_row{i}") as same:
+                        same.attr(rank="same")
+                        for v in row:
+                            self._node(same, v)
+                        for a, z in itertools.pairwise(row):  # keeps the columns in order, 1 on the left
+                            same.edge(a, z, style="invis")
+        shown = set(self.shown)
+        for v in self.shown:
+            for u in sorted(g.predecessors(v), key=lambda u: g.edges[u, v]["index"]):
+                if u in shown:
+                    self._edge(u, v)
+
+    def _collapsed(self) -> None:
+        g, net = self.net.graph, self.net
+        box: dict[str, str] = {}
+        for v in self.shown:
+            b = self._block_of(v)
+            if b is None:
+                self._node(self.dot, v)
+                continue
+            if f"block{b}" not in box.values():
+                nodes = [w for w in self.order if g.nodes[w]["block"] == b and g.nodes[w]["kind"] != "pool"]
+                layers = [w for w in nodes if g.nodes[w]["kind"] == "layer"]
+                joins = [w for w in nodes if g.nodes[w]["kind"] == "join"]
+                depth = max(g.nodes[w]["depth"] for w in nodes)
+                arity = sorted({g.in_degree(w) for w in joins})
+                arities = (
+                    ", ".join(str(g.in_degree(w)) for w in joins) if len(joins) <= 4 else f"{arity[0]} to {arity[-1]}"
+                )
+                label = (
+                    f"block {b}: {net.columns} columns, depth {depth}\n"
+                    f"{len(layers)} layers, {len(joins)} joins ({arities} in)\n{_shape(g.nodes[nodes[-1]]['shape'])}"
+                )
+                self.dot.node(f"block{b}", label=label, fillcolor=COLOURS["block"], shape="box3d", style="filled")
+            box[v] = f"block{b}"
+        drawn = set()
+        for v in self.shown:
+            for u in g.predecessors(v):
+                tail, head = box.get(u, u), box.get(v, v)
+                if tail != head and (tail, head) not in drawn:
+                    drawn.add((tail, head))
+                    self.dot.edge(tail, head)
+
+    def _legend(self) -> None:
+        g = self.net.graph
+        kinds = {g.nodes[v]["kind"] for v in self.shown if v not in self.context}
+        entries = []
+        if self.collapse:
+            entries.append(("block", "block (collapsed)"))
+        layer_ops = sorted(
+            {g.nodes[v]["op"] for v in self.shown if g.nodes[v]["kind"] == "layer" and v not in self.context}
+        )
+        if "stem" in kinds:
+            entries.append(("stem", "stem"))
+        if not self.collapse:
+            entries += [
+                (op, op) for op in (["conv"] if "conv" in layer_ops else []) + [op for op in layer_ops if op != "conv"]
+            ]
+            if "join" in kinds:
+                entries.append(("join", f"join ({self.net.join_mode})"))
+        entries += [(k, k) for k in ("pool", "head") if k in kinds]
+        cells = "".join(f'<TD BGCOLOR="{self.colours[key]}">{text}</TD>' for key, text in entries)
+        self.dot.node(
+            "legend",
+            label=f'<<TABLE BORDER="0" CELLBORDER="1" CELLSPACING="2" CELLPADDING="4"><TR><TD BORDER="0">layer key</TD>{cells}</TR></TABLE>>',
+            shape="plain",
+            style="",
+        )
