@@ -72,6 +72,62 @@ def inspect(file: str, as_json: bool) -> None:
         click.echo(format_text(net))
 
 
+@main.command()
+@click.argument("file", type=FILE)
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True),
+    help="Where to write the diagram.",
+)
+@click.option("--format", "fmt", default=None, help="svg, png, pdf or dot (default: from the output's suffix).")
+@click.option("--block", type=int, default=None, help="Draw only block N (1-based).")
+@click.option(
+    "--collapse/--expand", default=None, help="One box per block, or every layer (default: collapse large networks)."
+)
+@click.option(
+    "--column", type=int, default=None, help="Highlight column K's path, the subnetwork global drop-path keeps."
+)
+@click.option(
+    "--sample",
+    type=int,
+    default=None,
+    metavar="SEED",
+    help="Draw one drop-path sample (train mode) with dropped paths faded; imports torch.",
+)
+def render(
+    file: str,
+    out: str,
+    fmt: str | None,
+    block: int | None,
+    collapse: bool | None,
+    column: int | None,
+    sample: int | None,
+) -> None:
+    """Draw FILE as a diagram like Figure 1 of the FractalNet paper."""
+    from . import render as draw
+
+    try:
+        net = _load(file)
+    except FractalError as exc:
+        _fail(exc)
+        sys.exit(1)
+    try:
+        fmt = draw.output_format(out, fmt.lower() if fmt else None)
+        view = draw.make_view(net, block=block, collapse=collapse, column=column, sample=sample)
+    except draw.RenderError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    try:
+        draw.write(net, out, fmt, view)
+    except draw.GraphvizMissing as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"wrote {out}")
+
+
 def _module_names(net):
     """Dotted submodule names of the compiled module, when the code generator is present."""
     try:
