@@ -237,16 +237,16 @@ class _Drawing:
         kind, shape = data["kind"], _shape(data["shape"])
         state = self._state(v)
         if v in self.context:
-            graph.node(v, label=f"{v}\n{shape}", shape="plain", style="", fontcolor="#777777")
+            graph.node(v, label=f"{v}\\n{shape}", shape="plain", style="", fontcolor="#777777")
             return
         if kind == "join":
             graph.node(v, label=self._join_label(v, state), shape="plain", style="")
             return
         if kind in ("input", "output"):
-            attrs = {"label": f"{kind}\n{shape}", "shape": "ellipse", "style": "", "fillcolor": "white"}
+            attrs = {"label": f"{kind}\\n{shape}", "shape": "ellipse", "style": "", "fillcolor": "white"}
         else:
             colour = self.colours[data["op"] if kind == "layer" else kind]
-            attrs = {"label": f"{_call(data['op'], data['args'])}\n{shape}", "fillcolor": colour}
+            attrs = {"label": f"{_call(data['op'], data['args'])}\\n{shape}", "fillcolor": colour}
         if kind == "layer":
             attrs |= {"width": str(LANE), "group": f"b{data['block']}c{data['column']}"}  # group: straight lanes
         if state == "faded":
@@ -367,8 +367,8 @@ class _Drawing:
                     ", ".join(str(g.in_degree(w)) for w in joins) if len(joins) <= 4 else f"{arity[0]} to {arity[-1]}"
                 )
                 label = (
-                    f"block {b}: {net.columns} columns, depth {depth}\n"
-                    f"{len(layers)} layers, {len(joins)} joins ({arities} in)\n{_shape(g.nodes[nodes[-1]]['shape'])}"
+                    f"block {b}: {net.columns} columns, depth {depth}\\n"
+                    f"{len(layers)} layers, {len(joins)} joins ({arities} in)\\n{_shape(g.nodes[nodes[-1]]['shape'])}"
                 )
                 self.dot.node(f"block{b}", label=label, fillcolor=COLOURS["block"], shape="box3d", style="filled")
             box[v] = f"block{b}"

@@ -1,0 +1,236 @@
+"""`fractal-dsl render`: golden DOT, images through `dot`, the views, errors, no torch import."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import ROOT, assert_golden
+from test_cli_check import PROBE  # runs the CLI, then lists the torch modules loaded
+
+import fractal_dsl
+from fractal_dsl import render
+from fractal_dsl.cli import main
+
+GOLDEN = ROOT / "tests" / "golden" / "render"
+needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="the Graphviz 'dot' program is not installed")
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def svg_nodes(path: Path) -> list[str]:
+    """The DOT node ids Graphviz drew in an SVG (the <title> of each class="node" group)."""
+    ns = "{http://www.w3.org/2000/svg}"
+    groups = ET.parse(path).getroot().iter(f"{ns}g")
+    return [g.find(f"{ns}title").text for g in groups if g.get("class") == "node"]
+
+
+def wide_network(columns: int = 8) -> fractal_dsl.Network:
+    """tiny.fdsl widened to ``columns``: 2^C - 1 convs a block."""
+    text = (ROOT / "examples" / "tiny.fdsl").read_text().replace("columns 3", f"columns {columns}")
+    return fractal_dsl.loads(text, f"tiny{columns}.fdsl")
+
+
+def test_dot_matches_golden(example):
+    net = fractal_dsl.load(example)
+    assert_golden(GOLDEN / f"{example.stem}.dot", render.to_dot(net))
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("fractal4-block1", ["--block", "1"]),
+        ("fractal4-column2", ["--column", "2", "--block", "2"]),
+        ("fractal4-collapsed", ["--collapse"]),
+    ],
+)
+def test_views_match_golden(tmp_path, name, args):
+    out = tmp_path / f"{name}.dot"
+    result = run("render", ROOT / "examples" / "fractal4.fdsl", "-o", out, *args)
+    assert result.exit_code == 0, result.output
+    assert_golden(GOLDEN / f"{name}.dot", out.read_text(encoding="utf-8"))
+
+
+@needs_dot
+def test_every_example_renders_to_svg_and_png(example, tmp_path):
+    net = fractal_dsl.load(example)
+    render.write(net, tmp_path / "net.svg", "svg")
+    render.write(net, tmp_path / "net.png", "png")
+    assert (tmp_path / "net.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    drawn = set(svg_nodes(tmp_path / "net.svg"))
+    # Every graph node is drawn, unless blocks are collapsed (then each block is one box).
+    assert drawn >= set(net.graph) or {f"block{b}" for b in range(1, net.blocks + 1)} <= drawn
+
+
+@needs_dot
+def test_svg_of_a_c4_block_has_its_15_convs_and_4_joins(tmp_path):
+    out = tmp_path / "block.svg"
+    result = run("render", ROOT / "examples" / "fractal4.fdsl", "--block", "1", "-o", out)
+    assert result.exit_code == 0, result.output
+    net = fractal_dsl.load(ROOT / "examples" / "fractal4.fdsl")
+    kinds = [net.graph.nodes[v]["kind"] if v in net.graph else v for v in svg_nodes(out)]
+    convs = [v for v in svg_nodes(out) if v in net.graph and net.graph.nodes[v]["op"] == "conv"]
+    assert len(convs) == 15 and all(v.startswith("b1_") for v in convs)
+    assert kinds.count("join") == 4
+    # Besides them: the input feeding the block, the pool after it, the legend.
+    assert sorted(kinds) == sorted(["layer"] * 15 + ["join"] * 4 + ["input", "pool", "legend"])
+
+
+@needs_dot
+def test_pdf_and_format_option(tmp_path):
+    out = tmp_path / "diagram.bin"
+    result = run("render", ROOT / "examples" / "tiny.fdsl", "-o", out, "--format", "PDF")
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes().startswith(b"%PDF")
+
+
+def test_layout_rows_and_joins():
+    """Rows are rank=same subgraphs, columns ordered left to right, joins show their arity."""
+    net = fractal_dsl.load(ROOT / "examples" / "fractal4.fdsl")
+    dot = render.to_dot(net, render.View(block=1))
+    assert dot.count("rank=same") == 8 + 4  # 8 depths of layers, 4 rows of joins
+    assert "b1_c1_d1_conv -> b1_c2_d1_conv [style=invis]" in dot
+    assert "b1_c3_d1_conv -> b1_c4_d1_conv [style=invis]" in dot
+    for arity in (2, 3, 2, 4):
+        assert f"join: mean of {arity}" in dot
+    # Each branch enters its join at its own column's port: the deep one at c4, the shallow at c1.
+    assert "b1_c4_d8_conv -> b1_join_d8:c4:n" in dot and "b1_c1_d1_conv -> b1_join_d8:c1:n" in dot
+
+
+def test_nested_joins_get_rows_below_the_joins_they_take():
+    net = fractal_dsl.load(ROOT / "examples" / "nested.fdsl")
+    drawing = render._Drawing(net, render.View(block=1), collapse=False)
+    rows = drawing._rows(
+        [v for v in drawing.shown if net.graph.nodes[v]["block"] == 1 and net.graph.nodes[v]["kind"] != "pool"]
+    )
+    flat = {v: i for i, row in enumerate(rows) for v in row}
+    assert flat["b1_join_d4_2"] == flat["b1_join_d4"] + 1 == flat["b1_c3_d4_conv"] + 2
+
+
+@pytest.mark.parametrize("column", [1, 2, 3, 4])
+def test_column_path_is_what_global_drop_path_keeps(column):
+    net = fractal_dsl.load(ROOT / "examples" / "fractal4.fdsl")
+    nodes, edges = render.column_path(net, column)
+    g = net.graph
+    for b in range(1, net.blocks + 1):
+        convs = [v for v in nodes if g.nodes[v]["block"] == b and g.nodes[v]["kind"] == "layer"]
+        assert len(convs) == 2 ** (column - 1)
+    for v in g:
+        if g.nodes[v]["kind"] == "join" and v in nodes:
+            assert len([u for u in g.predecessors(v) if (u, v) in edges]) == 1
+    # The kept edges form one chain from input to output.
+    assert all(sum((u, v) in edges for u in g.predecessors(v)) == 1 for v in nodes if v != "input")
+
+
+def test_column_view_fades_the_rest():
+    net = fractal_dsl.load(ROOT / "examples" / "fractal3.fdsl")
+    dot = render.to_dot(net, render.make_view(net, column=1, block=1))
+    assert "column 1 (the path global drop-path keeps)" in dot
+    assert 'b1_c1_d1_conv [label="conv(c=64, p=0.0)\\n64×32×32" color="#d62728"' in dot
+    assert 'b1_c3_d1_conv [label="conv(c=64, p=0.0)\\n64×32×32" color="#cccccc"' in dot
+
+
+def test_large_networks_collapse_by_default_and_still_render_expanded():
+    net = wide_network(8)
+    assert len(net.graph) > render.COLLAPSE_ABOVE
+    collapsed = render.to_dot(net)
+    assert 'block1 [label="block 1: 8 columns, depth 128' in collapsed and "b1_c8_d1_conv" not in collapsed
+    expanded = render.to_dot(net, render.View(collapse=False))
+    assert all(v in expanded for v in net.graph)
+
+
+@needs_dot
+def test_a_c8_block_renders_in_seconds(tmp_path):
+    net = wide_network(8)
+    start = time.perf_counter()
+    render.write(net, tmp_path / "block.svg", "svg", render.View(block=1))
+    elapsed = time.perf_counter() - start
+    convs = [v for v in svg_nodes(tmp_path / "block.svg") if v.startswith("b1_") and v.endswith("_conv")]
+    assert len(convs) == 2**8 - 1
+    assert elapsed < 20, f"C = 8 block took {elapsed:.1f} s"
+
+
+def render_without_dot(tmp_path: Path, out: Path) -> subprocess.CompletedProcess:
+    """Run ``fractal-dsl render`` in a process whose PATH has no ``dot`` program."""
+    return subprocess.run(
+        [sys.executable, "-m", "fractal_dsl.cli", "render", "examples/tiny.fdsl", "-o", str(out)],
+        check=False, capture_output=True, text=True, env={**os.environ, "PATH": str(tmp_path)}, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+
+
+def test_dot_output_is_written_without_the_dot_program(tmp_path):
+    out = tmp_path / "tiny.dot"
+    proc = render_without_dot(tmp_path, out)
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_text(encoding="utf-8") == render.to_dot(fractal_dsl.load(ROOT / "examples" / "tiny.fdsl"))
+
+
+def test_missing_dot_is_a_clear_error_and_keeps_the_dot_source(tmp_path):
+    out = tmp_path / "tiny.png"
+    proc = render_without_dot(tmp_path, out)
+    assert proc.returncode == 1
+    assert "apt-get install graphviz" in proc.stderr and "brew install graphviz" in proc.stderr
+    assert str(tmp_path / "tiny.dot") in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1
+    assert (tmp_path / "tiny.dot").read_text(encoding="utf-8").startswith("digraph tiny {")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--block", "9"], "error: --block 9: fractal3 has blocks 1 to 5"),
+        (["--block", "0"], "error: --block 0: fractal3 has blocks 1 to 5"),
+        (["--column", "0"], "error: --column 0: fractal3 has columns 1 to 3 (1 = shallowest)"),
+        (["--column", "4"], "error: --column 4: fractal3 has columns 1 to 3 (1 = shallowest)"),
+        (["--format", "gif"], "error: unknown format 'gif': choose one of svg, png, pdf, dot"),
+        (["--column", "1", "--collapse"], "error: --column and --sample highlight single layers"),
+        (["--column", "1", "--sample", "3"], "error: --column and --sample are two different highlights"),
+    ],
+)
+def test_bad_options_exit_2_with_one_line(tmp_path, args, message):
+    result = run("render", ROOT / "examples" / "fractal3.fdsl", "-o", tmp_path / "out.svg", *args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
+    assert not (tmp_path / "out.svg").exists()
+
+
+def test_unknown_suffix_and_invalid_program(tmp_path):
+    result = run("render", ROOT / "examples" / "fractal3.fdsl", "-o", tmp_path / "out.jpeg")
+    assert result.exit_code == 2 and "unknown format 'jpeg'" in result.stderr
+    result = run("render", ROOT / "examples" / "fractal3.fdsl", "-o", tmp_path / "out")
+    assert result.exit_code == 2 and "cannot tell the format" in result.stderr
+    bad = tmp_path / "bad.fdsl"
+    bad.write_text("network x {\n  input 3x32x32\n  columns 0\n}\n")
+    result = run("render", bad, "-o", tmp_path / "out.svg")
+    assert result.exit_code == 1 and f"{bad}:" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("suffix", ["dot", pytest.param("svg", marks=needs_dot)])
+def test_render_does_not_import_torch_and_is_deterministic(tmp_path, suffix):
+    outs = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"out{seed}.{suffix}"
+        args = ["render", "examples/trunk.fdsl", "--column", "3", "-o", str(out)]
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        proc = subprocess.run(
+            [sys.executable, "-c", PROBE, *args],
+            check=False,
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=120,
+        )
+        assert proc.stderr.strip().endswith("exit=0 torch=[]"), proc.stderr
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1] and outs[0]
