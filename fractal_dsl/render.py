@@ -247,6 +247,7 @@ class _Drawing:
         else:
             colour = self.colours[data["op"] if kind == "layer" else kind]
             attrs = {"label": f"{_call(data['op'], data['args'])}\\n{shape}", "fillcolor": colour}
+            attrs["tooltip"] = f"{v}: " + " → ".join(_call(layer.type, dict(layer.args)) for layer in data["layers"])
         if kind == "layer":
             attrs |= {"width": str(LANE), "group": f"b{data['block']}c{data['column']}"}  # group: straight lanes
         if state == "faded":

@@ -234,3 +234,17 @@ def test_render_does_not_import_torch_and_is_deterministic(tmp_path, suffix):
         assert proc.stderr.strip().endswith("exit=0 torch=[]"), proc.stderr
         outs.append(out.read_bytes())
     assert outs[0] == outs[1] and outs[0]
+
+
+def test_sample_path_fades_dropped_join_inputs_and_what_only_they_use():
+    net = fractal_dsl.load(ROOT / "examples" / "fractal3.fdsl")
+    # Block 1's last join keeps only its shallow input; block 2's first join only its deep one.
+    sample = {"mode": "local", "column": None, "joins": {"b1_join_d4": (2,), "b2_join_d2": (0,)}}
+    nodes, edges = render.sample_path(net, sample)
+    block1 = {v for v in nodes if net.graph.nodes[v]["block"] == 1}
+    assert block1 == {"b1_c1_d1_conv", "b1_join_d4", "b1_pool"}
+    assert ("b1_c1_d1_conv", "b1_join_d4") in edges and ("b1_c2_d3_conv", "b1_join_d4") not in edges
+    assert "b2_c2_d1_conv" not in nodes and {"b2_c3_d1_conv", "b2_c3_d2_conv", "b2_c2_d3_conv"} <= nodes
+    dot = render.to_dot(net, render.View(block=1, collapse=False, kept=(nodes, edges)))
+    assert 'b1_c3_d1_conv [label="conv(c=64, p=0.0)\\n64×32×32" color="#cccccc"' in dot
+    assert 'b1_c2_d3_conv -> b1_join_d4:c2:n [color="#cccccc" style=dashed]' in dot
