@@ -122,7 +122,7 @@ def render(
         sys.exit(2)
     try:
         draw.write(net, out, fmt, view)
-    except draw.GraphvizMissing as exc:
+    except draw.ImageError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     click.echo(f"wrote {out}")

@@ -45,8 +45,12 @@ class RenderError(ValueError):
     """A view that does not fit the network (bad --block, --column...); the CLI exits 2."""
 
 
-class GraphvizMissing(RuntimeError):
-    """The ``dot`` program is not installed, so no image can be made; the CLI exits 1."""
+class ImageError(RuntimeError):
+    """No diagram could be written (``dot`` missing or failing, output not writable); exit 1."""
+
+
+class GraphvizMissing(ImageError):
+    """The ``dot`` program is not installed, so no image can be made."""
 
 
 @dataclass(frozen=True)
@@ -158,22 +162,32 @@ def write(net: Network, out: str | Path, fmt: str, view: View = View()) -> None:
     """Write ``view`` to ``out`` in ``fmt``.
 
     Raises :class:`GraphvizMissing` (with the ``.dot`` written beside ``out``) when an image
-    is asked for and Graphviz is not installed.
+    is asked for and Graphviz is not installed, :class:`ImageError` when ``dot`` fails or
+    ``out`` cannot be written.
     """
     out = Path(out)
     source = to_dot(net, view)
-    if fmt == "dot":
-        out.write_text(source, encoding="utf-8")
-        return
     try:
-        data = graphviz.Source(source).pipe(format=fmt)
-    except graphviz.ExecutableNotFound:
-        fallback = out.with_suffix(".dot")
-        fallback.write_text(source, encoding="utf-8")
-        raise GraphvizMissing(
-            f"cannot write {out}: the Graphviz 'dot' program was not found; {INSTALL_HINT}. The DOT source is in {fallback}"
-        ) from None
-    out.write_bytes(data)
+        if fmt == "dot":
+            out.write_text(source, encoding="utf-8")
+            return
+        try:
+            data = graphviz.Source(source).pipe(format=fmt)
+        except graphviz.ExecutableNotFound:
+            fallback = out.with_suffix(".dot")
+            fallback.write_text(source, encoding="utf-8")
+            raise GraphvizMissing(
+                f"cannot write {out}: the Graphviz 'dot' program was not found; {INSTALL_HINT}. "
+                f"The DOT source is in {fallback}"
+            ) from None
+        except graphviz.CalledProcessError as exc:
+            reason = (exc.stderr or b"").decode("utf-8", "replace").strip().splitlines() or [
+                f"exit status {exc.returncode}"
+            ]
+            raise ImageError(f"cannot write {out}: dot failed: {reason[-1]}") from None
+        out.write_bytes(data)
+    except OSError as exc:
+        raise ImageError(f"cannot write {exc.filename or out}: {exc.strerror}") from None
 
 
 def _shape(shape: tuple[int, ...]) -> str:

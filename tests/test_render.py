@@ -248,3 +248,11 @@ def test_sample_path_fades_dropped_join_inputs_and_what_only_they_use():
     dot = render.to_dot(net, render.View(block=1, collapse=False, kept=(nodes, edges)))
     assert 'b1_c3_d1_conv [label="conv(c=64, p=0.0)\\n64×32×32" color="#cccccc"' in dot
     assert 'b1_c2_d3_conv -> b1_join_d4:c2:n [color="#cccccc" style=dashed]' in dot
+
+
+@pytest.mark.parametrize("suffix", ["dot", pytest.param("svg", marks=needs_dot)])
+def test_unwritable_output_is_one_line_not_a_traceback(tmp_path, suffix):
+    out = tmp_path / "missing-folder" / f"out.{suffix}"
+    result = run("render", ROOT / "examples" / "tiny.fdsl", "-o", out)
+    assert result.exit_code == 1
+    assert result.stderr == f"error: cannot write {out}: No such file or directory\n"
