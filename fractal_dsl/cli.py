@@ -117,11 +117,10 @@ def render(
     try:
         fmt = draw.output_format(out, fmt.lower() if fmt else None)
         view = draw.make_view(net, block=block, collapse=collapse, column=column, sample=sample)
+        draw.write(net, out, fmt, view)
     except draw.RenderError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    try:
-        draw.write(net, out, fmt, view)
     except draw.ImageError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)

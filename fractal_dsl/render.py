@@ -23,6 +23,7 @@ from .expand import Network
 
 FORMATS = ("svg", "png", "pdf", "dot")
 COLLAPSE_ABOVE = 150  # nodes; larger networks are drawn with one box per block by default
+IMAGE_LIMIT = 2500  # nodes; dot takes ~5 s for a C = 10 block (1,300 nodes), minutes for C = 12 (5,100)
 
 # One colour per entry of the layer key, as in the paper's Figure 1 legend.
 COLOURS = {
@@ -154,19 +155,30 @@ def draw_sample(net: Network, seed: int) -> dict:
 
 def to_dot(net: Network, view: View = View()) -> str:
     """The DOT source of ``view``; byte-identical for the same network and view."""
+    return _drawing(net, view).source()
+
+
+def _drawing(net: Network, view: View) -> _Drawing:
     collapse = view.collapse if view.collapse is not None else (view.block is None and len(net.graph) > COLLAPSE_ABOVE)
-    return _Drawing(net, view, collapse).source()
+    return _Drawing(net, view, collapse)
 
 
 def write(net: Network, out: str | Path, fmt: str, view: View = View()) -> None:
     """Write ``view`` to ``out`` in ``fmt``.
 
-    Raises :class:`GraphvizMissing` (with the ``.dot`` written beside ``out``) when an image
+    Raises :class:`RenderError` for an image too large to lay out, :class:`GraphvizMissing` (with the ``.dot`` written beside ``out``) when an image
     is asked for and Graphviz is not installed, :class:`ImageError` when ``dot`` fails or
     ``out`` cannot be written.
     """
     out = Path(out)
-    source = to_dot(net, view)
+    drawing = _drawing(net, view)
+    if fmt != "dot" and not drawing.collapse and len(drawing.shown) > IMAGE_LIMIT:
+        what = f"block {view.block}" if view.block else "the expanded network"
+        raise RenderError(
+            f"{what} has {len(drawing.shown)} nodes, more than dot lays out in reasonable time ({IMAGE_LIMIT}): "
+            "draw the network with --collapse, or write the DOT source (-o FILE.dot)"
+        )
+    source = drawing.source()
     try:
         if fmt == "dot":
             out.write_text(source, encoding="utf-8")

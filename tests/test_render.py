@@ -256,3 +256,13 @@ def test_unwritable_output_is_one_line_not_a_traceback(tmp_path, suffix):
     result = run("render", ROOT / "examples" / "tiny.fdsl", "-o", out)
     assert result.exit_code == 1
     assert result.stderr == f"error: cannot write {out}: No such file or directory\n"
+
+
+def test_a_block_too_large_for_dot_is_refused_for_images_but_not_for_dot(tmp_path):
+    net = wide_network(12)  # 4,095 convs a block: dot would take minutes
+    with pytest.raises(render.RenderError, match=r"block 1 has 5121 nodes, more than dot lays out"):
+        render.write(net, tmp_path / "block.svg", "svg", render.View(block=1))
+    assert not (tmp_path / "block.svg").exists()
+    render.write(net, tmp_path / "block.dot", "dot", render.View(block=1))
+    assert (tmp_path / "block.dot").read_text(encoding="utf-8").count("_conv [label=") == 2**12 - 1
+    assert render.to_dot(net).count("box3d") == 3  # the default view: one box a block
