@@ -6,8 +6,8 @@ one depth sit on one row across all columns (a ``rank=same`` subgraph per row). 
 their own row just below the deepest layer they join, are drawn as wide bars, and say how
 many inputs they average. Pools sit between blocks; a legend gives the layer key.
 
-Building the DOT source needs neither torch nor the ``dot`` program; only
-:func:`write_image` runs ``dot``. :func:`draw_sample` (``render --sample``) compiles the
+Building the DOT source needs neither torch nor the ``dot`` program; only :func:`write`
+runs ``dot``, and only for an image. :func:`draw_sample` (``render --sample``) compiles the
 network and so imports torch, lazily.
 """
 
@@ -166,9 +166,9 @@ def _drawing(net: Network, view: View) -> _Drawing:
 def write(net: Network, out: str | Path, fmt: str, view: View = View()) -> None:
     """Write ``view`` to ``out`` in ``fmt``.
 
-    Raises :class:`RenderError` for an image too large to lay out, :class:`GraphvizMissing` (with the ``.dot`` written beside ``out``) when an image
-    is asked for and Graphviz is not installed, :class:`ImageError` when ``dot`` fails or
-    ``out`` cannot be written.
+    Raises :class:`RenderError` for an image too large to lay out, :class:`GraphvizMissing`
+    (after writing the ``.dot`` beside ``out``) when an image is asked for and Graphviz is
+    not installed, :class:`ImageError` when ``dot`` fails or ``out`` cannot be written.
     """
     out = Path(out)
     drawing = _drawing(net, view)
@@ -193,10 +193,8 @@ def write(net: Network, out: str | Path, fmt: str, view: View = View()) -> None:
                 f"The DOT source is in {fallback}"
             ) from None
         except graphviz.CalledProcessError as exc:
-            reason = (exc.stderr or b"").decode("utf-8", "replace").strip().splitlines() or [
-                f"exit status {exc.returncode}"
-            ]
-            raise ImageError(f"cannot write {out}: dot failed: {reason[-1]}") from None
+            said = (exc.stderr or b"").decode("utf-8", "replace").strip().splitlines()
+            raise ImageError(f"cannot write {out}: dot failed: {said[-1] if said else exc.returncode}") from None
         out.write_bytes(data)
     except OSError as exc:
         raise ImageError(f"cannot write {exc.filename or out}: {exc.strerror}") from None
@@ -413,15 +411,11 @@ class _Drawing:
         entries = []
         if self.collapse:
             entries.append(("block", "block (collapsed)"))
-        layer_ops = sorted(
-            {g.nodes[v]["op"] for v in self.shown if g.nodes[v]["kind"] == "layer" and v not in self.context}
-        )
+        layer_ops = {g.nodes[v]["op"] for v in self.shown if g.nodes[v]["kind"] == "layer" and v not in self.context}
         if "stem" in kinds:
             entries.append(("stem", "stem"))
         if not self.collapse:
-            entries += [
-                (op, op) for op in (["conv"] if "conv" in layer_ops else []) + [op for op in layer_ops if op != "conv"]
-            ]
+            entries += [(op, op) for op in sorted(layer_ops, key=lambda op: (op != "conv", op))]  # conv first
             if "join" in kinds:
                 entries.append(("join", f"join ({self.net.join_mode})"))
         entries += [(k, k) for k in ("pool", "head") if k in kinds]
