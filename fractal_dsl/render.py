@@ -101,6 +101,10 @@ def make_view(
         return View(block=block, collapse=collapse)
     if collapse:
         raise RenderError("--column and --sample highlight single layers: use --expand or --block N, not --collapse")
+    if sample is not None and not net.droppath.enabled:
+        raise RenderError(f"--sample: {net.name} trains without drop-path (droppath off), so nothing is dropped")
+    if sample is not None and not 0 <= sample < 2**63:
+        raise RenderError(f"--sample {sample}: the seed must be a whole number from 0 to 2**63 - 1")
     if column is not None:
         return View(
             block=block,
@@ -143,7 +147,9 @@ def sample_path(net: Network, sample: dict) -> tuple[frozenset, frozenset]:
 
 
 def draw_sample(net: Network, seed: int) -> dict:
-    """One drop-path sample drawn by the compiled module's own ``sample_drop_path``."""
+    """One drop-path sample drawn by the compiled module's own ``sample_drop_path`` from a
+    ``torch.Generator`` seeded with ``seed``: what a model built with that generator samples
+    in its first training step (its ``last_drop_path``; for ``per sample``, batch size 1)."""
     import torch  # only render --sample pays for torch
 
     from . import codegen
