@@ -306,7 +306,10 @@ class _Drawing:
         )
         if state == "bold":
             border = HIGHLIGHT
-        text = f'<FONT COLOR="{ink}">join: {data["op"]} of {g.in_degree(v)}<BR/>{_shape(data["shape"])}</FONT>'
+        arity = f"{data['op']} of {g.in_degree(v)}"
+        if state in ("kept", "bold"):  # drop-path keeps some of the inputs
+            arity += f" ({sum((u, v) in self.view.kept[1] for u in g.predecessors(v))} kept)"
+        text = f'<FONT COLOR="{ink}">join: {arity}<BR/>{_shape(data["shape"])}</FONT>'
         width = round((LANE + NODESEP) * 72)
         cells = "".join(
             f'<TD PORT="c{k}" WIDTH="{width}">{text if k == first else ""}</TD>' for k in range(first, last + 1)
