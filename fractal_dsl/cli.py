@@ -127,6 +127,36 @@ def render(
     click.echo(f"wrote {out}")
 
 
+@main.command(name="compile")
+@click.argument("file", type=FILE)
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Where to write the .py file (default: stdout).",
+)
+def compile_(file: str, out: str | None) -> None:
+    """Compile FILE to a standalone PyTorch module (one .py file)."""
+    from .codegen import generate, write_atomic
+
+    try:
+        source = generate(_load(file))
+    except FractalError as exc:
+        _fail(exc)
+        sys.exit(1)
+    if out is None:
+        click.echo(source, nl=False)
+        return
+    try:
+        write_atomic(out, source)
+    except OSError as exc:
+        click.echo(f"error: cannot write {out}: {exc.strerror or exc}", err=True)
+        sys.exit(1)
+    click.echo(f"wrote {out}", err=True)
+
+
 def _module_names(net):
     """Dotted submodule names of the compiled module, when the code generator is present."""
     try:
