@@ -1,0 +1,516 @@
+r"""FractalNet maxjoin, compiled by fractal-dsl 0.1.0.
+
+Source: examples/maxjoin.fdsl
+Source sha256: 820eda28407b445bbd0247d874b887b683ea3b2b5e9436036ffc4c6a54647fa5
+
+Larsson, Maire and Shakhnarovich, "FractalNet: Ultra-Deep Neural Networks without
+Residuals", ICLR 2017 (arXiv:1605.07648).
+
+3 columns, 2 blocks, 17,357 parameters; joins take the element-wise max
+of their inputs. Submodules are named by position:
+``block{B}.column{K}.layer{I}`` is the I-th layer unit of column K in block B
+(column 1 is the shallowest), ``block{B}.pool`` the pool after block B.
+
+Drop-path (training only; eval mode drops nothing). Each mini-batch (or each sample,
+``drop_path_per="sample"``) is global with probability ``drop_path_global``, else local:
+
+* global: one column is chosen for the whole network; every join keeps the input that
+  carries it, so only that column's path runs;
+* local: every join drops each input with probability ``drop_path_local`` and keeps at
+  least one (if all were dropped, the one with the largest draw survives);
+* a join combines its survivors as in eval mode, renormalised: mean of the survivors;
+  sum times (inputs / survivors); max of the survivors; concat with zeros in place of
+  the dropped inputs.
+
+Per mini-batch, layers that no surviving path uses are not computed at all;
+``compute_all=True`` computes every layer and masks instead (a fixed graph for
+torch.compile or DDP). Sampling uses torch's random generator (``generator``, else the
+global one), so ``torch.manual_seed`` makes runs reproducible.
+
+Generated code: edit the .fdsl source and compile again instead of editing this file.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
+
+__all__ = ["NUM_COLUMNS", "Maxjoin", "build", "sample_drop_path"]
+
+NUM_COLUMNS = 3
+DEFAULT_DROP_PATH_LOCAL = 0.15
+DEFAULT_DROP_PATH_GLOBAL = 0.5
+
+# The graph in topological order: (node id, submodule, columns through it, consumers),
+# where each consumer is (node, join or -1, input index of that join).
+_NODES = (
+    ("input", "", (1, 2, 3), ((1, -1, 0),)),
+    ("stem", "stem", (1, 2, 3), ((2, -1, 0), (4, -1, 0), (9, -1, 0))),
+    ("b1_c3_d1_conv", "block1.column3.layer1", (3,), ((3, -1, 0),)),
+    ("b1_c3_d2_conv", "block1.column3.layer2", (3,), ((5, 0, 0),)),
+    ("b1_c2_d1_conv", "block1.column2.layer1", (2,), ((5, 0, 1),)),
+    ("b1_join_d2", "", (2, 3), ((6, -1, 0), (8, -1, 0))),
+    ("b1_c3_d3_conv", "block1.column3.layer3", (3,), ((7, -1, 0),)),
+    ("b1_c3_d4_conv", "block1.column3.layer4", (3,), ((10, 1, 0),)),
+    ("b1_c2_d3_conv", "block1.column2.layer2", (2,), ((10, 1, 1),)),
+    ("b1_c1_d1_conv", "block1.column1.layer1", (1,), ((10, 1, 2),)),
+    ("b1_join_d4", "", (1, 2, 3), ((11, -1, 0),)),
+    ("b1_pool", "block1.pool", (1, 2, 3), ((12, -1, 0), (14, -1, 0), (19, -1, 0))),
+    ("b2_c3_d1_conv", "block2.column3.layer1", (3,), ((13, -1, 0),)),
+    ("b2_c3_d2_conv", "block2.column3.layer2", (3,), ((15, 2, 0),)),
+    ("b2_c2_d1_conv", "block2.column2.layer1", (2,), ((15, 2, 1),)),
+    ("b2_join_d2", "", (2, 3), ((16, -1, 0), (18, -1, 0))),
+    ("b2_c3_d3_conv", "block2.column3.layer3", (3,), ((17, -1, 0),)),
+    ("b2_c3_d4_conv", "block2.column3.layer4", (3,), ((20, 3, 0),)),
+    ("b2_c2_d3_conv", "block2.column2.layer2", (2,), ((20, 3, 1),)),
+    ("b2_c1_d1_conv", "block2.column1.layer1", (1,), ((20, 3, 2),)),
+    ("b2_join_d4", "", (1, 2, 3), ((21, -1, 0),)),
+    ("b2_pool", "block2.pool", (1, 2, 3), ((22, -1, 0),)),
+    ("head", "head", (1, 2, 3), ((23, -1, 0),)),
+    ("output", "", (1, 2, 3), ()),
+)
+# The joins in order: (node id, rank of its tensors, channels and columns of each input).
+_JOINS = (
+    ("b1_join_d2", 4, (8, 8), ((3,), (2,))),
+    ("b1_join_d4", 4, (8, 8, 8), ((3,), (2,), (1,))),
+    ("b2_join_d2", 4, (16, 16), ((3,), (2,))),
+    ("b2_join_d4", 4, (16, 16, 16), ((3,), (2,), (1,))),
+)
+# Every join input, flattened: the join it belongs to; where each join's inputs start.
+_INPUT_JOIN = tuple(j for j, join in enumerate(_JOINS) for _ in join[2])
+_FIRST = tuple(sum(len(join[2]) for join in _JOINS[:j]) for j in range(len(_JOINS)))
+_NUM_INPUTS = len(_INPUT_JOIN)
+_JOIN_OF = {join[0]: j for j, join in enumerate(_JOINS)}
+_SPANS = tuple((join[0], _FIRST[j], len(join[2])) for j, join in enumerate(_JOINS))
+# _ON_PATH[k - 1][i]: global drop-path on column k keeps join input i. A join with no
+# input on the path keeps them all (nothing uses its output).
+_ON_PATH = tuple(
+    tuple(
+        k in cols or not any(k in c for c in join[3])
+        for join in _JOINS
+        for cols in join[3]
+    )
+    for k in range(1, NUM_COLUMNS + 1)
+)
+
+
+class _Plan(NamedTuple):
+    """What one forward pass computes.
+
+    ``live[i]``: node i is used by a kept path; ``kept[j]``: the inputs join j keeps
+    (None: all); ``masks``: (1 or batch, join inputs) booleans used instead of ``kept``.
+    """
+
+    live: tuple[bool, ...]
+    kept: tuple[tuple[int, ...], ...] | None
+    masks: Tensor | None
+
+
+_FULL = _Plan((True,) * len(_NODES), None, None)
+
+
+def _rand(shape: tuple[Any, ...], device: Any, generator: Any) -> Tensor:
+    if generator is None:
+        return torch.rand(shape, device=device)
+    return torch.rand(shape, generator=generator, device=generator.device).to(device)
+
+
+def _sample_masks(
+    num: Any,
+    local: float,
+    global_ratio: float,
+    device: Any,
+    generator: torch.Generator | None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Draw ``num`` drop-path samples with tensor ops only (traceable, no host sync).
+
+    Returns ``is_global`` (num,), the global ``column`` (num,) counted from 1, and
+    ``keep`` (num, join inputs): whether each join input survives.
+    """
+    draw = _rand((num, 2 + _NUM_INPUTS), device, generator)
+    is_global = draw[:, 0] < global_ratio
+    column = (draw[:, 1] * NUM_COLUMNS).long().clamp(max=NUM_COLUMNS - 1)
+    u = draw[:, 2:]
+    keep = u >= local
+    join = torch.tensor(_INPUT_JOIN, device=device).expand(num, -1)
+    shape = (num, len(_JOINS))
+    zeros = torch.zeros(shape, device=device)
+    survivors = zeros.scatter_add(1, join, keep.to(zeros.dtype)).gather(1, join)
+    best = torch.full(shape, -1.0, device=device).scatter_reduce(1, join, u, "amax")
+    keep = keep | ((survivors == 0) & (u == best.gather(1, join)))
+    on_path = torch.tensor(_ON_PATH, device=device)[column]
+    keep = torch.where(is_global[:, None], on_path, keep)
+    return is_global, column + 1, keep
+
+
+def _to_sample(is_global: Tensor, column: Tensor, keep: Tensor) -> dict[str, Any]:
+    """The dict form of a drop-path sample (see ``sample_drop_path``)."""
+    if keep.shape[0] != 1:
+        masks = {name: keep[:, a : a + n] for name, a, n in _SPANS}
+        columns = torch.where(is_global, column, torch.zeros_like(column))
+        return {
+            "mode": "per-sample",
+            "column": None,
+            "joins": {},
+            "masks": masks,
+            "global": is_global,
+            "columns": columns,
+        }
+    flags = keep[0].tolist()
+    joins = {name: tuple(i for i in range(n) if flags[a + i]) for name, a, n in _SPANS}
+    if bool(is_global[0]):
+        return {"mode": "global", "column": int(column[0]), "joins": joins}
+    return {"mode": "local", "column": None, "joins": joins}
+
+
+def sample_drop_path(
+    generator: torch.Generator | None = None,
+    *,
+    local: float = DEFAULT_DROP_PATH_LOCAL,
+    global_ratio: float = DEFAULT_DROP_PATH_GLOBAL,
+    device: torch.device | str | None = None,
+) -> dict[str, Any]:
+    """Draw one per-batch drop-path sample, exactly as a training forward pass does.
+
+    Returns ``{"mode": "global" | "local", "column": k or None, "joins": {join id:
+    tuple of kept input indices}}``. Draws on ``generator``'s device (else ``device``,
+    else the CPU) with torch's random generator.
+    """
+    device = device if device is not None else "cpu"
+    return _to_sample(*_sample_masks(1, local, global_ratio, device, generator))
+
+
+def _column_sample(column: int) -> dict[str, Any]:
+    """The global drop-path sample that keeps only ``column``."""
+    row = _ON_PATH[column - 1]
+    joins = {name: tuple(i for i in range(n) if row[a + i]) for name, a, n in _SPANS}
+    return {"mode": "global", "column": column, "joins": joins}
+
+
+@functools.lru_cache(maxsize=4096)
+def _live(kept: tuple[tuple[int, ...], ...]) -> tuple[bool, ...]:
+    """Which nodes a kept path to the output uses (the others are not computed)."""
+    live = [False] * len(_NODES)
+    for v in range(len(_NODES) - 1, -1, -1):
+        uses = _NODES[v][3]
+        live[v] = not uses or any(
+            live[w] and (j < 0 or i in kept[j]) for w, j, i in uses
+        )
+    return tuple(live)
+
+
+def _plan_of(sample: dict[str, Any]) -> _Plan:
+    kept = tuple(tuple(sample["joins"][name]) for name, _, _ in _SPANS)
+    return _Plan(_live(kept), kept, None)
+
+
+def _join(xs: tuple[Any, ...], plan: _Plan, j: int) -> Tensor:
+    """Element-wise maximum of the kept inputs."""
+    _, a, n = _SPANS[j]
+    rank = _JOINS[j][1]
+    if plan.masks is not None:
+        m = plan.masks[:, a : a + n]
+        view = (-1,) + (1,) * (rank - 1)
+        low = torch.finfo(xs[0].dtype).min
+        out = torch.where(m[:, 0].reshape(view), xs[0], low)
+        for i in range(1, n):
+            out = torch.maximum(out, torch.where(m[:, i].reshape(view), xs[i], low))
+        return out
+    kept = xs if plan.kept is None else [xs[i] for i in plan.kept[j]]
+    out = kept[0]
+    for x in kept[1:]:
+        out = torch.maximum(out, x)
+    return out
+
+
+class Maxjoin(nn.Module):
+    """FractalNet maxjoin: 3 columns, 2 blocks."""
+
+    num_columns: int = NUM_COLUMNS
+
+    def __init__(
+        self,
+        *,
+        num_classes: int = 5,
+        drop_path: bool = True,
+        drop_path_local: float = DEFAULT_DROP_PATH_LOCAL,
+        drop_path_global: float = DEFAULT_DROP_PATH_GLOBAL,
+        drop_path_per: str = "batch",
+        dropout: bool = True,
+        compute_all: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        if drop_path_per not in ("batch", "sample"):
+            raise ValueError(
+                f"drop_path_per must be 'batch' or 'sample', not {drop_path_per!r}"
+            )
+        for name, p in (
+            ("drop_path_local", drop_path_local),
+            ("drop_path_global", drop_path_global),
+        ):
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, not {p!r}")
+        self.num_classes = num_classes
+        self.drop_path = drop_path
+        self.drop_path_local = drop_path_local
+        self.drop_path_global = drop_path_global
+        self.drop_path_per = drop_path_per
+        self.compute_all = compute_all
+        self.generator = generator
+        self._drop_path_hooks: OrderedDict[int, Callable[..., Any]] = OrderedDict()
+        self._last_sample: dict[str, Any] | None = None
+        self._last_masks: tuple[Tensor, Tensor, Tensor] | None = None
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1, bias=False),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+        )
+        self.block1 = nn.ModuleDict(
+            {
+                "column1": nn.ModuleDict(
+                    {
+                        "layer1": nn.Sequential(
+                            nn.Conv2d(8, 8, 3, padding=1, bias=False),
+                            nn.BatchNorm2d(8),
+                            nn.LeakyReLU(0.1),
+                        ),
+                    },
+                ),
+                "column2": nn.ModuleDict(
+                    {
+                        "layer1": nn.Sequential(
+                            nn.Conv2d(8, 8, 3, padding=1, bias=False),
+                            nn.BatchNorm2d(8),
+                            nn.LeakyReLU(0.1),
+                        ),
+                        "layer2": nn.Sequential(
+                            nn.Conv2d(8, 8, 3, padding=1, bias=False),
+                            nn.BatchNorm2d(8),
+                            nn.LeakyReLU(0.1),
+                        ),
+                    },
+                ),
+                "column3": nn.ModuleDict(
+                    {
+                        "layer1": nn.Sequential(
+                            nn.Conv2d(8, 8, 3, padding=1, bias=False),
+                            nn.BatchNorm2d(8),
+                            nn.LeakyReLU(0.1),
+                        ),
+                        "layer2": nn.Sequential(
+                            nn.Conv2d(8, 8, 3, padding=1, bias=False),
+                            nn.BatchNorm2d(8),
+                            nn.LeakyReLU(0.1),
+                        ),
+                        "layer3": nn.Sequential(
+                            nn.Conv2d(8, 8, 3, padding=1, bias=False),
+                            nn.BatchNorm2d(8),
+                            nn.LeakyReLU(0.1),
+                        ),
+                        "layer4": nn.Sequential(
+                            nn.Conv2d(8, 8, 3, padding=1, bias=False),
+                            nn.BatchNorm2d(8),
+                            nn.LeakyReLU(0.1),
+                        ),
+                    },
+                ),
+                "pool": nn.Sequential(
+                    nn.MaxPool2d(2),
+                ),
+            },
+        )
+        self.block2 = nn.ModuleDict(
+            {
+                "column1": nn.ModuleDict(
+                    {
+                        "layer1": nn.Sequential(
+                            nn.Conv2d(8, 16, 3, padding=1, bias=False),
+                            nn.BatchNorm2d(16),
+                            nn.LeakyReLU(0.1),
+                        ),
+                    },
+                ),
+                "column2": nn.ModuleDict(
+                    {
+                        "layer1": nn.Sequential(
+                            nn.Conv2d(8, 16, 3, padding=1, bias=False),
+                            nn.BatchNorm2d(16),
+                            nn.LeakyReLU(0.1),
+                        ),
+                        "layer2": nn.Sequential(
+                            nn.Conv2d(16, 16, 3, padding=1, bias=False),
+                            nn.BatchNorm2d(16),
+                            nn.LeakyReLU(0.1),
+                        ),
+                    },
+                ),
+                "column3": nn.ModuleDict(
+                    {
+                        "layer1": nn.Sequential(
+                            nn.Conv2d(8, 16, 3, padding=1, bias=False),
+                            nn.BatchNorm2d(16),
+                            nn.LeakyReLU(0.1),
+                        ),
+                        "layer2": nn.Sequential(
+                            nn.Conv2d(16, 16, 3, padding=1, bias=False),
+                            nn.BatchNorm2d(16),
+                            nn.LeakyReLU(0.1),
+                        ),
+                        "layer3": nn.Sequential(
+                            nn.Conv2d(16, 16, 3, padding=1, bias=False),
+                            nn.BatchNorm2d(16),
+                            nn.LeakyReLU(0.1),
+                        ),
+                        "layer4": nn.Sequential(
+                            nn.Conv2d(16, 16, 3, padding=1, bias=False),
+                            nn.BatchNorm2d(16),
+                            nn.LeakyReLU(0.1),
+                        ),
+                    },
+                ),
+                "pool": nn.Sequential(
+                    nn.MaxPool2d(2),
+                ),
+            },
+        )
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(16, num_classes),
+        )
+
+    @property
+    def last_drop_path(self) -> dict[str, Any] | None:
+        """The drop-path sample of the last training forward pass (None before one)."""
+        if self._last_sample is None and self._last_masks is not None:
+            self._last_sample = _to_sample(*self._last_masks)
+        return self._last_sample
+
+    def register_drop_path_hook(self, fn: Callable[..., Any]) -> RemovableHandle:
+        """Call ``fn(model, sample)`` on every drop-path sample drawn in training.
+
+        Per mini-batch, ``fn`` may return a sample dict to use instead (to steer).
+        """
+        handle = RemovableHandle(self._drop_path_hooks)
+        self._drop_path_hooks[handle.id] = fn
+        return handle
+
+    def _plan(self, x: Tensor, column: int | None) -> _Plan:
+        if column is not None:
+            if not 1 <= column <= NUM_COLUMNS:
+                raise ValueError(f"column must be 1..{NUM_COLUMNS}, not {column!r}")
+            return _plan_of(_column_sample(column))
+        if not (self.training and self.drop_path):
+            return _FULL
+        per_sample = self.drop_path_per == "sample"
+        if per_sample or self.compute_all:
+            masks = _sample_masks(
+                x.shape[0] if per_sample else 1,
+                self.drop_path_local,
+                self.drop_path_global,
+                x.device,
+                self.generator,
+            )
+            if not isinstance(masks[2], torch.fx.Proxy):
+                self._last_sample, self._last_masks = None, masks
+            if self._drop_path_hooks:
+                sample = self._call_hooks(self.last_drop_path)
+                if not per_sample:
+                    flags = [
+                        i in sample["joins"][name]
+                        for name, _, n in _SPANS
+                        for i in range(n)
+                    ]
+                    masks = (masks[0], masks[1], torch.tensor([flags], device=x.device))
+            return _Plan(_FULL.live, None, masks[2])
+        device = self.generator.device if self.generator is not None else "cpu"
+        sample = sample_drop_path(
+            self.generator,
+            local=self.drop_path_local,
+            global_ratio=self.drop_path_global,
+            device=device,
+        )
+        self._last_sample, self._last_masks = self._call_hooks(sample), None
+        return _plan_of(self._last_sample)
+
+    def _call_hooks(self, sample: Any) -> Any:
+        for fn in list(self._drop_path_hooks.values()):
+            steered = fn(self, sample)
+            if steered is not None:
+                sample = steered
+        return sample
+
+    def _forward_block1(self, x: Tensor, plan: _Plan) -> Tensor:
+        block, live = self.block1, plan.live
+        c3_1 = block.column3.layer1(x) if live[2] else None
+        c3_2 = block.column3.layer2(c3_1) if live[3] else None
+        c2_1 = block.column2.layer1(x) if live[4] else None
+        j1 = _join((c3_2, c2_1), plan, 0) if live[5] else None
+        c3_3 = block.column3.layer3(j1) if live[6] else None
+        c3_4 = block.column3.layer4(c3_3) if live[7] else None
+        c2_2 = block.column2.layer2(j1) if live[8] else None
+        c1_1 = block.column1.layer1(x) if live[9] else None
+        j2 = _join((c3_4, c2_2, c1_1), plan, 1) if live[10] else None
+        return block.pool(j2)
+
+    def _forward_block2(self, x: Tensor, plan: _Plan) -> Tensor:
+        block, live = self.block2, plan.live
+        c3_1 = block.column3.layer1(x) if live[12] else None
+        c3_2 = block.column3.layer2(c3_1) if live[13] else None
+        c2_1 = block.column2.layer1(x) if live[14] else None
+        j1 = _join((c3_2, c2_1), plan, 2) if live[15] else None
+        c3_3 = block.column3.layer3(j1) if live[16] else None
+        c3_4 = block.column3.layer4(c3_3) if live[17] else None
+        c2_2 = block.column2.layer2(j1) if live[18] else None
+        c1_1 = block.column1.layer1(x) if live[19] else None
+        j2 = _join((c3_4, c2_2, c1_1), plan, 3) if live[20] else None
+        return block.pool(j2)
+
+    def forward_features(self, x: Tensor, column: int | None = None) -> Tensor:
+        """Everything before the head; ``column=k`` runs only column k in every block."""
+        plan = self._plan(x, column)
+        x = self.stem(x)
+        x = self._forward_block1(x, plan)
+        x = self._forward_block2(x, plan)
+        return x
+
+    def forward_head(self, x: Tensor) -> Tensor:
+        return self.head(x)
+
+    def forward(self, x: Tensor, column: int | None = None) -> Tensor:
+        return self.forward_head(self.forward_features(x, column))
+
+    def extract_column(self, k: int) -> nn.Sequential:
+        """Column k alone as a plain ``nn.Sequential`` sharing this model's weights."""
+        if not 1 <= k <= NUM_COLUMNS:
+            raise ValueError(f"column must be 1..{NUM_COLUMNS}, not {k!r}")
+        steps: OrderedDict[str, nn.Module] = OrderedDict()
+        row = _ON_PATH[k - 1]
+        for node, module, columns, _ in _NODES:
+            if k not in columns:
+                continue
+            if module:
+                steps[module.replace(".", "_")] = self.get_submodule(module)
+                continue
+            j = _JOIN_OF.get(node, -1)
+            if j < 0:
+                continue
+            _, a, n = _SPANS[j]
+            kept = [i for i in range(n) if row[a + i]]
+            if len(kept) != 1:
+                raise ValueError(
+                    f"column {k} is not a chain of layers: {node} keeps {kept}"
+                )
+        return nn.Sequential(steps)
+
+
+def build(**overrides: Any) -> Maxjoin:
+    """Build the network; ``overrides`` are Maxjoin's keyword arguments."""
+    return Maxjoin(**overrides)

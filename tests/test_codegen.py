@@ -1,0 +1,174 @@
+"""The compiled module: every example compiles, runs, and agrees with tests/reference.py."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import EXAMPLES, ROOT, assert_golden
+from reference import compiled, run
+
+import fractal_dsl
+from fractal_dsl import codegen
+
+torch.set_num_threads(1)
+# The ImageNet-size example is slow on CPU: it runs forward/backward once, at batch 1.
+SMALL = [p for p in EXAMPLES if p.stem != "fractalnet34"]
+
+
+def _build(module, **kw):
+    torch.manual_seed(0)
+    model = module.build(**kw)
+    _randomise_bn(model)
+    return model
+
+
+def _randomise_bn(model) -> None:
+    """Non-trivial running statistics, so eval-mode batch norm is not the identity."""
+    g = torch.Generator().manual_seed(1)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+
+
+def _input(net, batch: int = 2) -> torch.Tensor:
+    return torch.randn(batch, *net.input_shape, generator=torch.Generator().manual_seed(2))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_example_trains_and_evaluates(path):
+    net, module = compiled(path)
+    model = _build(module)
+    assert sum(p.numel() for p in model.parameters()) == net.params
+    assert model.num_columns == net.columns
+    batch = 1 if path.stem == "fractalnet34" else 2
+    x = _input(net, batch)
+    for training in (True, False):
+        model.train(training)
+        model.zero_grad()
+        y = model(x)
+        assert y.shape == (batch, net.classes)
+        y.square().mean().backward()
+        assert torch.isfinite(y).all()
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+@pytest.mark.parametrize("path", SMALL, ids=[p.stem for p in SMALL])
+def test_eval_agrees_with_reference(path):
+    net, module = compiled(path)
+    model = _build(module).eval()
+    state = model.state_dict()
+    x = _input(net)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), run(net, state, x), rtol=1e-4, atol=1e-5)
+        for k in range(1, net.columns + 1):
+            sample = module._column_sample(k)
+            expected = run(net, state, x, sample=sample)
+            torch.testing.assert_close(model(x, column=k), expected, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(model.extract_column(k)(x), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("path", SMALL, ids=[p.stem for p in SMALL])
+def test_train_sample_agrees_with_reference(path):
+    """A fixed drop-path sample in train mode (batch statistics, dropout off)."""
+    net, module = compiled(path)
+    model = _build(module, dropout=False, drop_path_per="batch").train()
+    x = _input(net, 4)
+    for seed in range(4):
+        sample = module.sample_drop_path(torch.Generator().manual_seed(seed), local=0.5, global_ratio=0.3)
+        handle = model.register_drop_path_hook(lambda m, s, fixed=sample: fixed)
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        y = model(x)
+        handle.remove()
+        assert model.last_drop_path == sample
+        torch.testing.assert_close(y, run(net, state, x, training=True, sample=sample), rtol=1e-4, atol=1e-5)
+
+
+def test_extract_column_is_sequential_and_shares_weights():
+    net, module = compiled(ROOT / "examples" / "fractal3.fdsl")
+    model = _build(module)
+    seq = model.extract_column(3)
+    assert type(seq) is torch.nn.Sequential
+    assert len(list(seq.parameters())) and all(any(p is q for q in model.parameters()) for p in seq.parameters())
+    convs = [m for m in seq.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 5 * 4  # column 3 of a C = 3 block holds 2^2 convs
+    with pytest.raises(ValueError, match="column must be 1..3"):
+        model.extract_column(4)
+    with pytest.raises(ValueError, match="column must be 1..3"):
+        model(_input(net), column=0)
+
+
+def test_module_names_point_at_submodules():
+    net, module = compiled(ROOT / "examples" / "trunk.fdsl")
+    model = module.build()
+    names = codegen.module_names(net)
+    g = net.graph
+    for node, name in names.items():
+        sub = model.get_submodule(name)
+        expected = sum(p.numel() for p in sub.parameters())
+        assert expected == g.nodes[node]["params"], node
+    assert names["b1_c3_d3_wide"] == "block1.column3.layer2"
+    assert {g.nodes[n]["kind"] for n in names} == {"layer", "pool", "head"}
+
+
+def test_state_dict_round_trips(tmp_path):
+    net, module = compiled(ROOT / "examples" / "tiny.fdsl")
+    a, b = _build(module).eval(), module.build().eval()
+    torch.save(a.state_dict(), tmp_path / "w.pt")
+    b.load_state_dict(torch.load(tmp_path / "w.pt"))
+    x = _input(net)
+    with torch.no_grad():
+        assert torch.equal(a(x), b(x))
+
+
+def test_build_overrides_and_bad_arguments():
+    _, module = compiled(ROOT / "examples" / "tiny.fdsl")
+    model = module.build(num_classes=3)
+    assert model(torch.randn(2, 1, 16, 16)).shape == (2, 3)
+    with pytest.raises(ValueError, match="drop_path_per"):
+        module.build(drop_path_per="epoch")
+    with pytest.raises(ValueError, match="drop_path_local"):
+        module.build(drop_path_local=1.5)
+    with pytest.raises(TypeError):
+        module.Tiny(10)  # keyword-only
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_golden_code(path):
+    net = fractal_dsl.load(path, f"examples/{path.name}")
+    source = codegen.generate(net)
+    assert codegen.generate(fractal_dsl.load(path, f"examples/{path.name}")) == source
+    assert_golden(ROOT / "tests" / "golden" / "codegen" / f"{path.stem}.py", source)
+
+
+def test_generated_code_passes_ruff(tmp_path):
+    for path in EXAMPLES:
+        (tmp_path / f"{path.stem}.py").write_text(codegen.generate(fractal_dsl.load(path)))
+    ruff = [sys.executable, "-m", "ruff"]
+    files = sorted(str(p) for p in tmp_path.glob("*.py"))
+    check = subprocess.run(
+        [*ruff, "check", "--isolated", "--no-cache", *files], check=False, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    fmt = subprocess.run(
+        [*ruff, "format", "--isolated", "--no-cache", "--check", *files], check=False, capture_output=True, text=True
+    )
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_generated_code_imports_only_torch_and_stdlib():
+    import ast
+
+    tree = ast.parse(codegen.generate(fractal_dsl.load(ROOT / "examples" / "fractal4.fdsl")))
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            roots.add(node.module.split(".")[0])
+    assert roots <= {"__future__", "functools", "collections", "typing", "torch"}, roots
