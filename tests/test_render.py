@@ -266,3 +266,49 @@ def test_a_block_too_large_for_dot_is_refused_for_images_but_not_for_dot(tmp_pat
     render.write(net, tmp_path / "block.dot", "dot", render.View(block=1))
     assert (tmp_path / "block.dot").read_text(encoding="utf-8").count("_conv [label=") == 2**12 - 1
     assert render.to_dot(net).count("box3d") == 3  # the default view: one box a block
+
+
+@pytest.mark.parametrize("name", ["tiny", "trunk"])  # drop-path per batch, and per sample
+def test_rendered_sample_is_what_the_model_samples_for_the_same_seed(tmp_path, name):
+    import torch
+
+    from fractal_dsl import codegen
+
+    path = ROOT / "examples" / f"{name}.fdsl"
+    net = fractal_dsl.load(path)
+    module = codegen.load_module(codegen.generate(net), f"render_sample_{name}")
+    modes = set()
+    for seed in range(6):
+        model = module.build(generator=torch.Generator().manual_seed(seed)).train()
+        model(torch.randn(1, *net.input_shape))
+        recorded = model.last_drop_path
+        modes.add(recorded["mode"])
+        out = tmp_path / f"{name}-{seed}.dot"
+        result = run("render", path, "--sample", seed, "-o", out)
+        assert result.exit_code == 0, result.output
+        kept = render.sample_path(net, recorded)
+        expected = render.View(collapse=False, kept=kept, note=render.make_view(net, sample=seed).note)
+        assert out.read_text(encoding="utf-8") == render.to_dot(net, expected)
+        if recorded["mode"] == "global":  # a global sample is exactly one column's path
+            assert kept[0] == render.column_path(net, recorded["column"])[0]
+    assert modes == {"global", "local"}
+
+
+def test_sample_imports_torch_only_when_asked(tmp_path):
+    out = tmp_path / "sample.dot"
+    args = ["render", "examples/tiny.fdsl", "--sample", "3", "-o", str(out)]
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, *args], check=False, capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert "exit=0 torch=['torch'" in proc.stderr, proc.stderr
+    assert "drop-path sample, seed 3" in out.read_text(encoding="utf-8")
+
+
+def test_sample_needs_drop_path_and_a_usable_seed(tmp_path):
+    text = (ROOT / "examples" / "tiny.fdsl").read_text()
+    off = tmp_path / "off.fdsl"
+    off.write_text(text.replace("droppath local 0.15 global 0.5 per batch", "droppath off"))
+    result = run("render", off, "--sample", "1", "-o", tmp_path / "x.dot")
+    assert result.exit_code == 2 and "trains without drop-path" in result.stderr
+    result = run("render", ROOT / "examples" / "tiny.fdsl", "--sample", "-1", "-o", tmp_path / "x.dot")
+    assert result.exit_code == 2 and "the seed must be a whole number" in result.stderr
