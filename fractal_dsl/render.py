@@ -182,7 +182,7 @@ def write(net: Network, out: str | Path, fmt: str, view: View = View()) -> None:
         what = f"block {view.block}" if view.block else "the expanded network"
         raise RenderError(
             f"{what} has {len(drawing.shown)} nodes, more than dot lays out in reasonable time ({IMAGE_LIMIT}): "
-            "draw the network with --collapse, or write the DOT source (-o FILE.dot)"
+            "draw one block (--block N) or the collapsed network (--collapse), or write the DOT source (-o FILE.dot)"
         )
     source = drawing.source()
     try:
