@@ -157,6 +157,88 @@ def compile_(file: str, out: str | None) -> None:
     click.echo(f"wrote {out}", err=True)
 
 
+@main.command()
+@click.argument("file", type=FILE)
+@click.option("--out", "out", default="runs/latest", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for model.py, checkpoint.pt, metrics.jsonl, summary.json, curves.png.")
+@click.option("--data", default="digits", show_default=True,
+              help="digits (built in, offline), cifar10, cifar100, svhn (need torchvision) or an image folder.")
+@click.option("--cache-dir", default=None, type=click.Path(file_okay=False), help="Where datasets download to.")
+@click.option("--augment", is_flag=True, help="The paper's '+' augmentation: mirror and up to 4 px translation.")
+@click.option("--epochs", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=100, show_default=True, type=click.IntRange(min=1),
+              help="Global batch, split over torchrun processes.")
+@click.option("--lr", default=0.02, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Divided by 10 each time the remaining epochs halve.")
+@click.option("--weight-decay", default=0.0, show_default=True, type=click.FloatRange(min=0))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
+@click.option("--amp", is_flag=True, help="Mixed precision (float16 autocast; CUDA only).")
+@click.option("--drop-path/--no-drop-path", "drop_path", default=None, help="Override the file's drop-path switch.")
+@click.option("--drop-path-local", type=click.FloatRange(0, 1), default=None, help="Override the local drop rate.")
+@click.option("--drop-path-global", type=click.FloatRange(0, 1), default=None,
+              help="Override the share of globally sampled batches.")
+@click.option("--drop-path-per", type=click.Choice(["batch", "sample"]), default=None)
+@click.option("--no-regularization", is_flag=True, help="Turn drop-path and dropout off.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last finished epoch.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars: one line per epoch, for logs.")
+def train(file: str, out: str, no_regularization: bool, **options) -> None:
+    """Compile FILE and train it; under torchrun, data-parallel over all processes."""
+    net = _load_or_exit(file)
+    if no_regularization:
+        given = [k for k in ("drop_path", "drop_path_local", "drop_path_global", "drop_path_per") if options[k] is not None]
+        if given:
+            raise click.UsageError(f"--no-regularization turns drop-path off; drop --{given[0].replace('_', '-')}")
+        options.update(drop_path=False, dropout=False)
+    from .train import Interrupted, TrainConfig, TrainError, train as run
+
+    try:
+        run(net, TrainConfig(**options), out, log=click.echo)
+    except Interrupted as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(130)
+    except TrainError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+@main.command("eval")
+@click.argument("file", type=FILE)
+@click.option("--checkpoint", "ckpt", required=True, type=click.Path(dir_okay=False), help="A checkpoint.pt from train.")
+@click.option("--column", type=click.IntRange(min=1), default=None, help="Only column K (default: whole network and each column).")
+@click.option("--data", default=None, help="Test data (default: what the checkpoint was trained on).")
+@click.option("--cache-dir", default=None, type=click.Path(file_okay=False))
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def evaluate(file: str, ckpt: str, column: int | None, data: str | None, cache_dir: str | None, device: str,
+             as_json: bool) -> None:
+    """Test accuracy and speed (samples/s) of FILE's network with a checkpoint's weights, per column."""
+    net = _load_or_exit(file)
+    from .train import TrainError, evaluate_checkpoint
+
+    try:
+        result = evaluate_checkpoint(net, ckpt, column, data, cache_dir, device)
+    except TrainError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"{result['network']} after epoch {result['epoch']}: {result['data']} test set "
+               f"({result['test_samples']} samples) on {result['device']}")
+    for row in result["rows"]:
+        what = "whole network" if row["column"] is None else f"column {row['column']}"
+        click.echo(f"  {what:<14} accuracy {100 * row['accuracy']:6.2f}%  {row['samples_per_second']:>10,.0f} samples/s")
+
+
+def _load_or_exit(path: str):
+    try:
+        return _load(path)
+    except FractalError as exc:
+        _fail(exc)
+        sys.exit(1)
+
+
 def _module_names(net):
     """Dotted submodule names of the compiled module, when the code generator is present."""
     try:

@@ -1,0 +1,217 @@
+"""Training data as in-memory tensors: the built-in digits, torchvision sets, image folders.
+
+A :class:`Data` holds the whole train and test split on one device. Batches are cut from a
+:class:`~torch.utils.data.DistributedSampler` order (one process is the one-replica case),
+and the paper's "+" augmentation (mirror, up to 4 px translation) is drawn once per epoch
+*per sample index* from ``(seed, epoch)``: the same image gets the same flip and shift no
+matter how many processes share the epoch or whether the run was resumed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .config import TrainError
+
+VISION = {"cifar10": ((3, 32, 32), 10), "cifar100": ((3, 32, 32), 100), "svhn": ((3, 32, 32), 10)}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
+SPLIT_SEED = 0  # the held-out split is fixed, whatever --seed says, so runs compare on one test set
+TEST_FRACTION = 0.2
+SHIFT = 4  # pixels of translation in the "+" augmentation
+
+
+@dataclass
+class Data:
+    """Images (uint8 or float in [0, 1], N x C x H x W) and labels; normalised per batch."""
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    classes: int
+    mean: torch.Tensor  # per channel, of the training images in [0, 1]
+    std: torch.Tensor
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    def to(self, device) -> Data:
+        return Data(self.name, *(t.to(device) for t in (self.x_train, self.y_train, self.x_test, self.y_test)),
+                    self.classes, self.mean.to(device), self.std.to(device))
+
+    def prepare(self, x: torch.Tensor, flips=None, shifts=None) -> torch.Tensor:
+        """A batch as the network sees it: floats, augmented if asked, normalised."""
+        x = x.float() / 255 if x.dtype == torch.uint8 else x
+        if flips is not None:
+            x = augment(x, flips, shifts)
+        return (x - self.mean[:, None, None]) / self.std[:, None, None]
+
+
+def load(spec: str, input_shape: tuple[int, ...], classes: int, cache_dir: str | None = None) -> Data:
+    """Load ``spec`` (digits, cifar10, cifar100, svhn or a folder) and check it fits the network."""
+    if spec == "digits":
+        data = _digits(input_shape)
+    elif spec in VISION:
+        data = _vision(spec, cache_dir)
+    elif os.path.isdir(spec):
+        data = _folder(Path(spec), input_shape)
+    else:
+        raise TrainError(f"--data {spec!r}: not digits, cifar10, cifar100, svhn or an existing folder")
+    if data.shape != tuple(input_shape):
+        raise TrainError(f"{data.name} images are {_shape(data.shape)} but the network takes {_shape(input_shape)}"
+                         " (change the `input` line, or pick data of that shape)")
+    if data.classes != classes:
+        raise TrainError(f"{data.name} has {data.classes} classes but the network predicts {classes}"
+                         " (change the `classes` line)")
+    return data
+
+
+def _shape(shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def _finish(name, x_train, y_train, x_test, y_test, classes) -> Data:
+    x = x_train.float() / 255 if x_train.dtype == torch.uint8 else x_train
+    dims = (0, 2, 3)
+    mean, std = x.mean(dims), x.std(dims).clamp_min(1e-6)
+    return Data(name, x_train, y_train.long(), x_test, y_test.long(), classes, mean, std)
+
+
+def _split(n: int, labels: torch.Tensor):
+    """A fixed, seeded, stratified train/test split of ``n`` samples."""
+    from sklearn.model_selection import train_test_split
+
+    idx = torch.arange(n)
+    tr, te = train_test_split(idx.numpy(), test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=labels.numpy())
+    return torch.from_numpy(tr), torch.from_numpy(te)
+
+
+def _digits(input_shape) -> Data:
+    """scikit-learn's 1,797 8x8 handwritten digits, grey, resized (bilinear) to the network's input."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise TrainError("the built-in digits need scikit-learn: pip install 'fractal-dsl[train]'") from None
+    digits = load_digits()
+    x = torch.tensor(digits.images, dtype=torch.float32)[:, None] / 16
+    y = torch.tensor(digits.target)
+    if len(input_shape) == 3 and input_shape[0] == 1 and tuple(input_shape[1:]) != (8, 8):
+        x = F.interpolate(x, size=tuple(input_shape[1:]), mode="bilinear", align_corners=False).clamp(0, 1)
+    tr, te = _split(len(y), y)
+    return _finish("digits", x[tr], y[tr], x[te], y[te], 10)
+
+
+def _vision(name: str, cache_dir: str | None) -> Data:
+    try:
+        import torchvision.datasets as tvd
+    except ImportError:
+        raise TrainError(f"--data {name} needs torchvision: pip install 'fractal-dsl[vision]'") from None
+    root = cache_dir or default_cache_dir()
+    try:
+        if name == "svhn":
+            train, test = (tvd.SVHN(root, split=s, download=True) for s in ("train", "test"))
+            xs = [torch.from_numpy(d.data) for d in (train, test)]  # already N x 3 x 32 x 32
+            ys = [torch.as_tensor(d.labels) for d in (train, test)]
+        else:
+            cls = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
+            train, test = (cls(root, train=t, download=True) for t in (True, False))
+            xs = [torch.from_numpy(d.data).permute(0, 3, 1, 2).contiguous() for d in (train, test)]
+            ys = [torch.as_tensor(d.targets) for d in (train, test)]
+    except (OSError, RuntimeError) as exc:
+        raise TrainError(f"could not load {name} into {root}: {exc}") from None
+    return _finish(name, xs[0], ys[0], xs[1], ys[1], VISION[name][1])
+
+
+def default_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "fractal-dsl")
+
+
+def _folder(root: Path, input_shape) -> Data:
+    """An image folder read with Pillow: ``root/CLASS/*`` (split 80/20, seeded) or
+    ``root/train/CLASS/*`` and ``root/test/CLASS/*``. Images are converted to the network's
+    channels (1: grey, 3: RGB) and resized to its height and width."""
+    if len(input_shape) != 3 or input_shape[0] not in (1, 3):
+        raise TrainError(f"image folders need a network input of 1xHxW or 3xHxW, not {_shape(input_shape)}")
+    try:
+        from PIL import Image
+    except ImportError:
+        raise TrainError("--data FOLDER needs Pillow: pip install 'fractal-dsl[train]'") from None
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        classes = _class_names(root / "train")
+        x_tr, y_tr = _read_images(root / "train", classes, input_shape, Image)
+        x_te, y_te = _read_images(root / "test", classes, input_shape, Image)
+    else:
+        classes = _class_names(root)
+        x, y = _read_images(root, classes, input_shape, Image)
+        tr, te = _split(len(y), y)
+        x_tr, y_tr, x_te, y_te = x[tr], y[tr], x[te], y[te]
+    return _finish(str(root), x_tr, y_tr, x_te, y_te, len(classes))
+
+
+def _class_names(root: Path) -> list[str]:
+    names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not names:
+        raise TrainError(f"{root}: no class folders (expected {root}/CLASS/image.png)")
+    return names
+
+
+def _read_images(root: Path, classes: list[str], input_shape, Image):
+    mode = "L" if input_shape[0] == 1 else "RGB"
+    size = (input_shape[2], input_shape[1])
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        folder = root / name
+        if not folder.is_dir():
+            raise TrainError(f"{root}: class folder {name!r} is missing (it exists in train/)")
+        for path in sorted(folder.iterdir()):
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                with Image.open(path) as im:
+                    im = im.convert(mode).resize(size, Image.BILINEAR)
+                    images.append(torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).view(size[1], size[0], -1))
+            except OSError as exc:
+                raise TrainError(f"{path}: not a readable image ({exc})") from None
+            labels.append(label)
+    if not images:
+        raise TrainError(f"{root}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in its class folders")
+    return torch.stack(images).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels)
+
+
+# ---- batches ------------------------------------------------------------------------------
+
+
+def epoch_order(n: int, seed: int, epoch: int, rank: int, world: int) -> torch.Tensor:
+    """This process's sample indices for ``epoch``: DistributedSampler's seeded permutation,
+    trimmed so every process gets the same number (else DDP would wait on a missing batch)."""
+    from torch.utils.data import DistributedSampler
+
+    sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
+    sampler.set_epoch(epoch)
+    return torch.tensor(list(iter(sampler)), dtype=torch.long)
+
+
+def augmentation(n: int, seed: int, epoch: int):
+    """Per-sample flips (0/1) and shifts (dy, dx in [-4, 4]) for one epoch, by sample index."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch + 7)
+    return torch.randint(0, 2, (n,), generator=g), torch.randint(-SHIFT, SHIFT + 1, (n, 2), generator=g)
+
+
+def augment(x: torch.Tensor, flips: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """Mirror where ``flips`` is 1, then translate by ``shifts`` with zero padding (the paper's "+")."""
+    x = torch.where(flips.to(x.device).bool()[:, None, None, None], x.flip(3), x)
+    b, _, h, w = x.shape
+    padded = F.pad(x, (SHIFT, SHIFT, SHIFT, SHIFT))
+    shifts = shifts.to(x.device)
+    rows = torch.arange(h, device=x.device)[None, :] + SHIFT - shifts[:, 0:1]
+    cols = torch.arange(w, device=x.device)[None, :] + SHIFT - shifts[:, 1:2]
+    out = padded[torch.arange(b, device=x.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]]
+    return out.permute(0, 3, 1, 2)

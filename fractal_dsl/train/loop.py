@@ -1,0 +1,365 @@
+"""The training loop: a validated Network -> compiled module -> trained weights and a results folder.
+
+:func:`train` writes into ``out``: ``model.py`` (the compiled module), ``checkpoint.pt``
+(after every epoch), ``metrics.jsonl`` (one line per epoch), ``curves.png`` and
+``summary.json``. :func:`evaluate_checkpoint` measures a saved run, column by column.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .. import codegen
+from ..expand import Network
+from . import checkpoint, distributed
+from . import data as datasets
+from .config import RESUME_KEYS, Interrupted, TrainConfig, TrainError, paper_milestones
+
+EVAL_BATCH = 500
+
+
+def train(net: Network, cfg: TrainConfig, out: str | Path, log=print) -> dict:
+    """Train ``net`` as ``cfg`` says, writing into ``out``; returns the summary (also in summary.json).
+
+    Under ``torchrun`` every process calls this; only rank 0 writes files and logs.
+    """
+    ctx = distributed.setup(cfg.device)
+    try:
+        return _Run(net, cfg, Path(out), ctx, log if ctx.main else _silent).run()
+    finally:
+        distributed.teardown(ctx)
+
+
+def _silent(*_args, **_kwargs) -> None:
+    pass
+
+
+def compile_model(net: Network, generator=None, **overrides):
+    """Generate, load and build the compiled module for ``net``; returns (source, model)."""
+    source = codegen.generate(net)
+    module = codegen.load_module(source, f"fractal_dsl_compiled_{net.name}")
+    return source, module.build(generator=generator, **overrides)
+
+
+def _seed(*parts: int) -> int:
+    """One 63-bit seed from several integers (seed, epoch, rank, stream)."""
+    digest = hashlib.sha256(repr(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+class _Run:
+    def __init__(self, net: Network, cfg: TrainConfig, out: Path, ctx: distributed.Context, log) -> None:
+        self.net, self.cfg, self.out, self.ctx, self.log = net, cfg, out, ctx, log
+        if cfg.amp and ctx.device.type != "cuda":
+            raise TrainError("--amp (mixed precision) needs a CUDA device")
+        if cfg.epochs < 1 or cfg.batch_size < 1 or not (cfg.lr > 0):
+            raise TrainError("--epochs and --batch-size must be at least 1 and --lr positive")
+        if cfg.batch_size % ctx.world:
+            raise TrainError(f"--batch-size {cfg.batch_size} must divide evenly over {ctx.world} processes")
+        self.ckpt = out / "checkpoint.pt"
+        if ctx.main:
+            if cfg.resume and not self.ckpt.is_file():
+                raise TrainError(f"--resume: {self.ckpt} does not exist")
+            if not cfg.resume and self.ckpt.exists():
+                raise TrainError(f"{out} already holds a run: continue it with --resume, or pick another --out")
+            out.mkdir(parents=True, exist_ok=True)
+
+    # ---- setup --------------------------------------------------------------------------
+
+    def _data(self) -> datasets.Data:
+        def load():
+            return datasets.load(self.cfg.data, self.net.input_shape, self.net.classes, self.cfg.cache_dir)
+
+        if self.ctx.local_rank == 0:  # downloads happen once per machine
+            d = load()
+            distributed.barrier(self.ctx)
+        else:
+            distributed.barrier(self.ctx)
+            d = load()
+        return d.to(self.ctx.device)
+
+    def run(self) -> dict:
+        cfg, ctx = self.cfg, self.ctx
+        data = self._data()
+        torch.manual_seed(cfg.seed)  # the same initial weights in every process
+        self.dp_gen = torch.Generator()
+        try:
+            source, model = compile_model(self.net, self.dp_gen, **cfg.model_overrides())
+        except ValueError as exc:  # the module checks drop-path values
+            raise TrainError(str(exc)) from None
+        model.to(ctx.device)
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        milestones = paper_milestones(cfg.epochs)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 0.1 ** sum(e >= m for m in milestones))
+        scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp)
+        history: list[dict] = []
+        if cfg.resume:
+            history = self._restore(model, opt, sched, scaler)
+        if ctx.main:
+            _write_text(self.out / "model.py", source)
+        params = sum(p.numel() for p in model.parameters())
+        if history:
+            self.log(f"resuming after epoch {len(history)} of {cfg.epochs}")
+        self.log(f"{self.net.name}: {params:,} parameters, {data.name} {len(data.y_train)} train / "
+                 f"{len(data.y_test)} test, {ctx.device}" + (f" x {ctx.world} processes" if ctx.distributed else ""))
+        ddp = distributed.wrap(ctx, model)
+        with _StopFlag(self.log) as stop:
+            for epoch in range(len(history), cfg.epochs):
+                t0 = time.perf_counter()
+                lr = opt.param_groups[0]["lr"]
+                loss, acc = self._epoch(epoch, ddp, opt, scaler, data, stop)
+                sched.step()
+                distributed.broadcast_buffers(ctx, model)
+                full, cols = evaluate(model, data, ctx, amp=cfg.amp)
+                record = {"epoch": epoch + 1, "lr": lr, "train_loss": loss, "train_acc": acc, "test_acc": full,
+                          "column_acc": cols, "seconds": round(time.perf_counter() - t0, 3)}
+                history.append(record)
+                if ctx.main:
+                    self._save(model, opt, sched, scaler, history)
+                self.log(_epoch_line(record, cfg.epochs))
+                if stop.is_set():
+                    raise Interrupted(f"interrupted: {self.ckpt} holds epoch {epoch + 1}; continue with --resume")
+        summary = _summary(self.net, data, cfg, ctx, params, history)
+        if ctx.main:
+            _write_text(self.out / "summary.json", json.dumps(summary, indent=2) + "\n")
+        cols = ", ".join(f"{k}: {100 * a:.1f}%" for k, a in summary["column_acc"].items())
+        self.log(f"test accuracy {100 * summary['test_acc']:.1f}% (columns {cols}); wrote {self.out}")
+        return summary
+
+    def _restore(self, model, opt, sched, scaler) -> list[dict]:
+        state = checkpoint.load(self.ckpt)
+        checkpoint.check_fits(self.ckpt, state, model, self.net.name)
+        saved = state.get("config", {})
+        mine = {**self.cfg.as_dict(), "file_droppath": repr(self.net.droppath)}
+        diffs = [k for k in (*RESUME_KEYS, "file_droppath") if saved.get(k) != mine[k]]
+        if diffs:
+            was = ", ".join(f"{k}={saved.get(k)!r} (now {mine[k]!r})" for k in diffs)
+            raise TrainError(f"{self.ckpt}: the run was started with {was}; resume with the same options")
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            if state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            history = list(state["history"])
+        except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+            raise TrainError(f"{self.ckpt}: damaged training state ({type(exc).__name__}: {exc})") from None
+        if len(history) != state.get("epoch"):
+            raise TrainError(f"{self.ckpt}: damaged training state (epoch and metrics disagree)")
+        return history
+
+    def _save(self, model, opt, sched, scaler, history) -> None:
+        config = {**self.cfg.as_dict(), "file_droppath": repr(self.net.droppath)}
+        checkpoint.save(self.ckpt, {
+            "network": self.net.name, "source_name": self.net.source_name,
+            "source_sha256": hashlib.sha256(self.net.source_text.encode()).hexdigest(),
+            "config": config, "epoch": len(history), "model": model.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "history": history,
+        })
+        _write_text(self.out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+        try:
+            from .plots import curves
+
+            curves(history, self.out / "curves.png", f"{self.net.name} on {self.cfg.data}")
+        except ImportError:
+            self.log("note: matplotlib is not installed, so no curves.png (pip install 'fractal-dsl[train]')")
+
+    # ---- one epoch ----------------------------------------------------------------------
+
+    def _epoch(self, epoch, ddp, opt, scaler, data, stop) -> tuple[float, float]:
+        cfg, ctx = self.cfg, self.ctx
+        # every random stream restarts from (seed, epoch[, rank]): exact resume, no RNG state saved.
+        self.dp_gen.manual_seed(_seed(cfg.seed, epoch, 1))  # drop-path: the same sample on every rank
+        torch.manual_seed(_seed(cfg.seed, epoch, 2, ctx.rank))  # dropout: a different stream per rank
+        order = datasets.epoch_order(len(data.y_train), cfg.seed, epoch, ctx.rank, ctx.world)
+        flips = shifts = None
+        if cfg.augment:
+            flips, shifts = datasets.augmentation(len(data.y_train), cfg.seed, epoch)
+        per_rank = cfg.batch_size // ctx.world
+        steps = math.ceil(len(order) / per_rank)
+        bar = _progress(steps, f"epoch {epoch + 1}/{cfg.epochs}", cfg.quiet or not ctx.main)
+        ddp.train()
+        total = [0.0, 0.0, 0.0]
+        try:
+            for step in range(steps):
+                idx = order[step * per_rank:(step + 1) * per_rank]
+                aug = (flips[idx], shifts[idx]) if flips is not None else ()
+                idx = idx.to(ctx.device)
+                x, y = data.prepare(data.x_train[idx], *aug), data.y_train[idx]
+                with torch.autocast(ctx.device.type, dtype=torch.float16, enabled=cfg.amp):
+                    logits = ddp(x)
+                    loss = F.cross_entropy(logits, y)
+                # one collective per step, before backward, so every rank agrees to go on or stop
+                loss_sum, correct, n, stopping = distributed.all_sum(
+                    ctx, [loss.item() * len(y), (logits.argmax(1) == y).sum().item(), len(y), float(stop.is_set())])
+                if not math.isfinite(loss_sum):
+                    raise TrainError(f"the loss became {loss_sum / n} in epoch {epoch + 1}, step {step + 1}: training "
+                                     f"diverged (try a smaller --lr than {cfg.lr:g}); "
+                                     + (f"{self.ckpt} holds epoch {epoch}" if epoch else "nothing was saved"))
+                if stopping:
+                    raise Interrupted(f"interrupted in epoch {epoch + 1}: " + (
+                        f"{self.ckpt} holds epoch {epoch}; continue with --resume" if epoch
+                        else "no epoch had finished, nothing was saved"))
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                total = [total[0] + loss_sum, total[1] + correct, total[2] + n]
+                bar.update(1)
+                bar.set_postfix(loss=f"{total[0] / total[2]:.4f}", acc=f"{100 * total[1] / total[2]:.1f}%")
+        finally:
+            bar.close()
+        return total[0] / total[2], total[1] / total[2]
+
+
+def _progress(steps: int, desc: str, disable: bool):
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        disable = True
+        tqdm = None
+    if disable:
+        return _NoBar()
+    return tqdm(total=steps, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
+
+
+class _NoBar:
+    def update(self, _n) -> None:
+        pass
+
+    def set_postfix(self, **_kw) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM ask the run to stop at the next step boundary (a second Ctrl-C aborts)."""
+
+    def __init__(self, log) -> None:
+        self.log = log
+        self._event = threading.Event()
+        self._old: dict = {}
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def _handle(self, signum, _frame) -> None:
+        if self._event.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self._event.set()
+        self.log(f"\n{signal.Signals(signum).name}: stopping at the next step (Ctrl-C again to abort)")
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+# ---- evaluation -----------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def accuracy(model, data: datasets.Data, ctx=None, column=None, amp=False, batch=EVAL_BATCH) -> tuple[float, float]:
+    """Test accuracy of the whole network (``column=None``) or one column, and samples per second.
+
+    Processes share the test set (every world-th sample) and sum their counts."""
+    rank, world = (ctx.rank, ctx.world) if ctx else (0, 1)
+    device = data.x_test.device
+    idx = torch.arange(rank, len(data.y_test), world, device=device)
+    was_training = model.training
+    model.eval()
+    correct, seconds = 0, 0.0
+    try:
+        for i in range(0, len(idx), batch):
+            j = idx[i:i + batch]
+            x = data.prepare(data.x_test[j])
+            _sync(device)
+            t0 = time.perf_counter()
+            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+                pred = model(x, column=column).argmax(1)
+            correct += (pred == data.y_test[j]).sum().item()  # .item() waits for the device
+            seconds += time.perf_counter() - t0
+    finally:
+        model.train(was_training)
+    correct, n, seconds = distributed.all_sum(ctx, [correct, len(idx), seconds]) if ctx else (correct, len(idx), seconds)
+    return correct / n, (n / seconds if seconds else float("inf"))
+
+
+def _sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def evaluate(model, data, ctx=None, amp=False) -> tuple[float, list[float]]:
+    """Accuracy of the whole network and of every column alone (the "anytime" predictors)."""
+    full = accuracy(model, data, ctx, None, amp)[0]
+    return full, [accuracy(model, data, ctx, k, amp)[0] for k in range(1, model.num_columns + 1)]
+
+
+def evaluate_checkpoint(net: Network, path, column: int | None = None, data_spec: str | None = None,
+                        cache_dir: str | None = None, device: str = "auto") -> dict:
+    """Load ``path`` into ``net``'s compiled module and measure it on the test split it was trained with
+    (or ``data_spec``): rows of (what, accuracy, samples/s)."""
+    state = checkpoint.load(path)
+    _, model = compile_model(net)
+    if column is not None and not 1 <= column <= model.num_columns:
+        raise TrainError(f"--column {column}: {net.name} has columns 1..{model.num_columns}")
+    checkpoint.check_fits(path, state, model, net.name)
+    model.load_state_dict(state["model"])
+    dev = distributed.pick_device(device)
+    config = state.get("config", {})
+    spec = data_spec or config.get("data", "digits")
+    data = datasets.load(spec, net.input_shape, net.classes, cache_dir or config.get("cache_dir")).to(dev)
+    model.to(dev)
+    accuracy(model, data, batch=min(EVAL_BATCH, len(data.y_test)))  # warm-up: first-call costs stay out of the speed
+    targets = [column] if column is not None else [None, *range(1, model.num_columns + 1)]
+    rows = []
+    for k in targets:
+        acc, speed = accuracy(model, data, column=k)
+        rows.append({"column": k, "accuracy": acc, "samples_per_second": speed})
+    return {"network": net.name, "checkpoint": str(path), "epoch": state.get("epoch"), "data": data.name,
+            "test_samples": len(data.y_test), "device": str(dev), "rows": rows}
+
+
+# ---- files and lines ------------------------------------------------------------------------
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _epoch_line(r: dict, epochs: int) -> str:
+    cols = " ".join(f"{100 * a:.1f}" for a in r["column_acc"])
+    return (f"epoch {r['epoch']}/{epochs}  lr {r['lr']:.3g}  loss {r['train_loss']:.4f}  train {100 * r['train_acc']:.1f}%"
+            f"  test {100 * r['test_acc']:.1f}%  columns {cols}  {r['seconds']:.1f}s")
+
+
+def _summary(net: Network, data, cfg: TrainConfig, ctx, params: int, history: list[dict]) -> dict:
+    last = history[-1]
+    return {
+        "network": net.name, "file": net.source_name, "data": data.name, "epochs": last["epoch"],
+        "params": params, "test_acc": last["test_acc"],
+        "column_acc": {str(k + 1): a for k, a in enumerate(last["column_acc"])},
+        "train_seconds": round(sum(h["seconds"] for h in history), 2), "device": str(ctx.device),
+        "processes": ctx.world, "config": cfg.as_dict(),
+    }
