@@ -310,25 +310,29 @@ class _Drawing:
         if state in ("kept", "bold"):  # drop-path keeps some of the inputs
             arity += f" ({sum((u, v) in self.view.kept[1] for u in g.predecessors(v))} kept)"
         text = f'<FONT COLOR="{ink}">join: {arity}<BR/>{_shape(data["shape"])}</FONT>'
-        width = round((LANE + NODESEP) * 72)
-        cells = "".join(
-            f'<TD PORT="c{k}" WIDTH="{width}">{text if k == first else ""}</TD>' for k in range(first, last + 1)
-        )
+        width, span = round((LANE + NODESEP) * 72), last - first + 1
+        # Thin rows of ports above and below the text: branches enter at i<k>, columns leave at o<k>.
+        ports = "".join(f'<TD PORT="{{io}}{k}" WIDTH="{width}" HEIGHT="2"></TD>' for k in range(first, last + 1))
+        rows = [ports.format(io="i"), f'<TD COLSPAN="{span}">{text}</TD>', ports.format(io="o")]
         thick = 3 if state == "bold" else 1
-        return f'<<TABLE BORDER="{thick}" COLOR="{border}" BGCOLOR="{fill}" CELLBORDER="0" CELLSPACING="0" CELLPADDING="3"><TR>{cells}</TR></TABLE>>'
+        table = "".join(f"<TR>{row}</TR>" for row in rows)
+        return (
+            f'<<TABLE BORDER="{thick}" COLOR="{border}" BGCOLOR="{fill}" CELLBORDER="0" CELLSPACING="0" '
+            f'CELLPADDING="1">{table}</TABLE>>'
+        )
 
     def _edge(self, u: str, v: str) -> None:
         g = self.net.graph
         tail, head = u, v
         if g.nodes[v]["kind"] == "join" and v not in self.context:
             tail_cols = g.edges[u, v]["columns"] or (g.nodes[u]["column"],)
-            head = f"{v}:c{min(tail_cols)}:n"
+            head = f"{v}:i{min(tail_cols)}:n"
         if (
             g.nodes[u]["kind"] == "join"
             and g.nodes[v]["kind"] == "layer"
             and g.nodes[v]["block"] == g.nodes[u]["block"]
         ):
-            tail = f"{u}:c{g.nodes[v]['column']}:s"
+            tail = f"{u}:o{g.nodes[v]['column']}:s"
         attrs: dict[str, str] = {}
         if self.view.kept is not None:
             if (u, v) in self.view.kept[1]:

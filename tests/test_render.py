@@ -103,7 +103,7 @@ def test_layout_rows_and_joins():
     for arity in (2, 3, 2, 4):
         assert f"join: mean of {arity}" in dot
     # Each branch enters its join at its own column's port: the deep one at c4, the shallow at c1.
-    assert "b1_c4_d8_conv -> b1_join_d8:c4:n" in dot and "b1_c1_d1_conv -> b1_join_d8:c1:n" in dot
+    assert "b1_c4_d8_conv -> b1_join_d8:i4:n" in dot and "b1_c1_d1_conv -> b1_join_d8:i1:n" in dot
 
 
 def test_nested_joins_get_rows_below_the_joins_they_take():
@@ -247,7 +247,7 @@ def test_sample_path_fades_dropped_join_inputs_and_what_only_they_use():
     assert "b2_c2_d1_conv" not in nodes and {"b2_c3_d1_conv", "b2_c3_d2_conv", "b2_c2_d3_conv"} <= nodes
     dot = render.to_dot(net, render.View(block=1, collapse=False, kept=(nodes, edges)))
     assert 'b1_c3_d1_conv [label="conv(c=64, p=0.0)\\n64×32×32" color="#cccccc"' in dot
-    assert 'b1_c2_d3_conv -> b1_join_d4:c2:n [color="#cccccc" style=dashed]' in dot
+    assert 'b1_c2_d3_conv -> b1_join_d4:i2:n [color="#cccccc" style=dashed]' in dot
 
 
 @pytest.mark.parametrize("suffix", ["dot", pytest.param("svg", marks=needs_dot)])
