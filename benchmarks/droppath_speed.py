@@ -1,0 +1,107 @@
+"""Training-step time with drop-path: skipping dead layers vs computing all and masking.
+
+    python benchmarks/droppath_speed.py examples/fractal3.fdsl --device cpu --batch 8 --steps 20
+
+Compiles the example, then times a training step's forward + backward (the SGD update
+runs after each timed step, untimed) for the two modes of the compiled module at the paper's drop-path defaults (or the file's settings), one after
+the other in this process, with the same weights, data and random seeds, and prints them
+side by side with the speed-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+
+import fractal_dsl
+from fractal_dsl import codegen
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("example", help="a .fdsl file")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=20, help="timed steps per mode")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps per mode first")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    args = ap.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda but torch sees no CUDA device", file=sys.stderr)
+        return 2
+    if args.batch < 1 or args.steps < 1:
+        print("error: --batch and --steps must be at least 1", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        net = fractal_dsl.load(args.example)
+    except fractal_dsl.FractalError as exc:
+        print(exc.format(), file=sys.stderr)
+        return 1
+    module = codegen.load_module(codegen.generate(net), f"bench_{net.name}")
+    device = torch.device(args.device)
+    g = torch.Generator().manual_seed(args.seed)
+    data = torch.randn(args.batch, *net.input_shape, generator=g).to(device)
+    target = torch.randint(net.classes, (args.batch,), generator=g).to(device)
+
+    rows = []
+    for label, compute_all in (("skip dead layers", False), ("compute all + mask", True)):
+        times, computed = _time(module, net, compute_all, data, target, args)
+        rows.append((label, times, computed))
+    print(
+        f"{net.name}: batch {args.batch}, {args.steps} steps on {args.device}, drop-path "
+        f"local {net.droppath.local:g} global {net.droppath.global_ratio:g} per batch"
+    )
+    # The mean, not the median: skipping makes step times bimodal (global vs local samples).
+    print(f"{'mode':<20} {'mean ms/step':>13} {'median ms/step':>15} {'convs run':>10}")
+    for label, times, computed in rows:
+        mean, median = statistics.fmean(times) * 1e3, statistics.median(times) * 1e3
+        print(f"{label:<20} {mean:>13.1f} {median:>15.1f} {computed:>10.2f}")
+    ratio = statistics.fmean(rows[1][1]) / statistics.fmean(rows[0][1])
+    print(f"speed-up (mean compute-all / mean skip): {ratio:.2f}x")
+    return 0
+
+
+def _time(module, net, compute_all: bool, data, target, args) -> tuple[list[float], float]:
+    torch.manual_seed(args.seed)
+    # On the CPU, a generator of its own: both modes draw the same drop-path samples step
+    # by step, whatever dropout takes from the global one. On CUDA each mode keeps its
+    # default (skip: CPU generator, no host sync; compute-all: drawn on the GPU), seeded alike.
+    torch.manual_seed(args.seed + 1)
+    samples = torch.Generator().manual_seed(args.seed + 1) if data.device.type == "cpu" else None
+    model = module.build(compute_all=compute_all, drop_path_per="batch", generator=samples)
+    model = model.to(data.device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    calls = [0]
+    for m in convs:
+        m.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    times = []
+    for step in range(args.warmup + args.steps):
+        if step == args.warmup:
+            calls[0] = 0
+        _sync(data.device)
+        start = time.perf_counter()
+        loss = torch.nn.functional.cross_entropy(model(data), target)
+        loss.backward()
+        _sync(data.device)
+        if step >= args.warmup:
+            times.append(time.perf_counter() - start)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return times, calls[0] / args.steps / len(convs)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
