@@ -45,7 +45,7 @@ def load(path: str | Path) -> dict:
         raise TrainError(f"{path}: no such checkpoint")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ... for torn files
+    except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, UnpicklingError, EOFError, ... on torn files
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TrainError(f"{path}: not a readable checkpoint (truncated or corrupt?): {reason[:200]}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:

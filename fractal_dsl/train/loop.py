@@ -131,6 +131,7 @@ class _Run:
                 if stop.is_set():
                     raise Interrupted(f"interrupted: {self.ckpt} holds epoch {epoch + 1}; continue with --resume")
         summary = _summary(self.net, data, cfg, ctx, params, history)
+        summary["weights_sha256"] = weights_digest(model)
         if ctx.main:
             _write_text(self.out / "summary.json", json.dumps(summary, indent=2) + "\n")
         cols = ", ".join(f"{k}: {100 * a:.1f}%" for k, a in summary["column_acc"].items())
@@ -340,6 +341,15 @@ def evaluate_checkpoint(net: Network, path, column: int | None = None, data_spec
 
 
 # ---- files and lines ------------------------------------------------------------------------
+
+
+def weights_digest(model) -> str:
+    """sha256 of every parameter and buffer, bit for bit: equal runs give equal digests."""
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -1,0 +1,183 @@
+"""fractal-dsl train / eval on the built-in digits: it learns, writes its files, and refuses bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from test_train_support import ROOT, SMALL, cli, write_net
+
+from fractal_dsl import codegen, load, loads
+from fractal_dsl.train import TrainConfig, TrainError, evaluate_checkpoint, paper_milestones, train
+from fractal_dsl.train import checkpoint as ckpt
+from fractal_dsl.train import data as datasets
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The example network trained briefly; shared by the tests that read its files."""
+    out = tmp_path_factory.mktemp("tiny")
+    net = load(ROOT / "examples" / "tiny.fdsl")
+    cfg = TrainConfig(epochs=3, batch_size=25, lr=0.05, quiet=True, drop_path=False, dropout=False)
+    return net, out, train(net, cfg, out, log=lambda *a: None)
+
+
+def test_training_learns_the_digits(tiny_run):
+    _, _, summary = tiny_run
+    assert summary["test_acc"] > 0.6  # chance is 0.1
+    assert max(summary["column_acc"].values()) > 0.6
+    assert summary["params"] == load(ROOT / "examples" / "tiny.fdsl").params
+
+
+def test_run_folder_holds_every_file(tiny_run):
+    net, out, summary = tiny_run
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2, 3]
+    assert all(len(r["column_acc"]) == 3 for r in lines)
+    assert [r["lr"] for r in lines] == pytest.approx([0.05, 0.05, 0.005])  # paper_milestones(3) == (2,)
+    assert json.loads((out / "summary.json").read_text())["test_acc"] == summary["test_acc"]
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "model.py").read_text() == codegen.generate(net)
+    # the checkpoint is safe to load and holds the weights the compiled module.py takes
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    model = codegen.load_module((out / "model.py").read_text(), "trained").build()
+    model.load_state_dict(state["model"])
+    assert state["epoch"] == 3 and len(state["history"]) == 3
+
+
+def test_eval_reproduces_training_accuracy(tiny_run):
+    net, out, summary = tiny_run
+    result = evaluate_checkpoint(net, out / "checkpoint.pt", device="cpu")
+    accs = [r["accuracy"] for r in result["rows"]]
+    assert accs == pytest.approx([summary["test_acc"], *summary["column_acc"].values()])
+    assert all(r["samples_per_second"] > 0 for r in result["rows"])
+    one = evaluate_checkpoint(net, out / "checkpoint.pt", column=2, device="cpu")
+    assert [r["column"] for r in one["rows"]] == [2] and one["rows"][0]["accuracy"] == pytest.approx(accs[2])
+
+
+def test_eval_cli(tiny_run):
+    _, out, _ = tiny_run
+    r = cli("eval", ROOT / "examples" / "tiny.fdsl", "--checkpoint", out / "checkpoint.pt", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert "whole network" in r.stdout and "column 3" in r.stdout and "samples/s" in r.stdout
+
+
+def test_paper_schedule():
+    assert paper_milestones(400) == (200, 300, 350, 375)
+    assert paper_milestones(20) == (10, 15, 18, 19)
+    assert paper_milestones(3) == (2,)
+    assert paper_milestones(1) == ()
+
+
+def test_augmentation_mirrors_and_shifts():
+    x = torch.arange(2 * 1 * 8 * 8, dtype=torch.float32).view(2, 1, 8, 8) + 1
+    out = datasets.augment(x, torch.tensor([1, 0]), torch.tensor([[0, 0], [1, -2]]))
+    assert torch.equal(out[0], x[0].flip(2))
+    assert torch.equal(out[1, :, 1:, :6], x[1, :, :7, 2:])  # down 1, left 2
+    assert out[1, :, 0].abs().sum() == 0 and out[1, :, :, 6:].abs().sum() == 0  # zero padding comes in
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("input 3x16x16", "digits images are 1x8x8 but the network takes 3x16x16"),
+        ("classes 5", "digits has 10 classes but the network predicts 5"),
+    ],
+)
+def test_data_that_does_not_fit_the_network_is_refused(tmp_path, change, message):
+    key = change.split()[0]
+    text = "\n".join(change if line.strip().startswith(key + " ") else line for line in SMALL.splitlines())
+    r = cli("train", write_net(tmp_path, text), "--out", tmp_path / "run", "--epochs", "1")
+    assert r.returncode == 1
+    assert r.stderr.strip() == f"error: {message} (change the `{key}` line" + (
+        ", or pick data of that shape)" if key == "input" else ")")
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_missing_torchvision_or_folder_is_one_line(tmp_path):
+    r = cli("train", write_net(tmp_path), "--out", tmp_path / "run", "--data", "nowhere/at/all")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "not digits, cifar10" in r.stderr
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        r = cli("train", write_net(tmp_path), "--out", tmp_path / "run", "--data", "cifar10")
+        assert r.returncode == 1 and "pip install 'fractal-dsl[vision]'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bad_options_exit_2(tmp_path):
+    net = write_net(tmp_path)
+    r = cli("train", net, "--no-regularization", "--drop-path-local", "0.1")
+    assert r.returncode == 2 and "--no-regularization turns drop-path off" in r.stderr
+    r = cli("train", net, "--epochs", "0")
+    assert r.returncode == 2
+
+
+def test_diverging_loss_stops_with_a_clear_message(tmp_path):
+    r = cli("train", write_net(tmp_path), "--out", tmp_path / "run", "--epochs", "2", "--lr", "1e30", "-q")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "the loss became" in r.stderr and "training diverged" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("small")
+    net = loads(SMALL, "small.fdsl")
+    train(net, TrainConfig(epochs=1, quiet=True), out, log=lambda *a: None)
+    return out
+
+
+def _eval_error(tmp_path, checkpoint_path, net_text=SMALL) -> str:
+    r = cli("eval", write_net(tmp_path, net_text, "n.fdsl"), "--checkpoint", checkpoint_path)
+    assert r.returncode == 1, r.stdout
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    return r.stderr
+
+
+def test_corrupt_checkpoints_are_clear_errors(tmp_path, small_run):
+    good = (small_run / "checkpoint.pt").read_bytes()
+    torn = tmp_path / "torn.pt"
+    torn.write_bytes(good[: len(good) // 2])
+    assert "not a readable checkpoint (truncated or corrupt?)" in _eval_error(tmp_path, torn)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"\x00not a checkpoint" * 10)
+    assert "not a readable checkpoint" in _eval_error(tmp_path, garbage)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    assert "not a fractal-dsl checkpoint" in _eval_error(tmp_path, foreign)
+    assert "no such checkpoint" in _eval_error(tmp_path, tmp_path / "absent.pt")
+
+
+def test_checkpoint_of_another_network_is_refused(tmp_path, small_run):
+    wider = SMALL.replace("blocks (8, 0.1) (16, 0.1)", "blocks (8, 0.1) (32, 0.1)")
+    err = _eval_error(tmp_path, small_run / "checkpoint.pt", wider)
+    assert "checkpoint of network 'small' does not fit network 'small'" in err
+    assert "block2.column1.layer1.0.weight is 16x8x3x3 here 32x8x3x3" in err
+
+
+def test_a_finished_run_is_not_overwritten_and_resume_needs_same_options(tmp_path, small_run):
+    net = write_net(tmp_path)
+    r = cli("train", net, "--out", small_run, "--epochs", "1")
+    assert r.returncode == 1 and "already holds a run: continue it with --resume" in r.stderr
+    r = cli("train", net, "--out", small_run, "--epochs", "1", "--lr", "0.1", "--resume")
+    assert r.returncode == 1 and "the run was started with lr=0.02 (now 0.1)" in r.stderr
+
+
+def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "c.pt"
+    ckpt.save(path, {"epoch": 1})
+
+    def dies(*_args, **_kw):
+        raise KeyboardInterrupt  # a kill in the middle of writing
+
+    monkeypatch.setattr(torch, "save", dies)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save(path, {"epoch": 2})
+    assert ckpt.load(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary file left behind
+
+
+def test_train_error_type_is_exported():
+    assert issubclass(TrainError, Exception)
