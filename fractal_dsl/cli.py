@@ -190,7 +190,8 @@ def train(file: str, out: str, no_regularization: bool, **options) -> None:
         if given:
             raise click.UsageError(f"--no-regularization turns drop-path off; drop --{given[0].replace('_', '-')}")
         options.update(drop_path=False, dropout=False)
-    from .train import Interrupted, TrainConfig, TrainError, train as run
+    from .train import Interrupted, TrainConfig, TrainError
+    from .train import train as run
 
     try:
         run(net, TrainConfig(**options), out, log=click.echo)
