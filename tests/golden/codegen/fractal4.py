@@ -968,7 +968,9 @@ class Fractal4(nn.Module):
         self._drop_path_hooks[handle.id] = fn
         return handle
 
-    def _plan(self, x: Tensor, column: int | None) -> _Plan:
+    def _plan(self, x: Tensor, column: Any) -> _Plan:
+        if isinstance(column, torch.fx.Proxy):
+            column = None  # torch.fx traces column=None; concrete_args picks a column
         if column is not None:
             if not 1 <= column <= NUM_COLUMNS:
                 raise ValueError(f"column must be 1..{NUM_COLUMNS}, not {column!r}")
