@@ -1,0 +1,167 @@
+"""Hostile names and strings in a .fdsl file, and the `compile` command."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import ROOT
+from test_cli_check import PROBE  # runs the CLI, then lists the torch modules loaded
+
+import fractal_dsl
+from fractal_dsl import codegen
+from fractal_dsl.cli import main
+
+PROGRAM = """network NAME {
+  input 1x8x8
+  classes 3
+  key {
+    UNIT(c) = conv3x3(c, bias=false) . bn . relu
+    join = mean
+    pool = maxpool(2)
+    head = gap . flatten . linear(classes)
+  }
+  f[1] = UNIT
+  f[C+1] = join(f[C] . f[C], UNIT)
+  columns 2
+  blocks 4
+}
+"""
+
+
+def _program(name: str = "plain", unit: str = "conv") -> str:
+    return PROGRAM.replace("NAME", name).replace("UNIT", unit)
+
+
+def _code_without_docstring(source: str) -> str:
+    """The module's code with every docstring removed, as an AST dump."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+        ):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [
+        ("__import__", "Import"),
+        ("os", "Os"),
+        ("self", "Self"),
+        ("tensor", "TensorNet"),
+        ("named_tuple", "NamedTupleNet"),
+        ("print", "Print"),
+        ("None_", "NoneNet"),
+        ("_9", "Net9"),
+        ("exception", "ExceptionNet"),
+    ],
+)
+def test_hostile_network_names_become_safe_class_names(name, cls):
+    net = fractal_dsl.loads(_program(name))
+    assert codegen.class_name(net) == cls
+    source = codegen.generate(net)
+    module = codegen.load_module(source, f"hostile_{cls}")
+    assert module.__all__ == ["NUM_COLUMNS", cls, "build", "sample_drop_path"]
+    model = module.build()
+    assert type(model).__name__ == cls
+    assert model(torch.randn(2, 1, 8, 8)).shape == (2, 3)
+    # The name changes the class name and the docstring, nothing else.
+    plain = codegen.generate(fractal_dsl.loads(_program()))
+    assert _code_without_docstring(source) == _code_without_docstring(plain).replace("'Plain'", repr(cls))
+
+
+@pytest.mark.parametrize("unit", ["forward", "torch", "nn", "self", "__class__", "build", "exec"])
+def test_hostile_key_names_do_not_reach_the_code(unit):
+    net = fractal_dsl.loads(_program(unit=unit))
+    source = codegen.generate(net)
+    model = codegen.load_module(source, f"hostile_{unit}").build()
+    assert model(torch.randn(2, 1, 8, 8)).shape == (2, 3)
+    assert sum(p.numel() for p in model.parameters()) == net.params
+    plain = codegen.generate(fractal_dsl.loads(_program()))
+    # Only the node ids in the data tables change (b1_c2_d1_forward for b1_c2_d1_conv).
+    assert _code_without_docstring(source) == _code_without_docstring(plain).replace("_conv'", f"_{unit}'")
+
+
+@pytest.mark.parametrize(
+    "filename",
+    [
+        'a"""b.fdsl',
+        'x"""\nimport os; os.system(\'echo hi\')\n""".fdsl',
+        "back\\slash\\.fdsl",
+        "new\nline.fdsl",
+        "ünï cødé '\".fdsl",
+        'end"',
+        "tab\there\\",
+    ],
+)
+def test_hostile_file_names_stay_inside_the_docstring(filename):
+    net = fractal_dsl.loads(_program(), name=filename)
+    source = codegen.generate(net)
+    tree = ast.parse(source)
+    doc = ast.get_docstring(tree)
+    assert doc.splitlines()[2].startswith("Source: ")
+    assert source.isascii()
+    plain = codegen.generate(fractal_dsl.loads(_program(), name="plain.fdsl"))
+    assert _code_without_docstring(source) == _code_without_docstring(plain)
+    assert len(source.splitlines()) == len(plain.splitlines())
+
+
+def test_generated_module_runs_nothing_at_import_but_definitions():
+    tree = ast.parse(codegen.generate(fractal_dsl.loads(_program())))
+    allowed = (ast.Expr, ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign, ast.FunctionDef, ast.ClassDef)
+    assert all(isinstance(stmt, allowed) for stmt in tree.body)
+    calls = {
+        node.func.id
+        for stmt in tree.body
+        if isinstance(stmt, (ast.Assign, ast.AnnAssign))
+        for node in ast.walk(stmt)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+    }
+    assert calls <= {"tuple", "sum", "len", "range", "enumerate", "any", "_Plan"}, calls
+
+
+def test_compile_writes_the_file_and_imports_no_torch(tmp_path):
+    out = tmp_path / "model.py"
+    env = dict(os.environ, PYTHONHASHSEED="1")
+    args = ["compile", "examples/tiny.fdsl", "-o", str(out)]
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert proc.stderr.strip().endswith("exit=0 torch=[]"), proc.stderr
+    assert out.read_text() == codegen.generate(fractal_dsl.load(ROOT / "examples" / "tiny.fdsl", "examples/tiny.fdsl"))
+    assert [p.name for p in tmp_path.iterdir()] == ["model.py"]  # no temporary file left behind
+
+
+def test_compile_prints_to_stdout_and_fails_on_bad_programs(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    runner = CliRunner()
+    result = runner.invoke(main, ["compile", "examples/tiny.fdsl"])
+    assert result.exit_code == 0
+    assert result.stdout == codegen.generate(fractal_dsl.load("examples/tiny.fdsl"))
+    bad = tmp_path / "bad.fdsl"
+    bad.write_text("network bad {\n  columns 0\n}\n")
+    out = tmp_path / "bad.py"
+    result = runner.invoke(main, ["compile", str(bad), "-o", str(out)])
+    assert result.exit_code == 1
+    assert f"{bad}:" in result.stderr and "error:" in result.stderr
+    assert "Traceback" not in result.output and not out.exists()
+    result = runner.invoke(main, ["compile", "examples/tiny.fdsl", "-o", str(tmp_path / "no" / "such" / "dir.py")])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: cannot write") and "Traceback" not in result.stderr
