@@ -128,7 +128,7 @@ class _Run:
                 if ctx.main:
                     self._save(model, opt, sched, scaler, history)
                 self.log(_epoch_line(record, cfg.epochs))
-                if stop.is_set():
+                if distributed.all_sum(ctx, [float(stop.is_set())])[0]:  # all ranks stop together
                     raise Interrupted(f"interrupted: {self.ckpt} holds epoch {epoch + 1}; continue with --resume")
         summary = _summary(self.net, data, cfg, ctx, params, history)
         summary["weights_sha256"] = weights_digest(model)
