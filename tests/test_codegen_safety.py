@@ -131,22 +131,16 @@ def test_generated_module_runs_nothing_at_import_but_definitions():
     assert calls <= {"tuple", "sum", "len", "range", "enumerate", "any", "_Plan"}, calls
 
 
-def test_compile_writes_the_file_and_imports_no_torch(tmp_path):
-    out = tmp_path / "model.py"
-    env = dict(os.environ, PYTHONHASHSEED="1")
-    args = ["compile", "examples/tiny.fdsl", "-o", str(out)]
-    proc = subprocess.run(
-        [sys.executable, "-c", PROBE, *args],
-        check=False,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=120,
-    )
-    assert proc.stderr.strip().endswith("exit=0 torch=[]"), proc.stderr
-    assert out.read_text() == codegen.generate(fractal_dsl.load(ROOT / "examples" / "tiny.fdsl", "examples/tiny.fdsl"))
-    assert [p.name for p in tmp_path.iterdir()] == ["model.py"]  # no temporary file left behind
+def test_compile_writes_the_file_imports_no_torch_and_is_deterministic(tmp_path):
+    expected = codegen.generate(fractal_dsl.load(ROOT / "examples" / "fractal4.fdsl", "examples/fractal4.fdsl"))
+    for seed in ("1", "2"):  # set and dict order must not leak into the output
+        out = tmp_path / f"model{seed}.py"
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        command = [sys.executable, "-c", PROBE, "compile", "examples/fractal4.fdsl", "-o", str(out)]
+        proc = subprocess.run(command, check=False, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+        assert proc.stderr.strip().endswith("exit=0 torch=[]"), proc.stderr
+        assert out.read_text() == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model1.py", "model2.py"]  # no temporary file left
 
 
 def test_compile_prints_to_stdout_and_fails_on_bad_programs(tmp_path, monkeypatch):
