@@ -180,6 +180,8 @@ def compile_(file: str, out: str | None) -> None:
               help="Override the share of globally sampled batches.")
 @click.option("--drop-path-per", type=click.Choice(["batch", "sample"]), default=None)
 @click.option("--no-regularization", is_flag=True, help="Turn drop-path and dropout off.")
+@click.option("--recalibrate-bn", default=0, show_default=True, type=click.IntRange(min=0), metavar="N",
+              help="Evaluate each column with BatchNorm statistics re-estimated on N training images (0: as stored).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last finished epoch.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars: one line per epoch, for logs.")
 def train(file: str, out: str, no_regularization: bool, **options) -> None:
@@ -210,23 +212,26 @@ def train(file: str, out: str, no_regularization: bool, **options) -> None:
 @click.option("--data", default=None, help="Test data (default: what the checkpoint was trained on).")
 @click.option("--cache-dir", default=None, type=click.Path(file_okay=False))
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
+@click.option("--recalibrate-bn", default=0, show_default=True, type=click.IntRange(min=0), metavar="N",
+              help="Evaluate each column with BatchNorm statistics re-estimated on N training images (0: as stored).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def evaluate(file: str, ckpt: str, column: int | None, data: str | None, cache_dir: str | None, device: str,
-             as_json: bool) -> None:
+             recalibrate_bn: int, as_json: bool) -> None:
     """Test accuracy and speed (samples/s) of FILE's network with a checkpoint's weights, per column."""
     net = _load_or_exit(file)
     from .train import TrainError, evaluate_checkpoint
 
     try:
-        result = evaluate_checkpoint(net, ckpt, column, data, cache_dir, device)
+        result = evaluate_checkpoint(net, ckpt, column, data, cache_dir, device, recalibrate_bn)
     except TrainError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
+    bn = f", BatchNorm re-estimated per column on {recalibrate_bn} images" if recalibrate_bn else ""
     click.echo(f"{result['network']} after epoch {result['epoch']}: {result['data']} test set "
-               f"({result['test_samples']} samples) on {result['device']}")
+               f"({result['test_samples']} samples) on {result['device']}{bn}")
     for row in result["rows"]:
         what = "whole network" if row["column"] is None else f"column {row['column']}"
         click.echo(f"  {what:<14} accuracy {100 * row['accuracy']:6.2f}%  {row['samples_per_second']:>10,.0f} samples/s")

@@ -181,3 +181,31 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
 
 def test_train_error_type_is_exported():
     assert issubclass(TrainError, Exception)
+
+
+def test_bn_recalibration_is_per_path_and_leaves_the_model_as_it_was(small_run):
+    from fractal_dsl.train.loop import bn_recalibrated, compile_model
+
+    net = loads(SMALL, "small.fdsl")
+    _, model = compile_model(net)
+    model.load_state_dict(torch.load(small_run / "checkpoint.pt", weights_only=True)["model"])
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    data = datasets.load("digits", net.input_shape, net.classes)
+    name, bn = next((n, m) for n, m in model.named_modules() if n.startswith("block1.column2.") and
+                    isinstance(m, torch.nn.BatchNorm2d))
+    col1 = next(m for n, m in model.named_modules() if n.startswith("block1.column1.") and
+                isinstance(m, torch.nn.BatchNorm2d))
+    seen = []
+    with bn_recalibrated(model, data, 2, 700):
+        assert bn.momentum is None and bn.num_batches_tracked.item() == 2  # 500 + 200 images
+        assert not torch.equal(bn.running_mean, before[f"{name}.running_mean"])
+        assert col1.num_batches_tracked.item() == 0  # reset, and not on column 2's path
+        seen.append(bn.running_var.clone())
+    with bn_recalibrated(model, data, 2, 700):
+        assert torch.equal(bn.running_var, seen[0])  # the same images give the same statistics
+    assert not model.training and model.drop_path and bn.momentum == 0.1
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    result = evaluate_checkpoint(net, small_run / "checkpoint.pt", device="cpu", recalibrate_bn=700)
+    assert len(result["rows"]) == 3 and result["recalibrate_bn"] == 700

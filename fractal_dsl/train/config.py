@@ -43,6 +43,7 @@ class TrainConfig:
     drop_path_global: float | None = None
     drop_path_per: str | None = None
     dropout: bool = True
+    recalibrate_bn: int = 0  # evaluation only: re-estimate BatchNorm statistics per column on N train images
     resume: bool = False
     quiet: bool = False
 

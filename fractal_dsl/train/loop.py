@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -121,7 +122,7 @@ class _Run:
                 loss, acc = self._epoch(epoch, ddp, opt, scaler, data, stop)
                 sched.step()
                 distributed.broadcast_buffers(ctx, model)
-                full, cols = evaluate(model, data, ctx, amp=cfg.amp)
+                full, cols = evaluate(model, data, ctx, amp=cfg.amp, recalibrate_bn=cfg.recalibrate_bn)
                 record = {"epoch": epoch + 1, "lr": lr, "train_loss": loss, "train_acc": acc, "test_acc": full,
                           "column_acc": cols, "seconds": round(time.perf_counter() - t0, 3)}
                 history.append(record)
@@ -278,17 +279,20 @@ class _StopFlag:
 
 
 @torch.no_grad()
-def accuracy(model, data: datasets.Data, ctx=None, column=None, amp=False, batch=EVAL_BATCH) -> tuple[float, float]:
+def accuracy(model, data: datasets.Data, ctx=None, column=None, amp=False, batch=EVAL_BATCH,
+             recalibrate_bn: int = 0) -> tuple[float, float]:
     """Test accuracy of the whole network (``column=None``) or one column, and samples per second.
 
-    Processes share the test set (every world-th sample) and sum their counts."""
+    Processes share the test set (every world-th sample) and sum their counts. With
+    ``recalibrate_bn=N`` the BatchNorm statistics are first re-estimated for this path (see
+    :func:`bn_recalibrated`)."""
     rank, world = (ctx.rank, ctx.world) if ctx else (0, 1)
     device = data.x_test.device
     idx = torch.arange(rank, len(data.y_test), world, device=device)
     was_training = model.training
-    model.eval()
     correct, seconds = 0, 0.0
-    try:
+    with bn_recalibrated(model, data, column, recalibrate_bn):
+        model.eval()
         for i in range(0, len(idx), batch):
             j = idx[i:i + batch]
             x = data.prepare(data.x_test[j])
@@ -298,10 +302,48 @@ def accuracy(model, data: datasets.Data, ctx=None, column=None, amp=False, batch
                 pred = model(x, column=column).argmax(1)
             correct += (pred == data.y_test[j]).sum().item()  # .item() waits for the device
             seconds += time.perf_counter() - t0
-    finally:
-        model.train(was_training)
+    model.train(was_training)
     correct, n, seconds = distributed.all_sum(ctx, [correct, len(idx), seconds]) if ctx else (correct, len(idx), seconds)
     return correct / n, (n / seconds if seconds else float("inf"))
+
+
+@contextlib.contextmanager
+def bn_recalibrated(model, data: datasets.Data, column: int | None, samples: int):
+    """Within the block, BatchNorm running statistics are those of ``column`` (None: the whole
+    network without drop-path) over the first ``samples`` training images; afterwards the
+    model's own are back.
+
+    Why: in training, each batch's running-statistics update sees one drop-path sample, and
+    with momentum 0.1 the stored statistics are mostly those of the last few samples (often a
+    single column's path), not of the path being evaluated. Re-estimating them per path
+    ("precise BN") removes that noise from the per-column comparison."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if samples <= 0 or not bns:
+        yield
+        return
+    saved = [(m.momentum, {k: v.clone() for k, v in m.state_dict().items()}) for m in bns]
+    modes = [(m, m.training) for m in model.modules()]
+    drop_path = getattr(model, "drop_path", False)
+    try:
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # a plain average over the batches below
+        model.train()
+        model.drop_path = False
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.dropout._DropoutNd):
+                m.eval()
+        with torch.no_grad():
+            for i in range(0, min(samples, len(data.y_train)), EVAL_BATCH):
+                model(data.prepare(data.x_train[i:min(i + EVAL_BATCH, samples)]), column=column)
+        yield
+    finally:
+        for m, (momentum, state) in zip(bns, saved):
+            m.momentum = momentum
+            m.load_state_dict(state)
+        for m, mode in modes:
+            m.training = mode
+        model.drop_path = drop_path
 
 
 def _sync(device) -> None:
@@ -309,14 +351,15 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def evaluate(model, data, ctx=None, amp=False) -> tuple[float, list[float]]:
+def evaluate(model, data, ctx=None, amp=False, recalibrate_bn: int = 0) -> tuple[float, list[float]]:
     """Accuracy of the whole network and of every column alone (the "anytime" predictors)."""
-    full = accuracy(model, data, ctx, None, amp)[0]
-    return full, [accuracy(model, data, ctx, k, amp)[0] for k in range(1, model.num_columns + 1)]
+    full = accuracy(model, data, ctx, None, amp, recalibrate_bn=recalibrate_bn)[0]
+    cols = [accuracy(model, data, ctx, k, amp, recalibrate_bn=recalibrate_bn)[0] for k in range(1, model.num_columns + 1)]
+    return full, cols
 
 
 def evaluate_checkpoint(net: Network, path, column: int | None = None, data_spec: str | None = None,
-                        cache_dir: str | None = None, device: str = "auto") -> dict:
+                        cache_dir: str | None = None, device: str = "auto", recalibrate_bn: int = 0) -> dict:
     """Load ``path`` into ``net``'s compiled module and measure it on the test split it was trained with
     (or ``data_spec``): rows of (what, accuracy, samples/s)."""
     state = checkpoint.load(path)
@@ -334,10 +377,10 @@ def evaluate_checkpoint(net: Network, path, column: int | None = None, data_spec
     targets = [column] if column is not None else [None, *range(1, model.num_columns + 1)]
     rows = []
     for k in targets:
-        acc, speed = accuracy(model, data, column=k)
+        acc, speed = accuracy(model, data, column=k, recalibrate_bn=recalibrate_bn)
         rows.append({"column": k, "accuracy": acc, "samples_per_second": speed})
     return {"network": net.name, "checkpoint": str(path), "epoch": state.get("epoch"), "data": data.name,
-            "test_samples": len(data.y_test), "device": str(dev), "rows": rows}
+            "test_samples": len(data.y_test), "device": str(dev), "recalibrate_bn": recalibrate_bn, "rows": rows}
 
 
 # ---- files and lines ------------------------------------------------------------------------
