@@ -172,3 +172,32 @@ def test_generated_code_imports_only_torch_and_stdlib():
         elif isinstance(node, ast.ImportFrom):
             roots.add(node.module.split(".")[0])
     assert roots <= {"__future__", "functools", "collections", "typing", "torch"}, roots
+
+
+EDGE = """network edge {
+  input 2x8x8
+  classes 4
+  key {
+    conv(c) = conv3x3(c) . bn . relu
+    head = gap . flatten . linear(classes)
+  }
+  f[1] = conv
+  f[C+1] = join(f[C] . f[C], conv)
+  columns COLUMNS
+  blocks 4 6
+}"""
+
+
+@pytest.mark.parametrize("columns", [1, 3])
+@pytest.mark.parametrize("mode", [{}, {"compute_all": True}, {"drop_path_per": "sample"}])
+def test_networks_without_pools_or_joins(columns, mode):
+    """One column (no joins at all) and no `pool` key: every mode still trains and agrees."""
+    net = fractal_dsl.loads(EDGE.replace("COLUMNS", str(columns)))
+    module = codegen.load_module(codegen.generate(net), f"edge{columns}")
+    model = _build(module, **mode).train()
+    x = _input(net)
+    model(x).sum().backward()
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), run(net, model.state_dict(), x), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(model.extract_column(columns)(x), model(x, column=columns))

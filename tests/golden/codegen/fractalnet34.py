@@ -225,13 +225,13 @@ def _sample_masks(
     column = (draw[:, 1] * NUM_COLUMNS).long().clamp(max=NUM_COLUMNS - 1)
     u = draw[:, 2:]
     keep = u >= local
-    join = torch.tensor(_INPUT_JOIN, device=device).expand(num, -1)
+    join = torch.tensor(_INPUT_JOIN, dtype=torch.long, device=device).expand(num, -1)
     shape = (num, len(_JOINS))
     zeros = torch.zeros(shape, device=device)
     survivors = zeros.scatter_add(1, join, keep.to(zeros.dtype)).gather(1, join)
     best = torch.full(shape, -1.0, device=device).scatter_reduce(1, join, u, "amax")
     keep = keep | ((survivors == 0) & (u == best.gather(1, join)))
-    on_path = torch.tensor(_ON_PATH, device=device)[column]
+    on_path = torch.tensor(_ON_PATH, dtype=torch.bool, device=device)[column]
     keep = torch.where(is_global[:, None], on_path, keep)
     return is_global, column + 1, keep
 
