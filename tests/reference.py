@@ -107,3 +107,18 @@ def compiled(path, display_name: str | None = None):
 
     net = fractal_dsl.load(path, display_name)
     return net, codegen.load_module(codegen.generate(net), f"compiled_{net.name}")
+
+
+def check_train_samples(net, module, model, x, generator) -> None:
+    """Force four drawn samples on ``model`` (train mode, dropout off) through a steering
+    hook and compare each training forward with :func:`run` on the same sample."""
+    import torch
+
+    for _ in range(4):
+        sample = module.sample_drop_path(generator, local=0.5, global_ratio=0.3)
+        handle = model.register_drop_path_hook(lambda m, s, fixed=sample: fixed)
+        state = {k: v.clone() for k, v in model.state_dict().items()}  # before BN updates
+        y = model(x)
+        handle.remove()
+        assert model.last_drop_path == sample
+        torch.testing.assert_close(y, run(net, state, x, training=True, sample=sample), rtol=1e-4, atol=1e-5)

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 from conftest import EXAMPLES, ROOT, assert_golden
-from reference import compiled, run
+from reference import check_train_samples, compiled, run
 
 import fractal_dsl
 from fractal_dsl import codegen
@@ -79,14 +79,7 @@ def test_train_sample_agrees_with_reference(path):
     net, module = compiled(path)
     model = _build(module, dropout=False, drop_path_per="batch").train()
     x = _input(net, 4)
-    for seed in range(4):
-        sample = module.sample_drop_path(torch.Generator().manual_seed(seed), local=0.5, global_ratio=0.3)
-        handle = model.register_drop_path_hook(lambda m, s, fixed=sample: fixed)
-        state = {k: v.clone() for k, v in model.state_dict().items()}
-        y = model(x)
-        handle.remove()
-        assert model.last_drop_path == sample
-        torch.testing.assert_close(y, run(net, state, x, training=True, sample=sample), rtol=1e-4, atol=1e-5)
+    check_train_samples(net, module, model, x, torch.Generator().manual_seed(0))
 
 
 def test_extract_column_is_sequential_and_shares_weights():

@@ -7,7 +7,7 @@ import networkx as nx
 import pytest
 import torch
 from conftest import ROOT
-from reference import compiled, run
+from reference import check_train_samples, compiled, run
 
 import fractal_dsl
 from fractal_dsl import codegen
@@ -128,14 +128,7 @@ def test_join_modes_agree_with_reference(mode):
             torch.testing.assert_close(model(x, column=k), expected, rtol=1e-4, atol=1e-5)
             torch.testing.assert_close(model.extract_column(k)(x), expected, rtol=1e-4, atol=1e-5)
     model.train()
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(4):
-        sample = module.sample_drop_path(gen, local=0.5, global_ratio=0.3)
-        handle = model.register_drop_path_hook(lambda m, s, fixed=sample: fixed)
-        state = {k: v.clone() for k, v in model.state_dict().items()}
-        y = model(x)
-        handle.remove()
-        torch.testing.assert_close(y, run(net, state, x, training=True, sample=sample), rtol=1e-4, atol=1e-5)
+    check_train_samples(net, module, model, x, torch.Generator().manual_seed(0))
 
 
 def test_per_sample_masks_give_each_example_its_own_subnetwork():
