@@ -209,3 +209,29 @@ def test_bn_recalibration_is_per_path_and_leaves_the_model_as_it_was(small_run):
         assert torch.equal(v, before[k]), k
     result = evaluate_checkpoint(net, small_run / "checkpoint.pt", device="cpu", recalibrate_bn=700)
     assert len(result["rows"]) == 3 and result["recalibrate_bn"] == 700
+
+
+def test_image_folder_without_split_is_split_and_converted(tmp_path):
+    from PIL import Image
+
+    for c in range(3):
+        (tmp_path / f"class{c}").mkdir()
+        for i in range(5):
+            Image.new("RGB", (12, 20), (40 * c, 10 * i, 200)).save(tmp_path / f"class{c}" / f"{i}.png")
+    (tmp_path / "class0" / "notes.txt").write_text("not an image")
+    data = datasets.load(str(tmp_path), (1, 8, 8), 3)
+    assert data.shape == (1, 8, 8) and len(data.y_train) == 12 and len(data.y_test) == 3
+    assert sorted(data.y_test.tolist()) == [0, 1, 2]  # stratified
+    with pytest.raises(TrainError, match="has 3 classes but the network predicts 10"):
+        datasets.load(str(tmp_path), (1, 8, 8), 10)
+    (tmp_path / "class1" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(TrainError, match=r"broken.png: not a readable image"):
+        datasets.load(str(tmp_path), (3, 8, 8), 3)
+
+
+def test_amp_needs_cuda_and_column_must_exist(tmp_path, small_run):
+    net = loads(SMALL, "small.fdsl")
+    with pytest.raises(TrainError, match="--amp .* needs a CUDA device"):
+        train(net, TrainConfig(amp=True, device="cpu"), tmp_path / "amp", log=lambda *a: None)
+    with pytest.raises(TrainError, match=r"--column 3: small has columns 1..2"):
+        evaluate_checkpoint(net, small_run / "checkpoint.pt", column=3, device="cpu")
