@@ -214,3 +214,18 @@ def test_hooks_see_every_training_sample_and_can_be_removed():
     model.register_drop_path_hook(lambda m, s: module._column_sample(1))
     model(x)
     assert model.last_drop_path == {"mode": "global", "column": 1, "joins": module._column_sample(1)["joins"]}
+
+
+def test_benchmark_prints_both_modes_and_the_ratio(capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("droppath_speed", ROOT / "benchmarks" / "droppath_speed.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main([str(ROOT / "examples" / "tiny.fdsl"), "--batch", "2", "--steps", "3", "--warmup", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2].startswith("skip dead layers") and out[3].startswith("compute all + mask")
+    assert float(out[3].split()[-1]) == 1.0  # compute-all runs every convolution
+    assert 0 < float(out[2].split()[-1]) <= 1.0
+    assert out[4].startswith("speed-up") and out[4].endswith("x")
+    assert bench.main([str(ROOT / "examples" / "tiny.fdsl"), "--steps", "0"]) == 2
