@@ -229,3 +229,18 @@ def test_benchmark_prints_both_modes_and_the_ratio(capsys):
     assert 0 < float(out[2].split()[-1]) <= 1.0
     assert out[4].startswith("speed-up") and out[4].endswith("x")
     assert bench.main([str(ROOT / "examples" / "tiny.fdsl"), "--steps", "0"]) == 2
+
+
+def test_steering_works_in_compute_all_mode():
+    _, module = compiled(ROOT / "examples" / "tiny.fdsl")
+    torch.manual_seed(0)
+    model = module.build(dropout=False, compute_all=True).train()
+    x = torch.randn(4, 1, 16, 16)
+    seen = []
+    handle = model.register_drop_path_hook(lambda m, s: seen.append(s) or module._column_sample(2))
+    torch.manual_seed(2)  # draws a local sample: steering must replace it
+    steered = model(x)
+    handle.remove()
+    assert seen[0]["mode"] == "local"
+    assert model.last_drop_path == module._column_sample(2)
+    torch.testing.assert_close(steered, model(x, column=2), rtol=1e-4, atol=1e-5)

@@ -431,6 +431,7 @@ class Maxjoin(nn.Module):
                         for i in range(n)
                     ]
                     masks = (masks[0], masks[1], torch.tensor([flags], device=x.device))
+                    self._last_sample = sample
             return _Plan(_FULL.live, None, masks[2])
         device = self.generator.device if self.generator is not None else "cpu"
         sample = sample_drop_path(
