@@ -195,6 +195,8 @@ def _ctors(net: Network, node: str) -> list[str]:
 
 
 def _block(net: Network, b: int, index: dict, join_index: dict, modules: dict) -> dict:
+    """Block ``b``'s submodules and the straight-line code of its forward pass: one line
+    per node, skipped (None) when the plan says no kept path uses it."""
     g = net.graph
     nodes = [n for n in index if g.nodes[n]["block"] == b]
     var: dict[str, str] = {}
@@ -204,7 +206,7 @@ def _block(net: Network, b: int, index: dict, join_index: dict, modules: dict) -
     local_join = 0
     for n in nodes:
         a = g.nodes[n]
-        preds = [u for u in (_join_inputs(g, n) if a["kind"] == "join" else g.predecessors(n))]
+        preds = _join_inputs(g, n) if a["kind"] == "join" else list(g.predecessors(n))
         args = [var.get(u, "x") for u in preds]
         if a["kind"] == "layer":
             column, layer = modules[n].split(".")[1:]
@@ -224,7 +226,6 @@ def _block(net: Network, b: int, index: dict, join_index: dict, modules: dict) -
             steps.append(call)
         elif a["kind"] == "pool":
             pool = _layer_ctors(net, a)
-            var[n] = "out"
             steps.append(f"return block.pool({args[0]})")
     exits = [n for n in nodes if any(g.nodes[w]["block"] != b for w in g.successors(n))]
     if not pool:
