@@ -91,18 +91,20 @@ def broadcast_buffers(ctx: Context, model: torch.nn.Module) -> None:
             dist.broadcast(buf, 0)
 
 
-def wrap(ctx: Context, model: torch.nn.Module) -> torch.nn.Module:
+def wrap(ctx: Context, model: torch.nn.Module, find_unused: bool = True) -> torch.nn.Module:
     """DistributedDataParallel with ``find_unused_parameters=True``: a drop-path sample skips the
     layers no surviving path uses, so their parameters get no gradient. All ranks draw the same
     sample (same generator seed), so those parameters are unused on every rank and DDP leaves
     their ``.grad`` at None, exactly like one process would: the optimizer then skips them (no
-    momentum or weight-decay step), which ``compute_all`` masking (zero gradients) would not."""
+    momentum or weight-decay step), which ``compute_all`` masking (zero gradients) would not.
+    Without drop-path every parameter is used, and ``find_unused=False`` spares DDP the
+    per-step search of the autograd graph."""
     if not ctx.distributed:
         return model
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)
 
 
 def teardown(ctx: Context) -> None:

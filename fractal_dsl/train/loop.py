@@ -37,7 +37,9 @@ def train(net: Network, cfg: TrainConfig, out: str | Path, log=print) -> dict:
     """
     ctx = distributed.setup(cfg.device)
     try:
-        return _Run(net, cfg, Path(out), ctx, log if ctx.main else _silent).run()
+        summary = _Run(net, cfg, Path(out), ctx, log if ctx.main else _silent).run()
+        distributed.barrier(ctx)  # no rank tears the group down while another still writes or reduces
+        return summary
     finally:
         distributed.teardown(ctx)
 
@@ -114,7 +116,7 @@ class _Run:
             self.log(f"resuming after epoch {len(history)} of {cfg.epochs}")
         self.log(f"{self.net.name}: {params:,} parameters, {data.name} {len(data.y_train)} train / "
                  f"{len(data.y_test)} test, {ctx.device}" + (f" x {ctx.world} processes" if ctx.distributed else ""))
-        ddp = distributed.wrap(ctx, model)
+        ddp = distributed.wrap(ctx, model, find_unused=bool(getattr(model, "drop_path", True)))
         with _StopFlag(self.log) as stop:
             for epoch in range(len(history), cfg.epochs):
                 t0 = time.perf_counter()
