@@ -143,8 +143,8 @@ def test_per_sample_masks_give_each_example_its_own_subnetwork():
     sample = model.last_drop_path
     assert sample["mode"] == "per-sample"
     assert sample["global"].shape == (16,) and 0 < int(sample["global"].sum()) < 16
-    model(x[:1])  # one example is still a per-sample draw
-    assert model.last_drop_path["mode"] == "per-sample"
+    model(x[:1])  # one example: its own subnetwork, in the per-batch form
+    assert model.last_drop_path["mode"] in ("global", "local")
     state = model.state_dict()
     for b in range(16):
         joins = {j: tuple(int(i) for i in m[b].nonzero()) for j, m in sample["masks"].items()}

@@ -160,11 +160,10 @@ def _sample_masks(
     return is_global, column + 1, keep
 
 
-def _to_sample(
-    is_global: Tensor, column: Tensor, keep: Tensor, per_sample: bool = False
-) -> dict[str, Any]:
-    """The dict form of a drop-path sample (see ``sample_drop_path``)."""
-    if per_sample:
+def _to_sample(is_global: Tensor, column: Tensor, keep: Tensor) -> dict[str, Any]:
+    """The dict form of a drop-path sample (see ``sample_drop_path``); one row (a batch,
+    or a single example drawn per sample) has the per-batch form."""
+    if keep.shape[0] != 1:
         masks = {name: keep[:, a : a + n] for name, a, n in _SPANS}
         columns = torch.where(is_global, column, torch.zeros_like(column))
         return {
@@ -279,7 +278,7 @@ class Tiny(nn.Module):
         self.generator = generator
         self._drop_path_hooks: OrderedDict[int, Callable[..., Any]] = OrderedDict()
         self._last_sample: dict[str, Any] | None = None
-        self._last_masks: tuple[Any, ...] | None = None  # _to_sample's arguments
+        self._last_masks: tuple[Tensor, Tensor, Tensor] | None = None
         self.block1 = nn.ModuleDict(
             {
                 "column1": nn.ModuleDict(
@@ -504,7 +503,7 @@ class Tiny(nn.Module):
                 self.generator,
             )
             if not isinstance(masks[2], torch.fx.Proxy):
-                self._last_sample, self._last_masks = None, (*masks, per_sample)
+                self._last_sample, self._last_masks = None, masks
             if self._drop_path_hooks:
                 sample = self._call_hooks(self.last_drop_path)
                 if not per_sample:
