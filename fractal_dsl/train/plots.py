@@ -11,6 +11,7 @@ def curves(history: list[dict], path: str | Path, title: str) -> None:
 
     matplotlib.use("Agg")  # files only; never open a window
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [h["epoch"] for h in history]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
@@ -23,6 +24,7 @@ def curves(history: list[dict], path: str | Path, title: str) -> None:
     right.legend(loc="lower right")
     for ax in (left, right):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title)
     fig.savefig(path, dpi=100)
     plt.close(fig)
