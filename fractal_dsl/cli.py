@@ -180,6 +180,8 @@ def compile_(file: str, out: str | None) -> None:
               help="Override the share of globally sampled batches.")
 @click.option("--drop-path-per", type=click.Choice(["batch", "sample"]), default=None)
 @click.option("--no-regularization", is_flag=True, help="Turn drop-path and dropout off.")
+@click.option("--init", type=click.Choice(["xavier", "kaiming", "torch"]), default=None,
+              help="Override the file's weight initialisation (default xavier, as in the paper).")
 @click.option("--recalibrate-bn", default=0, show_default=True, type=click.IntRange(min=0), metavar="N",
               help="Evaluate each column with BatchNorm statistics re-estimated on N training images (0: as stored).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last finished epoch.")

@@ -176,6 +176,7 @@ def _context(net: Network) -> dict:
         "droppath_global": float(net.droppath.global_ratio),
         "droppath_per": net.droppath.per,
         "droppath_enabled": bool(net.droppath.enabled),
+        "init": net.init,
         "node_lines": _table_lines(node_rows),
         "join_lines": _table_lines(join_rows),
         "stem": _ctors(net, "stem"),

@@ -62,6 +62,7 @@ class Network:
     droppath: DropPath
     input_shape: tuple[int, ...]
     classes: int
+    init: str = "xavier"  # weight initialisation (syntax.INIT_SCHEMES); the paper's is Xavier
     block_values: list[tuple] = field(default_factory=list)
     params: int = 0
     macs: int = 0
@@ -148,6 +149,7 @@ def expand(program: Program) -> Network:
         droppath=droppath,
         input_shape=input_shape,
         classes=classes,
+        init=program.init[0] if program.init else "xavier",
         block_values=[tuple(v.value for v in b["#span"].values) for b in builder.block_envs],
     )
 

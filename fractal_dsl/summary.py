@@ -84,6 +84,7 @@ def describe(net: Network, module_names: dict[str, str] | None = None) -> dict:
         "macs": net.macs,
         "join": {"mode": net.join_mode, "flat": net.flat_joins},
         "droppath": {"enabled": dp.enabled, "local": dp.local, "global": dp.global_ratio, "per": dp.per},
+        "init": net.init,
         "blocks": blocks,
         "graph": {"nodes": nodes, "edges": edges},
     }
@@ -136,5 +137,6 @@ def format_text(net: Network) -> str:
         f"  MACs per sample {net.macs:,} ({net.macs / 1e9:.2f} G)",
         f"  depth           {d['depth']} layers in blocks; deepest path {d['deepest_path']} layers",
         "  drop-path       " + (f"local {dp.local:g}, global {dp.global_ratio:g}, per {dp.per}" if dp.enabled else "off"),
+        f"  init            {net.init}",
     ]
     return "\n".join(lines)

@@ -135,6 +135,7 @@ class Program:
     rules: tuple[Rule, ...]
     blocks: tuple[tuple[BlockSpec, ...], Span] | None
     droppath: DropPathSpec | None
+    init: tuple[str, Span] | None = None
     # problems found while assembling (duplicates, bad drop-path values); later stages add
     # theirs, so the user sees them all at once
     problems: tuple[Diagnostic, ...] = ()
@@ -240,6 +241,10 @@ class _ToAst(Transformer):
     def columns_stmt(self, meta, children):
         (tok,) = children
         return ("columns", int(tok), _span(meta))
+
+    def init_stmt(self, meta, children):
+        (tok,) = children
+        return ("init", str(tok), Span.from_token(tok))
 
     def block_tuple(self, meta, children):
         return BlockSpec(tuple(children), _span(meta))
@@ -432,7 +437,10 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
     return Diagnostic(span, "syntax error")
 
 
-_STATEMENTS = ("input", "classes", "key", "columns", "blocks", "droppath")
+# weight initialisation of convolutions and linear layers: the paper's Xavier (Glorot &
+# Bengio, uniform), Kaiming (He, normal, for ReLU), or PyTorch's own defaults
+INIT_SCHEMES = ("xavier", "kaiming", "torch")
+_STATEMENTS = ("input", "classes", "key", "columns", "blocks", "droppath", "init")
 _WORD = re.compile(r"#[^\n]*|[A-Za-z_][A-Za-z0-9_]*|\S")
 _CHAR_HINTS = {
     "*": "composition is written with '.', e.g. `f[C] . f[C]`",
@@ -503,6 +511,9 @@ def _assemble(source: Source, name: Token, stmts: list, span: Span) -> Program:
             key.extend(value)
         elif kind == "droppath":
             found[kind] = _droppath(value, sspan, diags)
+        elif kind == "init" and value not in INIT_SCHEMES:
+            close = difflib.get_close_matches(value, INIT_SCHEMES, n=1)
+            diags.error(sspan, f"unknown weight initialisation `{value}`", hint=f"did you mean `{close[0]}`?" if close else "use " + ", ".join(f"`init {s}`" for s in INIT_SCHEMES))
         else:
             found[kind] = (value, sspan)
     return Program(
@@ -518,6 +529,7 @@ def _assemble(source: Source, name: Token, stmts: list, span: Span) -> Program:
         rules=tuple(rules),
         blocks=found.get("blocks"),
         droppath=found.get("droppath"),
+        init=found.get("init"),
     )
 
 

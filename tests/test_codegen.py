@@ -131,6 +131,42 @@ def test_build_overrides_and_bad_arguments():
         module.Tiny(10)  # keyword-only
 
 
+def test_weight_initialisation_follows_the_file_and_the_override():
+    text = (ROOT / "examples" / "tiny.fdsl").read_text()
+    assert "init" not in text  # the default is the paper's Xavier initialisation
+    net, module = compiled(ROOT / "examples" / "tiny.fdsl")
+    assert module.DEFAULT_INIT == net.init == "xavier"
+
+    def convs(model):
+        return [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+
+    torch.manual_seed(0)
+    xavier = module.build()
+    for conv in convs(xavier):
+        fan_in = conv.in_channels * 9
+        fan_out = conv.out_channels * 9
+        bound = (6 / (fan_in + fan_out)) ** 0.5  # Glorot and Bengio's uniform range
+        w = conv.weight.detach()
+        assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound
+    linear = xavier.head[-1]
+    assert torch.equal(linear.bias, torch.zeros_like(linear.bias))
+    assert linear.weight.abs().max() <= (6 / (linear.in_features + linear.out_features)) ** 0.5
+
+    torch.manual_seed(0)
+    default = module.build(init="torch")  # PyTorch's own: uniform within 1/sqrt(fan_in)
+    first = convs(default)[0]
+    assert first.weight.abs().max() > (6 / (first.in_channels * 9 + first.out_channels * 9)) ** 0.5
+    torch.manual_seed(0)
+    kaiming = module.build(init="kaiming")
+    assert not torch.equal(convs(kaiming)[1].weight, convs(xavier)[1].weight)
+
+    kaiming_file = fractal_dsl.loads(text.replace("  columns 3", "  init kaiming\n  columns 3"), "k.fdsl")
+    assert kaiming_file.init == "kaiming"
+    assert 'DEFAULT_INIT = "kaiming"' in codegen.generate(kaiming_file)
+    with pytest.raises(ValueError, match="init"):
+        module.build(init="zeros")
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_golden_code(path):
     net = fractal_dsl.load(path, f"examples/{path.name}")

@@ -24,7 +24,7 @@ from fractal_dsl.syntax import decode_source
 TEXTS = {p.stem: p.read_text("utf-8") for p in EXAMPLES}
 _TOKEN = re.compile(r"\s+|#[^\n]*|[A-Za-z_][A-Za-z0-9_]*|\d+(?:x\d+)+|[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|.", re.DOTALL)
 VOCAB = [
-    "network", "input", "classes", "key", "columns", "blocks", "droppath", "local", "global", "per",
+    "network", "input", "classes", "key", "columns", "blocks", "droppath", "local", "global", "per", "init", "xavier",
     "off", "batch", "sample", "join", "pool", "head", "stem", "conv", "f", "C", "c", "p", "mean", "sum",
     "max", "concat", "flat", "true", "false", "conv3x3", "linear", "flatten", "gap", "dropout",
     "maxpool", "avgpool", "batchnorm", "relu", "(", ")", "[", "]", "{", "}", ",", ".", "=", "+", "-",

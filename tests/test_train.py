@@ -113,6 +113,13 @@ def test_bad_options_exit_2(tmp_path):
     assert r.returncode == 2 and "--no-regularization turns drop-path off" in r.stderr
     r = cli("train", net, "--epochs", "0")
     assert r.returncode == 2
+    r = cli("train", net, "--init", "zeros")
+    assert r.returncode == 2 and "'zeros' is not one of 'xavier', 'kaiming', 'torch'" in r.stderr
+
+
+def test_init_override_reaches_the_model():
+    assert TrainConfig().model_overrides() == {"dropout": True}  # the file's init (xavier by default)
+    assert TrainConfig(init="torch").model_overrides()["init"] == "torch"
 
 
 def test_diverging_loss_stops_with_a_clear_message(tmp_path):

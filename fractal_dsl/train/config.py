@@ -11,7 +11,7 @@ from dataclasses import dataclass
 #: Options that change the trained weights: a resumed run must use the same values.
 RESUME_KEYS = (
     "data", "augment", "epochs", "batch_size", "lr", "momentum", "weight_decay", "seed", "drop_path",
-    "drop_path_local", "drop_path_global", "drop_path_per", "dropout", "amp",
+    "drop_path_local", "drop_path_global", "drop_path_per", "dropout", "amp", "init",
 )
 
 
@@ -43,6 +43,7 @@ class TrainConfig:
     drop_path_global: float | None = None
     drop_path_per: str | None = None
     dropout: bool = True
+    init: str | None = None  # weight initialisation (xavier, kaiming, torch); None: the file's
     recalibrate_bn: int = 0  # evaluation only: re-estimate BatchNorm statistics per column on N train images
     resume: bool = False
     quiet: bool = False
@@ -50,7 +51,7 @@ class TrainConfig:
     def model_overrides(self) -> dict:
         """Keyword arguments for the compiled module's ``build`` that differ from the file's."""
         out = {"dropout": self.dropout}
-        for name in ("drop_path", "drop_path_local", "drop_path_global", "drop_path_per"):
+        for name in ("drop_path", "drop_path_local", "drop_path_global", "drop_path_per", "init"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value

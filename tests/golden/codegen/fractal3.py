@@ -27,6 +27,9 @@ Per mini-batch, layers that no surviving path uses are not computed at all;
 torch.compile or DDP). Sampling uses torch's random generator (``generator``, else the
 global one), so ``torch.manual_seed`` makes runs reproducible.
 
+Convolution and linear weights start from ``init`` ("xavier" by default:
+Xavier/Glorot uniform, as in the paper).
+
 Generated code: edit the .fdsl source and compile again instead of editing this file.
 """
 
@@ -46,6 +49,7 @@ __all__ = ["NUM_COLUMNS", "Fractal3", "build", "sample_drop_path"]
 NUM_COLUMNS = 3
 DEFAULT_DROP_PATH_LOCAL = 0.15
 DEFAULT_DROP_PATH_GLOBAL = 0.5
+DEFAULT_INIT = "xavier"
 
 # The graph in topological order: (node id, submodule, columns through it, consumers),
 # where each consumer is (node, join or -1, input index of that join).
@@ -265,6 +269,23 @@ def _join(xs: tuple[Any, ...], plan: _Plan, j: int) -> Tensor:
     return out / len(kept) if len(kept) > 1 else out
 
 
+def _init_weights(model: nn.Module, scheme: str) -> None:
+    """Initialise convolution and linear weights: ``"xavier"`` (Glorot and Bengio,
+    uniform; the paper's), ``"kaiming"`` (He, normal, for ReLU) or ``"torch"`` (PyTorch's
+    defaults, left as they are). Biases start at zero; batch norm keeps weight 1, bias 0.
+    """
+    if scheme == "torch":
+        return
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            if scheme == "xavier":
+                nn.init.xavier_uniform_(m.weight)
+            else:
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 class Fractal3(nn.Module):
     """FractalNet fractal3: 3 columns, 5 blocks."""
 
@@ -281,8 +302,13 @@ class Fractal3(nn.Module):
         dropout: bool = True,
         compute_all: bool = False,
         generator: torch.Generator | None = None,
+        init: str = DEFAULT_INIT,
     ) -> None:
         super().__init__()
+        if init not in ("xavier", "kaiming", "torch"):
+            raise ValueError(
+                f"init must be 'xavier', 'kaiming' or 'torch', not {init!r}"
+            )
         if drop_path_per not in ("batch", "sample"):
             raise ValueError(
                 f"drop_path_per must be 'batch' or 'sample', not {drop_path_per!r}"
@@ -612,6 +638,7 @@ class Fractal3(nn.Module):
             nn.Flatten(),
             nn.Linear(512, num_classes),
         )
+        _init_weights(self, init)
 
     @property
     def last_drop_path(self) -> dict[str, Any] | None:

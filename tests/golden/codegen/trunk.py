@@ -27,6 +27,9 @@ Per mini-batch, layers that no surviving path uses are not computed at all;
 torch.compile or DDP). Sampling uses torch's random generator (``generator``, else the
 global one), so ``torch.manual_seed`` makes runs reproducible.
 
+Convolution and linear weights start from ``init`` ("xavier" by default:
+Xavier/Glorot uniform, as in the paper).
+
 Generated code: edit the .fdsl source and compile again instead of editing this file.
 """
 
@@ -46,6 +49,7 @@ __all__ = ["NUM_COLUMNS", "Trunk", "build", "sample_drop_path"]
 NUM_COLUMNS = 4
 DEFAULT_DROP_PATH_LOCAL = 0.1
 DEFAULT_DROP_PATH_GLOBAL = 0.5
+DEFAULT_INIT = "xavier"
 
 # The graph in topological order: (node id, submodule, columns through it, consumers),
 # where each consumer is (node, join or -1, input index of that join).
@@ -225,6 +229,23 @@ def _join(xs: tuple[Any, ...], plan: _Plan, j: int) -> Tensor:
     return out / len(kept) if len(kept) > 1 else out
 
 
+def _init_weights(model: nn.Module, scheme: str) -> None:
+    """Initialise convolution and linear weights: ``"xavier"`` (Glorot and Bengio,
+    uniform; the paper's), ``"kaiming"`` (He, normal, for ReLU) or ``"torch"`` (PyTorch's
+    defaults, left as they are). Biases start at zero; batch norm keeps weight 1, bias 0.
+    """
+    if scheme == "torch":
+        return
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            if scheme == "xavier":
+                nn.init.xavier_uniform_(m.weight)
+            else:
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 class Trunk(nn.Module):
     """FractalNet trunk: 4 columns, 2 blocks."""
 
@@ -241,8 +262,13 @@ class Trunk(nn.Module):
         dropout: bool = True,
         compute_all: bool = False,
         generator: torch.Generator | None = None,
+        init: str = DEFAULT_INIT,
     ) -> None:
         super().__init__()
+        if init not in ("xavier", "kaiming", "torch"):
+            raise ValueError(
+                f"init must be 'xavier', 'kaiming' or 'torch', not {init!r}"
+            )
         if drop_path_per not in ("batch", "sample"):
             raise ValueError(
                 f"drop_path_per must be 'batch' or 'sample', not {drop_path_per!r}"
@@ -384,6 +410,7 @@ class Trunk(nn.Module):
             nn.Flatten(),
             nn.Linear(16, num_classes),
         )
+        _init_weights(self, init)
 
     @property
     def last_drop_path(self) -> dict[str, Any] | None:
