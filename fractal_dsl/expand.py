@@ -341,7 +341,7 @@ def _check_size(program, fname, base, rec, columns, nblocks, diags) -> None:
     if total > MAX_NODES:
         diags.error(
             program.columns[1],
-            f"columns {columns} would make {total:,} layers ({counts[columns]:,} per block, {nblocks} blocks); the limit is {MAX_NODES:,}",
+            f"columns {columns} would make {total:,} layers ({counts[columns]:,} per block, {nblocks} block{'s' if nblocks != 1 else ''}); the limit is {MAX_NODES:,}",
             hint="use fewer columns; FractalNet uses 3 or 4",
         )
 
