@@ -182,8 +182,9 @@ def compile_(file: str, out: str | None) -> None:
 @click.option("--no-regularization", is_flag=True, help="Turn drop-path and dropout off.")
 @click.option("--init", type=click.Choice(["xavier", "kaiming", "torch"]), default=None,
               help="Override the file's weight initialisation (default xavier, as in the paper).")
-@click.option("--recalibrate-bn", default=0, show_default=True, type=click.IntRange(min=0), metavar="N",
-              help="Evaluate each column with BatchNorm statistics re-estimated on N training images (0: as stored).")
+@click.option("--recalibrate-bn", default=1000, show_default=True, type=click.IntRange(min=0), metavar="N",
+              help="Evaluate the network and each column with BatchNorm statistics re-estimated for that path "
+                   "on N training images (0: the stored statistics).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last finished epoch.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars: one line per epoch, for logs.")
 def train(file: str, out: str, no_regularization: bool, **options) -> None:
@@ -214,8 +215,9 @@ def train(file: str, out: str, no_regularization: bool, **options) -> None:
 @click.option("--data", default=None, help="Test data (default: what the checkpoint was trained on).")
 @click.option("--cache-dir", default=None, type=click.Path(file_okay=False))
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
-@click.option("--recalibrate-bn", default=0, show_default=True, type=click.IntRange(min=0), metavar="N",
-              help="Evaluate each column with BatchNorm statistics re-estimated on N training images (0: as stored).")
+@click.option("--recalibrate-bn", default=1000, show_default=True, type=click.IntRange(min=0), metavar="N",
+              help="Evaluate the network and each column with BatchNorm statistics re-estimated for that path "
+                   "on N training images (0: the stored statistics).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def evaluate(file: str, ckpt: str, column: int | None, data: str | None, cache_dir: str | None, device: str,
              recalibrate_bn: int, as_json: bool) -> None:
@@ -231,7 +233,8 @@ def evaluate(file: str, ckpt: str, column: int | None, data: str | None, cache_d
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    bn = f", BatchNorm re-estimated per column on {recalibrate_bn} images" if recalibrate_bn else ""
+    bn = (f", BatchNorm re-estimated per path on {result['recalibrate_bn']} training images" if result["recalibrate_bn"]
+          else ", BatchNorm statistics as stored")
     click.echo(f"{result['network']} after epoch {result['epoch']}: {result['data']} test set "
                f"({result['test_samples']} samples) on {result['device']}{bn}")
     for row in result["rows"]:

@@ -44,7 +44,10 @@ class TrainConfig:
     drop_path_per: str | None = None
     dropout: bool = True
     init: str | None = None  # weight initialisation (xavier, kaiming, torch); None: the file's
-    recalibrate_bn: int = 0  # evaluation only: re-estimate BatchNorm statistics per column on N train images
+    # evaluation only: re-estimate BatchNorm statistics per evaluated path on the first N
+    # training images (0: use the stored running statistics, which under drop-path follow the
+    # last few sampled subnetworks; see docs/results.md)
+    recalibrate_bn: int = 1000
     resume: bool = False
     quiet: bool = False
 

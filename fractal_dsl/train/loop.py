@@ -116,6 +116,9 @@ class _Run:
             self.log(f"resuming after epoch {len(history)} of {cfg.epochs}")
         self.log(f"{self.net.name}: {params:,} parameters, {data.name} {len(data.y_train)} train / "
                  f"{len(data.y_test)} test, {ctx.device}" + (f" x {ctx.world} processes" if ctx.distributed else ""))
+        recal = min(cfg.recalibrate_bn, len(data.y_train))
+        self.log("evaluation: " + (f"BatchNorm statistics re-estimated per path on {recal} training images"
+                                   if recal else "BatchNorm statistics as stored"))
         ddp = distributed.wrap(ctx, model, find_unused=bool(getattr(model, "drop_path", True)))
         with _StopFlag(self.log) as stop:
             for epoch in range(len(history), cfg.epochs):
@@ -361,7 +364,7 @@ def evaluate(model, data, ctx=None, amp=False, recalibrate_bn: int = 0) -> tuple
 
 
 def evaluate_checkpoint(net: Network, path, column: int | None = None, data_spec: str | None = None,
-                        cache_dir: str | None = None, device: str = "auto", recalibrate_bn: int = 0) -> dict:
+                        cache_dir: str | None = None, device: str = "auto", recalibrate_bn: int = 1000) -> dict:
     """Load ``path`` into ``net``'s compiled module and measure it on the test split it was trained with
     (or ``data_spec``): rows of (what, accuracy, samples/s)."""
     state = checkpoint.load(path)
@@ -382,7 +385,8 @@ def evaluate_checkpoint(net: Network, path, column: int | None = None, data_spec
         acc, speed = accuracy(model, data, column=k, recalibrate_bn=recalibrate_bn)
         rows.append({"column": k, "accuracy": acc, "samples_per_second": speed})
     return {"network": net.name, "checkpoint": str(path), "epoch": state.get("epoch"), "data": data.name,
-            "test_samples": len(data.y_test), "device": str(dev), "recalibrate_bn": recalibrate_bn, "rows": rows}
+            "test_samples": len(data.y_test), "device": str(dev),
+            "recalibrate_bn": min(recalibrate_bn, len(data.y_train)), "rows": rows}
 
 
 # ---- files and lines ------------------------------------------------------------------------
