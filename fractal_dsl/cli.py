@@ -13,6 +13,7 @@ import click
 
 from . import __version__
 from .errors import FractalError
+from .syntax import INIT_SCHEMES
 
 
 def _load(path: str):
@@ -180,7 +181,7 @@ def compile_(file: str, out: str | None) -> None:
               help="Override the share of globally sampled batches.")
 @click.option("--drop-path-per", type=click.Choice(["batch", "sample"]), default=None)
 @click.option("--no-regularization", is_flag=True, help="Turn drop-path and dropout off.")
-@click.option("--init", type=click.Choice(["xavier", "kaiming", "torch"]), default=None,
+@click.option("--init", type=click.Choice(INIT_SCHEMES), default=None,
               help="Override the file's weight initialisation (default xavier, as in the paper).")
 @click.option("--recalibrate-bn", default=1000, show_default=True, type=click.IntRange(min=0), metavar="N",
               help="Evaluate the network and each column with BatchNorm statistics re-estimated for that path "
