@@ -158,6 +158,14 @@ def compile_(file: str, out: str | None) -> None:
     click.echo(f"wrote {out}", err=True)
 
 
+# train and eval alike; 1000 is TrainConfig.recalibrate_bn (train.config cannot be imported
+# here without torch, as the train package imports its loop)
+_recalibrate_bn_option = click.option(
+    "--recalibrate-bn", default=1000, show_default=True, type=click.IntRange(min=0), metavar="N",
+    help="Evaluate the network and each column with BatchNorm statistics re-estimated for that path "
+         "on N training images (0: the stored statistics).")
+
+
 @main.command()
 @click.argument("file", type=FILE)
 @click.option("--out", "out", default="runs/latest", show_default=True, type=click.Path(file_okay=False),
@@ -183,9 +191,7 @@ def compile_(file: str, out: str | None) -> None:
 @click.option("--no-regularization", is_flag=True, help="Turn drop-path and dropout off.")
 @click.option("--init", type=click.Choice(INIT_SCHEMES), default=None,
               help="Override the file's weight initialisation (default xavier, as in the paper).")
-@click.option("--recalibrate-bn", default=1000, show_default=True, type=click.IntRange(min=0), metavar="N",
-              help="Evaluate the network and each column with BatchNorm statistics re-estimated for that path "
-                   "on N training images (0: the stored statistics).")
+@_recalibrate_bn_option
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last finished epoch.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars: one line per epoch, for logs.")
 def train(file: str, out: str, no_regularization: bool, **options) -> None:
@@ -216,9 +222,7 @@ def train(file: str, out: str, no_regularization: bool, **options) -> None:
 @click.option("--data", default=None, help="Test data (default: what the checkpoint was trained on).")
 @click.option("--cache-dir", default=None, type=click.Path(file_okay=False))
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
-@click.option("--recalibrate-bn", default=1000, show_default=True, type=click.IntRange(min=0), metavar="N",
-              help="Evaluate the network and each column with BatchNorm statistics re-estimated for that path "
-                   "on N training images (0: the stored statistics).")
+@_recalibrate_bn_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def evaluate(file: str, ckpt: str, column: int | None, data: str | None, cache_dir: str | None, device: str,
              recalibrate_bn: int, as_json: bool) -> None:

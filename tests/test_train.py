@@ -247,3 +247,11 @@ def test_amp_needs_cuda_and_column_must_exist(tmp_path, small_run):
         train(net, TrainConfig(amp=True, device="cpu"), tmp_path / "amp", log=lambda *a: None)
     with pytest.raises(TrainError, match=r"--column 3: small has columns 1..2"):
         evaluate_checkpoint(net, small_run / "checkpoint.pt", column=3, device="cpu")
+
+
+def test_cli_defaults_match_the_config():
+    from fractal_dsl import cli
+
+    for command in (cli.train, cli.evaluate):
+        default = next(p.default for p in command.params if p.name == "recalibrate_bn")
+        assert default == TrainConfig().recalibrate_bn == 1000

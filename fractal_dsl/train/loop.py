@@ -364,7 +364,7 @@ def evaluate(model, data, ctx=None, amp=False, recalibrate_bn: int = 0) -> tuple
 
 
 def evaluate_checkpoint(net: Network, path, column: int | None = None, data_spec: str | None = None,
-                        cache_dir: str | None = None, device: str = "auto", recalibrate_bn: int = 1000) -> dict:
+                        cache_dir: str | None = None, device: str = "auto", recalibrate_bn: int = TrainConfig.recalibrate_bn) -> dict:
     """Load ``path`` into ``net``'s compiled module and measure it on the test split it was trained with
     (or ``data_spec``): rows of (what, accuracy, samples/s)."""
     state = checkpoint.load(path)
