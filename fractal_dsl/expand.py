@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from .errors import Collector, Span
+from .ir import Edge, Node
 from .layers import BUILTINS, JOIN_MODES, REQUIRED, Layer, LayerError, resolve
 from .syntax import Call, FractalRef, Join, KeyDef, Program, Rule, Seq, Value
 
@@ -71,6 +72,30 @@ class Network:
         """Node ids in a deterministic topological order (ties broken by creation order)."""
         order = {n: i for i, n in enumerate(self.graph.nodes)}
         return list(nx.lexicographical_topological_sort(self.graph, key=order.__getitem__))
+
+    # ---- typed access (see ir.py) ----
+    def node(self, n: str) -> Node:
+        a = self.graph.nodes[n]
+        if "node" in a:
+            return a["node"]
+        return Node(  # transitional: attribute dicts until every stage emits typed nodes
+            id=n, kind=a["kind"], op=a["op"], block=a["block"], columns=tuple(a["columns"]), depth=a["depth"],
+            span=a["span"], key_span=a.get("key_span"), args=tuple(a["args"].items()), layers=tuple(a["layers"]),
+            in_shape=a.get("in_shape"), shape=a.get("shape"), layer_shapes=tuple(a.get("layer_shapes", ())),
+            params=a.get("params", 0), macs=a.get("macs", 0),
+        )
+
+    def nodes(self) -> list[Node]:
+        """Every node, in :meth:`nodes_in_order`."""
+        return [self.node(n) for n in self.nodes_in_order()]
+
+    def edge(self, u: str, v: str) -> Edge:
+        e = self.graph.edges[u, v]
+        return e["edge"] if "edge" in e else Edge(e["index"], tuple(e["columns"]))
+
+    def inputs(self, n: str) -> list[str]:
+        """The ids feeding ``n``, in input order (a join's inputs as the rule writes them)."""
+        return sorted(self.graph.predecessors(n), key=lambda u: self.edge(u, n).index)
 
 
 # ---- expression instances ---------------------------------------------------------------
