@@ -68,7 +68,7 @@ def inspect(file: str, as_json: bool) -> None:
         _fail(exc)
         sys.exit(1)
     if as_json:
-        click.echo(json.dumps(describe(net, _module_names(net)), indent=2))
+        click.echo(json.dumps(describe(net), indent=2))
     else:
         click.echo(format_text(net))
 
@@ -253,15 +253,6 @@ def _load_or_exit(path: str):
     except FractalError as exc:
         _fail(exc)
         sys.exit(1)
-
-
-def _module_names(net):
-    """Dotted submodule names of the compiled module, when the code generator is present."""
-    try:
-        from .codegen import module_names
-    except ImportError:
-        return None
-    return module_names(net)
 
 
 if __name__ == "__main__":  # pragma: no cover

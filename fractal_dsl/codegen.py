@@ -26,9 +26,10 @@ from pathlib import Path
 
 import jinja2
 
-from . import __version__
+from . import __version__, semantics
 from ._resources import resource_dir
 from .expand import Network
+from .ir import Node
 from .layers import Layer
 
 WIDTH = 88
@@ -79,20 +80,7 @@ def class_name(net: Network) -> str:
 
 def module_names(net: Network) -> dict[str, str]:
     """``{node id: dotted submodule name}`` for every node that holds layers."""
-    g = net.graph
-    names: dict[str, str] = {}
-    counts: dict[tuple[int, int], int] = {}
-    for n in net.nodes_in_order():
-        a = g.nodes[n]
-        if a["kind"] == "layer":
-            key = (a["block"], a["column"])
-            counts[key] = counts.get(key, 0) + 1
-            names[n] = f"block{a['block']}.column{a['column']}.layer{counts[key]}"
-        elif a["kind"] == "pool":
-            names[n] = f"block{a['block']}.pool"
-        elif a["kind"] in ("stem", "head"):
-            names[n] = a["kind"]
-    return names
+    return {n.id: n.module for n in net.nodes() if n.module is not None}
 
 
 def generate(net: Network) -> str:
@@ -137,27 +125,26 @@ def write_atomic(path: str | Path, source: str) -> None:
 
 
 def _context(net: Network) -> dict:
-    g = net.graph
     order = net.nodes_in_order()
     index = {n: i for i, n in enumerate(order)}
     modules = module_names(net)
-    joins = [n for n in order if g.nodes[n]["kind"] == "join"]
+    joins = semantics.joins(net)
     join_index = {n: j for j, n in enumerate(joins)}
 
     node_rows = []
-    for n in order:
+    for node in net.nodes():
         uses = []
-        for w in sorted(g.successors(n), key=index.__getitem__):
-            e = g.edges[n, w]
-            uses.append((index[w], join_index.get(w, -1), e["index"] if w in join_index else 0))
-        node_rows.append((n, modules.get(n, ""), tuple(g.nodes[n]["columns"]), tuple(uses)))
+        for w in net.consumers(node.id):
+            e = net.edge(node.id, w)
+            uses.append((index[w], join_index.get(w, -1), e.index if w in join_index else 0))
+        node_rows.append((node.id, modules.get(node.id, ""), node.columns, tuple(uses)))
 
     join_rows = []
     for n in joins:
-        ins = _join_inputs(g, n)
-        shape = g.nodes[n]["in_shape"]
-        channels = tuple(g.nodes[u]["shape"][0] for u in ins)
-        columns = tuple(tuple(g.edges[u, n]["columns"]) for u in ins)
+        ins = net.inputs(n)
+        shape = net.node(n).in_shape
+        channels = tuple(net.node(u).shape[0] for u in ins)
+        columns = tuple(net.edge(u, n).columns for u in ins)
         join_rows.append((n, len(shape) + 1, channels, columns))
 
     return {
@@ -185,36 +172,30 @@ def _context(net: Network) -> dict:
     }
 
 
-def _join_inputs(g, n: str) -> list[str]:
-    return [u for u, _ in sorted(g.in_edges(n), key=lambda e: g.edges[e]["index"])]
-
-
 def _ctors(net: Network, node: str) -> list[str]:
     if node not in net.graph:
         return []
-    return _layer_ctors(net, net.graph.nodes[node], head=node == "head")
+    return _layer_ctors(net, net.node(node), head=node == "head")
 
 
 def _block(net: Network, b: int, index: dict, join_index: dict, modules: dict) -> dict:
     """Block ``b``'s submodules and the straight-line code of its forward pass: one line
     per node, skipped (None) when the plan says no kept path uses it."""
-    g = net.graph
-    nodes = [n for n in index if g.nodes[n]["block"] == b]
+    nodes = [n for n in net.nodes() if n.block == b]
     var: dict[str, str] = {}
     columns: dict[int, list] = {}
     steps: list[str] = []
     pool: list[str] = []
     local_join = 0
-    for n in nodes:
-        a = g.nodes[n]
-        preds = _join_inputs(g, n) if a["kind"] == "join" else list(g.predecessors(n))
-        args = [var.get(u, "x") for u in preds]
-        if a["kind"] == "layer":
+    for a in nodes:
+        n = a.id
+        args = [var.get(u, "x") for u in net.inputs(n)]
+        if a.kind == "layer":
             column, layer = modules[n].split(".")[1:]
-            columns.setdefault(a["column"], []).append({"index": layer[5:], "ctors": _layer_ctors(net, a)})
-            var[n] = f"c{a['column']}_{layer[5:]}"
+            columns.setdefault(a.column, []).append({"index": layer[5:], "ctors": _layer_ctors(net, a)})
+            var[n] = f"c{a.column}_{layer[5:]}"
             steps.append(f"{var[n]} = block.{column}.{layer}({args[0]}) if live[{index[n]}] else None")
-        elif a["kind"] == "join":
+        elif a.kind == "join":
             local_join += 1
             var[n] = f"j{local_join}"
             xs = f"({args[0]},)" if len(args) == 1 else f"({', '.join(args)})"
@@ -225,10 +206,10 @@ def _block(net: Network, b: int, index: dict, join_index: dict, modules: dict) -
                 steps.append(")")
                 call = f"{var[n]} = _join(xs, plan, {join_index[n]}) if live[{index[n]}] else None"
             steps.append(call)
-        elif a["kind"] == "pool":
+        elif a.kind == "pool":
             pool = _layer_ctors(net, a)
             steps.append(f"return block.pool({args[0]})")
-    exits = [n for n in nodes if any(g.nodes[w]["block"] != b for w in g.successors(n))]
+    exits = [a.id for a in nodes if any(net.node(w).block != b for w in net.graph.successors(a.id))]
     if not pool:
         steps.append(f"return {var[exits[0]]}")
     return {
@@ -239,9 +220,9 @@ def _block(net: Network, b: int, index: dict, join_index: dict, modules: dict) -
     }
 
 
-def _layer_ctors(net: Network, attrs: dict, head: bool = False) -> list[str]:
-    shapes = [attrs["in_shape"], *attrs["layer_shapes"]]
-    layers: tuple[Layer, ...] = attrs["layers"]
+def _layer_ctors(net: Network, node: Node, head: bool = False) -> list[str]:
+    shapes = [node.in_shape, *node.layer_shapes]
+    layers = node.layers
     out = []
     for i, layer in enumerate(layers):
         last_linear = head and layer.type == "linear" and all(x.type != "linear" for x in layers[i + 1 :])

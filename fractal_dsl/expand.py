@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import difflib
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
+from functools import cached_property
 
 import networkx as nx
 
+from . import semantics
 from .errors import Collector, Span
-from .ir import Edge, Node
+from .ir import HEAD, LAYER, POOL, STEM, Edge, Node
 from .layers import BUILTINS, JOIN_MODES, REQUIRED, Layer, LayerError, resolve
 from .syntax import Call, FractalRef, Join, KeyDef, Program, Rule, Seq, Value
 
@@ -48,9 +50,12 @@ class DropPath:
     enabled: bool = True
 
 
-@dataclass
+@dataclass(frozen=True)
 class Network:
-    """A validated fractal network: the graph plus the facts every later stage needs."""
+    """The fractal network: the typed graph (see :mod:`fractal_dsl.ir`) plus the facts every
+    later stage needs.  :func:`expand` makes it without shapes; validation returns a new
+    one whose nodes carry shapes, parameters and MACs, and whose ``params``/``macs`` are
+    the totals.  Never changed after it is made (the graph is frozen)."""
 
     name: str
     source_name: str
@@ -64,38 +69,45 @@ class Network:
     input_shape: tuple[int, ...]
     classes: int
     init: str = "xavier"  # weight initialisation (syntax.INIT_SCHEMES); the paper's is Xavier
-    block_values: list[tuple] = field(default_factory=list)
+    block_values: tuple[tuple, ...] = ()
     params: int = 0
     macs: int = 0
 
+    @cached_property
+    def _order(self) -> tuple[str, ...]:
+        order = {n: i for i, n in enumerate(self.graph.nodes)}
+        return tuple(nx.lexicographical_topological_sort(self.graph, key=order.__getitem__))
+
+    @cached_property
+    def _position(self) -> dict[str, int]:
+        return {n: i for i, n in enumerate(self._order)}
+
     def nodes_in_order(self) -> list[str]:
         """Node ids in a deterministic topological order (ties broken by creation order)."""
-        order = {n: i for i, n in enumerate(self.graph.nodes)}
-        return list(nx.lexicographical_topological_sort(self.graph, key=order.__getitem__))
+        return list(self._order)
 
-    # ---- typed access (see ir.py) ----
+    def position(self, n: str) -> int:
+        """Where node ``n`` stands in :meth:`nodes_in_order`."""
+        return self._position[n]
+
     def node(self, n: str) -> Node:
-        a = self.graph.nodes[n]
-        if "node" in a:
-            return a["node"]
-        return Node(  # transitional: attribute dicts until every stage emits typed nodes
-            id=n, kind=a["kind"], op=a["op"], block=a["block"], columns=tuple(a["columns"]), depth=a["depth"],
-            span=a["span"], key_span=a.get("key_span"), args=tuple(a["args"].items()), layers=tuple(a["layers"]),
-            in_shape=a.get("in_shape"), shape=a.get("shape"), layer_shapes=tuple(a.get("layer_shapes", ())),
-            params=a.get("params", 0), macs=a.get("macs", 0),
-        )
+        return self.graph.nodes[n]["node"]
 
     def nodes(self) -> list[Node]:
         """Every node, in :meth:`nodes_in_order`."""
-        return [self.node(n) for n in self.nodes_in_order()]
+        g = self.graph.nodes
+        return [g[n]["node"] for n in self._order]
 
     def edge(self, u: str, v: str) -> Edge:
-        e = self.graph.edges[u, v]
-        return e["edge"] if "edge" in e else Edge(e["index"], tuple(e["columns"]))
+        return self.graph.edges[u, v]["edge"]
 
     def inputs(self, n: str) -> list[str]:
         """The ids feeding ``n``, in input order (a join's inputs as the rule writes them)."""
         return sorted(self.graph.predecessors(n), key=lambda u: self.edge(u, n).index)
+
+    def consumers(self, n: str) -> list[str]:
+        """The ids ``n`` feeds, in :meth:`nodes_in_order`."""
+        return sorted(self.graph.successors(n), key=self.position)
 
 
 # ---- expression instances ---------------------------------------------------------------
@@ -175,7 +187,7 @@ def expand(program: Program) -> Network:
         input_shape=input_shape,
         classes=classes,
         init=program.init[0] if program.init else "xavier",
-        block_values=[tuple(v.value for v in b["#span"].values) for b in builder.block_envs],
+        block_values=tuple(tuple(v.value for v in b["#span"].values) for b in builder.block_envs),
     )
 
 
@@ -704,16 +716,7 @@ class _Builder:
         preds: dict[int, list[int]] = {}
         for u, v, _ in self.edges:
             preds.setdefault(v, []).append(u)
-        depth: dict[int, int] = {}
-        for i, attrs in enumerate(self.nodes):  # nodes are created in topological order
-            ins = [depth[p] if self.nodes[p]["block"] == attrs["block"] else 0 for p in preds.get(i, [])]
-            base = max(ins, default=0)
-            if attrs["kind"] in ("input", "stem", "output", "head"):
-                depth[i] = 0
-            elif attrs["kind"] == "pool":
-                depth[i] = base + 1
-            else:
-                depth[i] = base + (1 if attrs["kind"] == "layer" else 0)
+        depth = semantics.depths([a["kind"] for a in self.nodes], [a["block"] for a in self.nodes], preds)
         ids: list[str] = []
         taken: set[str] = set()
         for i, attrs in enumerate(self.nodes):
@@ -724,24 +727,24 @@ class _Builder:
             taken.add(name)
             ids.append(name)
         g = nx.DiGraph()
-        for i, attrs in enumerate(self.nodes):
-            cols = attrs["columns"]
-            g.add_node(
-                ids[i],
+        units_in_column: dict[tuple[int, int], int] = {}
+        for i, attrs in enumerate(self.nodes):  # created in topological order: module names follow it
+            node = Node(
+                id=ids[i],
                 kind=attrs["kind"],
                 op=attrs["op"],
-                args=attrs["args"],
-                layers=attrs["layers"],
                 block=attrs["block"],
-                columns=tuple(c + 1 for c in cols),
-                column=(cols[0] + 1) if attrs["block"] is not None and attrs["kind"] != "pool" else None,
+                columns=tuple(c + 1 for c in attrs["columns"]),
                 depth=depth[i] if attrs["block"] is not None else None,
                 span=attrs["span"],
                 key_span=attrs.get("key_span"),
+                args=tuple(attrs["args"].items()),
+                layers=tuple(attrs["layers"]),
             )
+            g.add_node(ids[i], node=replace(node, module=_module_name(node, units_in_column)))
         for u, v, e in self.edges:
-            g.add_edge(ids[u], ids[v], index=e["index"], columns=tuple(c + 1 for c in e["columns"]))
-        return g
+            g.add_edge(ids[u], ids[v], edge=Edge(e["index"], tuple(c + 1 for c in e["columns"])))
+        return nx.freeze(g)
 
     def _column_order(self, width: int) -> dict[int, int]:
         """Local column -> final number, shallowest path first (ties keep written order)."""
@@ -764,6 +767,21 @@ class _Builder:
         if kind == "join":
             return f"b{b}_join_d{depth}"
         return f"b{b}_c{attrs['columns'][0] + 1}_d{depth}_{op}"
+
+
+def _module_name(node: Node, units_in_column: dict[tuple[int, int], int]) -> str | None:
+    """The dotted submodule of the compiled module that holds a unit: ``stem``, ``head``,
+    ``block{B}.pool``, or ``block{B}.column{K}.layer{I}`` for the I-th layer unit (in
+    topological order) of column K = ``node.column`` in block B."""
+    if node.kind == LAYER:
+        key = (node.block, node.column)
+        units_in_column[key] = units_in_column.get(key, 0) + 1
+        return f"block{node.block}.column{node.column}.layer{units_in_column[key]}"
+    if node.kind == POOL:
+        return f"block{node.block}.pool"
+    if node.kind in (STEM, HEAD):
+        return node.kind
+    return None
 
 
 def _check_usage(program: Program, key: dict[str, KeyDef], used: set[str], diags: Collector) -> None:

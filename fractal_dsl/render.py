@@ -19,7 +19,9 @@ from pathlib import Path
 
 import graphviz
 
+from . import semantics
 from .expand import Network
+from .ir import POOL
 
 FORMATS = ("svg", "png", "pdf", "dot")
 COLLAPSE_ABOVE = 150  # nodes; larger networks are drawn with one box per block by default
@@ -109,7 +111,7 @@ def make_view(
         return View(
             block=block,
             collapse=False,
-            kept=column_path(net, column),
+            kept=semantics.column_path(net, column),
             bold=True,
             note=f"column {column} (the path global drop-path keeps)",
         )
@@ -120,30 +122,9 @@ def make_view(
     )
 
 
-def column_path(net: Network, column: int) -> tuple[frozenset, frozenset]:
-    """Nodes and edges of the subnetwork global drop-path keeps when it picks ``column``."""
-    g = net.graph
-    nodes = frozenset(v for v in g if column in g.nodes[v]["columns"])
-    edges = frozenset(
-        (u, v) for u, v, cols in g.edges(data="columns") if u in nodes and v in nodes and (not cols or column in cols)
-    )
-    return nodes, edges
-
-
 def sample_path(net: Network, sample: dict) -> tuple[frozenset, frozenset]:
-    """Nodes and edges a drop-path sample uses: kept join inputs, and whatever feeds a kept
-    path to the output (a layer whose every consumer dropped it is dead, as in training)."""
-    g = net.graph
-    joins = sample.get("joins", {})
-    live_nodes, live_edges = set(), set()
-    for v in reversed(net.nodes_in_order()):
-        if g.out_degree(v) and not any((v, w) in live_edges for w in g.successors(v)):
-            continue
-        live_nodes.add(v)
-        for u, _, index in g.in_edges(v, data="index"):
-            if g.nodes[v]["kind"] != "join" or index in joins.get(v, (index,)):
-                live_edges.add((u, v))
-    return frozenset(live_nodes), frozenset(live_edges)
+    """Nodes and edges a drop-path sample (``{"joins": {join: kept inputs}}``) uses."""
+    return semantics.live(net, sample.get("joins", {}))
 
 
 def draw_sample(net: Network, seed: int) -> dict:
@@ -223,27 +204,30 @@ class _Drawing:
         g = net.graph
         self.order = {v: i for i, v in enumerate(net.nodes_in_order())}
         if view.block is not None:
-            inside = [v for v in self.order if g.nodes[v]["block"] == view.block]
+            inside = [v for v in self.order if self.net.node(v).block == view.block]
             feeders = sorted({u for v in inside for u in g.predecessors(v)} - set(inside), key=self.order.get)
             self.shown = feeders + inside
             self.context = set(feeders)
         else:
             self.shown = list(self.order)
             self.context = set()
-        ops = sorted({g.nodes[v]["op"] for v in self.shown if g.nodes[v]["kind"] == "layer"} - {"conv"})
+        ops = sorted({self.net.node(v).op for v in self.shown if self.net.node(v).kind == "layer"} - {"conv"})
         self.colours = dict(COLOURS) | {op: EXTRA_COLOURS[i % len(EXTRA_COLOURS)] for i, op in enumerate(ops)}
-        self.dot = graphviz.Digraph(net.name)
-        self.dot.attr(
+
+    def _new_digraph(self) -> graphviz.Digraph:
+        dot = graphviz.Digraph(self.net.name)
+        dot.attr(
             rankdir="TB", newrank="true", nodesep=str(NODESEP), ranksep="0.3", fontname="Helvetica", labelloc="t"
         )
-        self.dot.attr("node", shape="box", style="rounded,filled", fontname="Helvetica", fontsize="11", penwidth="1")
-        self.dot.attr("edge", arrowsize="0.6", color="#555555")
+        dot.attr("node", shape="box", style="rounded,filled", fontname="Helvetica", fontsize="11", penwidth="1")
+        dot.attr("edge", arrowsize="0.6", color="#555555")
+        return dot
 
     # -- what goes where ------------------------------------------------------------
     def _block_of(self, v: str) -> int | None:
         """The block a node is drawn in (a pool follows its block, outside the box)."""
-        data = self.net.graph.nodes[v]
-        return None if data["kind"] == "pool" or v in self.context else data["block"]
+        node = self.net.node(v)
+        return None if node.kind == POOL or v in self.context else node.block
 
     def _rows(self, nodes: list[str]) -> list[list[str]]:
         """A block's nodes by row: layers on their depth, each join on a row just below the
@@ -251,20 +235,20 @@ class _Drawing:
         g = self.net.graph
         key = {}
         for v in nodes:  # topological order, so a join's inputs have keys already
-            depth = g.nodes[v]["depth"]
+            depth = self.net.node(v).depth
             sub = 0
-            if g.nodes[v]["kind"] == "join":
+            if self.net.node(v).kind == "join":
                 sub = 1 + max((key[u][1] for u in g.predecessors(v) if key.get(u, (None,))[0] == depth), default=0)
             key[v] = (depth, sub)
         rows: dict[tuple[int, int], list[str]] = {}
         for v in nodes:
             rows.setdefault(key[v], []).append(v)
-        return [sorted(row, key=lambda v: (g.nodes[v]["column"], self.order[v])) for _, row in sorted(rows.items())]
+        return [sorted(row, key=lambda v: (self.net.node(v).column, self.order[v])) for _, row in sorted(rows.items())]
 
     # -- how each thing looks ----------------------------------------------------------
     def _node(self, graph: graphviz.Digraph, v: str) -> None:
-        data = self.net.graph.nodes[v]
-        kind, shape = data["kind"], _shape(data["shape"])
+        data = self.net.node(v)
+        kind, shape = data.kind, _shape(data.shape)
         state = self._state(v)
         if v in self.context:
             graph.node(v, label=f"{v}\\n{shape}", shape="plain", style="", fontcolor="#777777")
@@ -275,11 +259,11 @@ class _Drawing:
         if kind in ("input", "output"):
             attrs = {"label": f"{kind}\\n{shape}", "shape": "ellipse", "style": "", "fillcolor": "white"}
         else:
-            colour = self.colours[data["op"] if kind == "layer" else kind]
-            attrs = {"label": f"{_call(data['op'], data['args'])}\\n{shape}", "fillcolor": colour}
-            attrs["tooltip"] = f"{v}: " + " → ".join(_call(layer.type, dict(layer.args)) for layer in data["layers"])
+            colour = self.colours[data.op if kind == "layer" else kind]
+            attrs = {"label": f"{_call(data.op, dict(data.args))}\\n{shape}", "fillcolor": colour}
+            attrs["tooltip"] = f"{v}: " + " → ".join(_call(layer.type, dict(layer.args)) for layer in data.layers)
         if kind == "layer":
-            attrs |= {"width": str(LANE), "group": f"b{data['block']}c{data['column']}"}  # group: straight lanes
+            attrs |= {"width": str(LANE), "group": f"b{data.block}c{data.column}"}  # group: straight lanes
         if state == "faded":
             attrs |= FADED | (
                 {"style": "dashed"} if kind in ("input", "output") else {"style": "rounded,filled,dashed"}
@@ -299,17 +283,17 @@ class _Drawing:
     def _join_label(self, v: str, state: str) -> str:
         """A join is a bar across the columns it joins, one port per column so that each
         branch enters, and each column leaves, straight down its own lane."""
-        data, g = self.net.graph.nodes[v], self.net.graph
-        first, last = min(data["columns"]), max(data["columns"])
+        data, g = self.net.node(v), self.net.graph
+        first, last = min(data.columns), max(data.columns)
         fill, border, ink = {"faded": (FADED["fillcolor"], FADED["color"], FADED["fontcolor"])}.get(
             state, (COLOURS["join"], "black", "black")
         )
         if state == "bold":
             border = HIGHLIGHT
-        arity = f"{data['op']} of {g.in_degree(v)}"
+        arity = f"{data.op} of {g.in_degree(v)}"
         if state in ("kept", "bold"):  # drop-path keeps some of the inputs
             arity += f" ({sum((u, v) in self.view.kept[1] for u in g.predecessors(v))} kept)"
-        text = f'<FONT COLOR="{ink}">join: {arity}<BR/>{_shape(data["shape"])}</FONT>'
+        text = f'<FONT COLOR="{ink}">join: {arity}<BR/>{_shape(data.shape)}</FONT>'
         width, span = round((LANE + NODESEP) * 72), last - first + 1
         # Thin rows of ports above and below the text: branches enter at i<k>, columns leave at o<k>.
         ports = "".join(f'<TD PORT="{{io}}{k}" WIDTH="{width}" HEIGHT="2"></TD>' for k in range(first, last + 1))
@@ -322,17 +306,16 @@ class _Drawing:
         )
 
     def _edge(self, u: str, v: str) -> None:
-        g = self.net.graph
         tail, head = u, v
-        if g.nodes[v]["kind"] == "join" and v not in self.context:
-            tail_cols = g.edges[u, v]["columns"] or (g.nodes[u]["column"],)
+        if self.net.node(v).kind == "join" and v not in self.context:
+            tail_cols = self.net.edge(u, v).columns or (self.net.node(u).column,)
             head = f"{v}:i{min(tail_cols)}:n"
         if (
-            g.nodes[u]["kind"] == "join"
-            and g.nodes[v]["kind"] == "layer"
-            and g.nodes[v]["block"] == g.nodes[u]["block"]
+            self.net.node(u).kind == "join"
+            and self.net.node(v).kind == "layer"
+            and self.net.node(v).block == self.net.node(u).block
         ):
-            tail = f"{u}:o{g.nodes[v]['column']}:s"
+            tail = f"{u}:o{self.net.node(v).column}:s"
         attrs: dict[str, str] = {}
         if self.view.kept is not None:
             if (u, v) in self.view.kept[1]:
@@ -343,6 +326,8 @@ class _Drawing:
 
     # -- the views ---------------------------------------------------------------------
     def source(self) -> str:
+        """The DOT source; each call lays the view out afresh (the same text every time)."""
+        self.dot = self._new_digraph()
         if self.collapse:
             self._collapsed()
         else:
@@ -358,7 +343,6 @@ class _Drawing:
         return f"{net.name}: {where}, {net.columns} columns, join = {net.join_mode}"
 
     def _expanded(self) -> None:
-        g = self.net.graph
         by_block: dict[int | None, list[str]] = {}
         for v in self.shown:
             by_block.setdefault(self._block_of(v), []).append(v)
@@ -366,7 +350,7 @@ class _Drawing:
             self._node(self.dot, v)
         for b, nodes in sorted(by_block.items()):
             with self.dot.subgraph(name=f"cluster_b{b}") as cluster:
-                channels = _shape(g.nodes[nodes[-1]]["shape"])
+                channels = _shape(self.net.node(nodes[-1]).shape)
                 cluster.attr(
                     label=f"block {b}  ({channels})",
                     style="rounded,dashed",
@@ -383,7 +367,7 @@ class _Drawing:
                             same.edge(a, z, style="invis")
         shown = set(self.shown)
         for v in self.shown:
-            for u in sorted(g.predecessors(v), key=lambda u: g.edges[u, v]["index"]):
+            for u in self.net.inputs(v):
                 if u in shown:
                     self._edge(u, v)
 
@@ -396,17 +380,17 @@ class _Drawing:
                 self._node(self.dot, v)
                 continue
             if f"block{b}" not in box.values():
-                nodes = [w for w in self.order if g.nodes[w]["block"] == b and g.nodes[w]["kind"] != "pool"]
-                layers = [w for w in nodes if g.nodes[w]["kind"] == "layer"]
-                joins = [w for w in nodes if g.nodes[w]["kind"] == "join"]
-                depth = max(g.nodes[w]["depth"] for w in nodes)
+                nodes = [w for w in self.order if self.net.node(w).block == b and self.net.node(w).kind != "pool"]
+                layers = [w for w in nodes if self.net.node(w).kind == "layer"]
+                joins = [w for w in nodes if self.net.node(w).kind == "join"]
+                depth = max(self.net.node(w).depth for w in nodes)
                 arity = sorted({g.in_degree(w) for w in joins})
                 arities = (
                     ", ".join(str(g.in_degree(w)) for w in joins) if len(joins) <= 4 else f"{arity[0]} to {arity[-1]}"
                 )
                 label = (
                     f"block {b}: {net.columns} columns, depth {depth}\\n"
-                    f"{len(layers)} layers, {len(joins)} joins ({arities} in)\\n{_shape(g.nodes[nodes[-1]]['shape'])}"
+                    f"{len(layers)} layers, {len(joins)} joins ({arities} in)\\n{_shape(self.net.node(nodes[-1]).shape)}"
                 )
                 self.dot.node(f"block{b}", label=label, fillcolor=COLOURS["block"], shape="box3d", style="filled")
             box[v] = f"block{b}"
@@ -419,12 +403,11 @@ class _Drawing:
                     self.dot.edge(tail, head)
 
     def _legend(self) -> None:
-        g = self.net.graph
-        kinds = {g.nodes[v]["kind"] for v in self.shown if v not in self.context}
+        kinds = {self.net.node(v).kind for v in self.shown if v not in self.context}
         entries = []
         if self.collapse:
             entries.append(("block", "block (collapsed)"))
-        layer_ops = {g.nodes[v]["op"] for v in self.shown if g.nodes[v]["kind"] == "layer" and v not in self.context}
+        layer_ops = {self.net.node(v).op for v in self.shown if self.net.node(v).kind == "layer" and v not in self.context}
         if "stem" in kinds:
             entries.append(("stem", "stem"))
         if not self.collapse:

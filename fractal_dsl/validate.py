@@ -1,72 +1,83 @@
 """Stage 3: annotate a :class:`~fractal_dsl.expand.Network` with shapes and check it.
 
-:func:`infer_shapes` walks the graph once in topological order and sets, on every node,
-``in_shape``, ``shape``, ``params`` and ``macs``.  :data:`CHECKS` is a tuple of small pure
-functions, each taking the network and returning diagnostics; :func:`validate` runs them
-all and raises one :class:`~fractal_dsl.errors.FractalError` with everything found.
+:func:`infer_shapes` walks the graph once in topological order and returns a new
+network whose nodes carry ``in_shape``, ``shape``, ``layer_shapes``, ``params`` and
+``macs``.  :data:`CHECKS` is a tuple of small pure functions, each taking the network and
+returning diagnostics; :func:`validate` runs them all and raises one
+:class:`~fractal_dsl.errors.FractalError` with everything found, or returns the new network.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import networkx as nx
 
+from . import semantics
 from .errors import Collector, Diagnostic, Source, Span
 from .expand import Network
+from .ir import INPUT, JOIN, Node
 from .layers import LayerError, infer, shape_str
 
 MAX_PARAMS = 4_000_000_000  # 16 GB of float32 weights
 MAX_ACTIVATIONS = 1 << 32  # values held per sample across all layer outputs
 
 
-def infer_shapes(net: Network) -> list[Diagnostic]:
-    """Set shape, params and macs on every node; return diagnostics for what cannot run."""
+def infer_shapes(net: Network) -> tuple[Network, list[Diagnostic]]:
+    """A new network whose nodes carry shapes, parameters and MACs, and the diagnostics for
+    what cannot run (nodes after a failure keep ``shape`` None)."""
     g = net.graph
     out: list[Diagnostic] = []
     reported: set = set()
-    for n in net.nodes_in_order():
-        a = g.nodes[n]
-        preds = sorted(g.predecessors(n), key=lambda p: g.edges[p, n]["index"])
-        if a["kind"] == "input":
-            a["in_shape"] = a["shape"] = tuple(net.input_shape)
-            a["params"] = a["macs"] = 0
+    done: dict[str, Node] = {}
+    for node in net.nodes():
+        n = node.id
+        if node.kind == INPUT:
+            done[n] = replace(node, in_shape=tuple(net.input_shape), shape=tuple(net.input_shape))
             continue
-        shapes = [g.nodes[p]["shape"] for p in preds]
-        a["params"] = a["macs"] = 0
+        shapes = [done[p].shape for p in net.inputs(n)]
         if any(s is None for s in shapes):
-            a["in_shape"] = a["shape"] = None
-            continue
-        if a["kind"] == "join":
-            a["in_shape"] = shapes[0]
-            a["shape"] = _join_shape(net, n, shapes, out, reported)
-            continue
-        (shape,) = shapes
-        a["in_shape"] = shape
-        a["layer_shapes"] = []
-        for layer in a["layers"]:
-            try:
-                eff = infer(layer, shape)
-            except LayerError as exc:
-                where = a["span"]
-                msg = f"{exc} (in `{a['op']}`" + (f", block {a['block']}" if a["block"] else "") + ")"
-                if (where, str(exc)) not in reported:
-                    reported.add((where, str(exc)))
-                    out.append(Diagnostic(where, msg, hint=exc.hint))
-                shape = None
-                break
-            shape = eff.shape
-            a["params"] += eff.params
-            a["macs"] += eff.macs
-            a["layer_shapes"].append(shape)
-        a["shape"] = shape
-        if a["kind"] == "output":
-            a["shape"] = shape
-    return out
+            done[n] = node
+        elif node.kind == JOIN:
+            done[n] = replace(node, in_shape=shapes[0], shape=_join_shape(net, node, shapes, out, reported))
+        else:
+            done[n] = _apply_layers(node, shapes[0], out, reported)
+    annotated = nx.DiGraph()
+    for n in g:
+        annotated.add_node(n, node=done[n])
+    annotated.add_edges_from(g.edges(data=True))
+    nodes = done.values()
+    result = replace(
+        net,
+        graph=nx.freeze(annotated),
+        params=sum(v.params for v in nodes),
+        macs=sum(v.macs for v in nodes),
+    )
+    return result, out
 
 
-def _join_shape(net: Network, n: str, shapes, out: list[Diagnostic], reported: set):
-    a = net.graph.nodes[n]
+def _apply_layers(node: Node, shape, out: list[Diagnostic], reported: set) -> Node:
+    """``node`` with the shape after each of its layers, its parameters and MACs."""
+    in_shape, params, macs, shapes = shape, 0, 0, []
+    for layer in node.layers:
+        try:
+            eff = infer(layer, shape)
+        except LayerError as exc:
+            msg = f"{exc} (in `{node.op}`" + (f", block {node.block}" if node.block else "") + ")"
+            if (node.span, str(exc)) not in reported:
+                reported.add((node.span, str(exc)))
+                out.append(Diagnostic(node.span, msg, hint=exc.hint))
+            return replace(node, in_shape=in_shape, shape=None, params=params, macs=macs, layer_shapes=tuple(shapes))
+        shape = eff.shape
+        params += eff.params
+        macs += eff.macs
+        shapes.append(shape)
+    return replace(node, in_shape=in_shape, shape=shape, params=params, macs=macs, layer_shapes=tuple(shapes))
+
+
+def _join_shape(net: Network, node: Node, shapes, out: list[Diagnostic], reported: set):
     if net.join_mode == "concat":
         ok = all(len(s) == 3 and s[1:] == shapes[0][1:] for s in shapes) and len(shapes[0]) == 3
         result = (sum(s[0] for s in shapes), *shapes[0][1:]) if ok else None
@@ -75,13 +86,13 @@ def _join_shape(net: Network, n: str, shapes, out: list[Diagnostic], reported: s
         ok = all(s == shapes[0] for s in shapes)
         result = shapes[0] if ok else None
         problem = f"{net.join_mode} join needs inputs of the same shape"
-    if not ok and (a["span"], problem) not in reported:
-        reported.add((a["span"], problem))
+    if not ok and (node.span, problem) not in reported:
+        reported.add((node.span, problem))
         listed = ", ".join(shape_str(s) for s in shapes)
         hint = "a join's branches must keep the same channels and spatial size; check strides, pools and channel counts in the branches"
         if net.join_mode != "concat" and len({s[1:] for s in shapes}) == 1:
             hint = "branches end with different channel counts: give them the same channels, or use `join = concat`"
-        out.append(Diagnostic(a["span"], f"{problem}, got {listed} (block {a['block']})", hint=hint))
+        out.append(Diagnostic(node.span, f"{problem}, got {listed} (block {node.block})", hint=hint))
     return result
 
 
@@ -91,8 +102,7 @@ Check = Callable[[Network], Iterator[Diagnostic]]
 
 
 def _where(net: Network) -> Span:
-    g = net.graph
-    return g.nodes["output"]["span"] if "output" in g else Span.point(1, 1)
+    return net.node("output").span if "output" in net.graph else Span.point(1, 1)
 
 
 def check_acyclic(net: Network) -> Iterator[Diagnostic]:
@@ -113,65 +123,49 @@ def check_reachable(net: Network) -> Iterator[Diagnostic]:
     seen = nx.descendants(g, "input") | {"input"}
     for n in g:
         if n not in seen:
-            yield Diagnostic(g.nodes[n]["span"], f"internal: node {n} cannot be reached from the input")
+            yield Diagnostic(net.node(n).span, f"internal: node {n} cannot be reached from the input")
 
 
 def check_columns_complete(net: Network) -> Iterator[Diagnostic]:
     """Every column is one complete path: a chain from the input to the output, no branches."""
-    g = net.graph
     for k in range(1, net.columns + 1):
-        path = nx.DiGraph()
-        path.add_nodes_from(n for n in g if k in g.nodes[n]["columns"])
-        path.add_edges_from(
-            (u, v)
-            for u, v, e in g.edges(data=True)
-            if u in path and v in path and (g.nodes[v]["kind"] != "join" or k in e["columns"])
-        )
-        bad = [n for n in path if (path.in_degree(n) != 1 and n != "input") or (path.out_degree(n) != 1 and n != "output")]
-        if bad or "input" not in path or "output" not in path or not nx.has_path(path, "input", "output"):
-            at = g.nodes[bad[0]]["span"] if bad else _where(net)
-            yield Diagnostic(at, f"column {k} is not one complete path from input to output" + (f" (it breaks at {bad[0]})" if bad else ""))
+        bad = semantics.columns_complete(net, k)
+        if bad is not None:
+            at = net.node(bad).span if bad else _where(net)
+            yield Diagnostic(at, f"column {k} is not one complete path from input to output" + (f" (it breaks at {bad})" if bad else ""))
 
 
 def check_shapes_known(net: Network) -> Iterator[Diagnostic]:
-    g = net.graph
-    out = g.nodes["output"]
-    if out.get("shape") is not None and out["shape"] != (net.classes,):
-        head = g.nodes["head"] if "head" in g else out
+    out = net.node("output")
+    if out.shape is not None and out.shape != (net.classes,):
+        head = net.node("head") if "head" in net.graph else out
         yield Diagnostic(
-            head.get("key_span") or head["span"],
-            f"the head produces {shape_str(out['shape'])} values per sample, but the network has {net.classes} classes",
+            head.key_span or head.span,
+            f"the head produces {shape_str(out.shape)} values per sample, but the network has {net.classes} classes",
             hint="end the head with `linear(classes)` after `flatten`",
         )
 
 
 def check_sizes(net: Network) -> Iterator[Diagnostic]:
     """Refuse networks too large to build, with the estimate in the message."""
-    g = net.graph
-    params = sum(g.nodes[n]["params"] for n in g)
-    acts = 0
-    for n in g:
-        s = g.nodes[n].get("shape")
-        if s:
-            size = 1
-            for d in s:
-                size *= d
-            acts += size
+    nodes = net.nodes()
+    params = sum(n.params for n in nodes)
+    acts = sum(math.prod(n.shape) for n in nodes if n.shape)
     if params > MAX_PARAMS:
         per_block: dict[int, int] = {}
-        for n in g:
-            if g.nodes[n]["block"] is not None:
-                per_block[g.nodes[n]["block"]] = per_block.get(g.nodes[n]["block"], 0) + g.nodes[n]["params"]
+        for n in nodes:
+            if n.block is not None:
+                per_block[n.block] = per_block.get(n.block, 0) + n.params
         biggest = max(per_block, key=lambda b: (per_block[b], -b)) if per_block else None
         most = f"; block {biggest} alone has {per_block[biggest]:,}" if biggest is not None else ""
         yield Diagnostic(
-            g.nodes["output"]["span"] if "output" in g else Span.point(1, 1),
+            _where(net),
             f"this network would have {params:,} parameters ({_bytes(params * 4)} of float32 weights){most}; the limit is {MAX_PARAMS:,}",
             hint="use fewer channels, columns or blocks",
         )
     if acts > MAX_ACTIVATIONS:
         yield Diagnostic(
-            g.nodes["input"]["span"],
+            net.node("input").span,
             f"one sample would need {acts:,} activations ({_bytes(acts * 4)} in float32); the limit is {MAX_ACTIVATIONS:,}",
             hint="use a smaller input, fewer channels, or pool earlier",
         )
@@ -196,14 +190,12 @@ CHECKS: tuple[Check, ...] = (
 
 
 def validate(net: Network, source: Source) -> Network:
-    """Infer shapes and run every check; raise FractalError with all problems, or return ``net``."""
+    """Infer shapes and run every check: the annotated network, or FractalError with all problems."""
     diags = Collector(source)
-    diags.diagnostics.extend(infer_shapes(net))
+    annotated, problems = infer_shapes(net)
+    diags.diagnostics.extend(problems)
     if not diags.diagnostics:
         for check in CHECKS:
-            diags.diagnostics.extend(check(net))
+            diags.diagnostics.extend(check(annotated))
     diags.raise_if_any()
-    g = net.graph
-    net.params = sum(g.nodes[n]["params"] for n in g)
-    net.macs = sum(g.nodes[n]["macs"] for n in g)
-    return net
+    return annotated

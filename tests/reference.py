@@ -26,20 +26,20 @@ def run(net, state: dict, x: torch.Tensor, *, training: bool = False, sample: di
     kept = (sample or {}).get("joins", {})
     values: dict[str, torch.Tensor] = {}
     for n in net.nodes_in_order():
-        a = g.nodes[n]
-        preds = sorted(g.predecessors(n), key=lambda u: g.edges[u, n]["index"])
-        if a["kind"] == "input":
+        a = g.nodes[n]["node"]
+        preds = sorted(g.predecessors(n), key=lambda u: g.edges[u, n]["edge"].index)
+        if a.kind == "input":
             values[n] = x
-        elif a["kind"] == "join":
+        elif a.kind == "join":
             keep = kept.get(n, tuple(range(len(preds))))
             if not keep:
                 raise AssertionError(f"{n}: a sample must keep at least one input")
             values[n] = _join(net, n, [values[u] for u in preds], keep)
-        elif a["kind"] == "output":
+        elif a.kind == "output":
             values[n] = values[preds[0]]
         else:
             h = values[preds[0]]
-            for i, layer in enumerate(a["layers"]):
+            for i, layer in enumerate(a.layers):
                 h = _layer(layer, h, state, f"{names[n]}.{i}", training)
             values[n] = h
     return values["output"]

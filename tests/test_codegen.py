@@ -104,9 +104,9 @@ def test_module_names_point_at_submodules():
     for node, name in names.items():
         sub = model.get_submodule(name)
         expected = sum(p.numel() for p in sub.parameters())
-        assert expected == g.nodes[node]["params"], node
+        assert expected == g.nodes[node]["node"].params, node
     assert names["b1_c3_d3_wide"] == "block1.column3.layer2"
-    assert {g.nodes[n]["kind"] for n in names} == {"layer", "pool", "head"}
+    assert {g.nodes[n]["node"].kind for n in names} == {"layer", "pool", "head"}
 
 
 def test_state_dict_round_trips(tmp_path):

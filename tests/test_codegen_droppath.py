@@ -41,11 +41,11 @@ def _live_layers(net, sample) -> set[str]:
     g = net.graph
     kept = nx.DiGraph()
     kept.add_nodes_from(g)
-    for u, v, index in g.edges(data="index"):
-        if g.nodes[v]["kind"] != "join" or index in sample["joins"][v]:
+    for u, v, edge in g.edges(data="edge"):
+        if g.nodes[v]["node"].kind != "join" or edge.index in sample["joins"][v]:
             kept.add_edge(u, v)
     live = nx.ancestors(kept, "output")
-    return {n for n in live if g.nodes[n]["kind"] == "layer"}
+    return {n for n in live if g.nodes[n]["node"].kind == "layer"}
 
 
 def test_sampling_statistics_match_the_settings(fractal4):
@@ -58,7 +58,7 @@ def test_sampling_statistics_match_the_settings(fractal4):
     assert abs(len(global_) / len(draws) - 0.25) < 0.03
     # Local: each input dropped with p, one revived at random if all were: p - p^n / n.
     for n_inputs in (2, 3, 4):
-        joins = [j for j in g if g.nodes[j]["kind"] == "join" and g.in_degree(j) == n_inputs]
+        joins = [j for j in g if g.nodes[j]["node"].kind == "join" and g.in_degree(j) == n_inputs]
         dropped = [n_inputs - len(s["joins"][j]) for s in local for j in joins]
         expected = 0.3 - 0.3**n_inputs / n_inputs
         assert abs(sum(dropped) / (len(dropped) * n_inputs) - expected) < 0.02, n_inputs
@@ -68,8 +68,8 @@ def test_sampling_statistics_match_the_settings(fractal4):
     assert max(counts) - min(counts) < 0.25 * len(global_) / 4
     for s in global_[:40]:
         live = _live_layers(net, s)
-        assert live == {n for n in g if g.nodes[n]["kind"] == "layer" and s["column"] in g.nodes[n]["columns"]}
-        assert {g.nodes[n]["block"] for n in live} == set(range(1, net.blocks + 1))
+        assert live == {n for n in g if g.nodes[n]["node"].kind == "layer" and s["column"] in g.nodes[n]["node"].columns}
+        assert {g.nodes[n]["node"].block for n in live} == set(range(1, net.blocks + 1))
     assert all(s["column"] is None for s in local)
 
 
@@ -79,7 +79,7 @@ def test_dead_layers_are_not_computed(fractal4):
     names = codegen.module_names(net)
     calls: list[str] = []
     for node, name in names.items():
-        if net.graph.nodes[node]["kind"] == "layer":
+        if net.graph.nodes[node]["node"].kind == "layer":
             model.get_submodule(name).register_forward_hook(lambda *_, n=node: calls.append(n))
     x = torch.randn(2, 3, 32, 32)
     seen_modes = set()

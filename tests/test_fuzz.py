@@ -157,29 +157,29 @@ def test_random_rules_give_well_formed_fractals(rule, base, columns, join):
     g = net.graph
     assert len(set(g.nodes)) == g.number_of_nodes()
     for n in net.nodes_in_order():
-        a = g.nodes[n]
-        assert all(1 <= c <= net.columns for c in a["columns"])
-        if a["kind"] not in ("layer", "join") or a["block"] is None:
+        a = g.nodes[n]["node"]
+        assert all(1 <= c <= net.columns for c in a.columns)
+        if a.kind not in ("layer", "join") or a.block is None:
             continue
-        preds = [p for p in g.predecessors(n) if g.nodes[p]["block"] == a["block"] and g.nodes[p]["kind"] != "pool"]
-        deepest = max((g.nodes[p]["depth"] for p in preds), default=0)
-        assert a["depth"] == deepest + (1 if a["kind"] == "layer" else 0), n
-        assert a["column"] == min(a["columns"])
-        if a["kind"] == "join":
-            ins = sorted(g.in_edges(n, data=True), key=lambda e: e[2]["index"])
-            assert [e["index"] for *_, e in ins] == list(range(len(ins)))
-            carried = [c for *_, e in ins for c in e["columns"]]
-            assert sorted(carried) == list(a["columns"]), "each column enters a join exactly once"
+        preds = [p for p in g.predecessors(n) if g.nodes[p]["node"].block == a.block and g.nodes[p]["node"].kind != "pool"]
+        deepest = max((g.nodes[p]["node"].depth for p in preds), default=0)
+        assert a.depth == deepest + (1 if a.kind == "layer" else 0), n
+        assert a.column == min(a.columns)
+        if a.kind == "join":
+            ins = sorted((e["edge"] for *_, e in g.in_edges(n, data=True)), key=lambda e: e.index)
+            assert [e.index for e in ins] == list(range(len(ins)))
+            carried = [c for e in ins for c in e.columns]
+            assert sorted(carried) == list(a.columns), "each column enters a join exactly once"
     # column k, walked through the joins, is one path; columns are numbered shallow to deep
     lengths = []
     for k in range(1, net.columns + 1):
         node, count = "output", 0
         while node != "input":
             preds = list(g.predecessors(node))
-            if g.nodes[node]["kind"] == "join":
-                preds = [p for p in preds if k in g.edges[p, node]["columns"]]
+            if g.nodes[node]["node"].kind == "join":
+                preds = [p for p in preds if k in g.edges[p, node]["edge"].columns]
             assert len(preds) == 1
             node = preds[0]
-            count += g.nodes[node]["kind"] == "layer"
+            count += g.nodes[node]["node"].kind == "layer"
         lengths.append(count)
     assert lengths == sorted(lengths)

@@ -52,18 +52,18 @@ def run_graph(net):
     values = {}
     params = {}
     for n in net.nodes_in_order():
-        a = g.nodes[n]
-        ins = [values[p] for p in sorted(g.predecessors(n), key=lambda p: g.edges[p, n]["index"])]
-        if a["kind"] == "input":
+        a = g.nodes[n]["node"]
+        ins = [values[p] for p in sorted(g.predecessors(n), key=lambda p: g.edges[p, n]["edge"].index)]
+        if a.kind == "input":
             values[n] = torch.randn(2, *net.input_shape)
             continue
-        if a["kind"] == "join":
+        if a.kind == "join":
             values[n] = join(net.join_mode, ins)
             params[n] = 0
             continue
         (x,) = ins
         mods = []
-        for layer in a["layers"]:
+        for layer in a.layers:
             m = module(layer, tuple(x.shape[1:]))
             x = m(x)
             mods.append(m)
@@ -80,9 +80,9 @@ def test_shapes_and_params_match_torch(name):
         values, params = run_graph(net)
     g = net.graph
     for n, v in values.items():
-        assert tuple(v.shape[1:]) == g.nodes[n]["shape"], n
+        assert tuple(v.shape[1:]) == g.nodes[n]["node"].shape, n
         if n in params:
-            assert params[n] == g.nodes[n]["params"], n
+            assert params[n] == g.nodes[n]["node"].params, n
     assert sum(params.values()) == net.params
     assert tuple(values["output"].shape) == (2, net.classes)
 
@@ -110,5 +110,5 @@ def test_concat_and_strided_layers_match_torch():
     with torch.no_grad():
         values, params = run_graph(net)
     for n, v in values.items():
-        assert tuple(v.shape[1:]) == net.graph.nodes[n]["shape"], n
+        assert tuple(v.shape[1:]) == net.graph.nodes[n]["node"].shape, n
     assert sum(params.values()) == net.params

@@ -16,7 +16,7 @@ from conftest import ROOT, assert_golden
 from test_cli_check import PROBE  # runs the CLI, then lists the torch modules loaded
 
 import fractal_dsl
-from fractal_dsl import render
+from fractal_dsl import render, semantics
 from fractal_dsl.cli import main
 
 GOLDEN = ROOT / "tests" / "golden" / "render"
@@ -77,8 +77,8 @@ def test_svg_of_a_c4_block_has_its_15_convs_and_4_joins(tmp_path):
     result = run("render", ROOT / "examples" / "fractal4.fdsl", "--block", "1", "-o", out)
     assert result.exit_code == 0, result.output
     net = fractal_dsl.load(ROOT / "examples" / "fractal4.fdsl")
-    kinds = [net.graph.nodes[v]["kind"] if v in net.graph else v for v in svg_nodes(out)]
-    convs = [v for v in svg_nodes(out) if v in net.graph and net.graph.nodes[v]["op"] == "conv"]
+    kinds = [net.graph.nodes[v]["node"].kind if v in net.graph else v for v in svg_nodes(out)]
+    convs = [v for v in svg_nodes(out) if v in net.graph and net.graph.nodes[v]["node"].op == "conv"]
     assert len(convs) == 15 and all(v.startswith("b1_") for v in convs)
     assert kinds.count("join") == 4
     # Besides them: the input feeding the block, the pool after it, the legend.
@@ -106,26 +106,37 @@ def test_layout_rows_and_joins():
     assert "b1_c4_d8_conv -> b1_join_d8:i4:n" in dot and "b1_c1_d1_conv -> b1_join_d8:i1:n" in dot
 
 
+def dot_rows(dot: str, block: int) -> dict[str, int]:
+    """``{node: row}`` from the ``rank=same`` subgraphs ``b{block}_row{i}`` of DOT source."""
+    rows, row = {}, None
+    for line in dot.splitlines():
+        line = line.strip()
+        if line.startswith("subgraph "):
+            name = line.split()[1]
+            row = int(name.split("_row")[1]) if name.startswith(f"b{block}_row") else None
+        elif line == "}":
+            row = None
+        elif row is not None and "[" in line and "->" not in line and not line.startswith(("rank", "graph", "node", "edge")):
+            rows[line.split(" ", 1)[0]] = row
+    return rows
+
+
 def test_nested_joins_get_rows_below_the_joins_they_take():
     net = fractal_dsl.load(ROOT / "examples" / "nested.fdsl")
-    drawing = render._Drawing(net, render.View(block=1), collapse=False)
-    rows = drawing._rows(
-        [v for v in drawing.shown if net.graph.nodes[v]["block"] == 1 and net.graph.nodes[v]["kind"] != "pool"]
-    )
-    flat = {v: i for i, row in enumerate(rows) for v in row}
-    assert flat["b1_join_d4_2"] == flat["b1_join_d4"] + 1 == flat["b1_c3_d4_conv"] + 2
+    rows = dot_rows(render.to_dot(net, render.View(block=1)), 1)
+    assert rows["b1_join_d4_2"] == rows["b1_join_d4"] + 1 == rows["b1_c3_d4_conv"] + 2
 
 
 @pytest.mark.parametrize("column", [1, 2, 3, 4])
 def test_column_path_is_what_global_drop_path_keeps(column):
     net = fractal_dsl.load(ROOT / "examples" / "fractal4.fdsl")
-    nodes, edges = render.column_path(net, column)
+    nodes, edges = semantics.column_path(net, column)
     g = net.graph
     for b in range(1, net.blocks + 1):
-        convs = [v for v in nodes if g.nodes[v]["block"] == b and g.nodes[v]["kind"] == "layer"]
+        convs = [v for v in nodes if g.nodes[v]["node"].block == b and g.nodes[v]["node"].kind == "layer"]
         assert len(convs) == 2 ** (column - 1)
     for v in g:
-        if g.nodes[v]["kind"] == "join" and v in nodes:
+        if g.nodes[v]["node"].kind == "join" and v in nodes:
             assert len([u for u in g.predecessors(v) if (u, v) in edges]) == 1
     # The kept edges form one chain from input to output.
     assert all(sum((u, v) in edges for u in g.predecessors(v)) == 1 for v in nodes if v != "input")
@@ -241,7 +252,7 @@ def test_sample_path_fades_dropped_join_inputs_and_what_only_they_use():
     # Block 1's last join keeps only its shallow input; block 2's first join only its deep one.
     sample = {"mode": "local", "column": None, "joins": {"b1_join_d4": (2,), "b2_join_d2": (0,)}}
     nodes, edges = render.sample_path(net, sample)
-    block1 = {v for v in nodes if net.graph.nodes[v]["block"] == 1}
+    block1 = {v for v in nodes if net.graph.nodes[v]["node"].block == 1}
     assert block1 == {"b1_c1_d1_conv", "b1_join_d4", "b1_pool"}
     assert ("b1_c1_d1_conv", "b1_join_d4") in edges and ("b1_c2_d3_conv", "b1_join_d4") not in edges
     assert "b2_c2_d1_conv" not in nodes and {"b2_c3_d1_conv", "b2_c3_d2_conv", "b2_c2_d3_conv"} <= nodes
@@ -290,7 +301,7 @@ def test_rendered_sample_is_what_the_model_samples_for_the_same_seed(tmp_path, n
         expected = render.View(collapse=False, kept=kept, note=render.make_view(net, sample=seed).note)
         assert out.read_text(encoding="utf-8") == render.to_dot(net, expected)
         if recorded["mode"] == "global":  # a global sample is exactly one column's path
-            assert kept[0] == render.column_path(net, recorded["column"])[0]
+            assert kept[0] == semantics.column_path(net, recorded["column"])[0]
     assert modes == {"global", "local"}
 
 
