@@ -30,7 +30,7 @@ from . import __version__, semantics
 from ._resources import resource_dir
 from .expand import Network
 from .ir import Node
-from .layers import Layer
+from .layers import Layer, torch_ctor
 
 WIDTH = 88
 # Names the generated module defines or imports: a class must not shadow them.
@@ -230,52 +230,8 @@ def _layer_ctors(net: Network, node: Node, head: bool = False) -> list[str]:
     return out
 
 
-_ACTIVATIONS = {
-    "relu": "ReLU",
-    "gelu": "GELU",
-    "elu": "ELU",
-    "silu": "SiLU",
-    "sigmoid": "Sigmoid",
-    "tanh": "Tanh",
-    "identity": "Identity",
-}
-
-
 def _ctor(layer: Layer, in_shape: tuple[int, ...], num_classes: bool) -> str:
-    a = dict(layer.args)
-    t = layer.type
-    if t == "conv2d":
-        args = [_literal(in_shape[0]), _literal(a["out_channels"]), _literal(a["kernel"])]
-        defaults = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "bias": True}
-        args += [f"{k}={_literal(a[k])}" for k, d in defaults.items() if a[k] != d]
-        return f"nn.Conv2d({', '.join(args)})"
-    if t == "batchnorm2d":
-        return f"nn.BatchNorm2d({_literal(in_shape[0])})"
-    if t in _ACTIVATIONS:
-        return f"nn.{_ACTIVATIONS[t]}()"
-    if t == "leakyrelu":
-        return f"nn.LeakyReLU({_literal(a['slope'])})"
-    if t in ("dropout", "dropout2d"):
-        cls = "Dropout" if t == "dropout" else "Dropout2d"
-        p = f"{_literal(a['p'])} if dropout else 0.0" if a["p"] else "0.0"
-        return f"nn.{cls}({p})"
-    if t in ("maxpool2d", "avgpool2d"):
-        cls = "MaxPool2d" if t == "maxpool2d" else "AvgPool2d"
-        args = [_literal(a["kernel"])]
-        if a["stride"] != a["kernel"]:
-            args.append(f"stride={_literal(a['stride'])}")
-        if a["padding"]:
-            args.append(f"padding={_literal(a['padding'])}")
-        return f"nn.{cls}({', '.join(args)})"
-    if t == "globalavgpool":
-        return "nn.AdaptiveAvgPool2d(1)"
-    if t == "flatten":
-        return "nn.Flatten()"
-    if t == "linear":
-        out = "num_classes" if num_classes else _literal(a["out_features"])
-        bias = "" if a["bias"] else ", bias=False"
-        return f"nn.Linear({_literal(in_shape[0])}, {out}{bias})"
-    raise CodegenError(f"no PyTorch layer for `{t}`")
+    return torch_ctor(layer, in_shape, _literal, num_classes)
 
 
 # ---- literals and layout --------------------------------------------------------------

@@ -1,14 +1,19 @@
-"""The built-in layer vocabulary: names a ``.fdsl`` file may use, and what each one does.
+"""The layer registry: every built-in layer declared once.
 
 A :class:`Layer` is one resolved PyTorch layer (``conv2d`` with every argument filled in,
-``batchnorm2d``, ``relu``, ...).  :func:`infer` gives a layer's output shape, parameter count
-and multiply-accumulates from its input shape, the same numbers the compiled module has.
-Shapes are tuples without the batch dimension: ``(C, H, W)`` or ``(N,)`` after ``flatten``.
+``batchnorm2d``, ``relu``, ...).  Each layer type is one :class:`LayerType` entry in
+:data:`TYPES`, registered with the ``.fdsl`` names that make it (:data:`BUILTINS`, with
+their parameters and defaults): how those names resolve their arguments, the output shape,
+parameter count and multiply-accumulates (:func:`infer`, the same numbers the compiled
+module has) and the PyTorch constructor it compiles to (:func:`torch_ctor`).  Adding a
+layer type is one :func:`register` call.  Shapes are tuples without the batch dimension:
+``(C, H, W)`` or ``(N,)`` after ``flatten``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -44,87 +49,72 @@ class LayerError(ValueError):
 
 
 @dataclass(frozen=True)
+class Effect:
+    """What a layer does to one sample: output shape, parameters, multiply-accumulates."""
+
+    shape: tuple[int, ...]
+    params: int
+    macs: int
+
+
+REQUIRED = object()  # a parameter without a default
+
+
+@dataclass(frozen=True)
 class Builtin:
-    """A name usable in the layer key: its parameters (with defaults) and how it resolves."""
+    """A name usable in a ``.fdsl`` file: its parameters (with defaults) and the layer type
+    it resolves to."""
 
     name: str
     params: tuple[tuple[str, object], ...]  # (name, default); REQUIRED for no default
     doc: str
+    type: str
 
 
-REQUIRED = object()
+Literal = Callable[[object], str]  # writes a value as Python source (codegen's checked repr)
 
-_ACTIVATIONS = ("relu", "gelu", "elu", "silu", "sigmoid", "tanh", "identity")
 
+@dataclass(frozen=True)
+class LayerType:
+    """One resolved layer type, declared once: how the built-ins that make it resolve their
+    arguments, its shape / parameter / MAC inference, and the PyTorch constructor it
+    compiles to (``torch(layer, in_shape, literal, num_classes)`` -> source text; with
+    ``num_classes`` a classifier's output size is the module's ``num_classes`` argument)."""
+
+    type: str
+    resolve: Callable[[str, dict], Layer]
+    infer: Callable[[Layer, tuple[int, ...]], Effect]
+    torch: Callable[[Layer, tuple[int, ...], Literal, bool], str]
+
+
+TYPES: dict[str, LayerType] = {}
 BUILTINS: dict[str, Builtin] = {}
-
-
-def _builtin(name: str, doc: str, *params: tuple[str, object]) -> None:
-    BUILTINS[name] = Builtin(name, params, doc)
-
-
-_builtin("conv", "2-D convolution", ("channels", REQUIRED), ("kernel", 3), ("stride", 1), ("padding", None), ("bias", True), ("groups", 1), ("dilation", 1))
-for _k in (1, 3, 5, 7):
-    _builtin(f"conv{_k}x{_k}", f"{_k}x{_k} convolution", ("channels", REQUIRED), ("stride", 1), ("padding", None), ("bias", True), ("groups", 1), ("dilation", 1))
-_builtin("batchnorm", "batch normalisation over channels")
-_builtin("bn", "batch normalisation over channels (same as batchnorm)")
-for _a in _ACTIVATIONS:
-    _builtin(_a, f"{_a} activation" if _a != "identity" else "passes its input through")
-_builtin("leakyrelu", "leaky ReLU", ("slope", 0.01))
-_builtin("dropout", "dropout of single activations", ("p", REQUIRED))
-_builtin("dropout2d", "dropout of whole channels", ("p", REQUIRED))
-_builtin("maxpool", "max pooling", ("kernel", REQUIRED), ("stride", None), ("padding", 0))
-_builtin("avgpool", "average pooling", ("kernel", REQUIRED), ("stride", None), ("padding", 0))
-_builtin("gap", "global average pooling to 1x1")
-_builtin("globalavgpool", "global average pooling to 1x1 (same as gap)")
-_builtin("flatten", "flattens CxHxW to one vector")
-_builtin("linear", "fully connected layer", ("features", REQUIRED), ("bias", True))
-
 JOIN_MODES = ("mean", "sum", "max", "concat")
+
+
+def register(layer_type: LayerType, *builtins: tuple[str, str, tuple[tuple[str, object], ...]]) -> None:
+    """Declare a layer type and the ``(name, doc, params)`` built-ins that resolve to it."""
+    TYPES[layer_type.type] = layer_type
+    for name, doc, params in builtins:
+        BUILTINS[name] = Builtin(name, params, doc, layer_type.type)
 
 
 def resolve(name: str, args: dict[str, object]) -> Layer:
     """Turn a built-in name and its bound arguments into a :class:`Layer` (no shapes yet)."""
-    b = BUILTINS[name]
-    if name == "conv" or name.startswith("conv") and name[4:5].isdigit():
-        kernel = _int(args, "kernel", 1) if name == "conv" else int(name[4])
-        dilation = _int(args, "dilation", 1)
-        padding = args.get("padding")
-        padding = dilation * (kernel // 2) if padding is None else _int(args, "padding", 0)
-        return Layer("conv2d", (
-            ("out_channels", _int(args, "channels", 1)),
-            ("kernel", kernel),
-            ("stride", _int(args, "stride", 1)),
-            ("padding", padding),
-            ("dilation", dilation),
-            ("groups", _int(args, "groups", 1)),
-            ("bias", _bool(args, "bias")),
-        ))
-    if name in ("batchnorm", "bn"):
-        return Layer("batchnorm2d")
-    if name in _ACTIVATIONS:
-        return Layer(name)
-    if name == "leakyrelu":
-        return Layer("leakyrelu", (("slope", _float(args, "slope")),))
-    if name in ("dropout", "dropout2d"):
-        p = _float(args, "p")
-        if not 0.0 <= p < 1.0:
-            raise LayerError(f"dropout probability must be in [0, 1), got {p:g}", "p")
-        return Layer(name, (("p", p),))
-    if name in ("maxpool", "avgpool"):
-        kernel = _int(args, "kernel", 1)
-        stride = kernel if args.get("stride") is None else _int(args, "stride", 1)
-        padding = _int(args, "padding", 0)
-        if padding * 2 > kernel:
-            raise LayerError(f"pool padding {padding} is more than half the kernel {kernel}", "padding")
-        return Layer(name + "2d", (("kernel", kernel), ("stride", stride), ("padding", padding)))
-    if name in ("gap", "globalavgpool"):
-        return Layer("globalavgpool")
-    if name == "flatten":
-        return Layer("flatten")
-    if name == "linear":
-        return Layer("linear", (("out_features", _int(args, "features", 1)), ("bias", _bool(args, "bias"))))
-    raise AssertionError(f"unhandled builtin {b.name}")  # pragma: no cover
+    return TYPES[BUILTINS[name].type].resolve(name, args)
+
+
+def infer(layer: Layer, shape: tuple[int, ...]) -> Effect:
+    """Apply ``layer`` to an input of ``shape``; raises :class:`LayerError` if it cannot."""
+    return TYPES[layer.type].infer(layer, shape)
+
+
+def torch_ctor(layer: Layer, in_shape: tuple[int, ...], literal: Literal, num_classes: bool = False) -> str:
+    """The PyTorch constructor (source text, ``nn.``-qualified) of ``layer`` on ``in_shape``."""
+    return TYPES[layer.type].torch(layer, in_shape, literal, num_classes)
+
+
+# ---- argument checks --------------------------------------------------------------------
 
 
 def _int(args: dict, key: str, minimum: int) -> int:
@@ -152,56 +142,6 @@ def _bool(args: dict, key: str) -> bool:
     return v
 
 
-@dataclass(frozen=True)
-class Effect:
-    """What a layer does to one sample: output shape, parameters, multiply-accumulates."""
-
-    shape: tuple[int, ...]
-    params: int
-    macs: int
-
-
-def infer(layer: Layer, shape: tuple[int, ...]) -> Effect:
-    """Apply ``layer`` to an input of ``shape``; raises :class:`LayerError` if it cannot."""
-    t = layer.type
-    a = dict(layer.args)
-    if t == "conv2d":
-        c, h, w = _image(shape, "a convolution")
-        out, k, s, p, d, g = a["out_channels"], a["kernel"], a["stride"], a["padding"], a["dilation"], a["groups"]
-        if c % g or out % g:
-            raise LayerError(f"groups={g} must divide both input channels {c} and output channels {out}", "groups")
-        oh, ow = (_out(h, k, s, p, d), _out(w, k, s, p, d))
-        if oh < 1 or ow < 1:
-            raise LayerError(f"a {k}x{k} convolution with stride {s} turns {h}x{w} into {oh}x{ow}", hint="use a smaller kernel or stride, or a larger input")
-        params = out * (c // g) * k * k + (out if a["bias"] else 0)
-        return Effect((out, oh, ow), params, out * oh * ow * (c // g) * k * k)
-    if t == "batchnorm2d":
-        c, _, _ = _image(shape, "batchnorm")
-        return Effect(shape, 2 * c, 0)
-    if t in ("maxpool2d", "avgpool2d"):
-        c, h, w = _image(shape, "pooling")
-        k, s, p = a["kernel"], a["stride"], a["padding"]
-        oh, ow = _out(h, k, s, p, 1), _out(w, k, s, p, 1)
-        if oh < 1 or ow < 1:
-            raise LayerError(f"a {k}x{k} pool with stride {s} turns {h}x{w} into {oh}x{ow}", hint="the input is too small for this many pooling steps: remove a block or a pool, or use a larger input")
-        return Effect((c, oh, ow), 0, 0)
-    if t == "globalavgpool":
-        c, _, _ = _image(shape, "global average pooling")
-        return Effect((c, 1, 1), 0, 0)
-    if t == "flatten":
-        n = 1
-        for dim in shape:
-            n *= dim
-        return Effect((n,), 0, 0)
-    if t == "linear":
-        if len(shape) != 1:
-            raise LayerError(f"linear needs a flat input, got {shape_str(shape)}", hint="put `flatten` (or `gap . flatten`) before `linear`")
-        (n,) = shape
-        out = a["out_features"]
-        return Effect((out,), n * out + (out if a["bias"] else 0), n * out)
-    return Effect(shape, 0, 0)  # activations, dropout, identity
-
-
 def _image(shape: tuple[int, ...], what: str) -> tuple[int, int, int]:
     if len(shape) != 3:
         raise LayerError(f"{what} needs a CxHxW input, got {shape_str(shape)}")
@@ -214,3 +154,178 @@ def _out(size: int, k: int, s: int, p: int, d: int) -> int:
 
 def shape_str(shape: tuple[int, ...]) -> str:
     return "x".join(str(d) for d in shape)
+
+
+def _same(layer: Layer, shape: tuple[int, ...]) -> Effect:
+    return Effect(shape, 0, 0)
+
+
+# ---- the registry -------------------------------------------------------------------------
+# Convolution: `conv(channels, kernel=3, ...)` and the fixed-kernel `conv1x1` ... `conv7x7`.
+
+_CONV_OPTIONS = (("stride", 1), ("padding", None), ("bias", True), ("groups", 1), ("dilation", 1))
+
+
+def _conv_resolve(name: str, args: dict) -> Layer:
+    kernel = _int(args, "kernel", 1) if name == "conv" else int(name[4])
+    dilation = _int(args, "dilation", 1)
+    padding = args.get("padding")
+    padding = dilation * (kernel // 2) if padding is None else _int(args, "padding", 0)
+    return Layer("conv2d", (
+        ("out_channels", _int(args, "channels", 1)),
+        ("kernel", kernel),
+        ("stride", _int(args, "stride", 1)),
+        ("padding", padding),
+        ("dilation", dilation),
+        ("groups", _int(args, "groups", 1)),
+        ("bias", _bool(args, "bias")),
+    ))
+
+
+def _conv_infer(layer: Layer, shape: tuple[int, ...]) -> Effect:
+    c, h, w = _image(shape, "a convolution")
+    a = dict(layer.args)
+    out, k, s, p, d, g = a["out_channels"], a["kernel"], a["stride"], a["padding"], a["dilation"], a["groups"]
+    if c % g or out % g:
+        raise LayerError(f"groups={g} must divide both input channels {c} and output channels {out}", "groups")
+    oh, ow = (_out(h, k, s, p, d), _out(w, k, s, p, d))
+    if oh < 1 or ow < 1:
+        raise LayerError(f"a {k}x{k} convolution with stride {s} turns {h}x{w} into {oh}x{ow}", hint="use a smaller kernel or stride, or a larger input")
+    params = out * (c // g) * k * k + (out if a["bias"] else 0)
+    return Effect((out, oh, ow), params, out * oh * ow * (c // g) * k * k)
+
+
+def _conv_torch(layer: Layer, in_shape: tuple[int, ...], lit: Literal, num_classes: bool) -> str:
+    a = dict(layer.args)
+    args = [lit(in_shape[0]), lit(a["out_channels"]), lit(a["kernel"])]
+    defaults = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "bias": True}
+    args += [f"{k}={lit(a[k])}" for k, d in defaults.items() if a[k] != d]
+    return f"nn.Conv2d({', '.join(args)})"
+
+
+register(
+    LayerType("conv2d", _conv_resolve, _conv_infer, _conv_torch),
+    ("conv", "2-D convolution", (("channels", REQUIRED), ("kernel", 3), *_CONV_OPTIONS)),
+    *((f"conv{k}x{k}", f"{k}x{k} convolution", (("channels", REQUIRED), *_CONV_OPTIONS)) for k in (1, 3, 5, 7)),
+)
+
+
+def _batchnorm_infer(layer: Layer, shape: tuple[int, ...]) -> Effect:
+    c, _, _ = _image(shape, "batchnorm")
+    return Effect(shape, 2 * c, 0)
+
+
+register(
+    LayerType(
+        "batchnorm2d",
+        lambda name, args: Layer("batchnorm2d"),
+        _batchnorm_infer,
+        lambda layer, shape, lit, nc: f"nn.BatchNorm2d({lit(shape[0])})",
+    ),
+    ("batchnorm", "batch normalisation over channels", ()),
+    ("bn", "batch normalisation over channels (same as batchnorm)", ()),
+)
+
+# Activations and identity: no parameters, shape unchanged.
+for _name, _cls in (("relu", "ReLU"), ("gelu", "GELU"), ("elu", "ELU"), ("silu", "SiLU"), ("sigmoid", "Sigmoid"), ("tanh", "Tanh"), ("identity", "Identity")):
+    register(
+        LayerType(_name, lambda name, args: Layer(name), _same, lambda layer, shape, lit, nc, _cls=_cls: f"nn.{_cls}()"),
+        (_name, f"{_name} activation" if _name != "identity" else "passes its input through", ()),
+    )
+
+
+def _leakyrelu_resolve(name: str, args: dict) -> Layer:
+    return Layer("leakyrelu", (("slope", _float(args, "slope")),))
+
+
+register(
+    LayerType("leakyrelu", _leakyrelu_resolve, _same, lambda layer, shape, lit, nc: f"nn.LeakyReLU({lit(layer.arg('slope'))})"),
+    ("leakyrelu", "leaky ReLU", (("slope", 0.01),)),
+)
+
+
+def _dropout_resolve(name: str, args: dict) -> Layer:
+    p = _float(args, "p")
+    if not 0.0 <= p < 1.0:
+        raise LayerError(f"dropout probability must be in [0, 1), got {p:g}", "p")
+    return Layer(name, (("p", p),))
+
+
+def _dropout_torch(cls: str) -> Callable[[Layer, tuple[int, ...], Literal, bool], str]:
+    def ctor(layer: Layer, shape: tuple[int, ...], lit: Literal, nc: bool) -> str:
+        p = layer.arg("p")
+        return f"nn.{cls}({lit(p)} if dropout else 0.0)" if p else f"nn.{cls}(0.0)"  # `dropout`: the module's switch
+
+    return ctor
+
+
+register(LayerType("dropout", _dropout_resolve, _same, _dropout_torch("Dropout")), ("dropout", "dropout of single activations", (("p", REQUIRED),)))
+register(LayerType("dropout2d", _dropout_resolve, _same, _dropout_torch("Dropout2d")), ("dropout2d", "dropout of whole channels", (("p", REQUIRED),)))
+
+
+def _pool_resolve(name: str, args: dict) -> Layer:
+    kernel = _int(args, "kernel", 1)
+    stride = kernel if args.get("stride") is None else _int(args, "stride", 1)
+    padding = _int(args, "padding", 0)
+    if padding * 2 > kernel:
+        raise LayerError(f"pool padding {padding} is more than half the kernel {kernel}", "padding")
+    return Layer(name + "2d", (("kernel", kernel), ("stride", stride), ("padding", padding)))
+
+
+def _pool_infer(layer: Layer, shape: tuple[int, ...]) -> Effect:
+    c, h, w = _image(shape, "pooling")
+    k, s, p = layer.arg("kernel"), layer.arg("stride"), layer.arg("padding")
+    oh, ow = _out(h, k, s, p, 1), _out(w, k, s, p, 1)
+    if oh < 1 or ow < 1:
+        raise LayerError(f"a {k}x{k} pool with stride {s} turns {h}x{w} into {oh}x{ow}", hint="the input is too small for this many pooling steps: remove a block or a pool, or use a larger input")
+    return Effect((c, oh, ow), 0, 0)
+
+
+def _pool_torch(cls: str) -> Callable[[Layer, tuple[int, ...], Literal, bool], str]:
+    def ctor(layer: Layer, shape: tuple[int, ...], lit: Literal, nc: bool) -> str:
+        k, s, p = layer.arg("kernel"), layer.arg("stride"), layer.arg("padding")
+        args = [lit(k)] + ([f"stride={lit(s)}"] if s != k else []) + ([f"padding={lit(p)}"] if p else [])
+        return f"nn.{cls}({', '.join(args)})"
+
+    return ctor
+
+
+_POOL_PARAMS = (("kernel", REQUIRED), ("stride", None), ("padding", 0))
+register(LayerType("maxpool2d", _pool_resolve, _pool_infer, _pool_torch("MaxPool2d")), ("maxpool", "max pooling", _POOL_PARAMS))
+register(LayerType("avgpool2d", _pool_resolve, _pool_infer, _pool_torch("AvgPool2d")), ("avgpool", "average pooling", _POOL_PARAMS))
+
+
+def _gap_infer(layer: Layer, shape: tuple[int, ...]) -> Effect:
+    c, _, _ = _image(shape, "global average pooling")
+    return Effect((c, 1, 1), 0, 0)
+
+
+register(
+    LayerType("globalavgpool", lambda name, args: Layer("globalavgpool"), _gap_infer, lambda layer, shape, lit, nc: "nn.AdaptiveAvgPool2d(1)"),
+    ("gap", "global average pooling to 1x1", ()),
+    ("globalavgpool", "global average pooling to 1x1 (same as gap)", ()),
+)
+register(
+    LayerType("flatten", lambda name, args: Layer("flatten"), lambda layer, shape: Effect((math.prod(shape),), 0, 0), lambda layer, shape, lit, nc: "nn.Flatten()"),
+    ("flatten", "flattens CxHxW to one vector", ()),
+)
+
+
+def _linear_resolve(name: str, args: dict) -> Layer:
+    return Layer("linear", (("out_features", _int(args, "features", 1)), ("bias", _bool(args, "bias"))))
+
+
+def _linear_infer(layer: Layer, shape: tuple[int, ...]) -> Effect:
+    if len(shape) != 1:
+        raise LayerError(f"linear needs a flat input, got {shape_str(shape)}", hint="put `flatten` (or `gap . flatten`) before `linear`")
+    (n,) = shape
+    out = layer.arg("out_features")
+    return Effect((out,), n * out + (out if layer.arg("bias") else 0), n * out)
+
+
+def _linear_torch(layer: Layer, shape: tuple[int, ...], lit: Literal, num_classes: bool) -> str:
+    out = "num_classes" if num_classes else lit(layer.arg("out_features"))
+    return f"nn.Linear({lit(shape[0])}, {out}{'' if layer.arg('bias') else ', bias=False'})"
+
+
+register(LayerType("linear", _linear_resolve, _linear_infer, _linear_torch), ("linear", "fully connected layer", (("features", REQUIRED), ("bias", True))))
