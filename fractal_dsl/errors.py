@@ -114,9 +114,17 @@ class Collector:
     def __init__(self, source: Source) -> None:
         self.source = source
         self.diagnostics: list[Diagnostic] = []
+        self._seen: set[tuple[Span, str]] = set()
 
     def error(self, span: Span, message: str, hint: str | None = None) -> None:
         self.diagnostics.append(Diagnostic(span, message, hint=hint))
+
+    def error_once(self, span: Span, message: str, hint: str | None = None) -> None:
+        """Report a problem unless the same message was already reported at ``span`` (a
+        layer unit is bound once per use, and many uses share one mistake)."""
+        if (span, message) not in self._seen:
+            self._seen.add((span, message))
+            self.error(span, message, hint)
 
     def raise_if_any(self) -> None:
         if self.diagnostics:

@@ -21,23 +21,20 @@ Shapes are not known here; :mod:`fractal_dsl.validate` infers them.
 
 from __future__ import annotations
 
-import difflib
-import sys
 from dataclasses import dataclass, replace
 from functools import cached_property
 
 import networkx as nx
 
 from . import semantics
+from .binding import CONSTANTS, SPECIAL_KEYS, BlockEnv, KeyBinder
 from .errors import Collector, Span
 from .ir import HEAD, LAYER, POOL, STEM, Edge, Node
-from .layers import BUILTINS, JOIN_MODES, REQUIRED, Layer, LayerError, resolve
-from .syntax import Call, FractalRef, Join, KeyDef, Program, Rule, Seq, Value
+from .layers import BUILTINS, JOIN_MODES
+from .syntax import Call, FractalRef, Join, KeyDef, Program, Rule, Seq
 
 MAX_COLUMNS = 64
 MAX_NODES = 20_000
-SPECIAL_KEYS = ("join", "pool", "head", "stem")
-CONSTANTS = {"true": True, "false": False}
 
 
 @dataclass(frozen=True)
@@ -150,21 +147,18 @@ def expand(program: Program) -> Network:
     _check_size(program, fname, base, rec, columns, len(blocks), diags)
     diags.raise_if_any()
 
-    limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(limit, 20_000))  # the walks below recurse once per rule level and bracket
+    binder = KeyBinder(key, classes, diags)
+    builder = _Builder(program, binder, join_mode, flat, diags)
     try:
         tree = _instantiate(fname, base, rec, columns, program.columns[1], diags)
         _widths(tree, diags)
         diags.raise_if_any()
         _assign_cols(tree, tuple(range(tree.width)))
-        builder = _Builder(program, key, join_mode, flat, diags)
-        builder.build(tree, blocks, classes, input_shape)
-    except RecursionError:
+        builder.build(tree, blocks, input_shape)
+    except RecursionError:  # the walks recurse once per rule level and bracket
         diags.error(program.columns[1], f"expanding `{fname}[{columns}]` nests too deeply", hint="use fewer columns or fewer brackets in the rules")
         diags.raise_if_any()
-    finally:
-        sys.setrecursionlimit(limit)
-    _check_usage(program, key, builder.used, diags)
+    _check_usage(program, key, binder.used, diags)
     diags.raise_if_any()
     graph = builder.finish(tree.width)
     dp = program.droppath
@@ -187,7 +181,7 @@ def expand(program: Program) -> Network:
         input_shape=input_shape,
         classes=classes,
         init=program.init[0] if program.init else "xavier",
-        block_values=tuple(tuple(v.value for v in b["#span"].values) for b in builder.block_envs),
+        block_values=tuple(tuple(v.value for v in env.values) for env in builder.block_envs),
     )
 
 
@@ -459,18 +453,19 @@ class _Open:
 
 
 class _Builder:
-    def __init__(self, program: Program, key: dict[str, KeyDef], join_mode: str, flat: bool, diags: Collector) -> None:
+    """Emits the graph of one expansion tree repeated over the blocks; key entries are
+    bound by a :class:`~fractal_dsl.binding.KeyBinder`."""
+
+    def __init__(self, program: Program, binder: KeyBinder, join_mode: str, flat: bool, diags: Collector) -> None:
         self.program = program
-        self.key = key
+        self.binder = binder
+        self.key = binder.key
         self.join_mode = join_mode
         self.flat = flat
         self.diags = diags
         self.nodes: list[dict] = []
         self.edges: list[tuple[int, int, dict]] = []
-        self.used: set[str] = set()
-        self.block_envs: list[dict[str, Value]] = []
-        self._cache: dict = {}
-        self._reported: set = set()
+        self.block_envs: list[BlockEnv] = []
 
     # nodes
     def _node(self, **attrs) -> int:
@@ -480,231 +475,80 @@ class _Builder:
     def _edge(self, u: int, v: int, index: int = 0, columns: tuple[int, ...] = ()) -> None:
         self.edges.append((u, v, {"index": index, "columns": columns}))
 
-    def build(self, tree: _Seq, blocks, classes: int, input_shape) -> None:
-        self.classes = classes
+    def build(self, tree: _Seq, blocks, input_shape) -> None:
         all_cols = tuple(range(tree.width))
         whole = Span(self.program.span.line, self.program.span.column, self.program.span.line, self.program.span.column + 7)
         prev = self._node(kind="input", op="input", block=None, cols=all_cols, layers=(), args={}, span=self.program.input_shape[1])
         if "stem" in self.key:
-            prev = self._unit_node("stem", self.key["stem"], {}, prev, block=None, cols=all_cols, kind="stem")
+            prev = self._unit_node("stem", None, prev, cols=all_cols, kind="stem")
         for b, spec in enumerate(blocks, start=1):
-            env = self._block_env(b, spec)
+            env = BlockEnv(b, tuple(spec.values), spec.span)
             self.block_envs.append(env)
-            self.block = b
-            self.env = env
-            out = self._emit(tree, prev)
-            prev = self._close(out)
+            out = self._emit(tree, prev, env)
+            prev = self._close(out, env)
             if "pool" in self.key:
-                prev = self._unit_node("pool", self.key["pool"], env, prev, block=b, cols=all_cols, kind="pool")
-        self.block = None
+                prev = self._unit_node("pool", env, prev, cols=all_cols, kind="pool")
         if "head" in self.key:
-            prev = self._unit_node("head", self.key["head"], {}, prev, block=None, cols=all_cols, kind="head")
+            prev = self._unit_node("head", None, prev, cols=all_cols, kind="head")
         else:
             self.diags.error(self.program.name_span, "the key has no `head`", hint="add e.g. `head = flatten . linear(classes)` to the key")
         out = self._node(kind="output", op="output", block=None, cols=all_cols, layers=(), args={}, span=whole)
         self._edge(prev, out)
 
-    def _block_env(self, b: int, spec) -> dict[str, Value]:
-        return {f"#{i}": v for i, v in enumerate(spec.values)} | {"#span": spec}
-
-    def _emit(self, node, inp: int):
+    def _emit(self, node, inp: int, env: BlockEnv):
         if isinstance(node, _Leaf):
-            return self._leaf(node, inp)
+            return self._leaf(node, inp, env)
         if isinstance(node, _Seq):
             cur = inp
             for p in node.parts:
-                cur = self._emit(p, self._close(cur) if isinstance(cur, _Open) else cur)
+                cur = self._emit(p, self._close(cur, env) if isinstance(cur, _Open) else cur, env)
             return cur
         entries = []
         for br in node.branches:
-            out = self._emit(br, inp)
+            out = self._emit(br, inp, env)
             if isinstance(out, _Open) and self.flat:
                 entries.extend(out.entries)
             else:
-                entries.append((self._close(out), br.cols))
+                entries.append((self._close(out, env), br.cols))
         return _Open(entries, node.ast, node.cols)
 
-    def _close(self, out) -> int:
+    def _close(self, out, env: BlockEnv) -> int:
         if not isinstance(out, _Open):
             return out
         cols = tuple(sorted(c for _, cs in out.entries for c in cs))
-        j = self._node(kind="join", op=self.join_mode, block=self.block, cols=cols, layers=(), args={}, span=out.ast.span)
+        j = self._node(kind="join", op=self.join_mode, block=env.block, cols=cols, layers=(), args={}, span=out.ast.span)
         for i, (src, cs) in enumerate(out.entries):
             self._edge(src, j, index=i, columns=cs)
         return j
 
-    def _leaf(self, leaf: _Leaf, inp: int) -> int:
+    def _leaf(self, leaf: _Leaf, inp: int, env: BlockEnv) -> int:
         call = leaf.call
-        if call.name in self.key and call.name not in SPECIAL_KEYS:
-            d = self.key[call.name]
-            return self._unit_node(call.name, d, self.env, inp, block=self.block, cols=leaf.cols, kind="layer", call=call)
+        layers: tuple = ()
+        if self.binder.is_entry(call.name):
+            return self._unit_node(call.name, env, inp, cols=leaf.cols, kind="layer", call=call)
         if call.name in BUILTINS:
-            layers = self._resolve_chain((call,), {}, call.name)
-            n = self._node(kind="layer", op=call.name, block=self.block, cols=leaf.cols, layers=layers, args={}, span=call.span)
-            self._edge(inp, n)
-            return n
-        if call.name in SPECIAL_KEYS:
+            layers = self.binder.builtin(call)
+        elif call.name in SPECIAL_KEYS:
             msg = f"`{call.name}` is part of the macro-structure and cannot be used inside a rule"
-            self._once(call.span, msg, "join is written `join(a, b)`; pool, stem and head are placed between blocks automatically")
+            self.binder.once(call.span, msg, "join is written `join(a, b)`; pool, stem and head are placed between blocks automatically")
         elif self.program.rules and call.name == self.program.rules[0].name:
-            self._once(call.span, f"`{call.name}` is the fractal being defined, not a layer", f"fractal indices use square brackets, e.g. `{call.name}[C]`")
+            self.binder.once(call.span, f"`{call.name}` is the fractal being defined, not a layer", f"fractal indices use square brackets, e.g. `{call.name}[C]`")
         else:
-            choices = [k for k in self.key if k not in SPECIAL_KEYS] + list(BUILTINS)
-            close = difflib.get_close_matches(call.name, choices, n=1)
-            self._once(call.span, f"unknown layer `{call.name}`", f"did you mean `{close[0]}`?" if close else "define it in the key, e.g. `conv(c) = conv3x3(c) . batchnorm . relu`")
-        n = self._node(kind="layer", op=call.name, block=self.block, cols=leaf.cols, layers=(), args={}, span=call.span)
+            close = self.binder.suggest(call.name)
+            self.binder.once(call.span, f"unknown layer `{call.name}`", f"did you mean `{close}`?" if close else "define it in the key, e.g. `conv(c) = conv3x3(c) . batchnorm . relu`")
+        n = self._node(kind="layer", op=call.name, block=env.block, cols=leaf.cols, layers=layers, args={}, span=call.span)
         self._edge(inp, n)
         return n
 
-    def _unit_node(self, name, d: KeyDef, block_env, inp, *, block, cols, kind, call: Call | None = None) -> int:
-        self.used.add(name)
-        bound = self._bind(name, d, block_env, call)
-        layers = () if bound is None else self._resolve_chain(d.chain, bound, name)
+    def _unit_node(self, name: str, env: BlockEnv | None, inp: int, *, cols, kind: str, call: Call | None = None) -> int:
+        d = self.key[name]
+        bound = self.binder.entry(name, env, call)
         span = call.span if call is not None else d.span
-        args = {p: v.value for p, v in (bound or {}).items()}
-        n = self._node(kind=kind, op=name, block=block, cols=cols, layers=layers, args=args, span=span, key_span=d.span)
+        args = {p: v.value for p, v in (bound.args or {}).items()}
+        block = env.block if env is not None else None
+        n = self._node(kind=kind, op=name, block=block, cols=cols, layers=bound.layers, args=args, span=span, key_span=d.span)
         self._edge(inp, n)
         return n
-
-    def _bind(self, name: str, d: KeyDef, block_env: dict, call: Call | None) -> dict[str, Value] | None:
-        """Values for ``d``'s parameters: explicit call arguments, else the block's tuple (None if they do not fit)."""
-        if call is not None and call.has_parens:
-            args = [(a.name, self._literal(a.value)) for a in call.args]
-            if any(v is None for _, v in args):
-                return None
-            return self._bind_values(call, d, args)
-        if not d.params:
-            return {}
-        spec = block_env.get("#span")
-        values = [block_env[f"#{i}"] for i in range(len(spec.values))] if spec else []
-        if len(values) != len(d.params):
-            where = spec.span if spec else d.span
-            self._once(where, f"block {self.block} gives {len(values)} value{'s' if len(values) != 1 else ''} but `{name}` takes {len(d.params)} ({', '.join(d.params)})", hint="each block lists one value per parameter of the layers it uses, e.g. `(64, 0.1)` for `conv(c, p)`")
-            return None
-        bound = {p: self._literal(v, "block values") for p, v in zip(d.params, values)}
-        return None if None in bound.values() else bound
-
-    def _literal(self, v: Value, where: str = "arguments in a rule") -> Value | None:
-        """A rule argument or block value: a number, or `true`, `false`, `classes` resolved to one (None if unknown)."""
-        if not v.is_name:
-            return v
-        if v.value in CONSTANTS:
-            return Value(CONSTANTS[v.value], v.span)
-        if v.value == "classes":
-            return Value(self.classes, v.span)
-        self._once(v.span, f"unknown name `{v.value}`; {where} are numbers, `true`, `false` or `classes`")
-        return None
-
-    def _resolve_chain(self, chain, bound: dict[str, Value], owner: str, depth: int = 0) -> tuple[Layer, ...]:
-        key = (chain, tuple(sorted((k, v.value, v.span) for k, v in bound.items())))
-        if key in self._cache:
-            return self._cache[key]
-        out: list[Layer] = []
-        for call in chain:
-            # a key entry wins over a built-in of the same name, except inside its own body:
-            # `conv(c) = conv(c, kernel=3)` means the built-in, `relu = leakyrelu(0.2)` elsewhere the entry
-            if call.name in BUILTINS and (call.name == owner or call.name not in self.key or call.name in SPECIAL_KEYS):
-                out.extend(self._resolve_builtin(call, bound, owner))
-            elif call.name in self.key and call.name not in SPECIAL_KEYS:
-                if depth > 8:
-                    self._once(call.span, f"key definitions nest too deeply at `{call.name}` (do they refer to each other?)")
-                    continue
-                self.used.add(call.name)
-                inner = self.key[call.name]
-                args = self._eval_args(call, bound, owner)
-                sub = self._bind_values(call, inner, args, in_key=True)
-                if sub is None:
-                    continue
-                out.extend(self._resolve_chain(inner.chain, sub, call.name, depth + 1))
-            else:
-                close = difflib.get_close_matches(call.name, list(BUILTINS) + [k for k in self.key if k not in SPECIAL_KEYS], n=1)
-                self._once(call.span, f"unknown layer `{call.name}` in the definition of `{owner}`", f"did you mean `{close[0]}`?" if close else None)
-        result = tuple(out)
-        self._cache[key] = result
-        return result
-
-    def _bind_values(self, call: Call, d: KeyDef, args: list[tuple[str | None, Value]], in_key: bool = False) -> dict[str, Value] | None:
-        """Bind a key entry's parameters to a call's arguments; None (reported) if they do not fit."""
-        problems = []
-        pos = [v for k, v in args if k is None]
-        if len(pos) > len(d.params):
-            problems.append(f"`{d.name}` takes {len(d.params)} argument{'s' if len(d.params) != 1 else ''}, got {len(pos)}")
-        bound = dict(zip(d.params, pos))
-        for k, v in args:
-            if k is not None and k not in d.params:
-                problems.append(f"`{d.name}` has no parameter `{k}`" + (f" (its parameters are {', '.join(d.params)})" if d.params else ""))
-            elif k is not None and k in bound:
-                problems.append(f"parameter `{k}` of `{d.name}` is given twice")
-            elif k is not None:
-                bound[k] = v
-        missing = [f"`{p}`" for p in d.params if p not in bound]
-        if missing:
-            problems.append(f"`{d.name}` is missing a value for parameter{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
-        if not problems:
-            return bound
-        hint = None
-        if in_key and d.name in BUILTINS:
-            sig = f"{d.name}({', '.join(d.params)})" if d.params else d.name
-            hint = f"`{d.name}` here is the key entry `{sig}` (line {d.span.line}), which shadows the built-in `{d.name}`"
-        self._once(call.span, "; ".join(problems), hint)
-        return None
-
-    def _eval_args(self, call: Call, bound: dict[str, Value], owner: str) -> list[tuple[str | None, Value]]:
-        out = []
-        for a in call.args:
-            v = a.value
-            if v.is_name:
-                if v.value in bound:
-                    v = bound[v.value]
-                elif v.value == "classes":
-                    v = Value(self.classes, v.span)
-                elif v.value in CONSTANTS:
-                    v = Value(CONSTANTS[v.value], v.span)
-                else:
-                    params = self.key[owner].params if owner in self.key else ()
-                    hint = f"the parameters of `{owner}` are {', '.join(params)}" if params else f"declare it, e.g. `{owner}(x) = ...`"
-                    self._once(v.span, f"unknown name `{v.value}` in the definition of `{owner}`", hint)
-                    v = Value(0, v.span)
-            out.append((a.name, v))
-        return out
-
-    def _resolve_builtin(self, call: Call, bound: dict[str, Value], owner: str) -> list[Layer]:
-        b = BUILTINS[call.name]
-        args = self._eval_args(call, bound, owner)
-        names = [p for p, _ in b.params]
-        given: dict[str, Value] = {}
-        pos = [v for k, v in args if k is None]
-        if len(pos) > len(names):
-            self._once(call.span, f"`{call.name}` takes at most {len(names)} arguments ({', '.join(names) or 'none'}), got {len(pos)}")
-            return []
-        given.update(zip(names, pos))
-        for k, v in args:
-            if k is None:
-                continue
-            if k not in names:
-                self._once(call.span, f"`{call.name}` has no argument `{k}`" + (f"; its arguments are {', '.join(names)}" if names else ""))
-                return []
-            given[k] = v
-        values: dict[str, object] = {}
-        for p, default in b.params:
-            if p in given:
-                values[p] = given[p].value
-            elif default is REQUIRED:
-                self._once(call.span, f"`{call.name}` needs a value for `{p}`", f"e.g. `{call.name}({p if p != 'channels' else 64})`" if p != "p" else "e.g. `dropout(0.1)`")
-                return []
-            else:
-                values[p] = default
-        try:
-            return [resolve(call.name, values)]
-        except LayerError as exc:
-            span = given[exc.arg].span if exc.arg in given else call.span
-            self._once(span, str(exc), exc.hint)
-            return []
-
-    def _once(self, span: Span, message: str, hint: str | None = None) -> None:
-        if (span, message) not in self._reported:
-            self._reported.add((span, message))
-            self.diags.error(span, message, hint)
 
     # finishing: columns renumbered shallow -> deep, depths, readable ids
     def finish(self, width: int) -> nx.DiGraph:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 
@@ -13,14 +14,27 @@ ACCEPT = os.environ.get("FDSL_ACCEPT") == "1"
 
 
 def assert_golden(path: Path, actual: str) -> None:
-    """Compare ``actual`` with the golden file byte for byte; ``FDSL_ACCEPT=1`` rewrites it."""
+    """Compare ``actual`` with the golden file byte for byte, showing a unified diff.
+
+    ``FDSL_ACCEPT=1`` rewrites the file and prints what changed; it is refused under CI
+    (``CI`` set), where a golden must be checked, never written.
+    """
+    expected = path.read_bytes().decode("utf-8") if path.exists() else None
     if ACCEPT:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(actual.encode("utf-8"))
+        if os.environ.get("CI"):
+            pytest.fail("FDSL_ACCEPT=1 rewrites golden files and is refused under CI")
+        if expected != actual:
+            print(_diff(path, expected or "", actual))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(actual.encode("utf-8"))
         return
-    assert path.exists(), f"missing golden file {path}; run the tests with FDSL_ACCEPT=1 to create it"
-    expected = path.read_bytes().decode("utf-8")
-    assert actual == expected, f"{path} differs; if the change is intended, rerun with FDSL_ACCEPT=1"
+    assert expected is not None, f"missing golden file {path}; run the tests with FDSL_ACCEPT=1 to create it"
+    assert actual == expected, f"{path} differs (rerun with FDSL_ACCEPT=1 if intended):\n{_diff(path, expected, actual)}"
+
+
+def _diff(path: Path, expected: str, actual: str) -> str:
+    lines = difflib.unified_diff(expected.splitlines(True), actual.splitlines(True), f"{path.name} (golden)", f"{path.name} (now)")
+    return "".join(list(lines)[:200])
 
 
 @pytest.fixture(params=EXAMPLES, ids=[p.stem for p in EXAMPLES])
