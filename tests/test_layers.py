@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from fractal_dsl import codegen, layers
+from fractal_dsl import layers
 
 # Arguments for each built-in's required parameters, and the input each is applied to.
 ARGS = {"channels": 6, "p": 0.25, "kernel": 2, "features": 5}
@@ -22,8 +22,8 @@ def test_builtin_compiles_to_a_torch_layer_that_matches_its_inference(name):
     assert layer.type == builtin.type
     shape = (12,) if name in FLAT else (4, 9, 9)
     effect = layers.infer(layer, shape)
-    source = layers.torch_ctor(layer, shape, codegen._literal)
-    module = eval(source, {"nn": nn, "dropout": True})  # noqa: S307 - our own constructor text
+    source = layers.torch_ctor(layer, shape, repr)
+    module = eval(source, {"nn": nn, "dropout": True})
     out = module.eval()(torch.randn(2, *shape))
     assert tuple(out.shape[1:]) == effect.shape
     assert sum(p.numel() for p in module.parameters()) == effect.params
@@ -35,5 +35,5 @@ def test_every_layer_type_is_reachable_from_a_builtin():
 
 def test_a_classifier_linear_takes_num_classes_from_the_module():
     layer = layers.resolve("linear", {"features": 10, "bias": True})
-    assert layers.torch_ctor(layer, (64,), codegen._literal, num_classes=True) == "nn.Linear(64, num_classes)"
-    assert layers.torch_ctor(layer, (64,), codegen._literal) == "nn.Linear(64, 10)"
+    assert layers.torch_ctor(layer, (64,), repr, num_classes=True) == "nn.Linear(64, num_classes)"
+    assert layers.torch_ctor(layer, (64,), repr) == "nn.Linear(64, 10)"

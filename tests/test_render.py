@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -160,14 +159,12 @@ def test_large_networks_collapse_by_default_and_still_render_expanded():
 
 
 @needs_dot
-def test_a_c8_block_renders_in_seconds(tmp_path):
+def test_a_c8_block_renders_every_conv(tmp_path):
+    """How long it takes is measured by benchmarks/render_speed.py, not here."""
     net = wide_network(8)
-    start = time.perf_counter()
     render.write(net, tmp_path / "block.svg", "svg", render.View(block=1))
-    elapsed = time.perf_counter() - start
     convs = [v for v in svg_nodes(tmp_path / "block.svg") if v.startswith("b1_") and v.endswith("_conv")]
     assert len(convs) == 2**8 - 1
-    assert elapsed < 20, f"C = 8 block took {elapsed:.1f} s"
 
 
 def render_without_dot(tmp_path: Path, out: Path) -> subprocess.CompletedProcess:

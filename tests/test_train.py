@@ -191,10 +191,6 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary file left behind
 
 
-def test_train_error_type_is_exported():
-    assert issubclass(TrainError, Exception)
-
-
 def test_bn_recalibration_is_per_path_and_leaves_the_model_as_it_was(small_run):
     from fractal_dsl.train.loop import bn_recalibrated, compile_model
 
