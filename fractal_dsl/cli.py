@@ -12,7 +12,7 @@ import sys
 import click
 
 from . import __version__
-from .errors import FractalError
+from .errors import Error, FractalError
 from .syntax import INIT_SCHEMES
 
 
@@ -22,16 +22,26 @@ def _load(path: str):
     return load(path)
 
 
-def _fail(exc: FractalError) -> None:
-    click.echo(exc.format(), err=True)
-    n = len(exc.diagnostics)
-    click.echo(f"{n} error{'s' if n != 1 else ''} in {exc.source.name}", err=True)
+def _fail(exc: Error) -> None:
+    click.echo(exc.show(), err=True)
+
+
+class _Main(click.Group):
+    """The command group; the one place that turns a fractal-dsl :class:`Error` into its
+    message on standard error and its exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except Error as exc:
+            _fail(exc)
+            ctx.exit(exc.exit_code)
 
 
 FILE = click.Path(exists=True, dir_okay=False, readable=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fractal-dsl")
 def main() -> None:
     """fractal-dsl: write a fractal expansion rule, get a validated network."""
@@ -62,11 +72,7 @@ def inspect(file: str, as_json: bool) -> None:
     """Summarise FILE: blocks, joins, depth, parameters, MACs."""
     from .summary import describe, format_text
 
-    try:
-        net = _load(file)
-    except FractalError as exc:
-        _fail(exc)
-        sys.exit(1)
+    net = _load(file)
     if as_json:
         click.echo(json.dumps(describe(net), indent=2))
     else:
@@ -110,21 +116,10 @@ def render(
     """Draw FILE as a diagram like Figure 1 of the FractalNet paper."""
     from . import render as draw
 
-    try:
-        net = _load(file)
-    except FractalError as exc:
-        _fail(exc)
-        sys.exit(1)
-    try:
-        fmt = draw.output_format(out, fmt.lower() if fmt else None)
-        view = draw.make_view(net, block=block, collapse=collapse, column=column, sample=sample)
-        draw.write(net, out, fmt, view)
-    except draw.RenderError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except draw.ImageError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    net = _load(file)
+    fmt = draw.output_format(out, fmt.lower() if fmt else None)
+    view = draw.make_view(net, block=block, collapse=collapse, column=column, sample=sample)
+    draw.write(net, out, fmt, view)
     click.echo(f"wrote {out}")
 
 
@@ -142,11 +137,7 @@ def compile_(file: str, out: str | None) -> None:
     """Compile FILE to a standalone PyTorch module (one .py file)."""
     from .codegen import generate, write_atomic
 
-    try:
-        source = generate(_load(file))
-    except FractalError as exc:
-        _fail(exc)
-        sys.exit(1)
+    source = generate(_load(file))
     if out is None:
         click.echo(source, nl=False)
         return
@@ -196,23 +187,16 @@ _recalibrate_bn_option = click.option(
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars: one line per epoch, for logs.")
 def train(file: str, out: str, no_regularization: bool, **options) -> None:
     """Compile FILE and train it; under torchrun, data-parallel over all processes."""
-    net = _load_or_exit(file)
+    net = _load(file)
     if no_regularization:
         given = [k for k in ("drop_path", "drop_path_local", "drop_path_global", "drop_path_per") if options[k] is not None]
         if given:
             raise click.UsageError(f"--no-regularization turns drop-path off; drop --{given[0].replace('_', '-')}")
         options.update(drop_path=False, dropout=False)
-    from .train import Interrupted, TrainConfig, TrainError
+    from .train import TrainConfig
     from .train import train as run
 
-    try:
-        run(net, TrainConfig(**options), out, log=click.echo)
-    except Interrupted as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(130)
-    except TrainError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    run(net, TrainConfig(**options), out, log=click.echo)
 
 
 @main.command("eval")
@@ -227,14 +211,10 @@ def train(file: str, out: str, no_regularization: bool, **options) -> None:
 def evaluate(file: str, ckpt: str, column: int | None, data: str | None, cache_dir: str | None, device: str,
              recalibrate_bn: int, as_json: bool) -> None:
     """Test accuracy and speed (samples/s) of FILE's network with a checkpoint's weights, per column."""
-    net = _load_or_exit(file)
-    from .train import TrainError, evaluate_checkpoint
+    net = _load(file)
+    from .train import evaluate_checkpoint
 
-    try:
-        result = evaluate_checkpoint(net, ckpt, column, data, cache_dir, device, recalibrate_bn)
-    except TrainError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+    result = evaluate_checkpoint(net, ckpt, column, data, cache_dir, device, recalibrate_bn)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -245,14 +225,6 @@ def evaluate(file: str, ckpt: str, column: int | None, data: str | None, cache_d
     for row in result["rows"]:
         what = "whole network" if row["column"] is None else f"column {row['column']}"
         click.echo(f"  {what:<14} accuracy {100 * row['accuracy']:6.2f}%  {row['samples_per_second']:>10,.0f} samples/s")
-
-
-def _load_or_exit(path: str):
-    try:
-        return _load(path)
-    except FractalError as exc:
-        _fail(exc)
-        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,6 +28,7 @@ import jinja2
 
 from . import __version__, semantics
 from ._resources import resource_dir
+from .errors import RunError
 from .expand import Network
 from .ir import Node
 from .layers import Layer, torch_ctor
@@ -53,7 +54,7 @@ _MODULE_NAMES = {
 }
 
 
-class CodegenError(ValueError):
+class CodegenError(RunError):
     """The network cannot be turned into Python (a value that has no literal form)."""
 
 

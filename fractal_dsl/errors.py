@@ -1,12 +1,23 @@
-"""Source spans, diagnostics and the one exception every stage raises.
+"""Source spans, diagnostics, and the one error hierarchy.
 
-Every problem fractal-dsl reports is a :class:`Diagnostic` with a :class:`Span`; a stage
-that finds problems raises :class:`FractalError` holding all of them, so a user sees every
-mistake in a file at once, each as::
+Every error fractal-dsl raises for a user to read is an :class:`Error`, which knows its
+exit code and how it shows itself; the CLI catches :class:`Error` once and prints
+:meth:`Error.show`:
 
-    FILE:LINE:COL: error: message
-        source line
-        ^~~~~
+* :class:`FractalError` (exit 1): an invalid program.  Every problem is a
+  :class:`Diagnostic` with a :class:`Span`; a stage raises one FractalError holding all of
+  them, so a user sees every mistake in a file at once, each as::
+
+      FILE:LINE:COL: error: message
+          source line
+          ^~~~~
+
+* :class:`UsageError` (exit 2): a value that does not fit the network or the other
+  options (``block`` 9 of a 5-block network).  The library names the option as a
+  parameter (`` `block` ``), the CLI as a flag (``--block``).
+* :class:`RunError` (exit 1): the work itself failed (``dot`` failed, a file could not be
+  written, a training run diverged).
+* :class:`Interrupted` (exit 130): stopped by Ctrl-C or SIGTERM, cleanly.
 """
 
 from __future__ import annotations
@@ -96,8 +107,56 @@ class Source:
         return None
 
 
-class FractalError(Exception):
-    """Raised by any stage with every diagnostic it found, sorted by position."""
+class Error(Exception):
+    """Base of every error meant for the user: ``exit_code`` and :meth:`show` say how the
+    CLI ends and what it prints (on standard error)."""
+
+    exit_code = 1
+
+    def show(self) -> str:
+        return f"error: {self}"
+
+
+class RunError(Error):
+    """The work failed (a tool failed, a file could not be written, a run diverged): exit 1."""
+
+
+class Interrupted(Error):
+    """Stopped by Ctrl-C (SIGINT) or SIGTERM at a safe point: exit 130."""
+
+    exit_code = 130
+
+    def show(self) -> str:
+        return str(self)
+
+
+class UsageError(Error):
+    """A value that does not fit (exit 2).  ``message`` may hold ``{name}`` for each of
+    ``options``: shown as `` `name` `` by ``str()``, and as the flag ``--name`` by :meth:`show`
+    (with options, other braces in the message are doubled: see :func:`braces`)."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *options: str) -> None:
+        self.template, self.options = message, options
+        super().__init__(self._fill(lambda o: f"`{o}`"))
+
+    def _fill(self, name) -> str:
+        if not self.options:
+            return self.template
+        return self.template.format(**{o: name(o) for o in self.options})
+
+    def show(self) -> str:
+        return "error: " + self._fill(lambda o: "--" + o.replace("_", "-"))
+
+
+def braces(text: object) -> str:
+    """``text`` safe inside a :class:`UsageError` message that names options."""
+    return str(text).replace("{", "{{").replace("}", "}}")
+
+
+class FractalError(Error):
+    """An invalid program: raised by any stage with every diagnostic it found, sorted by position."""
 
     def __init__(self, source: Source, diagnostics: list[Diagnostic]) -> None:
         self.source = source
@@ -106,6 +165,10 @@ class FractalError(Exception):
 
     def format(self) -> str:
         return "\n".join(d.format(self.source) for d in self.diagnostics)
+
+    def show(self) -> str:
+        n = len(self.diagnostics)
+        return f"{self.format()}\n{n} error{'s' if n != 1 else ''} in {self.source.name}"
 
 
 class Collector:

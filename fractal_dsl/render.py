@@ -20,6 +20,7 @@ from pathlib import Path
 import graphviz
 
 from . import semantics
+from .errors import RunError, UsageError, braces
 from .expand import Network
 from .ir import POOL
 
@@ -44,12 +45,12 @@ LANE, NODESEP = 1.75, 0.25  # inches: the width of a column's layers, and the ga
 INSTALL_HINT = "install Graphviz (Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz)"
 
 
-class RenderError(ValueError):
-    """A view that does not fit the network (bad --block, --column...); the CLI exits 2."""
+class RenderError(UsageError):
+    """A view that does not fit the network (a bad block, column...): exit 2."""
 
 
-class ImageError(RuntimeError):
-    """No diagram could be written (``dot`` missing or failing, output not writable); exit 1."""
+class ImageError(RunError):
+    """No diagram could be written (``dot`` missing or failing, output not writable): exit 1."""
 
 
 class GraphvizMissing(ImageError):
@@ -77,7 +78,8 @@ def output_format(out: str | Path, fmt: str | None) -> str:
         fmt = Path(out).suffix.lstrip(".").lower()
         if not fmt:
             raise RenderError(
-                f"cannot tell the format of {out!s}: give it a suffix ({', '.join('.' + f for f in FORMATS)}) or use --format"
+                f"cannot tell the format of {braces(out)}: give it a suffix ({', '.join('.' + f for f in FORMATS)}) or use {{format}}",
+                "format",
             )
     if fmt not in FORMATS:
         raise RenderError(f"unknown format {fmt!r}: choose one of {', '.join(FORMATS)}")
@@ -94,19 +96,22 @@ def make_view(
 ) -> View:
     """The view the ``render`` options ask for; :class:`RenderError` if they don't fit ``net``."""
     if block is not None and not 1 <= block <= net.blocks:
-        raise RenderError(f"--block {block}: {net.name} has blocks 1 to {net.blocks}")
+        raise RenderError(f"{{block}} {block}: {net.name} has blocks 1 to {net.blocks}", "block")
     if column is not None and not 1 <= column <= net.columns:
-        raise RenderError(f"--column {column}: {net.name} has columns 1 to {net.columns} (1 = shallowest)")
+        raise RenderError(f"{{column}} {column}: {net.name} has columns 1 to {net.columns} (1 = shallowest)", "column")
     if column is not None and sample is not None:
-        raise RenderError("--column and --sample are two different highlights: give one of them")
+        raise RenderError("{column} and {sample} are two different highlights: give one of them", "column", "sample")
     if column is None and sample is None:
         return View(block=block, collapse=collapse)
     if collapse:
-        raise RenderError("--column and --sample highlight single layers: use --expand or --block N, not --collapse")
+        raise RenderError(
+            "{column} and {sample} highlight single layers: use {expand} or {block} N, not {collapse}",
+            "column", "sample", "expand", "block", "collapse",
+        )
     if sample is not None and not net.droppath.enabled:
-        raise RenderError(f"--sample: {net.name} trains without drop-path (droppath off), so nothing is dropped")
+        raise RenderError(f"{{sample}}: {net.name} trains without drop-path (droppath off), so nothing is dropped", "sample")
     if sample is not None and not 0 <= sample < 2**63:
-        raise RenderError(f"--sample {sample}: the seed must be a whole number from 0 to 2**63 - 1")
+        raise RenderError(f"{{sample}} {sample}: the seed must be a whole number from 0 to 2**63 - 1", "sample")
     if column is not None:
         return View(
             block=block,
@@ -163,7 +168,9 @@ def write(net: Network, out: str | Path, fmt: str, view: View = View()) -> None:
         what = f"block {view.block}" if view.block else "the expanded network"
         raise RenderError(
             f"{what} has {len(drawing.shown)} nodes, more than dot lays out in reasonable time ({IMAGE_LIMIT}): "
-            "draw one block (--block N) or the collapsed network (--collapse), or write the DOT source (-o FILE.dot)"
+            "draw one block ({block} N) or the collapsed network ({collapse}), or write the DOT source (a .dot output)",
+            "block",
+            "collapse",
         )
     source = drawing.source()
     try:

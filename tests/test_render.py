@@ -320,3 +320,14 @@ def test_sample_needs_drop_path_and_a_usable_seed(tmp_path):
     assert result.exit_code == 2 and "trains without drop-path" in result.stderr
     result = run("render", ROOT / "examples" / "tiny.fdsl", "--sample", "-1", "-o", tmp_path / "x.dot")
     assert result.exit_code == 2 and "the seed must be a whole number" in result.stderr
+
+
+def test_library_errors_name_parameters_and_the_cli_names_flags():
+    net = fractal_dsl.load(ROOT / "examples" / "fractal3.fdsl")
+    with pytest.raises(render.RenderError) as info:
+        render.make_view(net, block=9)
+    assert str(info.value) == "`block` 9: fractal3 has blocks 1 to 5"
+    assert info.value.show() == "error: --block 9: fractal3 has blocks 1 to 5"
+    assert info.value.exit_code == 2
+    with pytest.raises(render.RenderError, match=r"cannot tell the format of a\{b\}: .* use `format`"):
+        render.output_format("a{b}", None)  # braces in a user's path are not a template

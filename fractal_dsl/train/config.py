@@ -8,6 +8,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from .. import errors
+from ..errors import RunError
+
 #: Options that change the trained weights: a resumed run must use the same values.
 RESUME_KEYS = (
     "data", "augment", "epochs", "batch_size", "lr", "momentum", "weight_decay", "seed", "drop_path",
@@ -15,11 +18,11 @@ RESUME_KEYS = (
 )
 
 
-class TrainError(Exception):
+class TrainError(RunError):
     """A problem the user can fix (data, checkpoint, options, a diverging loss): one line, exit 1."""
 
 
-class Interrupted(TrainError):
+class Interrupted(TrainError, errors.Interrupted):
     """Ctrl-C (SIGINT) or SIGTERM stopped the run at a step boundary; the last checkpoint stands."""
 
 
