@@ -112,6 +112,21 @@ def depths(kinds: Sequence[str], blocks: Sequence[int | None], preds: Mapping[in
     return depth
 
 
+def block_depth(net: Network, block: int) -> int:
+    """The rows of layers in ``block``: the length of its deepest column (Figure 1)."""
+    return max((n.depth for n in net.nodes() if n.block == block and n.kind == LAYER), default=0)
+
+
+def deepest_path(net: Network) -> int:
+    """Units with weights or activations on the longest input-to-output path: layer units,
+    stem and head (pools and joins do not count)."""
+    best: dict[str, int] = {}
+    for n in net.nodes():
+        weight = 1 if n.kind in (LAYER, STEM, HEAD) else 0
+        best[n.id] = weight + max((best[p] for p in net.inputs(n.id)), default=0)
+    return best["output"]
+
+
 def columns_complete(net: Network, column: int) -> str | None:
     """None if ``column`` is one complete chain from the input to the output, else the
     first node where it branches or breaks (or ``""`` when it never reaches the output)."""

@@ -6,8 +6,9 @@ lays the same facts out for people.  Nothing here imports torch.
 
 from __future__ import annotations
 
+from . import semantics
 from .expand import Network
-from .ir import HEAD, JOIN, LAYER, STEM
+from .ir import JOIN, LAYER
 from .layers import shape_str
 
 
@@ -23,21 +24,12 @@ def block_facts(net: Network) -> list[dict]:
             "channels": last.shape[0],
             "convs": len(layers),
             "joins": [len(net.inputs(n.id)) for n in joins],
-            "depth": max((n.depth for n in layers), default=0),
+            "depth": semantics.block_depth(net, b),
             "shape": list(last.shape),
             "params": sum(n.params for n in nodes),
             "values": list(net.block_values[b - 1]) if b - 1 < len(net.block_values) else [],
         })
     return facts
-
-
-def deepest_path(net: Network) -> int:
-    """Layers with weights or activations on the longest input-to-output path (stem and head count)."""
-    best: dict[str, int] = {}
-    for n in net.nodes():
-        weight = 1 if n.kind in (LAYER, STEM, HEAD) else 0
-        best[n.id] = weight + max((best[p] for p in net.inputs(n.id)), default=0)
-    return best["output"]
 
 
 def describe(net: Network) -> dict:
@@ -76,7 +68,7 @@ def describe(net: Network) -> dict:
         "classes": net.classes,
         "columns": net.columns,
         "depth": sum(b["depth"] for b in blocks),
-        "deepest_path": deepest_path(net),
+        "deepest_path": semantics.deepest_path(net),
         "params": net.params,
         "macs": net.macs,
         "join": {"mode": net.join_mode, "flat": net.flat_joins},

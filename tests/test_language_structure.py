@@ -9,7 +9,8 @@ import pytest
 from conftest import ROOT
 
 from fractal_dsl import FractalError, load, loads
-from fractal_dsl.summary import block_facts, deepest_path, describe
+from fractal_dsl.semantics import deepest_path
+from fractal_dsl.summary import block_facts, describe
 
 
 def ex(name: str):
