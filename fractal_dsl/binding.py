@@ -1,34 +1,46 @@
 """Binding the layer key: from a use of a key entry or built-in to resolved layers.
 
-This is one piece apart from graph building (:mod:`fractal_dsl.expand`): given the key, the
-values a block gives (:class:`BlockEnv`) and a call in a rule, :class:`KeyBinder` binds the
-entry's parameters (explicit arguments, else the block's values), evaluates the argument
-expressions (a parameter, a number, ``true``, ``false``, ``classes``), expands entries that
-use other entries, and resolves built-ins through the layer registry
-(:mod:`fractal_dsl.layers`).  Problems are reported once each to a
-:class:`~fractal_dsl.errors.Collector`; binding goes on so that every mistake is found.
+This is one piece apart from graph building (:mod:`fractal_dsl.expand`).  Block values are
+bound **by name** (docs/LANGUAGE.md, "Binding"):
+
+* :func:`value_names` says which names take block values, in the order a positional tuple
+  fills them: the parameters of the key entries that a rule uses (or ``pool``), then the
+  other names those entries and the rules use as argument values, in order of first
+  appearance in the file;
+* :func:`bind_blocks` turns each entry of ``blocks`` into a :class:`BlockEnv`, a mapping
+  from those names to values (``(64, 0.1)`` by position, ``(c=64, p=0.1)`` by name);
+* :class:`KeyBinder` binds one use of a key entry: explicit arguments first, then the
+  block value of the same name, then the parameter's default.  It evaluates argument
+  expressions (parameters, block values, numbers, arithmetic, ``true``, ``false``,
+  ``classes``, ``column``, ``same``), expands entries that use other entries, and resolves
+  built-ins through the layer registry (:mod:`fractal_dsl.layers`).
+
+Problems are reported once each to a :class:`~fractal_dsl.errors.Collector`; binding goes
+on so that every mistake is found.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass, field
 
 from .errors import Collector, Span
-from .layers import BUILTINS, REQUIRED, Layer, LayerError, resolve
-from .syntax import Call, KeyDef, Value
+from .layers import BUILTINS, REQUIRED, SAME, Layer, LayerError, resolve
+from .syntax import Arith, BlockSpec, Call, FractalRef, Join, KeyDef, Program, Seq, Value
 
 SPECIAL_KEYS = ("join", "pool", "head", "stem")
-CONSTANTS = {"true": True, "false": False}
+CONSTANTS = {"true": True, "false": False, "same": SAME}
+RESERVED_VALUES = ("true", "false", "classes", "column", "same")  # names with a fixed meaning in values
 MAX_KEY_NESTING = 8  # key entries using key entries
 
 
 @dataclass(frozen=True)
 class BlockEnv:
-    """What one entry of ``blocks`` gives: its 1-based block number and values, in order."""
+    """What one entry of ``blocks`` gives: its 1-based block number and its named values."""
 
     block: int
-    values: tuple[Value, ...]
+    values: dict[str, Value]
     span: Span
 
 
@@ -39,6 +51,123 @@ class Bound:
 
     args: dict[str, Value] | None
     layers: tuple[Layer, ...]
+
+
+# ---- block values by name ---------------------------------------------------------------
+
+
+def _calls(seq: Seq):
+    for t in seq.terms:
+        if isinstance(t, Call):
+            yield t
+        elif isinstance(t, Join):
+            for b in t.branches:
+                yield from _calls(b)
+        elif isinstance(t, Seq):
+            yield from _calls(t)
+        elif isinstance(t, FractalRef):
+            continue
+
+
+def block_entries(program: Program, key: dict[str, KeyDef]) -> set[str]:
+    """The key entries that take block values: those a rule uses, and ``pool``."""
+    used = {c.name for r in program.rules for c in _calls(r.expr) if c.name in key and c.name not in SPECIAL_KEYS}
+    return used | ({"pool"} if "pool" in key else set())
+
+
+def value_names(program: Program, key: dict[str, KeyDef]) -> list[str]:
+    """The names that take block values, in the order positional tuples fill them."""
+    takes = block_entries(program, key)
+    reachable = _reachable(takes, key)
+    names: list[str] = []
+
+    def add(name: str) -> None:
+        if name not in names and name not in RESERVED_VALUES:
+            names.append(name)
+
+    for d in program.key:
+        if d.name not in reachable or key.get(d.name) is not d:
+            continue
+        if d.name in takes:
+            for p in d.params:
+                add(p)
+        for call in d.chain:
+            for a in call.args:
+                for v in a.value.names():
+                    if v.value not in d.params:
+                        add(v.value)
+    for r in program.rules:
+        for call in _calls(r.expr):
+            for a in call.args:
+                for v in a.value.names():
+                    add(v.value)
+    return names
+
+
+def _reachable(roots: set[str], key: dict[str, KeyDef]) -> set[str]:
+    seen, todo = set(), list(roots)
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in key:
+            continue
+        seen.add(name)
+        todo.extend(c.name for c in key[name].chain if c.name in key and c.name != name)
+    return seen
+
+
+def bind_blocks(blocks: tuple[BlockSpec, ...], names: list[str], diags: Collector) -> list[BlockEnv]:
+    """Each ``blocks`` entry as a :class:`BlockEnv`: positional values fill ``names`` in
+    order, keyword values name theirs; a name given twice or unknown, or more positional
+    values than names, is an error (reported with the fix)."""
+    envs = []
+    listing = ", ".join(f"`{n}`" for n in names) or "none"
+    for b, spec in enumerate(blocks, start=1):
+        values: dict[str, Value] = {}
+        spans = spec.name_spans or (None,) * len(spec.entries)
+        positional = [v for n, v in spec.entries if n is None]
+        if len(positional) > len(names):
+            extra = positional[len(names)]
+            diags.error_once(
+                extra.span,
+                f"block {b} gives {len(positional)} value{'s' if len(positional) != 1 else ''} by position, "
+                f"but only {len(names)} name{'s' if len(names) != 1 else ''} take{'s' if len(names) == 1 else ''} block values ({listing})",
+                hint=f"positional values fill {listing} in this order; remove the extra value, "
+                "or use it in a key entry (a parameter of an entry that a rule uses takes the block value of its name)",
+            )
+        for name, value in zip(names, positional):
+            values[name] = value
+        for (name, value), nspan in zip(spec.entries, spans):
+            if name is None:
+                continue
+            at = nspan or value.span
+            if name in values:
+                diags.error_once(at, f"block {b} gives `{name}` twice", hint="give each value once, by position or by name")
+            elif name not in names:
+                close = difflib.get_close_matches(name, names, n=1)
+                hint = f"did you mean `{close[0]}`?" if close else f"the names that take block values are {listing}"
+                diags.error_once(at, f"block {b} gives `{name}`, but no key entry or rule uses a value of that name", hint=hint)
+            else:
+                values[name] = value
+        envs.append(BlockEnv(b, values, spec.span))
+    return envs
+
+
+# ---- binding uses of the key --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """Where a value is evaluated: the entry being bound and its parameters, the block, the
+    unit's column (None outside the columns: stem, pool, head)."""
+
+    owner: str | None
+    params: dict[str, Value]
+    env: BlockEnv | None
+    column: int | None
+    what: str = "values here"  # how an unknown name's message calls these values
+
+
+_BLOCK_VALUES = _Scope(None, {}, None, None, "block values")
 
 
 @dataclass
@@ -53,137 +182,210 @@ class KeyBinder:
     _suggestions: dict = field(default_factory=dict)
 
     # ---- the entry points --------------------------------------------------------------
-    def entry(self, name: str, env: BlockEnv | None, call: Call | None = None) -> Bound:
+    def entry(self, name: str, env: BlockEnv | None, call: Call | None = None, column: int | None = None) -> Bound:
         """The key entry ``name`` used by ``call`` (None: placed by the macro-structure, as
-        ``stem``, ``pool`` and ``head`` are) in the block ``env`` (None outside blocks)."""
+        ``stem``, ``pool`` and ``head`` are) in block ``env`` (None outside blocks), in
+        ``column`` (None when the unit is not in one column's lane)."""
         self.used.add(name)
         d = self.key[name]
-        bound = self._bind_entry(d, env, call)
-        return Bound(bound, () if bound is None else self._resolve_chain(d.chain, bound, name))
+        scope = _Scope(None, {}, env, column)
+        args = [] if call is None else [(a.name, self._value(a.value, scope)) for a in call.args]
+        if any(v is None for _, v in args):
+            return Bound(None, ())
+        bound = self._match(call.span if call is not None else d.span, d, args, scope, shadowed=None)
+        if bound is None:
+            return Bound(None, ())
+        return Bound(bound, self._resolve_chain(d.chain, _Scope(name, bound, env, column)))
 
-    def builtin(self, call: Call) -> tuple[Layer, ...]:
-        """A built-in used directly in a rule (its arguments are literals)."""
-        return self._resolve_chain((call,), {}, call.name)
+    def builtin(self, call: Call, env: BlockEnv | None, column: int | None) -> tuple[Layer, ...]:
+        """A built-in used directly in a rule (its arguments may use block values)."""
+        return self._resolve_chain((call,), _Scope(None, {}, env, column))
 
     def is_entry(self, name: str) -> bool:
         """Whether ``name`` in a rule means a key entry (entries win over built-ins)."""
         return name in self.key and name not in SPECIAL_KEYS
 
     def suggest(self, name: str) -> str | None:
-        """The closest known layer name to a misspelt ``name`` (computed once per name)."""
+        """The closest known layer name to a misspelt ``name`` (computed once per name);
+        matched without regard to case, so `ReLU` suggests `relu`."""
         if name not in self._suggestions:
             choices = [k for k in self.key if k not in SPECIAL_KEYS] + list(BUILTINS)
-            close = difflib.get_close_matches(name, choices, n=1)
-            self._suggestions[name] = close[0] if close else None
+            lowered = {c.lower(): c for c in choices}
+            close = difflib.get_close_matches(name.lower(), list(lowered), n=1)
+            self._suggestions[name] = lowered[close[0]] if close else None
         return self._suggestions[name]
+
+    def literal(self, v: Value) -> object:
+        """A block value as plain data (for ``inspect``): a number, or ``true``/``false``/``same``."""
+        out = self._value(v, _BLOCK_VALUES)
+        if out is None:
+            return None
+        return out.value if isinstance(out.value, (int, float)) else repr(out.value) if out.value is SAME else str(out.value)
 
     def once(self, span: Span, message: str, hint: str | None = None) -> None:
         self.diags.error_once(span, message, hint)
 
-    # ---- parameters --------------------------------------------------------------------
-    def _bind_entry(self, d: KeyDef, env: BlockEnv | None, call: Call | None) -> dict[str, Value] | None:
-        """Values for ``d``'s parameters: explicit call arguments, else the block's values."""
-        if call is not None and call.has_parens:
-            args = [(a.name, self._value(a.value, {}, "arguments in a rule")) for a in call.args]
-            if any(v is None for _, v in args):
-                return None
-            return self._match(call, d.name, [(p, REQUIRED) for p in d.params], args, shadowed=None)
-        if not d.params:
-            return {}
-        values = env.values if env else ()
-        if len(values) != len(d.params):
-            where = env.span if env else d.span
-            block = env.block if env else None
-            self.once(
-                where,
-                f"block {block} gives {len(values)} value{'s' if len(values) != 1 else ''} but `{d.name}` takes {len(d.params)} ({', '.join(d.params)})",
-                hint="each block lists one value per parameter of the layers it uses, e.g. `(64, 0.1)` for `conv(c, p)`",
-            )
-            return None
-        bound = {p: self._value(v, {}, "block values") for p, v in zip(d.params, values)}
-        return None if None in bound.values() else bound
-
-    def _value(self, v: Value, params: dict[str, Value], where: str, owner: str | None = None) -> Value | None:
-        """An argument or block value resolved to a literal: a parameter of ``owner`` (from
-        ``params``), ``true``, ``false``, ``classes`` or a number; None (reported) if unknown."""
+    # ---- values -----------------------------------------------------------------------
+    def _value(self, v: Value, scope: _Scope) -> Value | None:
+        """``v`` evaluated to a literal in ``scope``; None (reported) if it cannot be."""
+        if isinstance(v.value, Arith):
+            return self._arith(v, scope)
         if not v.is_name:
             return v
-        if v.value in params:
-            return params[v.value]
-        if v.value in CONSTANTS:
-            return Value(CONSTANTS[v.value], v.span)
-        if v.value == "classes":
+        name = v.value
+        if name in scope.params:
+            return scope.params[name]
+        if name in CONSTANTS:
+            return Value(CONSTANTS[name], v.span)
+        if name == "classes":
             return Value(self.classes, v.span)
-        if owner is None:
-            self.once(v.span, f"unknown name `{v.value}`; {where} are numbers, `true`, `false` or `classes`")
-            return None
-        declared = self.key[owner].params if owner in self.key else ()
-        hint = f"the parameters of `{owner}` are {', '.join(declared)}" if declared else f"declare it, e.g. `{owner}(x) = ...`"
-        self.once(v.span, f"unknown name `{v.value}` in the definition of `{owner}`", hint)
-        return Value(0, v.span)
+        if name == "column":
+            if scope.column is None:
+                where = f"`{scope.owner}`" if scope.owner else "this layer"
+                self.once(v.span, f"`column` has no value in {where}: it is outside the columns (a stem, pool or head)", hint="use `column` only in units inside the blocks")
+                return None
+            return Value(scope.column, v.span)
+        if scope.env is not None and name in scope.env.values:
+            return self._value(scope.env.values[name], _BLOCK_VALUES)
+        self._unknown_name(v, scope)
+        return None
 
+    def _unknown_name(self, v: Value, scope: _Scope) -> None:
+        if scope.owner is None and scope.env is None:
+            self.once(v.span, f"unknown name `{v.value}`; {scope.what} are numbers, `true`, `false`, `same` or `classes`")
+        elif scope.owner is None:
+            self.once(v.span, f"unknown name `{v.value}`", hint=f"block {scope.env.block} gives no value named `{v.value}`; add it, e.g. `({v.value}=...)`")
+        else:
+            declared = self.key[scope.owner].params if scope.owner in self.key else ()
+            hint = f"the parameters of `{scope.owner}` are {', '.join(declared)}" if declared else f"declare it, e.g. `{scope.owner}({v.value}) = ...`"
+            if scope.env is not None:
+                hint += f"; block {scope.env.block} gives no value named `{v.value}`"
+            self.once(v.span, f"unknown name `{v.value}` in the definition of `{scope.owner}`", hint)
+
+    def _arith(self, v: Value, scope: _Scope) -> Value | None:
+        arith = v.value
+        assert isinstance(arith, Arith)
+        operands = [self._value(o, scope) for o in arith.operands]
+        if any(o is None for o in operands):
+            return None
+        nums = [o.value for o in operands]
+        if any(isinstance(n, bool) or not isinstance(n, (int, float)) for n in nums):
+            self.once(v.span, "arithmetic needs numbers", hint="`true`, `false` and `same` cannot be computed with")
+            return None
+        if arith.op == "neg":
+            return Value(-nums[0], v.span)
+        a, b = nums
+        if arith.op == "/":
+            exact = isinstance(a, int) and isinstance(b, int) and a % b == 0
+            result = a // b if exact else a / b
+        else:
+            result = {"+": a + b, "-": a - b, "*": a * b}[arith.op]
+        if isinstance(result, float) and not math.isfinite(result):
+            self.once(v.span, "this arithmetic overflows")
+            return None
+        return Value(result, v.span)
+
+    # ---- parameters --------------------------------------------------------------------
     def _match(
-        self, call: Call, name: str, params: list[tuple[str, object]], args: list[tuple[str | None, Value]], shadowed: KeyDef | None
+        self, span: Span, d: KeyDef, args: list[tuple[str | None, Value]], scope: _Scope, shadowed: KeyDef | None
     ) -> dict[str, Value] | None:
-        """Bind ``args`` (positional, then by keyword) to the key entry ``name``'s ``params``;
-        None (reported, every problem at once) if they do not fit."""
-        names = [p for p, _ in params]
+        """Bind entry ``d``'s parameters: ``args`` (positional, then by keyword), then the
+        block value of the same name, then the default; None (reported, every problem at
+        once) if they do not fit."""
+        names = list(d.params)
         problems = []
         pos = [v for k, v in args if k is None]
         if len(pos) > len(names):
-            problems.append(f"`{name}` takes {len(names)} argument{'s' if len(names) != 1 else ''}, got {len(pos)}")
+            problems.append(f"`{d.name}` takes {len(names)} argument{'s' if len(names) != 1 else ''}, got {len(pos)}")
         bound = dict(zip(names, pos))
         for k, v in args:
             if k is not None and k not in names:
-                problems.append(f"`{name}` has no parameter `{k}`" + (f" (its parameters are {', '.join(names)})" if names else ""))
+                problems.append(f"`{d.name}` has no parameter `{k}`" + (f" (its parameters are {', '.join(names)})" if names else ""))
             elif k is not None and k in bound:
-                problems.append(f"parameter `{k}` of `{name}` is given twice")
+                problems.append(f"parameter `{k}` of `{d.name}` is given twice")
             elif k is not None:
                 bound[k] = v
-        missing = [f"`{p}`" for p in names if p not in bound]
+        defaults = dict(d.defaults)
+        at_rule = scope.owner is None  # a use in a rule (or pool) takes block values; a use inside an entry does not
+        from_block = scope.env.values if scope.env is not None and at_rule else {}
+        missing = []
+        for p in names:
+            if p in bound:
+                continue
+            if p in from_block:
+                value = self._value(from_block[p], _BLOCK_VALUES)
+            elif p in defaults:
+                value = self._value(defaults[p], _Scope(d.name, {}, None, scope.column))
+            else:
+                missing.append(p)
+                continue
+            if value is None:
+                return None
+            bound[p] = value
+        if missing and not problems and scope.env is not None and at_rule:
+            listed = ", ".join(f"`{p}`" for p in missing)
+            self.once(
+                scope.env.span,
+                f"block {scope.env.block} gives no value for {listed}, which `{d.name}` needs",
+                hint=f"name it in the block, e.g. `({missing[0]}=...)`, or give `{d.name}` a default: "
+                f"`{d.name}({', '.join(p + '=...' if p == missing[0] else p for p in names)})`",
+            )
+            return None
         if missing:
-            problems.append(f"`{name}` is missing a value for parameter{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+            problems.append(f"`{d.name}` is missing a value for parameter{'s' if len(missing) > 1 else ''} {', '.join(f'`{p}`' for p in missing)}")
         if not problems:
             return bound
         hint = None
         if shadowed is not None:
-            sig = f"{name}({', '.join(shadowed.params)})" if shadowed.params else name
-            hint = f"`{name}` here is the key entry `{sig}` (line {shadowed.span.line}), which shadows the built-in `{name}`"
-        self.once(call.span, "; ".join(problems), hint)
+            sig = f"{d.name}({', '.join(shadowed.params)})" if shadowed.params else d.name
+            hint = f"`{d.name}` here is the key entry `{sig}` (line {shadowed.span.line}), which shadows the built-in `{d.name}`"
+        self.once(span, "; ".join(problems), hint)
         return None
 
     # ---- layers ------------------------------------------------------------------------
-    def _resolve_chain(self, chain, bound: dict[str, Value], owner: str, depth: int = 0) -> tuple[Layer, ...]:
-        memo = (chain, tuple(sorted((k, v.value, v.span) for k, v in bound.items())))
+    def _resolve_chain(self, chain, scope: _Scope, depth: int = 0) -> tuple[Layer, ...]:
+        memo = (
+            chain,
+            scope.owner,
+            tuple(sorted((k, repr(v.value), v.span) for k, v in scope.params.items())),
+            scope.env.block if scope.env is not None else None,
+            scope.column,
+        )
         if memo in self._cache:
             return self._cache[memo]
         out: list[Layer] = []
         for call in chain:
             # a key entry wins over a built-in of the same name, except inside its own body:
             # `conv(c) = conv(c, kernel=3)` means the built-in, `relu = leakyrelu(0.2)` elsewhere the entry
-            if call.name in BUILTINS and (call.name == owner or not self.is_entry(call.name)):
-                out.extend(self._resolve_builtin(call, bound, owner))
+            if call.name in BUILTINS and (call.name == scope.owner or not self.is_entry(call.name)):
+                out.extend(self._resolve_builtin(call, scope))
             elif self.is_entry(call.name):
                 if depth > MAX_KEY_NESTING:
                     self.once(call.span, f"key definitions nest too deeply at `{call.name}` (do they refer to each other?)")
                     continue
                 self.used.add(call.name)
                 inner = self.key[call.name]
-                args = [(a.name, self._value(a.value, bound, "", owner)) for a in call.args]
+                args = [(a.name, self._value(a.value, scope)) for a in call.args]
+                if any(v is None for _, v in args):
+                    continue
                 shadowed = inner if call.name in BUILTINS else None
-                sub = self._match(call, inner.name, [(p, REQUIRED) for p in inner.params], args, shadowed)
+                caller = _Scope(scope.owner or call.name, {}, scope.env, scope.column)
+                sub = self._match(call.span, inner, args, caller, shadowed)
                 if sub is not None:
-                    out.extend(self._resolve_chain(inner.chain, sub, call.name, depth + 1))
+                    out.extend(self._resolve_chain(inner.chain, _Scope(call.name, sub, scope.env, scope.column), depth + 1))
             else:
                 close = self.suggest(call.name)
-                self.once(call.span, f"unknown layer `{call.name}` in the definition of `{owner}`", f"did you mean `{close}`?" if close else None)
+                where = f" in the definition of `{scope.owner}`" if scope.owner else ""
+                self.once(call.span, f"unknown layer `{call.name}`{where}", f"did you mean `{close}`?" if close else None)
         result = tuple(out)
         self._cache[memo] = result
         return result
 
-    def _resolve_builtin(self, call: Call, bound: dict[str, Value], owner: str) -> list[Layer]:
+    def _resolve_builtin(self, call: Call, scope: _Scope) -> list[Layer]:
         b = BUILTINS[call.name]
-        args = [(a.name, self._value(a.value, bound, "", owner)) for a in call.args]
+        args = [(a.name, self._value(a.value, scope)) for a in call.args]
+        if any(v is None for _, v in args):
+            return []
         names = [p for p, _ in b.params]
         given: dict[str, Value] = {}
         pos = [v for k, v in args if k is None]
@@ -195,7 +397,9 @@ class KeyBinder:
             if k is None:
                 continue
             if k not in names:
-                self.once(call.span, f"`{call.name}` has no argument `{k}`" + (f"; its arguments are {', '.join(names)}" if names else ""))
+                lowered = {n.lower(): n for n in names}
+                hint = f"did you mean `{lowered[k.lower()]}`?" if k.lower() in lowered else None
+                self.once(call.span, f"`{call.name}` has no argument `{k}`" + (f"; its arguments are {', '.join(names)}" if names else ""), hint)
                 return []
             if k in given:
                 self.once(call.span, f"argument `{k}` of `{call.name}` is given twice")

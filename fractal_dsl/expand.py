@@ -27,10 +27,10 @@ from functools import cached_property
 import networkx as nx
 
 from . import semantics
-from .binding import CONSTANTS, SPECIAL_KEYS, BlockEnv, KeyBinder
+from .binding import CONSTANTS, RESERVED_VALUES, SPECIAL_KEYS, BlockEnv, KeyBinder, bind_blocks, value_names
 from .errors import Collector, Span
 from .ir import HEAD, LAYER, POOL, STEM, Edge, Node
-from .layers import BUILTINS, JOIN_MODES
+from .layers import BUILTINS, JOIN_MODES, SAME
 from .syntax import Call, FractalRef, Join, KeyDef, Program, Rule, Seq
 
 MAX_COLUMNS = 64
@@ -147,6 +147,8 @@ def expand(program: Program) -> Network:
     _check_size(program, fname, base, rec, columns, len(blocks), diags)
     diags.raise_if_any()
 
+    block_problems = Collector(program.source)  # reported with the binding problems, not before them
+    envs = bind_blocks(blocks, value_names(program, key), block_problems)
     binder = KeyBinder(key, classes, diags)
     builder = _Builder(program, binder, join_mode, flat, diags)
     try:
@@ -154,11 +156,12 @@ def expand(program: Program) -> Network:
         _widths(tree, diags)
         diags.raise_if_any()
         _assign_cols(tree, tuple(range(tree.width)))
-        builder.build(tree, blocks, input_shape)
+        builder.build(tree, envs, input_shape, _column_order(tree))
     except RecursionError:  # the walks recurse once per rule level and bracket
         diags.error(program.columns[1], f"expanding `{fname}[{columns}]` nests too deeply", hint="use fewer columns or fewer brackets in the rules")
         diags.raise_if_any()
     _check_usage(program, key, binder.used, diags)
+    diags.diagnostics.extend(block_problems.diagnostics)
     diags.raise_if_any()
     graph = builder.finish(tree.width)
     dp = program.droppath
@@ -181,7 +184,7 @@ def expand(program: Program) -> Network:
         input_shape=input_shape,
         classes=classes,
         init=program.init[0] if program.init else "xavier",
-        block_values=tuple(tuple(v.value for v in env.values) for env in builder.block_envs),
+        block_values=tuple(tuple((name, binder.literal(v)) for name, v in env.values.items()) for env in envs),
     )
 
 
@@ -240,8 +243,8 @@ def _key_table(program: Program, diags: Collector) -> dict[str, KeyDef]:
             if p in seen:
                 diags.error(d.name_span, f"parameter `{p}` of `{d.name}` is listed twice")
             seen.add(p)
-            if p in CONSTANTS or p == "classes":
-                diags.error(d.name_span, f"`{p}` cannot be a parameter name")
+            if p in RESERVED_VALUES:
+                diags.error(d.name_span, f"`{p}` cannot be a parameter name", hint=f"`{p}` has a fixed meaning in values")
         table[d.name] = d
     return table
 
@@ -475,15 +478,14 @@ class _Builder:
     def _edge(self, u: int, v: int, index: int = 0, columns: tuple[int, ...] = ()) -> None:
         self.edges.append((u, v, {"index": index, "columns": columns}))
 
-    def build(self, tree: _Seq, blocks, input_shape) -> None:
+    def build(self, tree: _Seq, envs: list[BlockEnv], input_shape, order: dict[int, int]) -> None:
+        self.order = order
         all_cols = tuple(range(tree.width))
         whole = Span(self.program.span.line, self.program.span.column, self.program.span.line, self.program.span.column + 7)
         prev = self._node(kind="input", op="input", block=None, cols=all_cols, layers=(), args={}, span=self.program.input_shape[1])
         if "stem" in self.key:
             prev = self._unit_node("stem", None, prev, cols=all_cols, kind="stem")
-        for b, spec in enumerate(blocks, start=1):
-            env = BlockEnv(b, tuple(spec.values), spec.span)
-            self.block_envs.append(env)
+        for env in envs:
             out = self._emit(tree, prev, env)
             prev = self._close(out, env)
             if "pool" in self.key:
@@ -527,7 +529,7 @@ class _Builder:
         if self.binder.is_entry(call.name):
             return self._unit_node(call.name, env, inp, cols=leaf.cols, kind="layer", call=call)
         if call.name in BUILTINS:
-            layers = self.binder.builtin(call)
+            layers = self.binder.builtin(call, env, self._column(leaf.cols))
         elif call.name in SPECIAL_KEYS:
             msg = f"`{call.name}` is part of the macro-structure and cannot be used inside a rule"
             self.binder.once(call.span, msg, "join is written `join(a, b)`; pool, stem and head are placed between blocks automatically")
@@ -542,17 +544,22 @@ class _Builder:
 
     def _unit_node(self, name: str, env: BlockEnv | None, inp: int, *, cols, kind: str, call: Call | None = None) -> int:
         d = self.key[name]
-        bound = self.binder.entry(name, env, call)
+        column = self._column(cols) if kind == "layer" else None
+        bound = self.binder.entry(name, env, call, column)
         span = call.span if call is not None else d.span
-        args = {p: v.value for p, v in (bound.args or {}).items()}
+        args = {p: repr(v.value) if v.value is SAME else v.value for p, v in (bound.args or {}).items()}
         block = env.block if env is not None else None
         n = self._node(kind=kind, op=name, block=block, cols=cols, layers=bound.layers, args=args, span=span, key_span=d.span)
         self._edge(inp, n)
         return n
 
     # finishing: columns renumbered shallow -> deep, depths, readable ids
+    def _column(self, cols: tuple[int, ...]) -> int:
+        """The 1-based column a unit on local columns ``cols`` is numbered by: the shallowest."""
+        return min(self.order[c] for c in cols) + 1
+
     def finish(self, width: int) -> nx.DiGraph:
-        order = self._column_order(width)
+        order = self.order
         for attrs in self.nodes:
             attrs["columns"] = tuple(sorted(order[c] for c in attrs.pop("cols")))
         for _, _, e in self.edges:
@@ -590,16 +597,6 @@ class _Builder:
             g.add_edge(ids[u], ids[v], edge=Edge(e["index"], tuple(c + 1 for c in e["columns"])))
         return nx.freeze(g)
 
-    def _column_order(self, width: int) -> dict[int, int]:
-        """Local column -> final number, shallowest path first (ties keep written order)."""
-        count = [0] * width
-        first_block = [a for a in self.nodes if a["block"] == 1 and a["kind"] == "layer"]
-        for a in first_block:
-            for c in a["cols"]:
-                count[c] += 1
-        ranked = sorted(range(width), key=lambda c: (count[c], c))
-        return {c: i for i, c in enumerate(ranked)}
-
     @staticmethod
     def _ident(attrs: dict, depth: int) -> str:
         kind, b = attrs["kind"], attrs["block"]
@@ -611,6 +608,22 @@ class _Builder:
         if kind == "join":
             return f"b{b}_join_d{depth}"
         return f"b{b}_c{attrs['columns'][0] + 1}_d{depth}_{op}"
+
+
+def _column_order(tree) -> dict[int, int]:
+    """Local column -> final number (0-based), shallowest path first (ties keep written
+    order): the paper numbers columns by depth, whatever order the rule lists them in."""
+    count = [0] * tree.width
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, _Leaf):
+            for c in node.cols:
+                count[c] += 1
+        else:
+            todo.extend(node.parts if isinstance(node, _Seq) else node.branches)
+    ranked = sorted(range(tree.width), key=lambda c: (count[c], c))
+    return {c: i for i, c in enumerate(ranked)}
 
 
 def _module_name(node: Node, units_in_column: dict[tuple[int, int], int]) -> str | None:
@@ -635,7 +648,7 @@ def _check_usage(program: Program, key: dict[str, KeyDef], used: set[str], diags
             continue
         if name not in used:
             diags.error(d.name_span, f"`{name}` is defined in the key but no rule uses it", hint="use it in a rule, or remove it")
-        names_in_body = {a.value.value for c in d.chain for a in c.args if a.value.is_name}
+        names_in_body = {n.value for c in d.chain for a in c.args for n in a.value.names()}
         for p in d.params:
             if p not in names_in_body and not p.startswith("_"):
                 diags.error(d.name_span, f"parameter `{p}` of `{name}` is never used", hint=f"use it in the definition, or rename it `_{p}` to ignore a block value")

@@ -33,6 +33,16 @@ class Layer:
         return f"{self.type}(" + ", ".join(f"{k}={_fmt(v)}" for k, v in self.args) + ")"
 
 
+class _Same:
+    """The value ``same`` (``padding=same``): the padding that keeps the size."""
+
+    def __repr__(self) -> str:
+        return "same"
+
+
+SAME = _Same()
+
+
 def _fmt(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -170,7 +180,16 @@ def _conv_resolve(name: str, args: dict) -> Layer:
     kernel = _int(args, "kernel", 1) if name == "conv" else int(name[4])
     dilation = _int(args, "dilation", 1)
     padding = args.get("padding")
-    padding = dilation * (kernel // 2) if padding is None else _int(args, "padding", 0)
+    if padding is None or padding is SAME:
+        if kernel % 2 == 0:
+            raise LayerError(
+                f"`same` padding keeps the size only with an odd kernel; a {kernel}x{kernel} kernel would grow it by {dilation}",
+                "kernel" if name == "conv" else None,
+                hint="use an odd kernel, or give the padding, e.g. `padding=1`",
+            )
+        padding = dilation * (kernel // 2)
+    else:
+        padding = _int(args, "padding", 0)
     return Layer("conv2d", (
         ("out_channels", _int(args, "channels", 1)),
         ("kernel", kernel),

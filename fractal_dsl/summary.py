@@ -27,7 +27,7 @@ def block_facts(net: Network) -> list[dict]:
             "depth": semantics.block_depth(net, b),
             "shape": list(last.shape),
             "params": sum(n.params for n in nodes),
-            "values": list(net.block_values[b - 1]) if b - 1 < len(net.block_values) else [],
+            "values": dict(net.block_values[b - 1]) if b - 1 < len(net.block_values) else {},
         })
     return facts
 

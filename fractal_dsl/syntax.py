@@ -29,14 +29,29 @@ MAX_SYNTAX_ERRORS = 10
 
 @dataclass(frozen=True)
 class Value:
-    """A literal or a name in an argument list: ``64``, ``0.1``, ``c``, ``false``."""
+    """A literal, a name or arithmetic in an argument list: ``64``, ``0.1``, ``c``,
+    ``false``, ``2 * column + 1`` (an :class:`Arith`)."""
 
-    value: int | float | str
+    value: int | float | str | Arith
     span: Span
 
     @property
     def is_name(self) -> bool:
         return isinstance(self.value, str)
+
+    def names(self) -> list[Value]:
+        """The names this value uses, in order (itself, or those inside its arithmetic)."""
+        if isinstance(self.value, Arith):
+            return [n for v in self.value.operands for n in v.names()]
+        return [self] if self.is_name else []
+
+
+@dataclass(frozen=True)
+class Arith:
+    """Arithmetic on values: ``op`` is ``+``, ``-``, ``*``, ``/`` or ``neg`` (one operand)."""
+
+    op: str
+    operands: tuple[Value, ...]
 
 
 @dataclass(frozen=True)
@@ -58,13 +73,15 @@ class Call:
 
 @dataclass(frozen=True)
 class KeyDef:
-    """``name(params) = call . call . ...`` inside ``key { }``."""
+    """``name(params) = call . call . ...`` inside ``key { }``; ``defaults`` holds the
+    parameters written with a default value, ``conv(c, p=0.0)``."""
 
     name: str
     params: tuple[str, ...]
     chain: tuple[Call, ...]
     span: Span
     name_span: Span
+    defaults: tuple[tuple[str, Value], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -107,8 +124,16 @@ class Rule:
 
 @dataclass(frozen=True)
 class BlockSpec:
-    values: tuple[Value, ...]
+    """One entry of ``blocks``: ``(64, 0.1)``, ``(c=64, p=0.1)`` or ``64``; ``entries`` are
+    ``(name or None for a positional value, value)`` in written order."""
+
+    entries: tuple[tuple[str | None, Value], ...]
     span: Span
+    name_spans: tuple[Span | None, ...] = ()
+
+    @property
+    def values(self) -> tuple[Value, ...]:
+        return tuple(v for _, v in self.entries)
 
 
 @dataclass(frozen=True)
@@ -161,6 +186,27 @@ class _ToAst(Transformer):
             value = float(text)
         return Value(value, Span.from_token(tok))
 
+    def _arith(self, op, meta, children):
+        return Value(Arith(op, tuple(children)), _span(meta))
+
+    def add(self, meta, children):
+        return self._arith("+", meta, children)
+
+    def sub(self, meta, children):
+        return self._arith("-", meta, children)
+
+    def mul(self, meta, children):
+        return self._arith("*", meta, children)
+
+    def div(self, meta, children):
+        return self._arith("/", meta, children)
+
+    def neg(self, meta, children):
+        (v,) = children
+        if isinstance(v.value, (int, float)) and not isinstance(v.value, bool):
+            return Value(-v.value, _span(meta))  # a negative number is a number
+        return self._arith("neg", meta, children)
+
     def name(self, meta, children):
         (tok,) = children
         return Value(str(tok), Span.from_token(tok))
@@ -186,6 +232,10 @@ class _ToAst(Transformer):
     def params(self, meta, children):
         return tuple(c for c in children if c is not None)
 
+    def param(self, meta, children):
+        name, default = children
+        return (str(name), default)
+
     def key_name(self, meta, children):
         (tok,) = children
         return tok
@@ -195,7 +245,8 @@ class _ToAst(Transformer):
             name, params, chain = children
         else:
             (name, chain), params = children, ()
-        return KeyDef(str(name), tuple(str(p) for p in params), chain, _span(meta), Span.from_token(name))
+        defaults = tuple((p, d) for p, d in params if d is not None)
+        return KeyDef(str(name), tuple(p for p, _ in params), chain, _span(meta), Span.from_token(name), defaults)
 
     def key_block(self, meta, children):
         return ("key", tuple(children), _span(meta))
@@ -246,11 +297,19 @@ class _ToAst(Transformer):
         (tok,) = children
         return ("init", str(tok), Span.from_token(tok))
 
+    def block_kwvalue(self, meta, children):
+        name, value = children
+        return (str(name), value, Span.from_token(name))
+
+    def block_posvalue(self, meta, children):
+        (value,) = children
+        return (None, value, None)
+
     def block_tuple(self, meta, children):
-        return BlockSpec(tuple(children), _span(meta))
+        return BlockSpec(tuple((n, v) for n, v, _ in children), _span(meta), tuple(s for _, _, s in children))
 
     def block_single(self, meta, children):
-        return BlockSpec((self.number(meta, children),), _span(meta))
+        return BlockSpec(((None, self.number(meta, children)),), _span(meta), (None,))
 
     def blocks_stmt(self, meta, children):
         return ("blocks", tuple(children), _span(meta))
@@ -383,7 +442,7 @@ def _precheck(source: Source) -> None:
 _TOKEN_NAMES = {
     "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "LBRACE": "'{'", "RBRACE": "'}'",
     "EQUAL": "'='", "COMMA": "','", "DOT": "'.'", "PLUS": "'+'", "MINUS": "'-'",
-    "NAME": "a name", "INT": "an integer", "SIGNED_NUMBER": "a number", "SHAPE": "a shape like 3x32x32",
+    "NAME": "a name", "INT": "an integer", "NEG_INT": "an integer", "NUMBER": "a number", "STAR": "'*'", "SLASH": "'/'", "SIGNED_NUMBER": "a number", "SHAPE": "a shape like 3x32x32",
     "$END": "end of file", "<END-OF-FILE>": "end of file",
 }
 
@@ -470,6 +529,8 @@ def _previous_word(text: str, pos: int) -> tuple[str, Span | None] | None:
 
 
 def _hint_for(tok: Token, expected: list[str]) -> str | None:
+    if str(tok) == "*" and "'.'" in expected:
+        return _CHAR_HINTS["*"]
     if tok.type == "SIGNED_NUMBER" and "a shape like 3x32x32" in expected:
         return "write the input shape as CxHxW, e.g. `input 3x32x32`"
     if str(tok) == "=" and ("an integer" in expected or "a shape like 3x32x32" in expected):

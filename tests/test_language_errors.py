@@ -43,7 +43,7 @@ def test_all_errors_of_a_file_are_reported_together():
     assert len(messages) == 4, messages
     assert any("unknown layer `cnov`" in m for m in messages)
     assert any("unknown layer `batchnrom`" in m for m in messages)
-    assert any("block 2 gives 1 value" in m for m in messages)
+    assert any("block 2 gives no value for `p`" in m for m in messages)
     assert any("`extra` is defined in the key" in m for m in messages)
     spans = [d.span for d in info.value.diagnostics]
     assert spans == sorted(spans), "diagnostics come in source order"

@@ -1,7 +1,7 @@
 r"""FractalNet fractalnet34, compiled by fractal-dsl 0.1.0.
 
 Source: examples/fractalnet34.fdsl
-Source sha256: 421653c2839f17d53be709663f6fb4d5f74d65c1e813c16efd8e9cf54bd5a8db
+Source sha256: 271c79aebb29daa493c6f8dbe3825275fd2b57880ed3f9853da2e540376331a3
 
 Larsson, Maire and Shakhnarovich, "FractalNet: Ultra-Deep Neural Networks without
 Residuals", ICLR 2017 (arXiv:1605.07648).
