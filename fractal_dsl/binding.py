@@ -275,11 +275,17 @@ class KeyBinder:
         if arith.op == "neg":
             return Value(-nums[0], v.span)
         a, b = nums
-        if arith.op == "/":
-            exact = isinstance(a, int) and isinstance(b, int) and a % b == 0
-            result = a // b if exact else a / b
-        else:
-            result = {"+": a + b, "-": a - b, "*": a * b}[arith.op]
+        if arith.op == "/" and b == 0:
+            self.once(v.span, "division by zero")
+            return None
+        try:
+            if arith.op == "/":
+                exact = isinstance(a, int) and isinstance(b, int) and a % b == 0
+                result = a // b if exact else a / b
+            else:
+                result = {"+": a + b, "-": a - b, "*": a * b}[arith.op]
+        except OverflowError:
+            result = math.inf
         if isinstance(result, float) and not math.isfinite(result):
             self.once(v.span, "this arithmetic overflows")
             return None

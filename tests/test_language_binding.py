@@ -102,7 +102,7 @@ def test_a_value_no_block_gives_and_no_default_covers():
 
 def test_column_outside_the_columns_and_division_by_zero():
     assert any("`column` has no value in `stem`" in m for m in errors("    conv(c) = conv3x3(c) . relu\n    stem = conv3x3(column)", "8", columns=1, rules="  f[1] = conv"))
-    assert any("division by zero" in m for m in errors("    conv(c) = conv3x3(c / 0) . relu", "8", columns=1, rules="  f[1] = conv"))
+    assert any("division by zero" in m for m in errors("    conv(c) = conv3x3(c) . dropout(c / 0) . relu", "8", columns=1, rules="  f[1] = conv"))
 
 
 @pytest.mark.parametrize(("statement", "message"), [("columns -3", "columns must be at least 1"), ("classes -1", "classes must be between 1 and 1,000,000, got -1")])
