@@ -46,6 +46,8 @@ SAME = _Same()
 def _fmt(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
+    if isinstance(v, int) and abs(v) > 10**15:
+        return f"{v:.3g}" if abs(v) < 10**300 else f"a number of about {int(v.bit_length() * 0.30103)} digits"
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
@@ -129,7 +131,7 @@ def torch_ctor(layer: Layer, in_shape: tuple[int, ...], literal: Literal, num_cl
 
 def _int(args: dict, key: str, minimum: int) -> int:
     v = args[key]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v != int(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not _finite(v) or v != int(v):
         raise LayerError(f"`{key}` must be a whole number, got {_fmt(v)}", key)
     if v < minimum:
         raise LayerError(f"`{key}` must be at least {minimum}, got {_fmt(v)}", key)
@@ -138,10 +140,14 @@ def _int(args: dict, key: str, minimum: int) -> int:
     return int(v)
 
 
+def _finite(v: int | float) -> bool:
+    return isinstance(v, int) or math.isfinite(v)
+
+
 def _float(args: dict, key: str) -> float:
     v = args[key]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise LayerError(f"`{key}` must be a finite number, got {_fmt(v)}", key)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not _finite(v) or abs(v) > 1e30:
+        raise LayerError(f"`{key}` must be a finite number of sensible size, got {_fmt(v)}", key)
     return float(v)
 
 
