@@ -260,6 +260,8 @@ class KeyBinder:
             hint = f"the parameters of `{scope.owner}` are {', '.join(declared)}" if declared else f"declare it, e.g. `{scope.owner}({v.value}) = ...`"
             if scope.env is not None:
                 hint += f"; block {scope.env.block} gives no value named `{v.value}`"
+            if v.value.lower() in CONSTANTS:
+                hint = f"fractal-dsl writes `{v.value.lower()}` in lower case"
             self.once(v.span, f"unknown name `{v.value}` in the definition of `{scope.owner}`", hint)
 
     def _arith(self, v: Value, scope: _Scope) -> Value | None:

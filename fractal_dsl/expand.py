@@ -267,7 +267,11 @@ def _join_mode(key: dict[str, KeyDef], diags: Collector) -> tuple[str, bool]:
 
 
 def _rule_table(program: Program, diags: Collector):
-    fname = program.rules[0].name if program.rules else "f"
+    # the fractal is the name most rules define (on a tie, the one with a recursive rule,
+    # then the first): a stray rule is the one blamed, wherever it stands
+    names = [r.name for r in program.rules]
+    recursive = {r.name for r in program.rules if r.index.var is not None}
+    fname = max(dict.fromkeys(names), key=lambda n: (names.count(n), n in recursive)) if names else "f"
     base: dict[int, Rule] = {}
     rec: Rule | None = None
     for r in program.rules:
@@ -302,7 +306,8 @@ def _rule_table(program: Program, diags: Collector):
             elif ref.index.var != r.index.var:
                 diags.error(ref.index.span, f"unknown index variable `{ref.index.var}`; this rule's variable is `{r.index.var}`")
             elif ref.index.var is not None and ref.index.offset >= r.index.offset:
-                diags.error(ref.span, f"`{_idx(fname, r.index)}` refers to `{_idx(fname, ref.index)}`, so its expansion never ends", hint=f"use smaller indices on the right, e.g. `{fname}[{r.index.var}]`")
+                smaller = _idx(fname, type(r.index)(r.index.var, r.index.offset - 1, r.index.span))
+                diags.error(ref.span, f"`{_idx(fname, r.index)}` refers to `{_idx(fname, ref.index)}`, so its expansion never ends", hint=f"a rule may use only smaller indices than its left side, e.g. `{smaller}`")
     return fname, base, rec
 
 
@@ -356,6 +361,12 @@ def _check_size(program, fname, base, rec, columns, nblocks, diags) -> None:
             m = _ref_index(ref, v)
             if m < 1:
                 hint = f"add a base case such as `{fname}[1] = conv`"
+                if rule is rec and base:
+                    lowest = min(base)
+                    hint = (
+                        f"`{_idx(fname, ref.index)}` reaches below the base case `{fname}[{lowest}]`: "
+                        f"add a base case `{fname}[{lowest + 1}] = ...`, or use an index one less than the left side, `{_idx(fname, type(rec.index)(rec.index.var, rec.index.offset - 1, rec.index.span))}`"
+                    )
                 if any(d.message.startswith(f"expanding `{fname}[{n}]` needs") for d in diags.diagnostics):
                     continue  # one report per index is enough
                 diags.error(ref.span, f"expanding `{fname}[{n}]` needs `{fname}[{m}]`, but indices start at 1", hint=hint)

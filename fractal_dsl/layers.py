@@ -140,7 +140,7 @@ def _int(args: dict, key: str, minimum: int) -> int:
     return int(v)
 
 
-def _finite(v: int | float) -> bool:
+def _finite(v: float) -> bool:
     return isinstance(v, int) or math.isfinite(v)
 
 

@@ -388,6 +388,9 @@ def parse(source: Source) -> Program:
             tree = _parser().parse(text)
             break
         except UnexpectedInput as exc:
+            unclosed = _unclosed_brace(source) if not found else None
+            if unclosed is not None:  # one report at the brace, not a cascade after it
+                raise FractalError(source, [unclosed]) from None
             diag = _syntax_diagnostic(exc, Source(source.name, text))
             if found and diag.span.line <= found[-1].span.line:
                 break
@@ -404,6 +407,34 @@ def parse(source: Source) -> Program:
         raise FractalError(source, found)
     name, stmts, span = _ToAst().transform(tree)
     return _assemble(source, name, stmts, span)
+
+
+def _unclosed_brace(source: Source) -> Diagnostic | None:
+    """The ``{`` that is never closed, if any: braces are matched in order, and a ``}``
+    standing first on its line closes the open brace whose line is indented as it is, so a
+    missing ``}`` is blamed on its own block, not on the network's brace at the end."""
+    stack: list[tuple[int, int, int]] = []  # (line, column, indent of the opening line)
+    lines = source.text.split("\n")
+    code_only = "\n".join(line.split("#", 1)[0] for line in lines)
+    if code_only.count("{") <= code_only.count("}"):
+        return None
+    unmatched: list[tuple[int, int, int]] = []
+    for i, line in enumerate(lines, start=1):
+        code = line.split("#", 1)[0]
+        indent = len(line) - len(line.lstrip())
+        for j, ch in enumerate(code, start=1):
+            if ch == "{":
+                stack.append((i, j, indent))
+            elif ch == "}" and stack:
+                first_on_line = not code[: j - 1].strip()
+                while first_on_line and len(stack) > 1 and stack[-1][2] > indent:
+                    unmatched.append(stack.pop())  # this `}` belongs to an outer, less indented block
+                stack.pop()
+    unmatched.extend(stack)
+    if not unmatched:
+        return None
+    line, col, _ = min(unmatched)
+    return Diagnostic(Span.point(line, col), "this `{` is never closed", hint="add the matching `}` where the block ends")
 
 
 def _precheck(source: Source) -> None:
@@ -466,7 +497,7 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
     span = Span.point(line, col)
     if isinstance(exc, UnexpectedCharacters):
         ch = source.text[exc.pos_in_stream] if exc.pos_in_stream < len(source.text) else "?"
-        return Diagnostic(span, f"unexpected character {ch!r}", hint=_CHAR_HINTS.get(ch))
+        return Diagnostic(span, f"unexpected character {ch!r}", hint=_char_hint(source.text, exc.pos_in_stream, ch))
     expected = sorted({_describe(t) for t in getattr(exc, "expected", set()) or getattr(exc, "accepts", set())})
     want = ", ".join(expected[:8]) + (", ..." if len(expected) > 8 else "")
     if isinstance(exc, UnexpectedEOF):
@@ -477,6 +508,9 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
         if tok.type != "$END":
             span = Span(tok.line, tok.column, tok.end_line or tok.line, tok.end_column or tok.column + 1)
         prev = _previous_word(source.text, tok.start_pos if tok.type != "$END" else len(source.text))
+        missing_dot = _missing_dot(source.text, tok, expected)
+        if missing_dot is not None:
+            return missing_dot
         if expected == ["end of file"] and tok.type == "NETWORK":
             return Diagnostic(span, "a file holds one network; this is a second `network`", hint="put each network in its own .fdsl file")
         if expected == ["'['"] and str(tok) == "(":
@@ -492,7 +526,8 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
         msg = f"unexpected {what}"
         if want:
             msg += f"; expected {want}"
-        return Diagnostic(span, msg, hint=_hint_for(tok, expected))
+        hint = _char_hint(source.text, tok.start_pos, str(tok)) if tok.type != "$END" else None
+        return Diagnostic(span, msg, hint=hint or _hint_for(tok, expected))
     return Diagnostic(span, "syntax error")
 
 
@@ -511,6 +546,39 @@ _CHAR_HINTS = {
     "'": "fractal-dsl has no strings: names are written bare, e.g. `join = mean`",
     "\u2295": "a join is written `join(a, b)`",
 }
+
+
+def _char_hint(text: str, pos: int, ch: str) -> str | None:
+    """Hints for habits from other languages: `//` comments, `->` for composition."""
+    if text.startswith("//", pos):
+        return "comments start with '#', e.g. `# base case`"
+    if text.startswith("->", pos):
+        return "composition is written with '.', e.g. `conv . relu` (data flows left to right)"
+    return _CHAR_HINTS.get(ch)
+
+
+def _missing_dot(text: str, tok: Token, expected: list[str]) -> Diagnostic | None:
+    """Two layers side by side (``batchnorm relu``): the parser reads the second as the
+    start of a new definition and fails later; report the missing '.' between them."""
+    if tok.type == "$END" or not set(expected) <= {"'('", "'='", "'['"}:
+        return None
+    prev = _previous_word(text, tok.start_pos)
+    if prev is None or prev[1] is None:
+        return None
+    word, at = prev
+    before = text[text.rfind("\n", 0, _offset(text, at)) + 1 : _offset(text, at)]
+    head = before.split("#", 1)[0]
+    if "=" not in head or not head.rstrip() or not (head.rstrip()[-1].isalnum() or head.rstrip()[-1] in ")]_"):
+        return None
+    left = re.findall(r"[A-Za-z_][A-Za-z0-9_]*\)?$|\)$|\]$", head.rstrip())
+    shown = (left[0] if left else head.rstrip()[-1:]) + " " + word
+    return Diagnostic(at, f"two layers side by side: `{shown}`", hint=f"compose them with '.', e.g. `{shown.replace(' ', ' . ')}`")
+
+
+def _offset(text: str, span: Span) -> int:
+    """The character offset of ``span``'s start in ``text``."""
+    lines = text.split("\n")
+    return sum(len(ln) + 1 for ln in lines[: span.line - 1]) + span.column - 1
 
 
 def _previous_word(text: str, pos: int) -> tuple[str, Span | None] | None:

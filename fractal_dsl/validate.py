@@ -96,6 +96,17 @@ def _join_shape(net: Network, node: Node, shapes, out: list[Diagnostic], reporte
     return result
 
 
+def _channels_last(net: Network) -> Iterator[Diagnostic]:
+    """When shapes fail and the input reads like HxWxC (``input 32x32x3``), say so at the input."""
+    c, h, w = net.input_shape
+    if w in (1, 3, 4) and c > 4 and h > 4:
+        yield Diagnostic(
+            net.node("input").span,
+            f"input {c}x{h}x{w} is {c} channels of {h}x{w} pixels",
+            hint=f"shapes are CxHxW (channels first): did you mean `input {w}x{c}x{h}`?",
+        )
+
+
 # ---- the checks -----------------------------------------------------------------------
 
 Check = Callable[[Network], Iterator[Diagnostic]]
@@ -194,6 +205,8 @@ def validate(net: Network, source: Source) -> Network:
     diags = Collector(source)
     annotated, problems = infer_shapes(net)
     diags.diagnostics.extend(problems)
+    if problems:
+        diags.diagnostics.extend(_channels_last(annotated))
     if not diags.diagnostics:
         for check in CHECKS:
             diags.diagnostics.extend(check(annotated))
