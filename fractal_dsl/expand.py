@@ -203,6 +203,8 @@ def _require(program: Program, diags: Collector):
         missing.append("`blocks ...`")
     if not program.rules:
         missing.append("expansion rules such as `f[1] = conv`")
+    if not any(d.name == "head" for d in program.key):
+        diags.error(program.name_span, "the key has no `head`", hint="add e.g. `head = flatten . linear(classes)` to the key")
     if missing:
         diags.error(program.name_span, f"network `{program.name}` is missing " + ", ".join(missing))
         return None
@@ -501,10 +503,8 @@ class _Builder:
             prev = self._close(out, env)
             if "pool" in self.key:
                 prev = self._unit_node("pool", env, prev, cols=all_cols, kind="pool")
-        if "head" in self.key:
+        if "head" in self.key:  # a missing head is reported with the missing statements
             prev = self._unit_node("head", None, prev, cols=all_cols, kind="head")
-        else:
-            self.diags.error(self.program.name_span, "the key has no `head`", hint="add e.g. `head = flatten . linear(classes)` to the key")
         out = self._node(kind="output", op="output", block=None, cols=all_cols, layers=(), args={}, span=whole)
         self._edge(prev, out)
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from .ir import HEAD, INPUT, JOIN, LAYER, OUTPUT, POOL, STEM
+from .ir import HEAD, INPUT, JOIN, LAYER, OUTPUT, POOL, STEM, Node
 
 if TYPE_CHECKING:
     from .expand import Network
@@ -117,12 +117,28 @@ def block_depth(net: Network, block: int) -> int:
     return max((n.depth for n in net.nodes() if n.block == block and n.kind == LAYER), default=0)
 
 
+UNIT_KINDS = ("conv", "identity", "other")
+WEIGHT_LAYERS = ("conv2d", "linear")
+
+
+def unit_kind(node: Node) -> str:
+    """What a layer unit is, for counting: ``conv`` if it holds a convolution, ``identity``
+    if it passes its input through (only identity layers, or none), else ``other``."""
+    types = [layer.type for layer in node.layers]
+    if "conv2d" in types:
+        return "conv"
+    if all(t == "identity" for t in types):
+        return "identity"
+    return "other"
+
+
 def deepest_path(net: Network) -> int:
-    """Units with weights or activations on the longest input-to-output path: layer units,
-    stem and head (pools and joins do not count)."""
+    """The weight layers (convolutions and linear layers) on the input-to-output path that
+    has the most of them (``fractal3``: 20 convolutions and the classifier, 21).  Stem,
+    pools and head count when they hold such layers; joins and identity units do not."""
     best: dict[str, int] = {}
     for n in net.nodes():
-        weight = 1 if n.kind in (LAYER, STEM, HEAD) else 0
+        weight = sum(layer.type in WEIGHT_LAYERS for layer in n.layers)
         best[n.id] = weight + max((best[p] for p in net.inputs(n.id)), default=0)
     return best["output"]
 

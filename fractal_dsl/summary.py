@@ -8,25 +8,31 @@ from __future__ import annotations
 
 from . import semantics
 from .expand import Network
-from .ir import JOIN, LAYER
+from .ir import JOIN, LAYER, POOL
 from .layers import shape_str
 
 
 def block_facts(net: Network) -> list[dict]:
+    """Per block: channels, layer units by kind, joins, depth (rows), parameters (the
+    pool's included, for a pool that holds weights), block values."""
     facts = []
     for b in range(1, net.blocks + 1):
         nodes = [n for n in net.nodes() if n.block == b and n.kind in (LAYER, JOIN)]
-        layers = [n for n in nodes if n.kind == LAYER]
+        units = [n for n in nodes if n.kind == LAYER]
         joins = sorted((n for n in nodes if n.kind == JOIN), key=lambda n: (n.depth, net.position(n.id)))
+        pool = next((n for n in net.nodes() if n.block == b and n.kind == POOL), None)
+        kinds = [semantics.unit_kind(n) for n in units]
         last = nodes[-1]
         facts.append({
             "block": b,
             "channels": last.shape[0],
-            "convs": len(layers),
+            "convs": kinds.count("conv"),
+            "units": {kind: kinds.count(kind) for kind in semantics.UNIT_KINDS},
             "joins": [len(net.inputs(n.id)) for n in joins],
             "depth": semantics.block_depth(net, b),
             "shape": list(last.shape),
-            "params": sum(n.params for n in nodes),
+            "params": sum(n.params for n in nodes) + (pool.params if pool else 0),
+            "pool": None if pool is None else {"layers": [layer.describe() for layer in pool.layers], "params": pool.params},
             "values": dict(net.block_values[b - 1]) if b - 1 < len(net.block_values) else {},
         })
     return facts
@@ -98,24 +104,27 @@ def format_text(net: Network) -> str:
             f"join {net.join_mode} ({'flattened' if net.flat_joins else 'nested'})"
         ),
         "",
-        f"  {'block':>5}  {'in':>12}  {'out':>12}  {'convs':>5}  {'depth':>5}  {'params':>12}  joins by depth (arity)",
+        f"  {'block':>5}  {'in':>12}  {'out':>12}  {'units':<20}  {'depth':>5}  {'params':>12}  joins by depth (arity)",
     ]
     for b in d["blocks"]:
         first = next(n for n in net.nodes() if n.block == b["block"])
+        units = ", ".join(f"{count} {kind}" for kind, count in b["units"].items() if count) or "-"
+        pool = b["pool"]
+        weighted_pool = f"; pool {' . '.join(pool['layers'])}" if pool and pool["params"] else ""
         lines.append(
             f"  {b['block']:>5}  {shape_str(first.in_shape):>12}  {shape_str(tuple(b['shape'])):>12}  "
-            f"{b['convs']:>5}  {b['depth']:>5}  {b['params']:>12,}  {' '.join(map(str, b['joins'])) or '-'}"
+            f"{units:<20}  {b['depth']:>5}  {b['params']:>12,}  {' '.join(map(str, b['joins'])) or '-'}{weighted_pool}"
         )
     for special in ("stem", "head"):
         if special in net.graph:
             a = net.node(special)
-            lines.append(f"  {special:>5}  {shape_str(a.in_shape):>12}  {shape_str(a.shape):>12}  {'':>5}  {'':>5}  {a.params:>12,}  "
+            lines.append(f"  {special:>5}  {shape_str(a.in_shape):>12}  {shape_str(a.shape):>12}  {'':<20}  {'':>5}  {a.params:>12,}  "
                          + " . ".join(layer.describe() for layer in a.layers))
     lines += [
         "",
         f"  parameters      {net.params:,}",
         f"  MACs per sample {net.macs:,} ({net.macs / 1e9:.2f} G)",
-        f"  depth           {d['depth']} layers in blocks; deepest path {d['deepest_path']} layers",
+        f"  depth           {d['depth']} rows of units in blocks; deepest path {d['deepest_path']} weight layers",
         "  drop-path       " + (f"local {dp.local:g}, global {dp.global_ratio:g}, per {dp.per}" if dp.enabled else "off"),
         f"  init            {net.init}",
     ]

@@ -62,8 +62,8 @@ def test_inspect_text_summarises_blocks_and_totals():
     assert result.exit_code == 0
     out = result.stdout
     assert "joins by depth (arity)" in out
-    assert "     15      8" in out and "2 3 2 4" in out
-    assert "parameters      76,106,634" in out and "deepest path 41 layers" in out
+    assert "15 conv                   8" in out and "2 3 2 4" in out
+    assert "parameters      76,106,634" in out and "deepest path 41 weight layers" in out
 
 
 def test_inspect_of_a_bad_program_exits_1():

@@ -112,3 +112,22 @@ def test_negative_numbers_parse_and_get_a_range_error(statement, message):
     with pytest.raises(FractalError) as info:
         loads(text, "t.fdsl")
     assert message in [d.message for d in info.value.diagnostics]
+
+
+def test_inspect_counts_units_by_kind_and_weighted_pools():
+    from fractal_dsl.semantics import deepest_path
+    from fractal_dsl.summary import block_facts, format_text
+
+    text = NET.format(
+        key="    conv(c) = conv3x3(c) . bn . relu\n    skip = identity\n    stem = conv3x3(8)",
+        rules="  f[1] = conv\n  f[C+1] = join(f[C] . f[C], skip)",
+        columns=3,
+        blocks="8 8",
+    ).replace("    pool = maxpool(2)", "    pool(c) = conv3x3(c, stride=2)")
+    n = loads(text, "t.fdsl")
+    [b1, b2] = block_facts(n)
+    assert b1["units"] == {"conv": 4, "identity": 3, "other": 0} and b1["convs"] == 4
+    assert b1["pool"]["params"] == 8 * 8 * 9 + 8 and b1["params"] == sum(x.params for x in n.nodes() if x.block == 1)
+    # deepest path: the stem, 4 convs and the pool's conv per block, and the classifier
+    assert deepest_path(n) == 1 + 2 * (4 + 1) + 1
+    assert "4 conv, 3 identity" in format_text(n) and "pool conv2d(out_channels=8" in format_text(n)
