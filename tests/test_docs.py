@@ -1,0 +1,177 @@
+"""Every snippet in README.md and docs/*.md is run, so the documentation cannot drift.
+
+Fenced blocks are classified by their info string:
+
+* no info string: fractal-dsl text — a whole program (checked, compiled, built and run
+  forward), a fragment of rules or ``blocks`` lines (each checked inside a small program),
+  or diagnostics as ``check`` prints them (reproduced from the example they name);
+* ``sh``: each ``fractal-dsl`` command is parsed by the real command line (so every flag
+  shown exists); ``check``, ``inspect``, ``compile`` and ``render`` are run, with outputs
+  sent to a temporary folder; other lines must name files that exist;
+* ``python``: run, in a folder where every example is compiled to ``NAME.py``;
+* ``text``: prose laid out as a diagram; not code.
+
+Any other info string fails the test, so a new kind of snippet must be given a meaning here.
+"""
+
+from __future__ import annotations
+
+import re
+import runpy
+import shlex
+import sys
+from pathlib import Path
+
+import click
+import pytest
+import torch
+from click.testing import CliRunner
+from conftest import EXAMPLES, ROOT
+
+import fractal_dsl
+from fractal_dsl import codegen
+from fractal_dsl.cli import main
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```", re.S | re.M)
+RUN_COMMANDS = {"check", "inspect", "compile", "render"}
+
+
+def snippets() -> list[tuple[str, str, str]]:
+    out = []
+    for path in DOCS:
+        text = path.read_text(encoding="utf-8")
+        for m in FENCE.finditer(text):
+            line = text.count("\n", 0, m.start()) + 1
+            out.append((f"{path.name}:{line}", m.group(1).strip(), m.group(2)))
+    return out
+
+
+SNIPPETS = snippets()
+
+
+@pytest.mark.parametrize(("where", "info", "body"), SNIPPETS, ids=[s[0] for s in SNIPPETS])
+def test_snippet(where, info, body, tmp_path, monkeypatch):
+    if info == "":
+        check_fdsl(body, tmp_path)
+    elif info == "sh":
+        check_shell(body, tmp_path, monkeypatch)
+    elif info == "python":
+        run_python(body, tmp_path, monkeypatch)
+    elif info != "text":
+        pytest.fail(f"{where}: unknown snippet kind {info!r}: give it a meaning in tests/test_docs.py")
+
+
+# ---- fractal-dsl text -----------------------------------------------------------------
+
+TEMPLATE = """network snippet {{
+  input 3x16x16
+  classes 10
+  key {{
+    conv(c, p=0.0) = conv3x3(c, bias=false) . dropout(p) . batchnorm . relu
+    pool = maxpool(2)
+    head = gap . flatten . linear(classes)
+  }}
+{rules}
+  columns {columns}
+{blocks}
+}}
+"""
+DIAGNOSTIC = re.compile(r"^(?P<file>[\w.-]+\.fdsl):(?P<line>\d+):(?P<col>\d+): error: ", re.M)
+
+
+def code_lines(body: str) -> list[str]:
+    return [ln.split("#", 1)[0].strip() for ln in body.splitlines() if ln.split("#", 1)[0].strip()]
+
+
+def check_fdsl(body: str, tmp_path: Path) -> None:
+    lines = code_lines(body)
+    if DIAGNOSTIC.match(body):
+        return reproduce_diagnostic(body, tmp_path)
+    if lines and lines[0].startswith("network "):
+        net = fractal_dsl.loads(body, "snippet.fdsl")
+        model = codegen.load_module(codegen.generate(net), "snippet_module").build().eval()
+        with torch.no_grad():
+            assert model(torch.randn(1, *net.input_shape)).shape == (1, net.classes)
+        return
+    if lines and all(ln.startswith("f[") for ln in lines):
+        base, *recursive = lines  # a base case, then alternative recursive rules: each with the base case
+        for rule in recursive or [base]:
+            rules = "\n".join(f"  {r}" for r in dict.fromkeys([base, rule]))
+            fractal_dsl.loads(TEMPLATE.format(rules=rules, columns=2, blocks="  blocks 8"), "snippet.fdsl")
+        return
+    if lines and all(ln.startswith("blocks ") for ln in lines):
+        for blocks in lines:
+            net = fractal_dsl.loads(TEMPLATE.format(rules="  f[1] = conv", columns=1, blocks=f"  {blocks}"), "snippet.fdsl")
+            assert net.blocks >= 1
+        return
+    pytest.fail(f"not a program, rules, blocks or diagnostics:\n{body}")
+
+
+def reproduce_diagnostic(body: str, tmp_path: Path) -> None:
+    """The snippet shows ``check``'s output for an example with one line changed (the
+    source line under the first message): make that change and compare."""
+    m = DIAGNOSTIC.match(body)
+    example = ROOT / "examples" / m["file"]
+    assert example.exists(), f"the diagnostics name {m['file']}, which is not an example"
+    shown_line = body.splitlines()[1].strip()
+    lines = example.read_text(encoding="utf-8").split("\n")
+    n = int(m["line"])
+    lines[n - 1] = lines[n - 1][: len(lines[n - 1]) - len(lines[n - 1].lstrip())] + shown_line
+    broken = tmp_path / m["file"]
+    broken.write_text("\n".join(lines), encoding="utf-8")
+    result = CliRunner().invoke(main, ["check", str(broken)])
+    assert result.exit_code == 1
+    assert result.stderr.replace(str(broken), m["file"]) == body
+
+
+# ---- shell ----------------------------------------------------------------------------
+
+
+def check_shell(body: str, tmp_path: Path, monkeypatch) -> None:
+    for raw in body.splitlines():
+        line = raw.strip()
+        words = shlex.split(line.replace("$(which fractal-dsl)", "fractal-dsl"), comments=True)
+        if not words:
+            continue
+        if words[0] in ("export", "python3", "bash", "pip"):
+            continue  # environment and setup lines (the Quick start is run by CI itself)
+        if words[0] == "torchrun":
+            words = words[words.index("fractal-dsl") :]
+        if words[0].endswith("python"):
+            assert (ROOT / words[1]).exists() or words[1] == "-m", line
+            continue
+        assert words[0].endswith("fractal-dsl"), f"unknown command in a snippet: {line}"
+        run_fractal_dsl(words[1:], tmp_path, monkeypatch)
+
+
+def run_fractal_dsl(args: list[str], tmp_path: Path, monkeypatch) -> None:
+    command = main.commands.get(args[0])
+    assert command is not None, f"no command {args[0]!r}"
+    with click.Context(main) as parent:
+        command.make_context(args[0], list(args[1:]), parent=parent)  # every flag shown exists
+    if args[0] not in RUN_COMMANDS:
+        return
+    args = list(args)
+    for flag in ("-o", "--output"):
+        if flag in args:
+            i = args.index(flag) + 1
+            args[i] = str(tmp_path / Path(args[i]).name)
+    monkeypatch.chdir(ROOT)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, (args, result.output)
+
+
+# ---- python ---------------------------------------------------------------------------
+
+
+def run_python(body: str, tmp_path: Path, monkeypatch) -> None:
+    for example in EXAMPLES:
+        (tmp_path / f"{example.stem}.py").write_text(codegen.generate(fractal_dsl.load(example)), encoding="utf-8")
+    script = tmp_path / "snippet.py"
+    script.write_text(body, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in [m for m in sys.modules if m in {e.stem for e in EXAMPLES}]:
+        monkeypatch.delitem(sys.modules, name)
+    runpy.run_path(str(script), run_name="__main__")
