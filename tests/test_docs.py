@@ -33,7 +33,7 @@ from fractal_dsl import codegen
 from fractal_dsl.cli import main
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```", re.S | re.M)
+FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
 RUN_COMMANDS = {"check", "inspect", "compile", "render"}
 
 
@@ -77,7 +77,7 @@ TEMPLATE = """network snippet {{
 {blocks}
 }}
 """
-DIAGNOSTIC = re.compile(r"^(?P<file>[\w.-]+\.fdsl):(?P<line>\d+):(?P<col>\d+): error: ", re.M)
+DIAGNOSTIC = re.compile(r"^(?P<file>[\w.-]+\.fdsl):(?P<line>\d+):(?P<col>\d+): error: ", re.MULTILINE)
 
 
 def code_lines(body: str) -> list[str]:

@@ -125,7 +125,7 @@ def test_inspect_counts_units_by_kind_and_weighted_pools():
         blocks="8 8",
     ).replace("    pool = maxpool(2)", "    pool(c) = conv3x3(c, stride=2)")
     n = loads(text, "t.fdsl")
-    [b1, b2] = block_facts(n)
+    [b1, _b2] = block_facts(n)
     assert b1["units"] == {"conv": 4, "identity": 3, "other": 0} and b1["convs"] == 4
     assert b1["pool"]["params"] == 8 * 8 * 9 + 8 and b1["params"] == sum(x.params for x in n.nodes() if x.block == 1)
     # deepest path: the stem, 4 convs and the pool's conv per block, and the classifier
