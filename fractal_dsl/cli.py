@@ -29,6 +29,8 @@ def _fail(exc: FractalError) -> None:
 
 
 FILE = click.Path(exists=True, dir_okay=False, readable=True)
+_force_option = click.option("--force", is_flag=True,
+                             help="Overwrite an existing output file that fractal-dsl did not write.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -98,6 +100,7 @@ def inspect(file: str, as_json: bool) -> None:
     metavar="SEED",
     help="Draw one drop-path sample (train mode) with dropped paths faded; imports torch.",
 )
+@_force_option
 def render(
     file: str,
     out: str,
@@ -106,6 +109,7 @@ def render(
     collapse: bool | None,
     column: int | None,
     sample: int | None,
+    force: bool,
 ) -> None:
     """Draw FILE as a diagram like Figure 1 of the FractalNet paper."""
     from . import render as draw
@@ -118,7 +122,7 @@ def render(
     try:
         fmt = draw.output_format(out, fmt.lower() if fmt else None)
         view = draw.make_view(net, block=block, collapse=collapse, column=column, sample=sample)
-        draw.write(net, out, fmt, view)
+        draw.write(net, out, fmt, view, force=force, inputs=(file,))
     except draw.RenderError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -138,9 +142,11 @@ def render(
     type=click.Path(dir_okay=False),
     help="Where to write the .py file (default: stdout).",
 )
-def compile_(file: str, out: str | None) -> None:
+@_force_option
+def compile_(file: str, out: str | None, force: bool) -> None:
     """Compile FILE to a standalone PyTorch module (one .py file)."""
-    from .codegen import generate, write_atomic
+    from .codegen import generate
+    from .safeio import OutputError, write_output
 
     try:
         source = generate(_load(file))
@@ -151,9 +157,9 @@ def compile_(file: str, out: str | None) -> None:
         click.echo(source, nl=False)
         return
     try:
-        write_atomic(out, source)
-    except OSError as exc:
-        click.echo(f"error: cannot write {out}: {exc.strerror or exc}", err=True)
+        write_output(out, source, force=force, inputs=(file,))
+    except OutputError as exc:
+        click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     click.echo(f"wrote {out}", err=True)
 

@@ -22,17 +22,18 @@ Shapes are not known here; :mod:`fractal_dsl.validate` infers them.
 from __future__ import annotations
 
 import difflib
+import functools
 import sys
 from dataclasses import dataclass, field
 
 import networkx as nx
 
+from . import budget
 from .errors import Collector, Span
 from .layers import BUILTINS, JOIN_MODES, REQUIRED, Layer, LayerError, resolve
 from .syntax import Call, FractalRef, Join, KeyDef, Program, Rule, Seq, Value
 
 MAX_COLUMNS = 64
-MAX_NODES = 20_000
 SPECIAL_KEYS = ("join", "pool", "head", "stem")
 CONSTANTS = {"true": True, "false": False}
 
@@ -110,7 +111,7 @@ def expand(program: Program) -> Network:
     diags.raise_if_any()
     assert need is not None
     input_shape, classes, columns, blocks = need
-    _check_size(program, fname, base, rec, columns, len(blocks), diags)
+    budget.check(program, fname, base, rec, columns, len(blocks), key, diags)  # before any graph is built
     diags.raise_if_any()
 
     limit = sys.getrecursionlimit()
@@ -304,62 +305,6 @@ def _ref_index(ref: FractalRef, var_value: int) -> int:
     return ref.index.offset if ref.index.var is None else var_value + ref.index.offset
 
 
-def _check_size(program, fname, base, rec, columns, nblocks, diags) -> None:
-    """Count the layers an expansion would make, without making them, and refuse absurd ones."""
-    counts: dict[int, int] = {}
-    order: list[int] = []
-    todo = [columns]
-    while todo:  # every index a rule needs is smaller than its own, so this ends
-        n = todo.pop()
-        if n in counts:
-            continue
-        counts[n] = -1
-        order.append(n)
-        rule, v = _rule_for(n, base, rec)
-        if rule is None or (rule is rec and n < 1):
-            continue
-        for ref in _refs(rule.expr):
-            m = _ref_index(ref, v)
-            if m < 1:
-                hint = f"add a base case such as `{fname}[1] = conv`"
-                if any(d.message.startswith(f"expanding `{fname}[{n}]` needs") for d in diags.diagnostics):
-                    continue  # one report per index is enough
-                diags.error(ref.span, f"expanding `{fname}[{n}]` needs `{fname}[{m}]`, but indices start at 1", hint=hint)
-            elif m not in counts:
-                todo.append(m)
-    if diags.diagnostics:
-        return
-    for n in sorted(counts):
-        rule, v = _rule_for(n, base, rec)
-        if rule is None:
-            counts[n] = 0
-            where = program.columns[1]
-            diags.error(where, f"no rule defines `{fname}[{n}]`", hint=f"add a base case `{fname}[{n}] = ...` or a recursive rule `{fname}[C+1] = ...`")
-            continue
-        counts[n] = _count(rule.expr, v, counts)
-    total = counts.get(columns, 0) * nblocks
-    if total > MAX_NODES:
-        diags.error(
-            program.columns[1],
-            f"columns {columns} would make {total:,} layers ({counts[columns]:,} per block, {nblocks} block{'s' if nblocks != 1 else ''}); the limit is {MAX_NODES:,}",
-            hint="use fewer columns; FractalNet uses 3 or 4",
-        )
-
-
-def _count(expr, v: int, counts: dict[int, int]) -> int:
-    total = 0
-    for t in expr.terms:
-        if isinstance(t, Call):
-            total += 1
-        elif isinstance(t, FractalRef):
-            total += counts[_ref_index(t, v)]
-        elif isinstance(t, Join):
-            total += sum(_count(b, v, counts) for b in t.branches)
-        else:
-            total += _count(t, v, counts)
-    return total
-
-
 def _instantiate(fname, base, rec, n: int, span: Span, diags):
     """Unroll f[n] into a tree of _Seq/_Join/_Leaf (fractal references inlined)."""
     rule, v = _rule_for(n, base, rec)
@@ -407,6 +352,12 @@ def _assign_cols(node, cols: tuple[int, ...]) -> None:
         for b in node.branches:
             _assign_cols(b, cols[at : at + b.width])
             at += b.width
+
+
+@functools.lru_cache(maxsize=1024)
+def _suggest(name: str, choices: tuple[str, ...]) -> list[str]:
+    """difflib's closest choice, once per distinct unknown name (a file may repeat one 1,000 times)."""
+    return difflib.get_close_matches(name, choices, n=1)
 
 
 # ---- graph building -------------------------------------------------------------------
@@ -512,8 +463,7 @@ class _Builder:
         elif self.program.rules and call.name == self.program.rules[0].name:
             self._once(call.span, f"`{call.name}` is the fractal being defined, not a layer", f"fractal indices use square brackets, e.g. `{call.name}[C]`")
         else:
-            choices = [k for k in self.key if k not in SPECIAL_KEYS] + list(BUILTINS)
-            close = difflib.get_close_matches(call.name, choices, n=1)
+            close = _suggest(call.name, (*(k for k in self.key if k not in SPECIAL_KEYS), *BUILTINS))
             self._once(call.span, f"unknown layer `{call.name}`", f"did you mean `{close[0]}`?" if close else "define it in the key, e.g. `conv(c) = conv3x3(c) . batchnorm . relu`")
         n = self._node(kind="layer", op=call.name, block=self.block, cols=leaf.cols, layers=(), args={}, span=call.span)
         self._edge(inp, n)
@@ -580,7 +530,7 @@ class _Builder:
                     continue
                 out.extend(self._resolve_chain(inner.chain, sub, call.name, depth + 1))
             else:
-                close = difflib.get_close_matches(call.name, list(BUILTINS) + [k for k in self.key if k not in SPECIAL_KEYS], n=1)
+                close = _suggest(call.name, (*BUILTINS, *(k for k in self.key if k not in SPECIAL_KEYS)))
                 self._once(call.span, f"unknown layer `{call.name}` in the definition of `{owner}`", f"did you mean `{close[0]}`?" if close else None)
         result = tuple(out)
         self._cache[key] = result

@@ -17,6 +17,7 @@ from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedEOF, 
 
 from ._resources import resource_dir
 from .errors import Collector, Diagnostic, FractalError, Source, Span
+from .safeio import read_input
 
 MAX_FILE_BYTES = 64 << 10  # a real program is a few hundred bytes; lark needs ~20 us a token
 MAX_LINE_CHARS = 1000
@@ -293,8 +294,7 @@ def read_source(path: str | Path, display_name: str | None = None) -> Source:
     name = display_name or str(path)
     empty = Source(name, "")
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_FILE_BYTES + 1)
+        data = read_input(path, MAX_FILE_BYTES)  # a FIFO or a device is refused, not waited on
     except OSError as exc:
         raise FractalError(empty, [Diagnostic(Span.point(1, 1), f"cannot read file: {exc.strerror or exc}")]) from None
     return decode_source(data, name)
