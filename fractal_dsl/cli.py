@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 an invalid program (diagnostics on stderr), 2 bad comma
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -33,7 +34,35 @@ _force_option = click.option("--force", is_flag=True,
                              help="Overwrite an existing output file that fractal-dsl did not write.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """The command group, plus: standard output that cannot be written (a full disk, a closed
+    pipe) ends in a one-line error on stderr and exit 1, never a traceback."""
+
+    def main(self, *args, **kwargs):
+        if kwargs.get("standalone_mode", True) is False:
+            return super().main(*args, **kwargs)
+        try:
+            super().main(*args, **kwargs)
+            code = 0
+        except SystemExit as done:
+            code = done.code
+        except OSError as exc:
+            _stdout_failed(exc)
+        try:
+            sys.stdout.flush()
+        except OSError as exc:
+            _stdout_failed(exc)
+        sys.exit(code)
+
+
+def _stdout_failed(exc: OSError) -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's last flush cannot fail again
+    click.echo(f"error: cannot write to standard output: {exc.strerror or exc}", err=True)
+    sys.exit(1)
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fractal-dsl")
 def main() -> None:
     """fractal-dsl: write a fractal expansion rule, get a validated network."""

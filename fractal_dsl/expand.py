@@ -525,6 +525,8 @@ class _Builder:
                 self.used.add(call.name)
                 inner = self.key[call.name]
                 args = self._eval_args(call, bound, owner)
+                if any(v is None for _, v in args):
+                    continue  # an unknown name, reported once; no second error about its value
                 sub = self._bind_values(call, inner, args, in_key=True)
                 if sub is None:
                     continue
@@ -562,7 +564,7 @@ class _Builder:
         self._once(call.span, "; ".join(problems), hint)
         return None
 
-    def _eval_args(self, call: Call, bound: dict[str, Value], owner: str) -> list[tuple[str | None, Value]]:
+    def _eval_args(self, call: Call, bound: dict[str, Value], owner: str) -> list[tuple[str | None, Value | None]]:
         out = []
         for a in call.args:
             v = a.value
@@ -577,13 +579,15 @@ class _Builder:
                     params = self.key[owner].params if owner in self.key else ()
                     hint = f"the parameters of `{owner}` are {', '.join(params)}" if params else f"declare it, e.g. `{owner}(x) = ...`"
                     self._once(v.span, f"unknown name `{v.value}` in the definition of `{owner}`", hint)
-                    v = Value(0, v.span)
+                    v = None
             out.append((a.name, v))
         return out
 
     def _resolve_builtin(self, call: Call, bound: dict[str, Value], owner: str) -> list[Layer]:
         b = BUILTINS[call.name]
         args = self._eval_args(call, bound, owner)
+        if any(v is None for _, v in args):
+            return []  # an unknown name, reported once; no second error about its value
         names = [p for p, _ in b.params]
         given: dict[str, Value] = {}
         pos = [v for k, v in args if k is None]

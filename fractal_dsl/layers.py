@@ -53,6 +53,7 @@ class Builtin:
 
 
 REQUIRED = object()
+MAX_SLOPE = 1e6  # leakyrelu: finite, and small enough for float32 weights and activations
 
 _ACTIVATIONS = ("relu", "gelu", "elu", "silu", "sigmoid", "tanh", "identity")
 
@@ -105,7 +106,10 @@ def resolve(name: str, args: dict[str, object]) -> Layer:
     if name in _ACTIVATIONS:
         return Layer(name)
     if name == "leakyrelu":
-        return Layer("leakyrelu", (("slope", _float(args, "slope")),))
+        slope = _float(args, "slope")
+        if abs(slope) > MAX_SLOPE:
+            raise LayerError(f"leakyrelu slope must be between -{MAX_SLOPE:g} and {MAX_SLOPE:g}, got {slope:g}", "slope")
+        return Layer("leakyrelu", (("slope", slope),))
     if name in ("dropout", "dropout2d"):
         p = _float(args, "p")
         if not 0.0 <= p < 1.0:
