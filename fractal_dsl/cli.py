@@ -193,6 +193,10 @@ def compile_(file: str, out: str | None, force: bool) -> None:
     click.echo(f"wrote {out}", err=True)
 
 
+_allow_other_option = click.option(
+    "--allow-other-network", is_flag=True,
+    help="Load a checkpoint written for another network (its tensors must still fit), on purpose.")
+
 # train and eval alike; 1000 is TrainConfig.recalibrate_bn (train.config cannot be imported
 # here without torch, as the train package imports its loop)
 _recalibrate_bn_option = click.option(
@@ -229,6 +233,8 @@ _recalibrate_bn_option = click.option(
 @_recalibrate_bn_option
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last finished epoch.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars: one line per epoch, for logs.")
+@click.option("--force", is_flag=True, help="Write into an --out folder that holds files fractal-dsl did not write.")
+@_allow_other_option
 def train(file: str, out: str, no_regularization: bool, **options) -> None:
     """Compile FILE and train it; under torchrun, data-parallel over all processes."""
     net = _load_or_exit(file)
@@ -258,15 +264,17 @@ def train(file: str, out: str, no_regularization: bool, **options) -> None:
 @click.option("--cache-dir", default=None, type=click.Path(file_okay=False))
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @_recalibrate_bn_option
+@_allow_other_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def evaluate(file: str, ckpt: str, column: int | None, data: str | None, cache_dir: str | None, device: str,
-             recalibrate_bn: int, as_json: bool) -> None:
+             recalibrate_bn: int, allow_other_network: bool, as_json: bool) -> None:
     """Test accuracy and speed (samples/s) of FILE's network with a checkpoint's weights, per column."""
     net = _load_or_exit(file)
     from .train import TrainError, evaluate_checkpoint
 
     try:
-        result = evaluate_checkpoint(net, ckpt, column, data, cache_dir, device, recalibrate_bn)
+        result = evaluate_checkpoint(net, ckpt, column, data, cache_dir, device, recalibrate_bn,
+                                     allow_other_network, warn=lambda line: click.echo(line, err=True))
     except TrainError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)

@@ -150,16 +150,22 @@ def write_output(path: str | os.PathLike, data: bytes | str, *, force: bool = Fa
 
     Refusals and failed writes raise :class:`OutputError` with a one-line message.
     """
-    target = check_output(path, force=force, inputs=inputs, owned=owned)
     payload = data.encode("utf-8") if isinstance(data, str) else data
+    return write_output_with(path, lambda fh: fh.write(payload), force=force, inputs=inputs, owned=owned)
+
+
+def write_output_with(path: str | os.PathLike, writer, *, force: bool = False, inputs=(), owned: bool = False) -> Path:
+    """Like :func:`write_output`, with ``writer(binary_file)`` producing the content (a large
+    checkpoint is streamed, never held twice in memory)."""
+    target = check_output(path, force=force, inputs=inputs, owned=owned)
     try:
-        _replace(target, payload)
+        _replace(target, writer)
     except OSError as exc:
         raise OutputError(f"cannot write {os.fspath(path)}: {exc.strerror or exc}") from None
     return target
 
 
-def _replace(target: Path, payload: bytes) -> None:
+def _replace(target: Path, writer) -> None:
     try:
         mode = stat.S_IMODE(os.stat(target).st_mode)
     except FileNotFoundError:
@@ -167,7 +173,7 @@ def _replace(target: Path, payload: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
+            writer(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
