@@ -22,7 +22,6 @@ Shapes are not known here; :mod:`fractal_dsl.validate` infers them.
 from __future__ import annotations
 
 import difflib
-import functools
 import sys
 from dataclasses import dataclass, field
 
@@ -35,6 +34,7 @@ from .syntax import Call, FractalRef, Join, KeyDef, Program, Rule, Seq, Value
 
 MAX_COLUMNS = 64
 SPECIAL_KEYS = ("join", "pool", "head", "stem")
+MAX_SUGGESTIONS = 8  # distinct unknown names that get a "did you mean" hint
 CONSTANTS = {"true": True, "false": False}
 
 
@@ -354,12 +354,6 @@ def _assign_cols(node, cols: tuple[int, ...]) -> None:
             at += b.width
 
 
-@functools.lru_cache(maxsize=1024)
-def _suggest(name: str, choices: tuple[str, ...]) -> list[str]:
-    """difflib's closest choice, once per distinct unknown name (a file may repeat one 1,000 times)."""
-    return difflib.get_close_matches(name, choices, n=1)
-
-
 # ---- graph building -------------------------------------------------------------------
 
 
@@ -385,6 +379,16 @@ class _Builder:
         self.block_envs: list[dict[str, Value]] = []
         self._cache: dict = {}
         self._reported: set = set()
+        self._suggestions: dict[str, list[str]] = {}
+
+    def _suggest(self, name: str, choices) -> list[str]:
+        """difflib's closest choice, once per distinct unknown name, for the first MAX_SUGGESTIONS
+        names only: each costs time in proportion to the key's size, and a 64 KiB file can hold
+        1,500 misspelt names and 1,500 key entries."""
+        if name not in self._suggestions:
+            few = len(self._suggestions) < MAX_SUGGESTIONS
+            self._suggestions[name] = difflib.get_close_matches(name, choices(), n=1) if few else []
+        return self._suggestions[name]
 
     # nodes
     def _node(self, **attrs) -> int:
@@ -463,7 +467,7 @@ class _Builder:
         elif self.program.rules and call.name == self.program.rules[0].name:
             self._once(call.span, f"`{call.name}` is the fractal being defined, not a layer", f"fractal indices use square brackets, e.g. `{call.name}[C]`")
         else:
-            close = _suggest(call.name, (*(k for k in self.key if k not in SPECIAL_KEYS), *BUILTINS))
+            close = self._suggest(call.name, lambda: [*(k for k in self.key if k not in SPECIAL_KEYS), *BUILTINS])
             self._once(call.span, f"unknown layer `{call.name}`", f"did you mean `{close[0]}`?" if close else "define it in the key, e.g. `conv(c) = conv3x3(c) . batchnorm . relu`")
         n = self._node(kind="layer", op=call.name, block=self.block, cols=leaf.cols, layers=(), args={}, span=call.span)
         self._edge(inp, n)
@@ -532,7 +536,7 @@ class _Builder:
                     continue
                 out.extend(self._resolve_chain(inner.chain, sub, call.name, depth + 1))
             else:
-                close = _suggest(call.name, (*BUILTINS, *(k for k in self.key if k not in SPECIAL_KEYS)))
+                close = self._suggest(call.name, lambda: [*BUILTINS, *(k for k in self.key if k not in SPECIAL_KEYS)])
                 self._once(call.span, f"unknown layer `{call.name}` in the definition of `{owner}`", f"did you mean `{close[0]}`?" if close else None)
         result = tuple(out)
         self._cache[key] = result
