@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 an invalid program (diagnostics on stderr), 2 bad comma
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -28,7 +29,24 @@ def _fail(exc: Error) -> None:
 
 class _Main(click.Group):
     """The command group; the one place that turns a fractal-dsl :class:`Error` into its
-    message on standard error and its exit code."""
+    message on standard error and its exit code, and standard output that cannot be written
+    (a full disk, a closed pipe) into a one-line error and exit 1, never a traceback."""
+
+    def main(self, *args, **kwargs):
+        if kwargs.get("standalone_mode", True) is False:
+            return super().main(*args, **kwargs)
+        try:
+            super().main(*args, **kwargs)
+            code = 0
+        except SystemExit as done:
+            code = done.code
+        except OSError as exc:
+            _stdout_failed(exc)
+        try:
+            sys.stdout.flush()
+        except OSError as exc:
+            _stdout_failed(exc)
+        sys.exit(code)
 
     def invoke(self, ctx: click.Context):
         try:
@@ -39,6 +57,15 @@ class _Main(click.Group):
 
 
 FILE = click.Path(exists=True, dir_okay=False, readable=True)
+_force_option = click.option("--force", is_flag=True,
+                             help="Overwrite an existing output file that fractal-dsl did not write.")
+
+
+def _stdout_failed(exc: OSError) -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's last flush cannot fail again
+    click.echo(f"error: cannot write to standard output: {exc.strerror or exc}", err=True)
+    sys.exit(1)
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
@@ -104,6 +131,7 @@ def inspect(file: str, as_json: bool) -> None:
     metavar="SEED",
     help="Draw one drop-path sample (train mode) with dropped paths faded; imports torch.",
 )
+@_force_option
 def render(
     file: str,
     out: str,
@@ -112,6 +140,7 @@ def render(
     collapse: bool | None,
     column: int | None,
     sample: int | None,
+    force: bool,
 ) -> None:
     """Draw FILE as a diagram like Figure 1 of the FractalNet paper."""
     from . import render as draw
@@ -119,7 +148,7 @@ def render(
     net = _load(file)
     fmt = draw.output_format(out, fmt.lower() if fmt else None)
     view = draw.make_view(net, block=block, collapse=collapse, column=column, sample=sample)
-    draw.write(net, out, fmt, view)
+    draw.write(net, out, fmt, view, force=force, inputs=(file,))
     click.echo(f"wrote {out}")
 
 
@@ -133,21 +162,23 @@ def render(
     type=click.Path(dir_okay=False),
     help="Where to write the .py file (default: stdout).",
 )
-def compile_(file: str, out: str | None) -> None:
+@_force_option
+def compile_(file: str, out: str | None, force: bool) -> None:
     """Compile FILE to a standalone PyTorch module (one .py file)."""
-    from .codegen import generate, write_atomic
+    from .codegen import generate
+    from .safeio import write_output
 
     source = generate(_load(file))
     if out is None:
         click.echo(source, nl=False)
         return
-    try:
-        write_atomic(out, source)
-    except OSError as exc:
-        click.echo(f"error: cannot write {out}: {exc.strerror or exc}", err=True)
-        sys.exit(1)
+    write_output(out, source, force=force, inputs=(file,))
     click.echo(f"wrote {out}", err=True)
 
+
+_allow_other_option = click.option(
+    "--allow-other-network", is_flag=True,
+    help="Load a checkpoint written for another network (its tensors must still fit), on purpose.")
 
 # train and eval alike; 1000 is TrainConfig.recalibrate_bn (train.config cannot be imported
 # here without torch, as the train package imports its loop)
@@ -185,6 +216,8 @@ _recalibrate_bn_option = click.option(
 @_recalibrate_bn_option
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last finished epoch.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars: one line per epoch, for logs.")
+@click.option("--force", is_flag=True, help="Write into an --out folder that holds files fractal-dsl did not write.")
+@_allow_other_option
 def train(file: str, out: str, no_regularization: bool, **options) -> None:
     """Compile FILE and train it; under torchrun, data-parallel over all processes."""
     net = _load(file)
@@ -207,14 +240,16 @@ def train(file: str, out: str, no_regularization: bool, **options) -> None:
 @click.option("--cache-dir", default=None, type=click.Path(file_okay=False))
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @_recalibrate_bn_option
+@_allow_other_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def evaluate(file: str, ckpt: str, column: int | None, data: str | None, cache_dir: str | None, device: str,
-             recalibrate_bn: int, as_json: bool) -> None:
+             recalibrate_bn: int, allow_other_network: bool, as_json: bool) -> None:
     """Test accuracy and speed (samples/s) of FILE's network with a checkpoint's weights, per column."""
     net = _load(file)
     from .train import evaluate_checkpoint
 
-    result = evaluate_checkpoint(net, ckpt, column, data, cache_dir, device, recalibrate_bn)
+    result = evaluate_checkpoint(net, ckpt, column, data, cache_dir, device, recalibrate_bn,
+                                 allow_other_network, warn=lambda line: click.echo(line, err=True))
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return

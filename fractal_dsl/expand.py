@@ -26,15 +26,15 @@ from functools import cached_property
 
 import networkx as nx
 
-from . import semantics
+from . import budget, semantics
 from .binding import CONSTANTS, RESERVED_VALUES, SPECIAL_KEYS, BlockEnv, KeyBinder, bind_blocks, value_names
+from .budget import index_text, refs, rule_for
 from .errors import Collector, Span
 from .ir import HEAD, LAYER, POOL, STEM, Edge, Node
 from .layers import BUILTINS, JOIN_MODES, SAME
 from .syntax import Call, FractalRef, Join, KeyDef, Program, Rule, Seq
 
 MAX_COLUMNS = 64
-MAX_NODES = 20_000
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def expand(program: Program) -> Network:
     diags.raise_if_any()
     assert need is not None
     input_shape, classes, columns, blocks = need
-    _check_size(program, fname, base, rec, columns, len(blocks), diags)
+    budget.check(program, fname, base, rec, columns, len(blocks), key, diags)  # before any graph is built
     diags.raise_if_any()
 
     block_problems = Collector(program.source)  # reported with the binding problems, not before them
@@ -294,7 +294,7 @@ def _rule_table(program: Program, diags: Collector):
     if rec is None and not base:
         return fname, base, rec
     for r in [*base.values(), *([rec] if rec else [])]:
-        for ref in _refs(r.expr):
+        for ref in refs(r.expr):
             if ref.name != fname:
                 diags.error(ref.span, f"unknown fractal `{ref.name}[...]`; this network defines `{fname}`")
             elif r.index.var is None:
@@ -308,108 +308,18 @@ def _rule_table(program: Program, diags: Collector):
             elif ref.index.var != r.index.var:
                 diags.error(ref.index.span, f"unknown index variable `{ref.index.var}`; this rule's variable is `{r.index.var}`")
             elif ref.index.var is not None and ref.index.offset >= r.index.offset:
-                smaller = _idx(fname, type(r.index)(r.index.var, r.index.offset - 1, r.index.span))
-                diags.error(ref.span, f"`{_idx(fname, r.index)}` refers to `{_idx(fname, ref.index)}`, so its expansion never ends", hint=f"a rule may use only smaller indices than its left side, e.g. `{smaller}`")
+                smaller = index_text(fname, type(r.index)(r.index.var, r.index.offset - 1, r.index.span))
+                diags.error(ref.span, f"`{index_text(fname, r.index)}` refers to `{index_text(fname, ref.index)}`, so its expansion never ends", hint=f"a rule may use only smaller indices than its left side, e.g. `{smaller}`")
     return fname, base, rec
-
-
-def _idx(fname: str, index) -> str:
-    if index.var is None:
-        return f"{fname}[{index.offset}]"
-    if index.offset == 0:
-        return f"{fname}[{index.var}]"
-    return f"{fname}[{index.var}{index.offset:+d}]"
-
-
-def _refs(expr):
-    for t in expr.terms:
-        if isinstance(t, FractalRef):
-            yield t
-        elif isinstance(t, Join):
-            for b in t.branches:
-                yield from _refs(b)
-        elif isinstance(t, Seq):
-            yield from _refs(t)
-
-
-def _rule_for(n: int, base, rec) -> tuple[Rule | None, int]:
-    """The rule that defines f[n] and the value of its index variable."""
-    if n in base:
-        return base[n], 0
-    if rec is not None:
-        return rec, n - rec.index.offset
-    return None, 0
 
 
 def _ref_index(ref: FractalRef, var_value: int) -> int:
     return ref.index.offset if ref.index.var is None else var_value + ref.index.offset
 
 
-def _check_size(program, fname, base, rec, columns, nblocks, diags) -> None:
-    """Count the layers an expansion would make, without making them, and refuse absurd ones."""
-    counts: dict[int, int] = {}
-    order: list[int] = []
-    todo = [columns]
-    while todo:  # every index a rule needs is smaller than its own, so this ends
-        n = todo.pop()
-        if n in counts:
-            continue
-        counts[n] = -1
-        order.append(n)
-        rule, v = _rule_for(n, base, rec)
-        if rule is None or (rule is rec and n < 1):
-            continue
-        for ref in _refs(rule.expr):
-            m = _ref_index(ref, v)
-            if m < 1:
-                hint = f"add a base case such as `{fname}[1] = conv`"
-                if rule is rec and base:
-                    lowest = min(base)
-                    hint = (
-                        f"`{_idx(fname, ref.index)}` reaches below the base case `{fname}[{lowest}]`: "
-                        f"add a base case `{fname}[{lowest + 1}] = ...`, or use an index one less than the left side, `{_idx(fname, type(rec.index)(rec.index.var, rec.index.offset - 1, rec.index.span))}`"
-                    )
-                if any(d.message.startswith(f"expanding `{fname}[{n}]` needs") for d in diags.diagnostics):
-                    continue  # one report per index is enough
-                diags.error(ref.span, f"expanding `{fname}[{n}]` needs `{fname}[{m}]`, but indices start at 1", hint=hint)
-            elif m not in counts:
-                todo.append(m)
-    if diags.diagnostics:
-        return
-    for n in sorted(counts):
-        rule, v = _rule_for(n, base, rec)
-        if rule is None:
-            counts[n] = 0
-            where = program.columns[1]
-            diags.error(where, f"no rule defines `{fname}[{n}]`", hint=f"add a base case `{fname}[{n}] = ...` or a recursive rule `{fname}[C+1] = ...`")
-            continue
-        counts[n] = _count(rule.expr, v, counts)
-    total = counts.get(columns, 0) * nblocks
-    if total > MAX_NODES:
-        diags.error(
-            program.columns[1],
-            f"columns {columns} would make {total:,} layers ({counts[columns]:,} per block, {nblocks} block{'s' if nblocks != 1 else ''}); the limit is {MAX_NODES:,}",
-            hint="use fewer columns; FractalNet uses 3 or 4",
-        )
-
-
-def _count(expr, v: int, counts: dict[int, int]) -> int:
-    total = 0
-    for t in expr.terms:
-        if isinstance(t, Call):
-            total += 1
-        elif isinstance(t, FractalRef):
-            total += counts[_ref_index(t, v)]
-        elif isinstance(t, Join):
-            total += sum(_count(b, v, counts) for b in t.branches)
-        else:
-            total += _count(t, v, counts)
-    return total
-
-
 def _instantiate(fname, base, rec, n: int, span: Span, diags):
     """Unroll f[n] into a tree of _Seq/_Join/_Leaf (fractal references inlined)."""
-    rule, v = _rule_for(n, base, rec)
+    rule, v = rule_for(n, base, rec)
     return _inst_expr(rule.expr, v, fname, base, rec)
 
 
@@ -420,7 +330,7 @@ def _inst_expr(expr: Seq, v: int, fname, base, rec) -> _Seq:
             parts.append(_Leaf(t))
         elif isinstance(t, FractalRef):
             m = _ref_index(t, v)
-            rule, v2 = _rule_for(m, base, rec)
+            rule, v2 = rule_for(m, base, rec)
             parts.append(_inst_expr(rule.expr, v2, fname, base, rec))
         elif isinstance(t, Join):
             parts.append(_Join([_inst_expr(b, v, fname, base, rec) for b in t.branches], t))

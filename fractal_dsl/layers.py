@@ -259,8 +259,14 @@ for _name, _cls in (("relu", "ReLU"), ("gelu", "GELU"), ("elu", "ELU"), ("silu",
     )
 
 
+MAX_SLOPE = 1e6  # leakyrelu: finite, and small enough for float32 weights and activations
+
+
 def _leakyrelu_resolve(name: str, args: dict) -> Layer:
-    return Layer("leakyrelu", (("slope", _float(args, "slope")),))
+    slope = _float(args, "slope")
+    if abs(slope) > MAX_SLOPE:
+        raise LayerError(f"leakyrelu slope must be between -{MAX_SLOPE:g} and {MAX_SLOPE:g}, got {slope:g}", "slope")
+    return Layer("leakyrelu", (("slope", slope),))
 
 
 register(

@@ -14,19 +14,26 @@ network and so imports torch, lazily.
 from __future__ import annotations
 
 import itertools
+import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import graphviz
 
-from . import semantics
+from . import safeio, semantics
 from .errors import RunError, UsageError, braces
 from .expand import Network
 from .ir import POOL
 
 FORMATS = ("svg", "png", "pdf", "dot")
 COLLAPSE_ABOVE = 150  # nodes; larger networks are drawn with one box per block by default
-IMAGE_LIMIT = 2500  # nodes; dot takes ~5 s for a C = 10 block (1,300 nodes), minutes for C = 12 (5,100)
+# dot's layout time grows steeply with the nodes drawn: measured on a 2-core machine, a C = 9
+# block of tiny.fdsl (about 520 nodes) takes 3 s as SVG and 6 s as PNG, a C = 10 block
+# (about 1,300) 24 s. Larger images are refused before layout, and dot is stopped after
+# DOT_TIMEOUT seconds whatever it draws, so `render` answers within about 10 s.
+IMAGE_LIMIT = 700  # nodes
+DOT_TIMEOUT = 7.0  # seconds
 
 # One colour per entry of the layer key, as in the paper's Figure 1 legend.
 COLOURS = {
@@ -155,14 +162,14 @@ def _drawing(net: Network, view: View) -> _Drawing:
     return _Drawing(net, view, collapse)
 
 
-def write(net: Network, out: str | Path, fmt: str, view: View = View()) -> None:
-    """Write ``view`` to ``out`` in ``fmt``.
+def write(net: Network, out: str | Path, fmt: str, view: View = View(), *, force: bool = False, inputs=()) -> None:
+    """Write ``view`` to ``out`` in ``fmt``, under :mod:`fractal_dsl.safeio`'s output rule.
 
     Raises :class:`RenderError` for an image too large to lay out, :class:`GraphvizMissing`
-    (after writing the ``.dot`` beside ``out``) when an image is asked for and Graphviz is
-    not installed, :class:`ImageError` when ``dot`` fails or ``out`` cannot be written.
+    (after writing the ``.dot`` beside ``out``, if that is allowed) when an image is asked
+    for and Graphviz is not installed, :class:`ImageError` when ``dot`` fails or runs out of
+    time, or ``out`` must not or cannot be written.
     """
-    out = Path(out)
     drawing = _drawing(net, view)
     if fmt != "dot" and not drawing.collapse and len(drawing.shown) > IMAGE_LIMIT:
         what = f"block {view.block}" if view.block else "the expanded network"
@@ -172,26 +179,55 @@ def write(net: Network, out: str | Path, fmt: str, view: View = View()) -> None:
             "block",
             "collapse",
         )
-    source = drawing.source()
+    source = f"// {safeio.marker_text()}\n" + drawing.source()
     try:
-        if fmt == "dot":
-            out.write_text(source, encoding="utf-8")
-            return
-        try:
-            data = graphviz.Source(source).pipe(format=fmt)
-        except graphviz.ExecutableNotFound:
-            fallback = out.with_suffix(".dot")
-            fallback.write_text(source, encoding="utf-8")
-            raise GraphvizMissing(
-                f"cannot write {out}: the Graphviz 'dot' program was not found; {INSTALL_HINT}. "
-                f"The DOT source is in {fallback}"
-            ) from None
-        except graphviz.CalledProcessError as exc:
-            said = (exc.stderr or b"").decode("utf-8", "replace").strip().splitlines()
-            raise ImageError(f"cannot write {out}: dot failed: {said[-1] if said else exc.returncode}") from None
-        out.write_bytes(data)
+        if fmt != "dot":
+            safeio.check_output(out, force=force, inputs=inputs)  # refuse before minutes of layout
+            try:
+                data = _run_dot(source, fmt, len(drawing.shown), out)
+            except GraphvizMissing as exc:
+                raise GraphvizMissing(f"{exc} {_fallback(Path(out), source, force, inputs)}") from None
+        safeio.write_output(out, source if fmt == "dot" else _mark(data, fmt), force=force, inputs=inputs)
+    except safeio.OutputError as exc:
+        raise ImageError(str(exc)) from None
+
+
+def _run_dot(source: str, fmt: str, nodes: int, out) -> bytes:
+    """``dot -T<fmt>`` on ``source``, stopped after :data:`DOT_TIMEOUT` seconds."""
+    dot = shutil.which("dot")
+    if dot is None:
+        raise GraphvizMissing(f"cannot write {out}: the Graphviz 'dot' program was not found; {INSTALL_HINT}.")
+    try:
+        proc = subprocess.run([dot, f"-T{fmt}"], input=source.encode("utf-8"), capture_output=True,
+                              timeout=DOT_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        raise ImageError(f"cannot write {out}: dot did not lay out {nodes} nodes within {DOT_TIMEOUT:g} s: draw one block (--block N) "
+                         "or the collapsed network (--collapse), or write the DOT source (-o FILE.dot)") from None
     except OSError as exc:
-        raise ImageError(f"cannot write {exc.filename or out}: {exc.strerror}") from None
+        raise ImageError(f"cannot write {out}: cannot run dot: {exc.strerror or exc}") from None
+    if proc.returncode:
+        said = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise ImageError(f"cannot write {out}: dot failed: {said[-1] if said else proc.returncode}")
+    return proc.stdout
+
+
+def _fallback(out: Path, source: str, force: bool, inputs) -> str:
+    """Write the DOT source beside ``out`` (same rule as any output); say where, or why not."""
+    fallback = out.with_suffix(".dot")
+    try:
+        safeio.write_output(fallback, source, force=force, inputs=inputs)
+    except safeio.OutputError as exc:
+        return f"The DOT source was not written either: {exc}"
+    return f"The DOT source is in {fallback}"
+
+
+def _mark(data: bytes, fmt: str) -> bytes:
+    """The image with fractal-dsl's marker where the format has room for one (not PDF)."""
+    if fmt == "svg":
+        return safeio.mark_svg(data)
+    if fmt == "png":
+        return safeio.mark_png(data)
+    return data
 
 
 def _shape(shape: tuple[int, ...]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -17,6 +18,7 @@ from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedEOF, 
 
 from ._resources import resource_dir
 from .errors import Collector, Diagnostic, FractalError, Source, Span
+from .safeio import read_input
 
 MAX_FILE_BYTES = 64 << 10  # a real program is a few hundred bytes; lark needs ~20 us a token
 MAX_LINE_CHARS = 1000
@@ -352,8 +354,7 @@ def read_source(path: str | Path, display_name: str | None = None) -> Source:
     name = display_name or str(path)
     empty = Source(name, "")
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_FILE_BYTES + 1)
+        data = read_input(path, MAX_FILE_BYTES)  # a FIFO or a device is refused, not waited on
     except OSError as exc:
         raise FractalError(empty, [Diagnostic(Span.point(1, 1), f"cannot read file: {exc.strerror or exc}")]) from None
     return decode_source(data, name)
@@ -439,6 +440,12 @@ def _unclosed_brace(source: Source) -> Diagnostic | None:
 
 def _precheck(source: Source) -> None:
     text = source.text
+    lone_cr = re.search(r"\r(?!\n)", text)
+    if lone_cr:  # else a CR-only file would be one line, all comment: "empty program"
+        line = text.count("\n", 0, lone_cr.start()) + 1
+        col = lone_cr.start() - (text.rfind("\n", 0, lone_cr.start()) + 1) + 1
+        msg = "carriage return without a line feed (an old Mac line ending); fractal-dsl files use LF or CRLF"
+        raise FractalError(source, [Diagnostic(Span.point(line, col), msg)])
     if not text.strip() or all(
         not ln.strip() or ln.lstrip().startswith("#") for ln in text.split("\n")
     ):
@@ -457,6 +464,8 @@ def _precheck(source: Source) -> None:
             line, col, in_comment = line + 1, 0, False
             continue
         if in_comment:
+            if unicodedata.category(ch) in _NOT_IN_COMMENTS and ch != "\t" and ch != "\r":
+                raise FractalError(source, [Diagnostic(Span.point(line, col), _control(ch))])
             continue
         if ch == "#":
             in_comment = True
@@ -467,7 +476,18 @@ def _precheck(source: Source) -> None:
         elif ch in ")]}":
             depth = max(0, depth - 1)
         elif not ch.isprintable() and ch not in "\t\r":
-            raise FractalError(source, [Diagnostic(Span.point(line, col), f"control character {ch!r} in source; fractal-dsl files are plain text")])
+            raise FractalError(source, [Diagnostic(Span.point(line, col), _control(ch))])
+
+
+# comments may hold any text but control and format characters (NUL, ESC, direction
+# overrides such as U+202E, zero-width spaces such as U+200B) and line or paragraph separators
+_NOT_IN_COMMENTS = ("Cc", "Cf", "Zl", "Zp")
+
+
+def _control(ch: str) -> str:
+    name = unicodedata.name(ch, "")
+    what = f"U+{ord(ch):04X} {name}" if name else repr(ch)
+    return f"control character {what} in source; fractal-dsl files are plain text"
 
 
 _TOKEN_NAMES = {

@@ -53,6 +53,8 @@ class TrainConfig:
     recalibrate_bn: int = 1000
     resume: bool = False
     quiet: bool = False
+    force: bool = False  # write into an --out folder that holds files fractal-dsl did not write
+    allow_other_network: bool = False  # --resume with a checkpoint of another network (tensors must fit)
 
     def model_overrides(self) -> dict:
         """Keyword arguments for the compiled module's ``build`` that differ from the file's."""

@@ -9,13 +9,16 @@ matter how many processes share the epoch or whether the run was resumed.
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from .. import safeio
 from .config import TrainError
 
 VISION = {"cifar10": ((3, 32, 32), 10), "cifar100": ((3, 32, 32), 100), "svhn": ((3, 32, 32), 10)}
@@ -84,10 +87,20 @@ def _finish(name, x_train, y_train, x_test, y_test, classes) -> Data:
     return Data(name, x_train, y_train.long(), x_test, y_test.long(), classes, mean, std)
 
 
-def _split(n: int, labels: torch.Tensor):
+def _split(n: int, labels: torch.Tensor, names: list[str] | None = None):
     """A fixed, seeded, stratified train/test split of ``n`` samples."""
     from sklearn.model_selection import train_test_split
 
+    counts = torch.bincount(labels)
+    classes = int((counts > 0).sum())
+    n_test = math.ceil(TEST_FRACTION * n)
+    if counts.min() < 2 or n_test < classes or n - n_test < classes:
+        k = int(counts.argmin())
+        raise TrainError(f"too few images for a stratified {100 - 100 * TEST_FRACTION:.0f}/{100 * TEST_FRACTION:.0f} "
+                         f"train/test split: {n} images in {classes} classes (class "
+                         f"{names[k] if names else k!r} has {int(counts[k])}); each class needs at least 2 images "
+                         f"and the test share ({n_test}) at least one per class: add images, or give "
+                         "train/ and test/ folders")
     idx = torch.arange(n)
     tr, te = train_test_split(idx.numpy(), test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=labels.numpy())
     return torch.from_numpy(tr), torch.from_numpy(te)
@@ -146,12 +159,16 @@ def _folder(root: Path, input_shape) -> Data:
         raise TrainError("--data FOLDER needs Pillow: pip install 'fractal-dsl[train]'") from None
     if (root / "train").is_dir() and (root / "test").is_dir():
         classes = _class_names(root / "train")
+        only_test = sorted(set(_class_names(root / "test")) - set(classes))
+        if only_test:
+            raise TrainError(f"{root}/test has class folders that {root}/train lacks ({', '.join(only_test[:3])}): "
+                             "the network could never learn them; add their training images or remove them")
         x_tr, y_tr = _read_images(root / "train", classes, input_shape, Image)
         x_te, y_te = _read_images(root / "test", classes, input_shape, Image)
     else:
         classes = _class_names(root)
         x, y = _read_images(root, classes, input_shape, Image)
-        tr, te = _split(len(y), y)
+        tr, te = _split(len(y), y, classes)
         x_tr, y_tr, x_te, y_te = x[tr], y[tr], x[te], y[te]
     return _finish(str(root), x_tr, y_tr, x_te, y_te, len(classes))
 
@@ -174,16 +191,25 @@ def _read_images(root: Path, classes: list[str], input_shape, Image):
         for path in sorted(folder.iterdir()):
             if path.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
-            try:
-                with Image.open(path) as im:
-                    im = im.convert(mode).resize(size, Image.BILINEAR)
-                    images.append(torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).view(size[1], size[0], -1))
-            except OSError as exc:
-                raise TrainError(f"{path}: not a readable image ({exc})") from None
+            images.append(_read_image(path, mode, size, Image))
             labels.append(label)
     if not images:
         raise TrainError(f"{root}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in its class folders")
     return torch.stack(images).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels)
+
+
+def _read_image(path: Path, mode: str, size: tuple[int, int], Image) -> torch.Tensor:
+    """One image as H x W x C uint8; a FIFO, a device, a decompression bomb or a broken file is a TrainError."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # > 89 Mpixels: refuse, do not decode
+            with safeio.open_input(path) as fh, Image.open(fh) as im:
+                im = im.convert(mode).resize(size, Image.BILINEAR)
+                return torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).view(size[1], size[0], -1)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise TrainError(f"{path}: image too large to decode safely ({exc})") from None
+    except OSError as exc:
+        raise TrainError(f"{path}: not a readable image ({exc.strerror if isinstance(exc, safeio.InputError) else exc})") from None
 
 
 # ---- batches ------------------------------------------------------------------------------

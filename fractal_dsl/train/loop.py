@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import math
-import os
 import signal
 import sys
 import threading
@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .. import codegen
+from .. import codegen, fingerprint
 from ..expand import Network
-from . import checkpoint, distributed
+from . import checkpoint, distributed, runfolder
 from . import data as datasets
 from .config import RESUME_KEYS, Interrupted, TrainConfig, TrainError, paper_milestones
 
@@ -37,8 +37,9 @@ def train(net: Network, cfg: TrainConfig, out: str | Path, log=print) -> dict:
     """
     ctx = distributed.setup(cfg.device)
     try:
-        summary = _Run(net, cfg, Path(out), ctx, log if ctx.main else _silent).run()
-        distributed.barrier(ctx)  # no rank tears the group down while another still writes or reduces
+        with runfolder.claimed(out, cfg.force, active=ctx.main) as folder:
+            summary = _Run(net, cfg, folder, ctx, log if ctx.main else _silent).run()
+            distributed.barrier(ctx)  # no rank tears the group down while another still writes or reduces
         return summary
     finally:
         distributed.teardown(ctx)
@@ -62,21 +63,21 @@ def _seed(*parts: int) -> int:
 
 
 class _Run:
-    def __init__(self, net: Network, cfg: TrainConfig, out: Path, ctx: distributed.Context, log) -> None:
-        self.net, self.cfg, self.out, self.ctx, self.log = net, cfg, out, ctx, log
+    def __init__(self, net: Network, cfg: TrainConfig, folder: runfolder.RunFolder, ctx: distributed.Context,
+                 log) -> None:
+        self.net, self.cfg, self.folder, self.out, self.ctx, self.log = net, cfg, folder, folder.path, ctx, log
         if cfg.amp and ctx.device.type != "cuda":
             raise TrainError("--amp (mixed precision) needs a CUDA device")
         if cfg.epochs < 1 or cfg.batch_size < 1 or not (cfg.lr > 0):
             raise TrainError("--epochs and --batch-size must be at least 1 and --lr positive")
         if cfg.batch_size % ctx.world:
             raise TrainError(f"--batch-size {cfg.batch_size} must divide evenly over {ctx.world} processes")
-        self.ckpt = out / "checkpoint.pt"
+        self.ckpt = self.out / "checkpoint.pt"
         if ctx.main:
             if cfg.resume and not self.ckpt.is_file():
                 raise TrainError(f"--resume: {self.ckpt} does not exist")
             if not cfg.resume and self.ckpt.exists():
-                raise TrainError(f"{out} already holds a run: continue it with --resume, or pick another --out")
-            out.mkdir(parents=True, exist_ok=True)
+                raise TrainError(f"{self.out} already holds a run: continue it with --resume, or pick another --out")
 
     # ---- setup --------------------------------------------------------------------------
 
@@ -110,7 +111,9 @@ class _Run:
         if cfg.resume:
             history = self._restore(model, opt, sched, scaler)
         if ctx.main:
-            _write_text(self.out / "model.py", source)
+            self.folder.write("model.py", source)
+            if history:  # rebuilt from the checkpoint, in case it was deleted (a finished run included)
+                self._write_metrics(history)
         params = sum(p.numel() for p in model.parameters())
         if history:
             self.log(f"resuming after epoch {len(history)} of {cfg.epochs}")
@@ -139,15 +142,16 @@ class _Run:
         summary = _summary(self.net, data, cfg, ctx, params, history)
         summary["weights_sha256"] = weights_digest(model)
         if ctx.main:
-            _write_text(self.out / "summary.json", json.dumps(summary, indent=2) + "\n")
+            self.folder.write("summary.json", json.dumps(summary, indent=2) + "\n")
         cols = ", ".join(f"{k}: {100 * a:.1f}%" for k, a in summary["column_acc"].items())
         self.log(f"test accuracy {100 * summary['test_acc']:.1f}% (columns {cols}); wrote {self.out}")
         return summary
 
     def _restore(self, model, opt, sched, scaler) -> list[dict]:
         state = checkpoint.load(self.ckpt)
-        checkpoint.check_fits(self.ckpt, state, model, self.net.name)
-        saved = state.get("config", {})
+        checkpoint.require(self.ckpt, state, "model", "optimizer", "scheduler", "history", "config", "epoch")
+        checkpoint.verify(self.ckpt, state, self.net, model, self.cfg.allow_other_network, warn=self.log)
+        saved = state["config"]
         mine = {**self.cfg.as_dict(), "file_droppath": repr(self.net.droppath)}
         diffs = [k for k in (*RESUME_KEYS, "file_droppath") if saved.get(k) != mine[k]]
         if diffs:
@@ -170,15 +174,23 @@ class _Run:
         config = {**self.cfg.as_dict(), "file_droppath": repr(self.net.droppath)}
         checkpoint.save(self.ckpt, {
             "network": self.net.name, "source_name": self.net.source_name,
-            "source_sha256": hashlib.sha256(self.net.source_text.encode()).hexdigest(),
+            "source_sha256": fingerprint.source_sha256(self.net),
+            "structure_sha256": fingerprint.structure_sha256(self.net),
             "config": config, "epoch": len(history), "model": model.state_dict(), "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "history": history,
         })
-        _write_text(self.out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+        self.folder.saved = True
+        self._write_metrics(history)
+
+    def _write_metrics(self, history) -> None:
+        """metrics.jsonl and curves.png, from the history of every finished epoch."""
+        self.folder.write("metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
         try:
             from .plots import curves
 
-            curves(history, self.out / "curves.png", f"{self.net.name} on {self.cfg.data}")
+            png = io.BytesIO()
+            curves(history, png, f"{self.net.name} on {self.cfg.data}")
+            self.folder.write("curves.png", png.getvalue())
         except ImportError:
             self.log("note: matplotlib is not installed, so no curves.png (pip install 'fractal-dsl[train]')")
 
@@ -364,14 +376,17 @@ def evaluate(model, data, ctx=None, amp=False, recalibrate_bn: int = 0) -> tuple
 
 
 def evaluate_checkpoint(net: Network, path, column: int | None = None, data_spec: str | None = None,
-                        cache_dir: str | None = None, device: str = "auto", recalibrate_bn: int = TrainConfig.recalibrate_bn) -> dict:
+                        cache_dir: str | None = None, device: str = "auto", recalibrate_bn: int = TrainConfig.recalibrate_bn,
+                        allow_other_network: bool = False, warn=print) -> dict:
     """Load ``path`` into ``net``'s compiled module and measure it on the test split it was trained with
-    (or ``data_spec``): rows of (what, accuracy, samples/s)."""
+    (or ``data_spec``): rows of (what, accuracy, samples/s). The checkpoint's weights must match
+    their checksum and belong to ``net`` (see :func:`checkpoint.verify`)."""
     state = checkpoint.load(path)
+    checkpoint.require(path, state, "model")
     _, model = compile_model(net)
     if column is not None and not 1 <= column <= model.num_columns:
         raise TrainError(f"--column {column}: {net.name} has columns 1..{model.num_columns}")
-    checkpoint.check_fits(path, state, model, net.name)
+    checkpoint.verify(path, state, net, model, allow_other_network, warn=warn)
     model.load_state_dict(state["model"])
     dev = distributed.pick_device(device)
     config = state.get("config", {})
@@ -394,17 +409,7 @@ def evaluate_checkpoint(net: Network, path, column: int | None = None, data_spec
 
 def weights_digest(model) -> str:
     """sha256 of every parameter and buffer, bit for bit: equal runs give equal digests."""
-    h = hashlib.sha256()
-    for name, t in model.state_dict().items():
-        h.update(name.encode())
-        h.update(t.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    return checkpoint.tensors_sha256(model.state_dict())
 
 
 def _epoch_line(r: dict, epochs: int) -> str:
