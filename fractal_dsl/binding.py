@@ -33,6 +33,7 @@ SPECIAL_KEYS = ("join", "pool", "head", "stem")
 CONSTANTS = {"true": True, "false": False, "same": SAME}
 RESERVED_VALUES = ("true", "false", "classes", "column", "same")  # names with a fixed meaning in values
 MAX_KEY_NESTING = 8  # key entries using key entries
+MAX_SUGGESTIONS = 8  # distinct unknown names that get a "did you mean" hint
 
 
 @dataclass(frozen=True)
@@ -206,9 +207,12 @@ class KeyBinder:
         return name in self.key and name not in SPECIAL_KEYS
 
     def suggest(self, name: str) -> str | None:
-        """The closest known layer name to a misspelt ``name`` (computed once per name);
-        matched without regard to case, so `ReLU` suggests `relu`."""
+        """The closest known layer name to a misspelt ``name`` (computed once per name, for
+        the first :data:`MAX_SUGGESTIONS` names); matched without regard to case, so `ReLU`
+        suggests `relu`."""
         if name not in self._suggestions:
+            if len(self._suggestions) >= MAX_SUGGESTIONS:
+                return None  # each costs time in proportion to the key: a 64 KiB file can hold 1,500 of each
             choices = [k for k in self.key if k not in SPECIAL_KEYS] + list(BUILTINS)
             lowered = {c.lower(): c for c in choices}
             close = difflib.get_close_matches(name.lower(), list(lowered), n=1)

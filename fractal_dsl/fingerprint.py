@@ -16,13 +16,11 @@ import json
 
 
 def structure_sha256(net) -> str:
-    g = net.graph
     nodes = []
-    for n in net.nodes_in_order():
-        a = g.nodes[n]
-        layers = [[layer.type, [[k, repr(v)] for k, v in layer.args]] for layer in a["layers"]]
-        nodes.append([n, a["kind"], a["op"], layers])
-    edges = sorted([u, v, e.get("index", 0), list(e.get("columns", ()))] for u, v, e in g.edges(data=True))
+    for node in net.nodes():
+        layers = [[layer.type, [[k, repr(v)] for k, v in layer.args]] for layer in node.layers]
+        nodes.append([node.id, node.kind, node.op, layers])
+    edges = sorted([u, v, e.index, list(e.columns)] for u, v, e in net.graph.edges(data="edge"))
     whole = [net.name, list(net.input_shape), net.classes, net.join_mode, net.flat_joins, nodes, edges]
     return hashlib.sha256(json.dumps(whole, separators=(",", ":")).encode()).hexdigest()
 
