@@ -145,6 +145,17 @@ def _count(n: int, noun: str) -> str:
 
 
 @main.command()
+def lsp() -> None:
+    """Run the language server on standard input and output, for editors (needs fractal-dsl[lsp])."""
+    try:
+        from .lsp import serve
+    except ImportError as exc:
+        click.echo(f"error: the language server needs pygls and lsprotocol: pip install 'fractal-dsl[lsp]' ({exc})", err=True)
+        sys.exit(1)
+    serve()
+
+
+@main.command()
 @click.argument("file", type=FILE)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (structure, totals, graph).")
 def inspect(file: str, as_json: bool) -> None:
