@@ -19,6 +19,7 @@ lsprotocol are the optional extra ``fractal-dsl[lsp]``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -32,6 +33,7 @@ from .errors import Diagnostic, FractalError, Source, Span
 from .fmt import format_source
 from .syntax import INIT_SCHEMES, Call, FractalRef, Join, KeyDef, Program, Rule, Seq, parse
 
+logger = logging.getLogger(__name__)
 DEBOUNCE_S = 0.3  # diagnostics wait this long after the last change before they are computed
 
 KEYWORDS = {
@@ -90,6 +92,9 @@ def analyse(text: str, name: str) -> Analysis:
         result.facts = describe(load_source(source))
     except FractalError as exc:
         result.diagnostics = list(exc.diagnostics)
+    except Exception as exc:  # a bug in fractal-dsl: say so in the editor rather than stop answering
+        logger.exception("analysing %s", name)
+        result.diagnostics = [Diagnostic(Span.point(1, 1), f"internal error in fractal-dsl {__version__}: {exc!r}; please report it")]
     return result
 
 
@@ -97,38 +102,51 @@ def _lines(text: str) -> list[str]:
     return text.split("\n")
 
 
-def to_position(lines: list[str], line: int, column: int) -> lsp.Position:
-    """1-based line and column (code points) to an LSP position (0-based, UTF-16 units)."""
+def _units(ch: str, encoding: str) -> int:
+    """How many code units of the negotiated position encoding one character takes."""
+    if encoding == lsp.PositionEncodingKind.Utf8:
+        return len(ch.encode("utf-8"))
+    if encoding == lsp.PositionEncodingKind.Utf32:
+        return 1
+    return 2 if ord(ch) > 0xFFFF else 1
+
+
+UTF16 = lsp.PositionEncodingKind.Utf16
+
+
+def to_position(lines: list[str], line: int, column: int, encoding: str = UTF16) -> lsp.Position:
+    """1-based line and column (code points) to an LSP position (0-based, in the encoding's units)."""
     if line > len(lines):
-        return lsp.Position(line=max(len(lines) - 1, 0), character=len(lines[-1].encode("utf-16-le")) // 2 if lines else 0)
+        last = lines[-1] if lines else ""
+        return lsp.Position(line=max(len(lines) - 1, 0), character=sum(_units(c, encoding) for c in last))
     text = lines[max(line, 1) - 1]
     prefix = text[: max(column, 1) - 1]
-    return lsp.Position(line=max(line, 1) - 1, character=len(prefix.encode("utf-16-le")) // 2)
+    return lsp.Position(line=max(line, 1) - 1, character=sum(_units(c, encoding) for c in prefix))
 
 
-def from_position(lines: list[str], pos: lsp.Position) -> tuple[int, int]:
+def from_position(lines: list[str], pos: lsp.Position, encoding: str = UTF16) -> tuple[int, int]:
     """An LSP position to a 1-based line and column in code points."""
     if pos.line >= len(lines):
         return len(lines) + 1, 1
     text, units, col = lines[pos.line], 0, 0
     while col < len(text) and units < pos.character:
-        units += 2 if ord(text[col]) > 0xFFFF else 1
+        units += _units(text[col], encoding)
         col += 1
     return pos.line + 1, col + 1
 
 
-def to_range(lines: list[str], span: Span) -> lsp.Range:
-    start = to_position(lines, span.line, span.column)
-    end = to_position(lines, span.end_line, span.end_column)
+def to_range(lines: list[str], span: Span, encoding: str = UTF16) -> lsp.Range:
+    start = to_position(lines, span.line, span.column, encoding)
+    end = to_position(lines, span.end_line, span.end_column, encoding)
     if (end.line, end.character) <= (start.line, start.character):
         end = lsp.Position(line=start.line, character=start.character + 1)
     return lsp.Range(start=start, end=end)
 
 
-def to_lsp_diagnostic(lines: list[str], d: Diagnostic) -> lsp.Diagnostic:
+def to_lsp_diagnostic(lines: list[str], d: Diagnostic, encoding: str = UTF16) -> lsp.Diagnostic:
     message = d.message + (f"\nhint: {d.hint}" if d.hint else "")
     severity = lsp.DiagnosticSeverity.Error if d.severity == "error" else lsp.DiagnosticSeverity.Warning
-    return lsp.Diagnostic(range=to_range(lines, d.span), message=message, severity=severity, source="fractal-dsl")
+    return lsp.Diagnostic(range=to_range(lines, d.span, encoding), message=message, severity=severity, source="fractal-dsl")
 
 
 def _inside(span: Span, line: int, col: int) -> bool:
@@ -294,8 +312,12 @@ def hover_text(a: Analysis, hit: Hit) -> str:
             return head + _piece_table(facts, mine, "this use")
         if k.name == "join":
             mine = [n for n in nodes if n["kind"] == "join"]
-        else:
-            mine = [n for n in nodes if n["op"] == k.name and n["kind"] != "join"]
+            return head + _piece_table(facts, mine, "this entry")
+        users = _users(program, k.name)
+        mine = [n for n in nodes if n["op"] in users and n["kind"] != "join"]
+        inside = sorted(users - {k.name})
+        if inside:
+            head += "\n\nUsed inside " + ", ".join(f"`{u}`" for u in inside) + ": the table counts the units that contain it."
         return head + _piece_table(facts, mine, "this entry")
     if hit.kind == "join":
         mode = facts["join"] if facts else None
@@ -331,6 +353,19 @@ def hover_text(a: Analysis, hit: Hit) -> str:
         return head + _piece_table(facts, mine, "this block")
     word = hit.word or ""
     return KEYWORDS.get(word) or WORDS.get(word, word)
+
+
+def _users(program: Program, name: str) -> set[str]:
+    """``name`` and every key entry that uses it, directly or through others."""
+    users = {name}
+    changed = True
+    while changed:
+        changed = False
+        for k in program.key:
+            if k.name not in users and any(c.name in users and c.name != k.name for c in k.chain):
+                users.add(k.name)
+                changed = True
+    return users
 
 
 def _not_built(a: Analysis) -> str:
@@ -386,11 +421,12 @@ def completions(text: str) -> list[lsp.CompletionItem]:
 # ---- symbols -------------------------------------------------------------------------
 
 
-def symbols(program: Program, text: str) -> list[lsp.DocumentSymbol]:
+def symbols(program: Program, text: str, encoding: str = UTF16) -> list[lsp.DocumentSymbol]:
     lines = _lines(text)
 
     def sym(name: str, kind: lsp.SymbolKind, span: Span, sel: Span | None = None, detail: str | None = None, children=None):
-        return lsp.DocumentSymbol(name=name, kind=kind, range=to_range(lines, span), selection_range=to_range(lines, sel or span),
+        return lsp.DocumentSymbol(name=name, kind=kind, range=to_range(lines, span, encoding),
+                                  selection_range=to_range(lines, sel or span, encoding),
                                   detail=detail, children=children)
 
     children: list[tuple[Span, lsp.DocumentSymbol]] = []
@@ -437,6 +473,11 @@ class FdslServer(LanguageServer):
         self.analyses[uri] = (doc.version, result)
         return result
 
+    @property
+    def encoding(self) -> str:
+        """The position encoding agreed with the client (UTF-16 unless it offered another)."""
+        return self.workspace.position_encoding or UTF16
+
     def schedule(self, uri: str, delay: float) -> None:
         old = self.pending.pop(uri, None)
         if old is not None:
@@ -449,7 +490,7 @@ class FdslServer(LanguageServer):
         doc = self.workspace.get_text_document(uri)
         a = self.analysis(uri)
         lines = _lines(a.text)
-        diags = [to_lsp_diagnostic(lines, d) for d in a.diagnostics]
+        diags = [to_lsp_diagnostic(lines, d, self.encoding) for d in a.diagnostics]
         self.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=uri, diagnostics=diags, version=doc.version))
 
 
@@ -490,7 +531,7 @@ def _hit(ls: FdslServer, params) -> tuple[Analysis, Hit | None]:
     a = ls.analysis(params.text_document.uri)
     if a.program is None:
         return a, None
-    line, col = from_position(_lines(a.text), params.position)
+    line, col = from_position(_lines(a.text), params.position, ls.encoding)
     return a, find(a.program, a.text, line, col)
 
 
@@ -499,7 +540,8 @@ def hover(ls: FdslServer, params: lsp.HoverParams) -> lsp.Hover | None:
     a, hit = _hit(ls, params)
     if hit is None:
         return None
-    return lsp.Hover(contents=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=hover_text(a, hit)), range=to_range(_lines(a.text), hit.span))
+    return lsp.Hover(contents=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=hover_text(a, hit)),
+                     range=to_range(_lines(a.text), hit.span, ls.encoding))
 
 
 @server.feature(lsp.TEXT_DOCUMENT_COMPLETION, lsp.CompletionOptions(trigger_characters=[".", "("]))
@@ -516,18 +558,18 @@ def definition(ls: FdslServer, params: lsp.DefinitionParams) -> lsp.Location | N
     lines = _lines(a.text)
     uri = params.text_document.uri
     if hit.kind in ("use", "key"):
-        return lsp.Location(uri=uri, range=to_range(lines, hit.key.name_span))
+        return lsp.Location(uri=uri, range=to_range(lines, hit.key.name_span, ls.encoding))
     if hit.kind == "ref":
         target = _rule_for(a.program, hit.ref)
         if target is not None:
-            return lsp.Location(uri=uri, range=to_range(lines, target.span))
+            return lsp.Location(uri=uri, range=to_range(lines, target.span, ls.encoding))
     return None
 
 
 @server.feature(lsp.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
 def document_symbol(ls: FdslServer, params: lsp.DocumentSymbolParams) -> list[lsp.DocumentSymbol]:
     a = ls.analysis(params.text_document.uri)
-    return symbols(a.program, a.text) if a.program is not None else []
+    return symbols(a.program, a.text, ls.encoding) if a.program is not None else []
 
 
 @server.feature(lsp.TEXT_DOCUMENT_FORMATTING)
@@ -540,7 +582,7 @@ def formatting(ls: FdslServer, params: lsp.DocumentFormattingParams) -> list[lsp
     if new == doc.source:
         return []
     lines = _lines(doc.source)
-    end = lsp.Position(line=len(lines) - 1, character=len(lines[-1].encode("utf-16-le")) // 2)
+    end = to_position(lines, len(lines), len(lines[-1]) + 1, ls.encoding)
     return [lsp.TextEdit(range=lsp.Range(start=lsp.Position(line=0, character=0), end=end), new_text=new)]
 
 

@@ -201,3 +201,51 @@ def test_a_document_that_does_not_parse_gets_diagnostics_completion_and_no_edits
         assert await client.text_document_hover_async(lsp.HoverParams(text_document=_doc(), position=_pos(8, 5))) is None
 
     run_session(body)
+
+
+# ---- the pieces, without a client ------------------------------------------------------
+
+
+def test_positions_follow_the_negotiated_encoding():
+    from fractal_dsl.lsp import from_position, to_position
+
+    lines = ["a\u00e9\U0001d523x = 1"]  # a, e-acute (2 UTF-8 bytes), a letter outside the BMP (2 UTF-16 units, 4 bytes)
+    for encoding, units in ((lsp.PositionEncodingKind.Utf16, 4), (lsp.PositionEncodingKind.Utf8, 7), (lsp.PositionEncodingKind.Utf32, 3)):
+        pos = to_position(lines, 1, 4, encoding)  # column 4 is `x`
+        assert (pos.line, pos.character) == (0, units)
+        assert from_position(lines, pos, encoding) == (1, 4)
+
+
+def test_hover_on_an_entry_used_inside_another_counts_the_units_that_contain_it():
+    from fractal_dsl.lsp import analyse, find, hover_text
+
+    text = TINY.replace("    conv(c, p) = conv3x3(c, bias=false) . dropout(p) . batchnorm . relu",
+                        "    unit(c) = conv3x3(c, bias=false) . batchnorm\n    conv(c, p) = unit(c) . dropout(p) . relu")
+    a = analyse(text, "tiny.fdsl")
+    assert a.diagnostics == [] and a.facts is not None
+    line = text.split("\n").index("    unit(c) = conv3x3(c, bias=false) . batchnorm") + 1
+    hit = find(a.program, text, line, 6)
+    assert hit.kind == "key" and hit.key.name == "unit"
+    shown = hover_text(a, hit)
+    assert "Used inside `conv`" in shown and "| **total** | 21 |" in shown
+
+
+def test_lsp_without_pygls_says_how_to_install_it():
+    import subprocess
+
+    code = "import sys; sys.modules['pygls'] = None\nfrom fractal_dsl.cli import main\nmain(['lsp'])"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: the language server needs pygls and lsprotocol: pip install 'fractal-dsl[lsp]'")
+    assert "Traceback" not in proc.stderr
+
+
+def test_the_language_server_does_not_import_torch():
+    import subprocess
+
+    code = "import sys, fractal_dsl.lsp as s\ns.analyse(open('examples/fractal4.fdsl').read(), 'f.fdsl')\nprint(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
