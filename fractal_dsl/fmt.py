@@ -38,7 +38,7 @@ from lark import Lark, Token, Tree
 
 from ._resources import resource_dir
 from .errors import Diagnostic, FractalError, Source, Span
-from .syntax import parse
+from .syntax import MAX_LINE_CHARS, parse
 
 INDENT = "  "
 CONTINUATION = "    "  # a statement that a comment breaks continues this much further in
@@ -78,6 +78,7 @@ class _Line:
     comment: str | None = None
     blank: bool = False
     opener: bool = False  # ends with `{`: no blank line may follow
+    origin: int = 1  # the source line its first token or comment came from
 
 
 @dataclass
@@ -162,7 +163,7 @@ def format_source(source: Source) -> str:
                 indent = INDENT * level
             else:
                 indent = INDENT * stmt_level + CONTINUATION
-            out.lines.append(_Line(indent, "", c.text))
+            out.lines.append(_Line(indent, "", c.text, origin=c.line))
             last_end = c.end
             force = True
         if tok.brk or force or cur is None:
@@ -174,7 +175,7 @@ def format_source(source: Source) -> str:
                 indent = INDENT * tok.level
             else:
                 indent = INDENT * stmt_level + CONTINUATION
-            cur = _Line(indent, tok.token.value)
+            cur = _Line(indent, tok.token.value, origin=tok.token.line)
         else:
             cur.code += _space(prev, tok) + tok.token.value
         if tok.token.type == "LBRACE":
@@ -189,17 +190,19 @@ def format_source(source: Source) -> str:
     for c in rest:
         if _BLANK_LINE.search(text, last_end, c.start):
             out.blank()
-        out.lines.append(_Line("", "", c.text))
+        out.lines.append(_Line("", "", c.text, origin=c.line))
         last_end = c.end
-    result = _render(out.lines)
-    _verify(source, result, toks, comments)
+    result, origins = _render(out.lines)
+    _verify(source, result, origins, toks, comments)
     return result
 
 
-def _render(lines: list[_Line]) -> str:
+def _render(lines: list[_Line]) -> tuple[str, list[int]]:
+    """The text, and for each of its lines the source line it starts from."""
     while lines and lines[-1].blank:
         lines.pop()
     rendered: list[str] = []
+    origins: list[int] = []
     i = 0
     while i < len(lines):
         line = lines[i]
@@ -211,26 +214,33 @@ def _render(lines: list[_Line]) -> str:
             for ln in lines[i:j]:
                 code = ln.indent + ln.code
                 rendered.append(code + " " * (column - len(code)) + ln.comment)
+                origins.append(ln.origin)
             i = j
             continue
         if line.blank:
             rendered.append("")
         else:
             rendered.append(line.indent + (line.code or line.comment or ""))
+        origins.append(line.origin)
         i += 1
-    return "\n".join(rendered) + "\n"
+    return "\n".join(rendered) + "\n", origins
 
 
-def _verify(source: Source, result: str, toks: list[_Tok], comments: list[_Comment]) -> None:
+def _verify(source: Source, result: str, origins: list[int], toks: list[_Tok], comments: list[_Comment]) -> None:
     """Formatting may only move whitespace: same tokens, same comments, and it still parses."""
-    try:
-        parse(Source(source.name, result))
-        again = _parser().parse(result)
-    except FractalError as exc:
-        # only the language's limits can make this happen (a statement joined onto one line
-        # longer than 1000 characters): refuse rather than write a file that does not parse
-        raise FractalError(source, [Diagnostic(Span.point(1, 1), "cannot format this file: the formatted text would not parse ("
-                                                + exc.diagnostics[0].message + ")", hint="break long statements with a comment")]) from None
+    lines = result.split("\n")
+    for n, text in enumerate(lines, start=1):
+        if len(text) > MAX_LINE_CHARS:
+            # a statement written over several lines, joined onto one longer than the
+            # language allows: refuse rather than write a file that does not parse
+            at = origins[n - 1]
+            line = source.line_text(at) or ""
+            raise FractalError(source, [Diagnostic(
+                Span(at, len(line) - len(line.lstrip()) + 1, at, len(line.rstrip()) + 1),
+                f"cannot format this file: this statement would become one line of {len(text):,} characters (the limit is {MAX_LINE_CHARS:,})",
+                hint="end a line inside the statement with a comment: fmt keeps the line break after a comment")])
+    parse(Source(source.name, result))
+    again = _parser().parse(result)
     same_tokens = [t.value for t in again.scan_values(lambda v: isinstance(v, Token))] == [t.token.value for t in toks]
     same_comments = [m.group().rstrip() for m in _COMMENT.finditer(result)] == [c.text for c in comments]
     if not (same_tokens and same_comments):  # pragma: no cover - a bug in this module

@@ -106,6 +106,30 @@ def test_trailing_comments_on_consecutive_lines_are_aligned():
     assert out == "network a {     # n\n  input 1x8x8   # the input\n  classes 2     # two\n  columns 1     # one\n}\n"
 
 
+def test_line_endings_byte_order_mark_and_empty_blocks():
+    tiny = TEXTS["tiny"]
+    assert format_text(tiny.replace("\n", "\r\n")) == tiny
+    assert format_text("\ufeff" + tiny) == tiny
+    assert format_text(tiny.rstrip("\n")) == tiny
+    assert format_text("network x {}") == "network x {\n}\n"
+    assert format_text("network x { key { } }") == "network x {\n  key {\n  }\n}\n"
+    assert format_text("network x { f # c\n [1] = conv }") == "network x {\n  f   # c\n      [1] = conv\n}\n"
+
+
+def test_a_statement_too_long_for_one_line_is_refused_where_it_starts():
+    tiny = TEXTS["tiny"]
+    long = tiny.replace("blocks (16, 0.0) (32, 0.1) (64, 0.2)", "blocks " + "\n    ".join(["(64, 0.0)"] * 120))
+    with pytest.raises(FractalError) as exc:
+        format_text(long, "long.fdsl")
+    (d,) = exc.value.diagnostics
+    assert d.message == "cannot format this file: this statement would become one line of 1,230 characters (the limit is 1,000)"
+    assert (d.span.line, d.span.column) == (17, 3) and "comment" in d.hint
+    # with a comment inside it, the statement keeps that line break and formats
+    split = long.replace("(64, 0.0)\n", "(64, 0.0)   # half\n", 60)
+    out = format_text(split)
+    assert max(len(line) for line in out.splitlines()) <= 1000 and format_text(out) == out
+
+
 # ---- hypothesis: random layouts and random programs ----------------------------------
 
 RULE_PROGRAM = """network r {{
