@@ -1,7 +1,7 @@
 """The ``fractal-dsl`` command: each command a few lines over the library API.
 
 Exit codes: 0 success, 1 an invalid program (diagnostics on stderr), 2 bad command-line use.
-``check``, ``inspect``, ``compile`` and ``render`` never import torch.
+``check``, ``inspect``, ``compile``, ``render``, ``fmt`` and ``lsp`` never import torch.
 """
 
 from __future__ import annotations

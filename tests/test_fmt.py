@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from conftest import EXAMPLES, ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_fuzz import mutated
 
 from fractal_dsl import FractalError, loads
 from fractal_dsl.cli import main
@@ -227,6 +228,19 @@ def test_broken_programs_raise_the_same_diagnostics_as_check(text, at, junk):
         return
     assert format_text(out) == out
     assert code_tokens(out) == code_tokens(broken)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated())
+def test_mutated_programs_format_or_end_in_a_diagnostic(text):
+    """test_fuzz's token mutations of the examples: a clean FractalError, or a faithful, idempotent layout."""
+    try:
+        out = format_text(text)
+    except FractalError as exc:
+        assert exc.diagnostics
+        return
+    assert format_text(out) == out
+    assert code_tokens(out) == code_tokens(text) and comments(out) == comments(text)
 
 
 # ---- the command line ----------------------------------------------------------------
