@@ -150,6 +150,17 @@ def test_hover_completion_definition_symbols_and_formatting():
         h = await client.text_document_hover_async(lsp.HoverParams(
             text_document=_doc(), position=_pos(blocks_line, lines[blocks_line].index("(32") + 1)))
         assert h.contents.value.startswith("**block 2** `(32, 0.1)`") and "16x8x8 → 32x8x8" in h.contents.value
+        # hover on the recursive rule, and on its `join`
+        h = await client.text_document_hover_async(lsp.HoverParams(text_document=_doc(), position=_pos(rule_line, 3)))
+        assert h.contents.value.startswith("**rule** `f[C+1]=join( f[C].f[C] ,conv )`\n\nthe recursive rule")
+        assert "| **total** |" in h.contents.value
+        h = await client.text_document_hover_async(lsp.HoverParams(text_document=_doc(), position=_pos(rule_line, lines[rule_line].index("join") + 1)))
+        assert h.contents.value.startswith("**join** `join( f[C].f[C] ,conv )`\n\nMerges its branches (`mean`, flattened).")
+        assert "| block 1 | 2 | 16x16x16 → 16x16x16 | 0 | 0 |" in h.contents.value
+        # go to definition from `f[C]` to the rule that defines it
+        loc = await client.text_document_definition_async(lsp.DefinitionParams(
+            text_document=_doc(), position=_pos(rule_line, lines[rule_line].index("f[C]") + 1)))
+        assert (loc.range.start.line, loc.range.start.character) == (rule_line, 2)
         # hover on a built-in layer
         h = await client.text_document_hover_async(lsp.HoverParams(
             text_document=_doc(), position=_pos(key_line, lines[key_line].index("conv3x3") + 2)))
