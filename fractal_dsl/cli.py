@@ -1,7 +1,7 @@
 """The ``fractal-dsl`` command: each command a few lines over the library API.
 
 Exit codes: 0 success, 1 an invalid program (diagnostics on stderr), 2 bad command-line use.
-``check``, ``inspect``, ``compile`` and ``render`` never import torch.
+``check``, ``inspect``, ``compile``, ``render``, ``fmt`` and ``lsp`` never import torch.
 """
 
 from __future__ import annotations
@@ -59,6 +59,16 @@ class _Main(click.Group):
 FILE = click.Path(exists=True, dir_okay=False, readable=True)
 _force_option = click.option("--force", is_flag=True,
                              help="Overwrite an existing output file that fractal-dsl did not write.")
+FILE_OR_STDIN = click.Path(exists=True, dir_okay=False, readable=True, allow_dash=True)
+STDIN_NAME = "<stdin>"
+
+
+def _read_stdin():
+    """Standard input as a Source named ``<stdin>`` (for ``check -`` and ``fmt -``); at most
+    one byte past the size limit is read, so a endless stream is refused, not swallowed."""
+    from .syntax import MAX_FILE_BYTES, decode_source
+
+    return decode_source(sys.stdin.buffer.read(MAX_FILE_BYTES + 1), STDIN_NAME)
 
 
 def _stdout_failed(exc: OSError) -> None:
@@ -75,21 +85,112 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("files", nargs=-1, required=True, type=FILE)
+@click.argument("files", nargs=-1, required=True, type=FILE_OR_STDIN)
 def check(files: tuple[str, ...]) -> None:
-    """Validate FILES; print one line per valid file."""
+    """Validate FILES (`-` reads standard input); print one line per valid file."""
+    from . import load_source
     from .summary import one_line
 
     failed = False
     for path in files:
         try:
-            net = _load(path)
+            net = load_source(_read_stdin()) if path == "-" else _load(path)
         except FractalError as exc:
             _fail(exc)
             failed = True
             continue
-        click.echo(f"{path}: ok: {one_line(net)}")
+        click.echo(f"{STDIN_NAME if path == '-' else path}: ok: {one_line(net)}")
     sys.exit(1 if failed else 0)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, allow_dash=True))
+@click.option("--check", "check_only", is_flag=True, help="Write nothing; exit 1 and name the files that would change.")
+@click.option("--diff", "show_diff", is_flag=True, help="Write nothing; print a unified diff of the changes.")
+def fmt(paths: tuple[str, ...], check_only: bool, show_diff: bool) -> None:
+    """Lay out .fdsl files in the canonical style, comments kept.
+
+    PATHS are files, folders (every *.fdsl file below them) or `-` (standard input to
+    standard output). A file that does not parse is left untouched and its errors printed.
+    """
+    from pathlib import Path
+
+    from .fmt import format_source, unified_diff, write_atomic
+    from .syntax import decode_source
+
+    files: list[str] = []
+    for path in paths:
+        if path != "-" and Path(path).is_dir():
+            found = sorted(str(p) for p in Path(path).rglob("*.fdsl") if p.is_file())
+            if not found:
+                click.echo(f"{path}: no .fdsl files", err=True)
+            files.extend(found)
+        else:
+            files.append(path)
+    changed = unchanged = failed = 0
+    for path in files:
+        try:
+            if path == "-":
+                data = sys.stdin.buffer.read()
+                name = STDIN_NAME
+            else:
+                data = Path(path).read_bytes()
+                name = path
+            source = decode_source(data, name)
+            new = format_source(source)
+        except FractalError as exc:
+            _fail(exc)
+            failed += 1
+            continue
+        except OSError as exc:
+            click.echo(f"error: cannot read {path}: {exc.strerror or exc}", err=True)
+            failed += 1
+            continue
+        same = new.encode("utf-8") == data
+        if path == "-" and not (check_only or show_diff):
+            click.echo(new, nl=False)
+            continue
+        if same:
+            unchanged += 1
+            continue
+        changed += 1
+        if show_diff:
+            click.echo(unified_diff(source.text, new, name), nl=False)
+        if check_only or show_diff:
+            if check_only:
+                click.echo(f"would reformat {name}", err=True)
+            continue
+        try:
+            write_atomic(path, new)
+        except OSError as exc:
+            click.echo(f"error: cannot write {path}: {exc.strerror or exc}", err=True)
+            failed += 1
+            changed -= 1
+            continue
+        click.echo(f"reformatted {name}", err=True)
+    if files != ["-"] or check_only or show_diff:
+        done = "would be reformatted" if check_only or show_diff else "reformatted"
+        kept = "already formatted" if check_only or show_diff else "left unchanged"
+        parts = [f"{_count(changed, 'file')} {done}", f"{_count(unchanged, 'file')} {kept}"]
+        if failed:
+            parts.append(f"{_count(failed, 'file')} not formatted (errors above)")
+        click.echo(", ".join(parts), err=True)
+    sys.exit(1 if failed or (check_only and changed) else 0)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+@main.command()
+def lsp() -> None:
+    """Run the language server on standard input and output, for editors (needs fractal-dsl[lsp])."""
+    try:
+        from .lsp import serve
+    except ImportError as exc:
+        click.echo(f"error: the language server needs pygls and lsprotocol: pip install 'fractal-dsl[lsp]' ({exc})", err=True)
+        sys.exit(1)
+    serve()
 
 
 @main.command()

@@ -107,8 +107,9 @@ print(f"exit={code} torch={heavy}", file=sys.stderr)
 """
 
 
-@pytest.mark.parametrize("args", [("check", "examples/fractal4.fdsl", "examples/trunk.fdsl"), ("inspect", "--json", "examples/fractal4.fdsl")])
-def test_check_and_inspect_do_not_import_torch_and_are_deterministic(args):
+@pytest.mark.parametrize("args", [("check", "examples/fractal4.fdsl", "examples/trunk.fdsl"), ("inspect", "--json", "examples/fractal4.fdsl"),
+                                  ("fmt", "--diff", "tests/fixtures/fmt/messy.fdsl", "examples/")])
+def test_check_inspect_and_fmt_do_not_import_torch_and_are_deterministic(args):
     outs = []
     for seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": seed}

@@ -63,3 +63,21 @@ def test_installed_command_checks_an_example_outside_the_checkout(installed, tmp
     bad = _run([str(script), "check", "bad.fdsl"], cwd=work, env=env)
     assert bad.returncode == 1
     assert bad.stderr.startswith("bad.fdsl:2:3: error: unknown statement `colums`; did you mean `columns`?")
+
+
+def test_installed_wheel_registers_the_pygments_lexer_and_formats(installed, tmp_path):
+    """`pygmentize -l fdsl` finds the lexer through the wheel's entry point; `fmt` works outside the checkout."""
+    wheel, target = installed
+    with zipfile.ZipFile(wheel) as zf:
+        entry = next(n for n in zf.namelist() if n.endswith(".dist-info/entry_points.txt"))
+        assert "[pygments.lexers]\nfdsl = fractal_dsl.lexer:FdslLexer" in zf.read(entry).decode()
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    shutil.copy(ROOT / "examples" / "fractal4.fdsl", work / "net.fdsl")
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    raw = _run([sys.executable, "-m", "pygments", "-l", "fdsl", "-f", "raw", "net.fdsl"], cwd=work, env=env)
+    assert raw.returncode == 0, raw.stderr
+    assert "Token.Name.Builtin\t'conv3x3'" in raw.stdout and "Token.Error" not in raw.stdout
+    fmt = _run([str(target / "bin" / "fractal-dsl"), "fmt", "--check", "."], cwd=work, env=env)
+    assert fmt.returncode == 0, fmt.stderr
+    assert fmt.stderr == "0 files would be reformatted, 1 file already formatted\n"
