@@ -43,7 +43,8 @@ class _Main(click.Group):
         except OSError as exc:
             _stdout_failed(exc)
         try:
-            sys.stdout.flush()
+            if not sys.stdout.closed:
+                sys.stdout.flush()
         except OSError as exc:
             _stdout_failed(exc)
         sys.exit(code)

@@ -45,6 +45,7 @@ CONTINUATION = "    "  # a statement that a comment breaks continues this much f
 COMMENT_GAP = 3  # spaces between the longest code line of a group and its trailing comments
 
 _STATEMENTS = {"input_stmt", "classes_stmt", "key_block", "rule", "columns_stmt", "blocks_stmt", "droppath_stmt", "init_stmt"}
+_ARITH = {"add", "sub", "mul", "div"}  # binary operators in values, written with spaces
 _COMMENT = re.compile(r"#[^\n]*")
 _BLANK_LINE = re.compile(r"\n[ \t\r\f\v]*\n")
 
@@ -116,9 +117,14 @@ def _space(prev: _Tok, cur: _Tok) -> str:
     if t == "(":
         return "" if p.type in ("NAME", "JOIN") else " "
     if t == "=" or p == "=":
-        return "" if cur.parent == "kwarg" or prev.parent == "kwarg" else " "
+        tight = ("kwarg", "param", "block_kwvalue")  # `bias=false`, `p=0.0`, `(c=64)`
+        return "" if cur.parent in tight or prev.parent in tight else " "
+    if p == "-" and prev.parent == "neg":
+        return ""  # unary minus: `-p`
+    if cur.parent in _ARITH or prev.parent in _ARITH:
+        return " "  # `9 - 2 * column`
     if t in ("+", "-") or p in ("+", "-"):
-        return ""
+        return ""  # indices: `f[C+1]`
     return " "
 
 

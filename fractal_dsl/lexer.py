@@ -43,13 +43,13 @@ class FdslLexer(RegexLexer):
             # a fractal `f[...]`
             (r"(" + _ID + r")(\s*)(\[)", bygroups(Name.Class, Whitespace, Punctuation)),
             (words(STATEMENTS + OPTIONS + ("join",), suffix=r"\b"), Keyword),
-            (words(("true", "false"), suffix=r"\b"), Keyword.Constant),
+            (words(("true", "false", "same"), suffix=r"\b"), Keyword.Constant),
             (words(BUILTIN_LAYERS, suffix=r"\b"), Name.Builtin),
             (r"[0-9]+(?:x[0-9]+)+\b", Number.Integer),  # a shape, 3x32x32
             (r"[0-9]+\.[0-9]*(?:[eE][-+]?[0-9]+)?|\.[0-9]+(?:[eE][-+]?[0-9]+)?|[0-9]+[eE][-+]?[0-9]+", Number.Float),
             (r"[0-9]+", Number.Integer),
             (_ID, Name),
-            (r"[=.+-]", Operator),
+            (r"[=.+*/-]", Operator),
             (r"[()\[\]{},]", Punctuation),
         ],
     }
