@@ -316,6 +316,8 @@ _recalibrate_bn_option = click.option(
 @click.option("--init", type=click.Choice(INIT_SCHEMES), default=None,
               help="Override the file's weight initialisation (default xavier, as in the paper).")
 @_recalibrate_bn_option
+@click.option("--subset", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Train and test on the first N images of each split: a quick check that the network trains.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last finished epoch.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars: one line per epoch, for logs.")
 @click.option("--force", is_flag=True, help="Write into an --out folder that holds files fractal-dsl did not write.")

@@ -14,7 +14,7 @@ from ..errors import RunError
 #: Options that change the trained weights: a resumed run must use the same values.
 RESUME_KEYS = (
     "data", "augment", "epochs", "batch_size", "lr", "momentum", "weight_decay", "seed", "drop_path",
-    "drop_path_local", "drop_path_global", "drop_path_per", "dropout", "amp", "init",
+    "drop_path_local", "drop_path_global", "drop_path_per", "dropout", "amp", "init", "subset",
 )
 
 
@@ -51,6 +51,7 @@ class TrainConfig:
     # training images (0: use the stored running statistics, which under drop-path follow the
     # last few sampled subnetworks; see docs/results.md)
     recalibrate_bn: int = 1000
+    subset: int | None = None  # train and test on the first N images of each split: a smoke test, not a result
     resume: bool = False
     quiet: bool = False
     force: bool = False  # write into an --out folder that holds files fractal-dsl did not write

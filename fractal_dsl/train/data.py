@@ -9,6 +9,7 @@ matter how many processes share the epoch or whether the run was resumed.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import warnings
@@ -40,6 +41,7 @@ class Data:
     classes: int
     mean: torch.Tensor  # per channel, of the training images in [0, 1]
     std: torch.Tensor
+    conversion: str = ""  # how the images were made to fit the network, said in the run's first line
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -47,7 +49,7 @@ class Data:
 
     def to(self, device) -> Data:
         return Data(self.name, *(t.to(device) for t in (self.x_train, self.y_train, self.x_test, self.y_test)),
-                    self.classes, self.mean.to(device), self.std.to(device))
+                    self.classes, self.mean.to(device), self.std.to(device), self.conversion)
 
     def prepare(self, x: torch.Tensor, flips=None, shifts=None) -> torch.Tensor:
         """A batch as the network sees it: floats, augmented if asked, normalised."""
@@ -70,21 +72,51 @@ def load(spec: str, input_shape: tuple[int, ...], classes: int, cache_dir: str |
     if data.shape != tuple(input_shape):
         raise TrainError(f"{data.name} images are {_shape(data.shape)} but the network takes {_shape(input_shape)}"
                          " (change the `input` line, or pick data of that shape)")
-    if data.classes != classes:
+    if spec == "digits" and classes != data.classes:
+        data = _digits_for(data, classes)
+    elif data.classes != classes:
         raise TrainError(f"{data.name} has {data.classes} classes but the network predicts {classes}"
                          " (change the `classes` line)")
     return data
+
+
+def _digits_for(data: Data, classes: int) -> Data:
+    """The digits for a network with another number of classes: a wider classifier learns
+    labels 0-9 of its outputs; a narrower one gets only the digits 0 to classes - 1."""
+    if classes > data.classes:  # labels 0-9 are valid outputs of a wider classifier
+        note = f"labels 0-9 of the network's {classes} classes"
+        return dataclasses.replace(data, conversion=_also(data.conversion, note))
+    if classes < 2:
+        raise TrainError(f"the built-in digits need a network of at least 2 classes, not {classes}")
+    train, test = data.y_train < classes, data.y_test < classes
+    note = f"digits 0-{classes - 1} only"
+    return dataclasses.replace(data, x_train=data.x_train[train], y_train=data.y_train[train], x_test=data.x_test[test],
+                               y_test=data.y_test[test], classes=classes, conversion=_also(data.conversion, note))
+
+
+def _also(conversion: str, note: str) -> str:
+    return f"{conversion}, {note}" if conversion else note
+
+
+def subset(data: Data, n: int | None) -> Data:
+    """The first ``n`` images of each split (all of them for None): a quick check that a
+    network trains, not a result."""
+    if n is None or (n >= len(data.y_train) and n >= len(data.y_test)):
+        return data
+    note = f"first {n} images of each split"
+    return Data(data.name, data.x_train[:n], data.y_train[:n], data.x_test[:n], data.y_test[:n], data.classes,
+                data.mean, data.std, _also(data.conversion, note))
 
 
 def _shape(shape) -> str:
     return "x".join(str(d) for d in shape)
 
 
-def _finish(name, x_train, y_train, x_test, y_test, classes) -> Data:
+def _finish(name, x_train, y_train, x_test, y_test, classes, conversion: str = "") -> Data:
     x = x_train.float() / 255 if x_train.dtype == torch.uint8 else x_train
     dims = (0, 2, 3)
     mean, std = x.mean(dims), x.std(dims).clamp_min(1e-6)
-    return Data(name, x_train, y_train.long(), x_test, y_test.long(), classes, mean, std)
+    return Data(name, x_train, y_train.long(), x_test, y_test.long(), classes, mean, std, conversion)
 
 
 def _split(n: int, labels: torch.Tensor, names: list[str] | None = None):
@@ -107,7 +139,8 @@ def _split(n: int, labels: torch.Tensor, names: list[str] | None = None):
 
 
 def _digits(input_shape) -> Data:
-    """scikit-learn's 1,797 8x8 handwritten digits, grey, resized (bilinear) to the network's input."""
+    """scikit-learn's 1,797 8x8 handwritten digits, grey, made to fit any CxHxW input:
+    resized (bilinear) to HxW and the grey channel repeated C times."""
     try:
         from sklearn.datasets import load_digits
     except ImportError:
@@ -115,10 +148,16 @@ def _digits(input_shape) -> Data:
     digits = load_digits()
     x = torch.tensor(digits.images, dtype=torch.float32)[:, None] / 16
     y = torch.tensor(digits.target)
-    if len(input_shape) == 3 and input_shape[0] == 1 and tuple(input_shape[1:]) != (8, 8):
-        x = F.interpolate(x, size=tuple(input_shape[1:]), mode="bilinear", align_corners=False).clamp(0, 1)
+    channels, size = input_shape[0], tuple(input_shape[1:])
+    done = []
+    if size != (8, 8):
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False).clamp(0, 1)
+        done.append(f"resized from 8x8 to {_shape(size)}")
+    if channels != 1:
+        x = x.expand(-1, channels, -1, -1).contiguous()
+        done.append(f"grey repeated to {channels} channels")
     tr, te = _split(len(y), y)
-    return _finish("digits", x[tr], y[tr], x[te], y[te], 10)
+    return _finish("digits", x[tr], y[tr], x[te], y[te], 10, ", ".join(done))
 
 
 def _vision(name: str, cache_dir: str | None) -> Data:

@@ -91,7 +91,7 @@ class _Run:
         else:
             distributed.barrier(self.ctx)
             d = load()
-        return d.to(self.ctx.device)
+        return datasets.subset(d, self.cfg.subset).to(self.ctx.device)
 
     def run(self) -> dict:
         cfg, ctx = self.cfg, self.ctx
@@ -118,7 +118,8 @@ class _Run:
         if history:
             self.log(f"resuming after epoch {len(history)} of {cfg.epochs}")
         self.log(f"{self.net.name}: {params:,} parameters, {data.name} {len(data.y_train)} train / "
-                 f"{len(data.y_test)} test, {ctx.device}" + (f" x {ctx.world} processes" if ctx.distributed else ""))
+                 f"{len(data.y_test)} test" + (f" ({data.conversion})" if data.conversion else "")
+                 + f", {ctx.device}" + (f" x {ctx.world} processes" if ctx.distributed else ""))
         recal = min(cfg.recalibrate_bn, len(data.y_train))
         self.log("evaluation: " + (f"BatchNorm statistics re-estimated per path on {recal} training images"
                                    if recal else "BatchNorm statistics as stored"))
@@ -421,7 +422,8 @@ def _epoch_line(r: dict, epochs: int) -> str:
 def _summary(net: Network, data, cfg: TrainConfig, ctx, params: int, history: list[dict]) -> dict:
     last = history[-1]
     return {
-        "network": net.name, "file": net.source_name, "data": data.name, "epochs": last["epoch"],
+        "network": net.name, "file": net.source_name, "data": data.name, "data_conversion": data.conversion,
+        "epochs": last["epoch"],
         "params": params, "test_acc": last["test_acc"],
         "column_acc": {str(k + 1): a for k, a in enumerate(last["column_acc"])},
         "train_seconds": round(sum(h["seconds"] for h in history), 2), "device": str(ctx.device),
