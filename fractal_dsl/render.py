@@ -24,7 +24,7 @@ from .errors import RunError, UsageError, braces
 from .expand import Network
 from .ir import POOL
 
-FORMATS = ("svg", "png", "pdf", "dot")
+FORMATS = ("svg", "png", "pdf", "dot", "html")
 COLLAPSE_ABOVE = 150  # nodes; larger networks are drawn with one box per block by default
 IMAGE_LIMIT = 2500  # nodes; dot takes ~5 s for a C = 10 block (1,300 nodes), minutes for C = 12 (5,100)
 
@@ -165,7 +165,7 @@ def write(net: Network, out: str | Path, fmt: str, view: View = View()) -> None:
     """
     out = Path(out)
     drawing = _drawing(net, view)
-    if fmt != "dot" and not drawing.collapse and len(drawing.shown) > IMAGE_LIMIT:
+    if fmt != "dot" and (not drawing.collapse or fmt == "html") and len(drawing.shown) > IMAGE_LIMIT:
         what = f"block {view.block}" if view.block else "the expanded network"
         raise RenderError(
             f"{what} has {len(drawing.shown)} nodes, more than dot lays out in reasonable time ({IMAGE_LIMIT}): "
@@ -179,7 +179,12 @@ def write(net: Network, out: str | Path, fmt: str, view: View = View()) -> None:
             out.write_text(source, encoding="utf-8")
             return
         try:
-            data = drawing.pipe(source, fmt)
+            if fmt == "html":  # the interactive page (module webview) holds the same drawing, expanded
+                from . import webview
+
+                data = webview.page(net, view).encode("utf-8")
+            else:
+                data = drawing.pipe(source, fmt)
         except graphviz.ExecutableNotFound:
             fallback = out.with_suffix(".dot")
             fallback.write_text(source, encoding="utf-8")
