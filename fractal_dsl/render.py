@@ -26,7 +26,7 @@ from .ir import POOL
 
 FORMATS = ("svg", "png", "pdf", "dot", "html")
 COLLAPSE_ABOVE = 150  # nodes; larger networks are drawn with one box per block by default
-IMAGE_LIMIT = 2500  # nodes; dot takes ~5 s for a C = 10 block (1,300 nodes), minutes for C = 12 (5,100)
+IMAGE_LIMIT = 2500  # nodes; placed drawings (module layout) of a C = 12 block (5,121 nodes) take ~5 s, so it could rise
 
 # One colour per entry of the layer key, as in the paper's Figure 1 legend.
 COLOURS = {
@@ -173,7 +173,7 @@ def write(net: Network, out: str | Path, fmt: str, view: View = View()) -> None:
             "block",
             "collapse",
         )
-    source = drawing.source()
+    source = drawing.source() if fmt != "html" else ""  # the page draws its own tagged copy
     try:
         if fmt == "dot":
             out.write_text(source, encoding="utf-8")
@@ -187,7 +187,7 @@ def write(net: Network, out: str | Path, fmt: str, view: View = View()) -> None:
                 data = drawing.pipe(source, fmt)
         except graphviz.ExecutableNotFound:
             fallback = out.with_suffix(".dot")
-            fallback.write_text(source, encoding="utf-8")
+            fallback.write_text(source or drawing.source(), encoding="utf-8")
             raise GraphvizMissing(
                 f"cannot write {out}: the Graphviz 'dot' program was not found; {INSTALL_HINT}. "
                 f"The DOT source is in {fallback}"

@@ -38,7 +38,9 @@ def embed_json(data: object) -> str:
     """JSON safe inside a ``<script>`` element: no ``</script>``, ``<!--``, or line
     separators that end a JavaScript string can appear in it."""
     text = json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    return re.sub("[<>&\u2028\u2029]", lambda m: _ESCAPES[m.group()], text)
+    for char, escape in _ESCAPES.items():
+        text = text.replace(char, escape)
+    return text
 
 
 def _asset(name: str) -> str:
@@ -71,7 +73,7 @@ def view_data(net: Network, view: render.View | None = None) -> dict:
         n = net.node(v)
         kept = []
         if n.kind == JOIN and v not in drawing.context:
-            kept = [list(semantics.kept_inputs(net, v, k)) for k in range(1, net.columns + 1)]
+            kept = [list(ins) for ins in semantics.kept_inputs_by_column(net, v)]
         nodes.append(
             {
                 "id": v,
@@ -95,8 +97,7 @@ def view_data(net: Network, view: render.View | None = None) -> dict:
         )
     edges = [[index[u], index[v], net.edge(u, v).index] for u, v in drawing.edges]
     columns = []
-    for k in range(1, net.columns + 1):
-        on, path = semantics.column_path(net, k)
+    for on, path in semantics.column_paths(net):
         mine = [v for v in drawing.shown if v in on and v not in drawing.context]
         columns.append(
             {
