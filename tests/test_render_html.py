@@ -323,3 +323,42 @@ def test_network_displays_itself_in_jupyter(monkeypatch):
     monkeypatch.setattr(render, "IMAGE_LIMIT", 100)
     assert net._repr_html_() is None  # over the image limit: Jupyter shows the next representation
     assert net._repr_svg_() is None  # fractal4 is drawn expanded (103 nodes, under COLLAPSE_ABOVE)
+
+
+@needs_graphviz
+@needs_chromium
+def test_collapsed_page_opens_with_every_block_shut_and_a_c8_block_draws_every_node(browser, tmp_path):
+    net = fractal_dsl.load(FRACTAL4)
+    page = Page(browser, written(tmp_path, "--collapse"))
+    try:
+        assert page.errors == []
+        hidden = page.ids("g.node.fd-hidden")
+        assert hidden == {n.id for n in net.nodes() if n.block is not None and n.kind != "pool"}
+        assert all(page.page.is_visible(f"#fd-box{b}") for b in range(1, 6))
+    finally:
+        page.page.close()
+    wide = tmp_path / "tiny8.fdsl"
+    wide.write_text((ROOT / "examples" / "tiny.fdsl").read_text().replace("columns 3", "columns 8"), encoding="utf-8")
+    page = Page(browser, written(tmp_path, "--block", "1", source=wide))
+    try:
+        assert page.errors == []
+        assert len(page.ids('g.node[id^="fd-n"]')) == 320 + 1  # block 1 and the input feeding it
+    finally:
+        page.page.close()
+
+
+def test_sample_page_starts_with_the_compiled_modules_sample(tmp_path):
+    out = written(tmp_path, "--sample", "3", source=ROOT / "examples" / "tiny.fdsl")
+    data = json.loads(re.search(r'id="fd-data">(.*?)</script>', out.read_text("utf-8"), re.DOTALL).group(1))
+    net = fractal_dsl.load(ROOT / "examples" / "tiny.fdsl")
+    view = render.make_view(net, sample=3)
+    assert data["initial"]["note"] == view.note and view.note.startswith("drop-path sample, seed 3")
+    assert {data["nodes"][i]["id"] for i in data["initial"]["kept"]} == set(view.kept[0])
+
+
+def test_column_paths_and_kept_inputs_by_column_agree_with_the_one_column_forms(example):
+    net = fractal_dsl.load(example)
+    assert semantics.column_paths(net) == [semantics.column_path(net, k) for k in range(1, net.columns + 1)]
+    for j in semantics.joins(net):
+        by_column = semantics.kept_inputs_by_column(net, j)
+        assert by_column == tuple(semantics.kept_inputs(net, j, k) for k in range(1, net.columns + 1))
