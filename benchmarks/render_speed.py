@@ -44,7 +44,7 @@ def seconds(fn, repeat: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--columns", type=int, nargs="+", default=[8, 10])
-    parser.add_argument("--format", default="svg", choices=["svg", "png", "pdf"])
+    parser.add_argument("--format", default="svg", choices=["svg", "png", "pdf", "html"])
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--rule", default="paper", choices=sorted(RULES))
     args = parser.parse_args()

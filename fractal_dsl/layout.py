@@ -34,6 +34,11 @@ class Placed:
     bb: dict[int, tuple[float, float, float, float]]  # block -> (x0, y0, x1, y1)
 
 
+def number(x: float) -> str:
+    """A coordinate as DOT gets it: at most one decimal, never an exponent (``1e+06``)."""
+    return f"{x:.1f}".removesuffix(".0")
+
+
 def lane_x(column: float, pitch: float) -> float:
     """The centre of a column's lane (column 1 the leftmost; fractional for a join's middle)."""
     return (column - 0.5) * pitch

@@ -297,7 +297,7 @@ class _Drawing:
         if self.placed is None:
             return {}
         x, y = self.placed.pos[v]
-        return {"pos": f"{x:g},{y:g}!"} | self._tag(v)
+        return {"pos": f"{layout.number(x)},{layout.number(y)}!"} | self._tag(v)
 
     def _tag(self, v: str) -> dict[str, str]:
         """For the HTML view (module webview): an SVG id from the node's place in ``shown``,
@@ -423,7 +423,7 @@ class _Drawing:
                     color="#999999",
                     fontsize="11",
                     labeljust="l",
-                    bb=",".join(f"{n:g}" for n in self.placed.bb[b]),
+                    bb=",".join(layout.number(n) for n in self.placed.bb[b]),
                     **({"id": f"fd-b{b}"} if self.tagged else {}),
                 )
                 for i, row in enumerate(rows[b]):
