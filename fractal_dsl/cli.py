@@ -218,7 +218,7 @@ def inspect(file: str, as_json: bool) -> None:
     type=click.Path(dir_okay=False, writable=True),
     help="Where to write the diagram.",
 )
-@click.option("--format", "fmt", default=None, help="svg, png, pdf or dot (default: from the output's suffix).")
+@click.option("--format", "fmt", default=None, help="svg, png, pdf, dot or html (the interactive view; default: from the output's suffix).")
 @click.option("--block", type=int, default=None, help="Draw only block N (1-based).")
 @click.option(
     "--collapse/--expand", default=None, help="One box per block, or every layer (default: collapse large networks)."

@@ -106,6 +106,18 @@ class Network:
         """The ids ``n`` feeds, in :meth:`nodes_in_order`."""
         return sorted(self.graph.successors(n), key=self.position)
 
+    def _repr_html_(self) -> str | None:
+        """Jupyter shows the interactive view (``render -o net.html``); needs Graphviz."""
+        from .webview import notebook_html  # lazily: loading a network needs no Graphviz
+
+        return notebook_html(self)
+
+    def _repr_svg_(self) -> str | None:
+        """Jupyter's static picture: ``render``'s default view as SVG; needs Graphviz."""
+        from .webview import notebook_svg
+
+        return notebook_svg(self)
+
 
 # ---- expression instances ---------------------------------------------------------------
 

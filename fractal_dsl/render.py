@@ -21,18 +21,18 @@ from pathlib import Path
 
 import graphviz
 
-from . import safeio, semantics
+from . import layout, safeio, semantics
 from .errors import RunError, UsageError, braces
 from .expand import Network
 from .ir import POOL
 
-FORMATS = ("svg", "png", "pdf", "dot")
+FORMATS = ("svg", "png", "pdf", "dot", "html")
 COLLAPSE_ABOVE = 150  # nodes; larger networks are drawn with one box per block by default
-# dot's layout time grows steeply with the nodes drawn: measured on a 2-core machine, a C = 9
-# block of tiny.fdsl (about 520 nodes) takes 3 s as SVG and 6 s as PNG, a C = 10 block
-# (about 1,300) 24 s. Larger images are refused before layout, and dot is stopped after
-# DOT_TIMEOUT seconds whatever it draws, so `render` answers within about 10 s.
-IMAGE_LIMIT = 700  # nodes
+# Expanded views are placed from the fractal's own coordinates and Graphviz only routes the
+# edges (neato -n2): a C = 12 block (5,121 nodes) takes about 5 s on a 2-core machine. Larger
+# images are refused before any work, and Graphviz is stopped after DOT_TIMEOUT seconds
+# whatever it draws, so `render` answers within about 10 s.
+IMAGE_LIMIT = 2500  # nodes
 DOT_TIMEOUT = 7.0  # seconds
 
 # One colour per entry of the layer key, as in the paper's Figure 1 legend.
@@ -49,6 +49,7 @@ EXTRA_COLOURS = ("#dadaeb", "#fdd0a2", "#c7e9c0", "#fcbba1", "#d9d9d9", "#9e9ac8
 FADED = {"color": "#cccccc", "fillcolor": "#f4f4f4", "fontcolor": "#b0b0b0"}
 HIGHLIGHT = "#d62728"
 LANE, NODESEP = 1.75, 0.25  # inches: the width of a column's layers, and the gap between columns
+SPLINES = "line"  # edges of a placed (expanded) drawing: straight, each down its own lane
 INSTALL_HINT = "install Graphviz (Debian/Ubuntu: apt-get install graphviz; macOS: brew install graphviz)"
 
 
@@ -171,7 +172,7 @@ def write(net: Network, out: str | Path, fmt: str, view: View = View(), *, force
     time, or ``out`` must not or cannot be written.
     """
     drawing = _drawing(net, view)
-    if fmt != "dot" and not drawing.collapse and len(drawing.shown) > IMAGE_LIMIT:
+    if fmt != "dot" and (not drawing.collapse or fmt == "html") and len(drawing.shown) > IMAGE_LIMIT:
         what = f"block {view.block}" if view.block else "the expanded network"
         raise RenderError(
             f"{what} has {len(drawing.shown)} nodes, more than dot lays out in reasonable time ({IMAGE_LIMIT}): "
@@ -179,12 +180,19 @@ def write(net: Network, out: str | Path, fmt: str, view: View = View(), *, force
             "block",
             "collapse",
         )
-    source = f"// {safeio.marker_text()}\n" + drawing.source()
     try:
+        if fmt == "html":  # the interactive page (module webview) holds the same drawing, tagged
+            from . import webview
+
+            safeio.check_output(out, force=force, inputs=inputs)
+            page = webview.page(net, view)
+            safeio.write_output(out, f"<!-- {safeio.marker_text()} -->\n" + page, force=force, inputs=inputs)
+            return
+        source = f"// {safeio.marker_text()}\n" + drawing.source()
         if fmt != "dot":
-            safeio.check_output(out, force=force, inputs=inputs)  # refuse before minutes of layout
+            safeio.check_output(out, force=force, inputs=inputs)  # refuse before the layout
             try:
-                data = _run_dot(source, fmt, len(drawing.shown), out)
+                data = _run_graphviz(drawing, source, fmt, len(drawing.shown), out)
             except GraphvizMissing as exc:
                 raise GraphvizMissing(f"{exc} {_fallback(Path(out), source, force, inputs)}") from None
         safeio.write_output(out, source if fmt == "dot" else _mark(data, fmt), force=force, inputs=inputs)
@@ -192,16 +200,18 @@ def write(net: Network, out: str | Path, fmt: str, view: View = View(), *, force
         raise ImageError(str(exc)) from None
 
 
-def _run_dot(source: str, fmt: str, nodes: int, out) -> bytes:
-    """``dot -T<fmt>`` on ``source``, stopped after :data:`DOT_TIMEOUT` seconds."""
-    dot = shutil.which("dot")
-    if dot is None:
-        raise GraphvizMissing(f"cannot write {out}: the Graphviz 'dot' program was not found; {INSTALL_HINT}.")
+def _run_graphviz(drawing: _Drawing, source: str, fmt: str, nodes: int, out) -> bytes:
+    """Graphviz on ``source`` (``dot`` for a collapsed view; ``neato -n2``, which only routes
+    edges, for a placed one), stopped after :data:`DOT_TIMEOUT` seconds."""
+    program = "dot" if drawing.collapse else "neato"
+    exe = shutil.which(program)
+    if exe is None:
+        raise GraphvizMissing(f"cannot write {out}: the Graphviz '{program}' program was not found; {INSTALL_HINT}.")
+    args = [exe, f"-T{fmt}"] + ([] if drawing.collapse else ["-n2"])
     try:
-        proc = subprocess.run([dot, f"-T{fmt}"], input=source.encode("utf-8"), capture_output=True,
-                              timeout=DOT_TIMEOUT, check=False)
+        proc = subprocess.run(args, input=source.encode("utf-8"), capture_output=True, timeout=DOT_TIMEOUT, check=False)
     except subprocess.TimeoutExpired:
-        raise ImageError(f"cannot write {out}: dot did not lay out {nodes} nodes within {DOT_TIMEOUT:g} s: draw one block (--block N) "
+        raise ImageError(f"cannot write {out}: Graphviz did not draw {nodes} nodes within {DOT_TIMEOUT:g} s: draw one block (--block N) "
                          "or the collapsed network (--collapse), or write the DOT source (-o FILE.dot)") from None
     except OSError as exc:
         raise ImageError(f"cannot write {out}: cannot run dot: {exc.strerror or exc}") from None
@@ -242,8 +252,8 @@ def _call(op: str, args: dict) -> str:
 class _Drawing:
     """Lays one view out as a ``graphviz.Digraph``: the nodes shown, their rows and styles."""
 
-    def __init__(self, net: Network, view: View, collapse: bool) -> None:
-        self.net, self.view, self.collapse = net, view, collapse
+    def __init__(self, net: Network, view: View, collapse: bool, tagged: bool = False) -> None:
+        self.net, self.view, self.collapse, self.tagged = net, view, collapse, tagged
         g = net.graph
         self.order = {v: i for i, v in enumerate(net.nodes_in_order())}
         if view.block is not None:
@@ -265,6 +275,13 @@ class _Drawing:
         dot.attr("node", shape="box", style="rounded,filled", fontname="Helvetica", fontsize="11", penwidth="1")
         dot.attr("edge", arrowsize="0.6", color="#555555")
         return dot
+
+    def pipe(self, source: str, fmt: str) -> bytes:
+        """``source`` drawn by Graphviz: an expanded view is already placed, so ``neato -n2``
+        only routes its edges; a collapsed one (a few boxes) is laid out by ``dot``."""
+        if self.collapse:
+            return graphviz.Source(source).pipe(format=fmt)
+        return graphviz.Source(source, engine="neato").pipe(format=fmt, neato_no_op=2)
 
     # -- what goes where ------------------------------------------------------------
     def _block_of(self, v: str) -> int | None:
@@ -294,10 +311,10 @@ class _Drawing:
         kind, shape = data.kind, _shape(data.shape)
         state = self._state(v)
         if v in self.context:
-            graph.node(v, label=f"{v}\\n{shape}", shape="plain", style="", fontcolor="#777777")
+            graph.node(v, label=f"{v}\\n{shape}", shape="plain", style="", fontcolor="#777777", **self._at(v))
             return
         if kind == "join":
-            graph.node(v, label=self._join_label(v, state), shape="plain", style="")
+            graph.node(v, label=self._join_label(v, state), shape="plain", style="", **self._at(v))
             return
         if kind in ("input", "output"):
             attrs = {"label": f"{kind}\\n{shape}", "shape": "ellipse", "style": "", "fillcolor": "white"}
@@ -313,7 +330,21 @@ class _Drawing:
             )
         elif state == "bold":
             attrs |= {"color": HIGHLIGHT, "penwidth": "2.5"}
-        graph.node(v, **attrs)
+        graph.node(v, **attrs, **self._at(v))
+
+    def _at(self, v: str) -> dict[str, str]:
+        """``pos`` (pinned, in points) where the drawing is placed from the fractal's coordinates."""
+        if self.placed is None:
+            return {}
+        x, y = self.placed.pos[v]
+        return {"pos": f"{layout.number(x)},{layout.number(y)}!"} | self._tag(v)
+
+    def _tag(self, v: str) -> dict[str, str]:
+        """For the HTML view (module webview): an SVG id from the node's place in ``shown``,
+        never from its name, so the page finds every node without reading user text."""
+        if not self.tagged:
+            return {}
+        return {"id": "fd-legend"} if v == "legend" else {"id": f"fd-n{self.index[v]}"}
 
     def _state(self, v: str) -> str:
         """plain (no emphasis), kept, bold (kept in a --column view) or faded."""
@@ -365,12 +396,18 @@ class _Drawing:
                 attrs = {"color": HIGHLIGHT, "penwidth": "2.5"} if self.view.bold else {}
             else:
                 attrs = {"color": "#cccccc", "style": "dashed"}
+        if self.tagged:
+            attrs["id"] = f"fd-e{len(self.edges)}"
+        self.edges.append((u, v))
         self.dot.edge(tail, head, **attrs)
 
     # -- the views ---------------------------------------------------------------------
     def source(self) -> str:
         """The DOT source; each call lays the view out afresh (the same text every time)."""
         self.dot = self._new_digraph()
+        self.placed: layout.Placed | None = None
+        self.edges: list[tuple[str, str]] = []  # the edges drawn, in order
+        self.index = {v: i for i, v in enumerate(self.shown)}
         if self.collapse:
             self._collapsed()
         else:
@@ -385,10 +422,36 @@ class _Drawing:
         where = f"block {self.view.block} of {net.blocks}" if self.view.block else f"{net.blocks} blocks"
         return f"{net.name}: {where}, {net.columns} columns, join = {net.join_mode}"
 
+    def _placed(self, by_block: dict[int | None, list[str]], rows: dict[int, list[list[str]]]) -> layout.Placed:
+        """Every node's place from its column and row (module layout), top to bottom: the
+        nodes outside blocks in drawing order, each block's rows where the block begins."""
+        sections: list[layout.Section] = []
+        started: set[int] = set()
+        outside = [v for v in by_block.get(None, []) if v in self.context]
+        if outside:
+            sections.append(layout.Section((tuple(outside),)))
+        for v in self.shown:
+            b = self._block_of(v)
+            if b is None and v not in self.context:
+                sections.append(layout.Section(((v,),)))
+            elif b is not None and b not in started:
+                started.add(b)
+                sections.append(layout.Section(tuple(tuple(row) for row in rows[b]), b))
+        sections.append(layout.Section((("legend",),)))
+        spans = {}
+        for b in rows:
+            for v in by_block[b]:
+                cols = self.net.node(v).columns
+                spans[v] = (min(cols), max(cols))
+        return layout.place(sections, spans, self.net.columns, (LANE + NODESEP) * 72)
+
     def _expanded(self) -> None:
         by_block: dict[int | None, list[str]] = {}
         for v in self.shown:
             by_block.setdefault(self._block_of(v), []).append(v)
+        rows = {b: self._rows(nodes) for b, nodes in by_block.items() if b is not None}
+        self.placed = self._placed(by_block, rows)
+        self.dot.attr(splines=SPLINES, notranslate="true")
         for v in by_block.pop(None, []):
             self._node(self.dot, v)
         for b, nodes in sorted(by_block.items()):
@@ -400,8 +463,10 @@ class _Drawing:
                     color="#999999",
                     fontsize="11",
                     labeljust="l",
+                    bb=",".join(layout.number(n) for n in self.placed.bb[b]),
+                    **({"id": f"fd-b{b}"} if self.tagged else {}),
                 )
-                for i, row in enumerate(self._rows(nodes)):
+                for i, row in enumerate(rows[b]):
                     with cluster.subgraph(name=f"b{b}_row{i}") as same:
                         same.attr(rank="same")
                         for v in row:
@@ -464,4 +529,5 @@ class _Drawing:
             label=f'<<TABLE BORDER="0" CELLBORDER="1" CELLSPACING="2" CELLPADDING="4"><TR><TD BORDER="0">layer key</TD>{cells}</TR></TABLE>>',
             shape="plain",
             style="",
+            **self._at("legend"),
         )

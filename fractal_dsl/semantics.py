@@ -40,7 +40,16 @@ def joins(net: Network) -> list[str]:
 def kept_inputs(net: Network, join: str, column: int) -> tuple[int, ...]:
     """The inputs of ``join`` that global drop-path on ``column`` keeps (all of them when
     the join is off that column's path)."""
+    return _kept([net.edge(u, join).columns for u in net.inputs(join)], column)
+
+
+def kept_inputs_by_column(net: Network, join: str) -> tuple[tuple[int, ...], ...]:
+    """:func:`kept_inputs` of ``join`` for columns 1 to C, in one look at its inputs."""
     carried = [net.edge(u, join).columns for u in net.inputs(join)]
+    return tuple(_kept(carried, k) for k in range(1, net.columns + 1))
+
+
+def _kept(carried: Sequence[Sequence[int]], column: int) -> tuple[int, ...]:
     on = tuple(i for i, cols in enumerate(carried) if column in cols)
     return on if on else tuple(range(len(carried)))
 
@@ -71,6 +80,21 @@ def column_path(net: Network, column: int) -> tuple[frozenset[str], frozenset[tu
         (u, v) for u, v in g.edges if u in nodes and v in nodes and _carries(net, u, v, column)
     )
     return nodes, edges
+
+
+def column_paths(net: Network) -> list[tuple[frozenset[str], frozenset[tuple[str, str]]]]:
+    """:func:`column_path` of every column, ``[k - 1]`` for column ``k``, in one pass over
+    the graph (a drawing of a wide block asks for all of them)."""
+    nodes: list[set[str]] = [set() for _ in range(net.columns)]
+    edges: list[set[tuple[str, str]]] = [set() for _ in range(net.columns)]
+    for n in net.nodes():
+        for k in n.columns:
+            nodes[k - 1].add(n.id)
+    for u, v in net.graph.edges:
+        for k in set(net.node(u).columns) & set(net.node(v).columns):
+            if _carries(net, u, v, k):
+                edges[k - 1].add((u, v))
+    return [(frozenset(a), frozenset(b)) for a, b in zip(nodes, edges)]
 
 
 def _carries(net: Network, u: str, v: str, column: int) -> bool:

@@ -43,6 +43,13 @@ def test_wheel_holds_the_grammar_and_the_console_script(installed):
         grammar = zf.read("fractal_dsl/grammars/fractal.lark").decode()
     assert grammar == (ROOT / "grammars" / "fractal.lark").read_text("utf-8")
     assert not any(n.startswith(("grammars/", "tests/", "examples/")) for n in names)
+    for asset in ("view.html", "view.css", "view.js"):  # the interactive page (webview.py)
+        assert zf_text(wheel, f"fractal_dsl/{asset}") == (ROOT / "fractal_dsl" / asset).read_text("utf-8")
+
+
+def zf_text(wheel, name: str) -> str:
+    with zipfile.ZipFile(wheel) as zf:
+        return zf.read(name).decode()
 
 
 def test_installed_command_checks_an_example_outside_the_checkout(installed, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from conftest import ROOT, assert_golden
 from test_cli_check import PROBE  # runs the CLI, then lists the torch modules loaded
 
 import fractal_dsl
-from fractal_dsl import render, semantics
+from fractal_dsl import layout, render, semantics
 from fractal_dsl.cli import main
 
 GOLDEN = ROOT / "tests" / "golden" / "render"
@@ -338,3 +339,38 @@ def test_library_errors_name_parameters_and_the_cli_names_flags():
     assert info.value.exit_code == 2
     with pytest.raises(render.RenderError, match=r"cannot tell the format of a\{b\}: .* use `format`"):
         render.output_format("a{b}", None)  # braces in a user's path are not a template
+
+
+def dot_positions(dot: str) -> dict[str, tuple[float, float]]:
+    return {m[1]: (float(m[2]), float(m[3])) for m in re.finditer(r'^\s*(\w+) \[.*pos="([-\d.]+),([-\d.]+)!"', dot, re.MULTILINE)}
+
+
+def test_expanded_drawings_are_placed_by_column_and_depth():
+    """Layers sit in their column's lane, rows go down with depth, a join spans its lanes."""
+    net = fractal_dsl.load(ROOT / "examples" / "fractal4.fdsl")
+    dot = render.to_dot(net, render.View(block=1))
+    pos = dot_positions(dot)
+    assert set(pos) == set(render._drawing(net, render.View(block=1)).shown) | {"legend"}
+    pitch = (render.LANE + render.NODESEP) * 72
+    for v in pos:
+        if v.startswith("b1_c"):
+            node = net.node(v)
+            assert pos[v][0] == layout.lane_x(node.column, pitch)
+    ys = [pos[f"b1_c4_d{d}_conv"][1] for d in range(1, 9)]
+    assert ys == sorted(ys, reverse=True) and len(set(ys)) == 8
+    assert pos["b1_join_d8"][0] == layout.lane_x(2.5, pitch)  # the middle of lanes 1 to 4
+    assert pos["b1_join_d8"][1] < pos["b1_c4_d8_conv"][1] and pos["b1_join_d8"][1] < pos["b1_c1_d1_conv"][1]
+    assert pos["input"][1] > pos["b1_c1_d1_conv"][1] > pos["b1_pool"][1]
+    # The collapsed view is a few boxes: dot lays it out, nothing is pinned.
+    assert "pos=" not in render.to_dot(net, render.View(collapse=True))
+
+
+@needs_dot
+def test_the_wide_block_of_2302_nodes_renders(tmp_path):
+    """The block that dot's own layout did not finish in 300 s (issue 13); timing is
+    measured by benchmarks/render_speed.py --rule wide, not here."""
+    text = (ROOT / "examples" / "tiny.fdsl").read_text().replace("columns 3", "columns 10")
+    text = text.replace("f[C+1] = join(f[C] . f[C], conv)", "f[C+1] = join(f[C] . f[C], conv, conv, conv)")
+    net = fractal_dsl.loads(text, "wide10.fdsl")
+    render.write(net, tmp_path / "block.svg", "svg", render.View(block=1))
+    assert sum(v.startswith("b1_") for v in svg_nodes(tmp_path / "block.svg")) == 2302
