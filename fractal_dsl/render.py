@@ -175,7 +175,7 @@ def write(net: Network, out: str | Path, fmt: str, view: View = View(), *, force
     if fmt != "dot" and (not drawing.collapse or fmt == "html") and len(drawing.shown) > IMAGE_LIMIT:
         what = f"block {view.block}" if view.block else "the expanded network"
         raise RenderError(
-            f"{what} has {len(drawing.shown)} nodes, more than dot lays out in reasonable time ({IMAGE_LIMIT}): "
+            f"{what} has {len(drawing.shown)} nodes, more than Graphviz draws in reasonable time ({IMAGE_LIMIT}): "
             "draw one block ({block} N) or the collapsed network ({collapse}), or write the DOT source (a .dot output)",
             "block",
             "collapse",

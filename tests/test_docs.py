@@ -142,10 +142,15 @@ def check_shell(body: str, tmp_path: Path, monkeypatch) -> None:
             assert (ROOT / words[1]).exists() or words[1] == "-m", line
             continue
         assert words[0].endswith("fractal-dsl"), f"unknown command in a snippet: {line}"
-        run_fractal_dsl(words[1:], tmp_path, monkeypatch)
+        stdin = None
+        if "<" in words:  # `fractal-dsl check - < FILE`: FILE on standard input
+            at = words.index("<")
+            stdin = (ROOT / words[at + 1]).read_text(encoding="utf-8")
+            words = words[:at] + words[at + 2 :]
+        run_fractal_dsl(words[1:], tmp_path, monkeypatch, stdin)
 
 
-def run_fractal_dsl(args: list[str], tmp_path: Path, monkeypatch) -> None:
+def run_fractal_dsl(args: list[str], tmp_path: Path, monkeypatch, stdin: str | None = None) -> None:
     command = main.commands.get(args[0])
     assert command is not None, f"no command {args[0]!r}"
     with click.Context(main) as parent:
@@ -158,7 +163,7 @@ def run_fractal_dsl(args: list[str], tmp_path: Path, monkeypatch) -> None:
             i = args.index(flag) + 1
             args[i] = str(tmp_path / Path(args[i]).name)
     monkeypatch.chdir(ROOT)
-    result = CliRunner().invoke(main, args)
+    result = CliRunner().invoke(main, args, input=stdin)
     assert result.exit_code == 0, (args, result.output)
 
 
