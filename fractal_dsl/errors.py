@@ -109,12 +109,26 @@ class Source:
 
 class Error(Exception):
     """Base of every error meant for the user: ``exit_code`` and :meth:`show` say how the
-    CLI ends and what it prints (on standard error)."""
+    CLI ends and what it prints (on standard error).
+
+    ``message`` may hold ``{name}`` for each of ``options``, the parameters it is about:
+    ``str()`` shows them as `` `name` `` (the library's word), :meth:`show` as the flag
+    ``--name`` (the CLI's); with options, other braces in the message are doubled (see
+    :func:`braces`)."""
 
     exit_code = 1
 
+    def __init__(self, message: str = "", *options: str) -> None:
+        self.template, self.options = message, options
+        super().__init__(self._fill(lambda o: f"`{o}`"))
+
+    def _fill(self, name) -> str:
+        if not self.options:
+            return self.template
+        return self.template.format(**{o: name(o) for o in self.options})
+
     def show(self) -> str:
-        return f"error: {self}"
+        return "error: " + self._fill(lambda o: "--" + o.replace("_", "-"))
 
 
 class RunError(Error):
@@ -131,23 +145,11 @@ class Interrupted(Error):
 
 
 class UsageError(Error):
-    """A value that does not fit (exit 2).  ``message`` may hold ``{name}`` for each of
-    ``options``: shown as `` `name` `` by ``str()``, and as the flag ``--name`` by :meth:`show`
-    (with options, other braces in the message are doubled: see :func:`braces`)."""
+    """A value that does not fit the network or the other options (exit 2), one rule for
+    every command: ``render --column 9`` of a 3-column network, ``eval --column 4``, an
+    unknown ``--data``."""
 
     exit_code = 2
-
-    def __init__(self, message: str, *options: str) -> None:
-        self.template, self.options = message, options
-        super().__init__(self._fill(lambda o: f"`{o}`"))
-
-    def _fill(self, name) -> str:
-        if not self.options:
-            return self.template
-        return self.template.format(**{o: name(o) for o in self.options})
-
-    def show(self) -> str:
-        return "error: " + self._fill(lambda o: "--" + o.replace("_", "-"))
 
 
 def braces(text: object) -> str:

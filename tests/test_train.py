@@ -9,6 +9,7 @@ import torch
 from test_train_support import ROOT, SMALL, cli, write_net
 
 from fractal_dsl import codegen, load, loads
+from fractal_dsl.errors import UsageError
 from fractal_dsl.train import TrainConfig, TrainError, evaluate_checkpoint, paper_milestones, train
 from fractal_dsl.train import checkpoint as ckpt
 from fractal_dsl.train import data as datasets
@@ -239,9 +240,9 @@ def test_image_folder_without_split_is_split_and_converted(tmp_path):
 
 def test_amp_needs_cuda_and_column_must_exist(tmp_path, small_run):
     net = loads(SMALL, "small.fdsl")
-    with pytest.raises(TrainError, match="--amp .* needs a CUDA device"):
+    with pytest.raises(TrainError, match="`amp` .* needs a CUDA device"):
         train(net, TrainConfig(amp=True, device="cpu"), tmp_path / "amp", log=lambda *a: None)
-    with pytest.raises(TrainError, match=r"--column 3: small has columns 1..2"):
+    with pytest.raises(UsageError, match=r"`column` 3: small has columns 1..2"):
         evaluate_checkpoint(net, small_run / "checkpoint.pt", column=3, device="cpu")
 
 
@@ -251,3 +252,16 @@ def test_cli_defaults_match_the_config():
     for command in (cli.train, cli.evaluate):
         default = next(p.default for p in command.params if p.name == "recalibrate_bn")
         assert default == TrainConfig().recalibrate_bn == 1000
+
+
+def test_bad_option_values_exit_2_in_every_command(tmp_path, small_run):
+    """One rule: a value that does not fit the network or the other options is bad usage
+    (exit 2), in eval as in render; a run that fails is exit 1."""
+    net = write_net(tmp_path, SMALL, "n.fdsl")
+    eval_column = cli("eval", net, "--checkpoint", small_run / "checkpoint.pt", "--column", "4", "--recalibrate-bn", "0")
+    assert eval_column.returncode == 2 and "error: --column 4: small has columns 1..2" in eval_column.stderr
+    render_column = cli("render", net, "--column", "9", "-o", tmp_path / "x.dot")
+    assert render_column.returncode == 2 and "error: --column 9:" in render_column.stderr
+    unknown_data = cli("train", net, "--data", "mnist-nope", "--out", tmp_path / "run", "-q")
+    assert unknown_data.returncode == 2 and "error: --data 'mnist-nope': not digits" in unknown_data.stderr
+    assert not (tmp_path / "run").exists()  # a failed start leaves no folder behind

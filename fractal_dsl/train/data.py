@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import safeio
+from ..errors import UsageError, braces
 from .config import TrainError
 
 VISION = {"cifar10": ((3, 32, 32), 10), "cifar100": ((3, 32, 32), 100), "svhn": ((3, 32, 32), 10)}
@@ -68,7 +69,7 @@ def load(spec: str, input_shape: tuple[int, ...], classes: int, cache_dir: str |
     elif os.path.isdir(spec):
         data = _folder(Path(spec), input_shape)
     else:
-        raise TrainError(f"--data {spec!r}: not digits, cifar10, cifar100, svhn or an existing folder")
+        raise UsageError(f"{{data}} {braces(repr(spec))}: not digits, cifar10, cifar100, svhn or an existing folder", "data")
     if data.shape != tuple(input_shape):
         raise TrainError(f"{data.name} images are {_shape(data.shape)} but the network takes {_shape(input_shape)}"
                          " (change the `input` line, or pick data of that shape)")
@@ -164,7 +165,7 @@ def _vision(name: str, cache_dir: str | None) -> Data:
     try:
         import torchvision.datasets as tvd
     except ImportError:
-        raise TrainError(f"--data {name} needs torchvision: pip install 'fractal-dsl[vision]'") from None
+        raise TrainError(f"{{data}} {name} needs torchvision: pip install 'fractal-dsl[vision]'", "data") from None
     root = cache_dir or default_cache_dir()
     try:
         if name == "svhn":
@@ -195,7 +196,7 @@ def _folder(root: Path, input_shape) -> Data:
     try:
         from PIL import Image
     except ImportError:
-        raise TrainError("--data FOLDER needs Pillow: pip install 'fractal-dsl[train]'") from None
+        raise TrainError("{data} FOLDER needs Pillow: pip install 'fractal-dsl[train]'", "data") from None
     if (root / "train").is_dir() and (root / "test").is_dir():
         classes = _class_names(root / "train")
         only_test = sorted(set(_class_names(root / "test")) - set(classes))

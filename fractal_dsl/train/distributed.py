@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..errors import UsageError, braces
 from .config import TrainError
 
 
@@ -59,7 +60,7 @@ def pick_device(name: str, local_rank: int | None = None) -> torch.device:
             name = "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise TrainError("--device cuda: no CUDA device is available (try --device cpu)")
+            raise TrainError("{device} cuda: no CUDA device is available (try {device} cpu)", "device")
         if local_rank is not None:
             if local_rank >= torch.cuda.device_count():
                 raise TrainError(f"local rank {local_rank} has no GPU: only {torch.cuda.device_count()} visible")
@@ -67,11 +68,11 @@ def pick_device(name: str, local_rank: int | None = None) -> torch.device:
         return torch.device("cuda")
     if name == "mps":
         if getattr(torch.backends, "mps", None) is None or not torch.backends.mps.is_available():
-            raise TrainError("--device mps: Apple's MPS backend is not available here (try --device cpu)")
+            raise TrainError("{device} mps: Apple's MPS backend is not available here (try {device} cpu)", "device")
         return torch.device("mps")
     if name == "cpu":
         return torch.device("cpu")
-    raise TrainError(f"--device {name!r}: expected cpu, cuda, mps or auto")
+    raise UsageError(f"{{device}} {braces(repr(name))}: expected cpu, cuda, mps or auto", "device")
 
 
 def all_sum(ctx: Context, values: list[float]) -> list[float]:

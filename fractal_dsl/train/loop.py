@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import codegen, fingerprint
+from ..errors import UsageError, braces
 from ..expand import Network
 from . import checkpoint, distributed, runfolder
 from . import data as datasets
@@ -67,15 +68,15 @@ class _Run:
                  log) -> None:
         self.net, self.cfg, self.folder, self.out, self.ctx, self.log = net, cfg, folder, folder.path, ctx, log
         if cfg.amp and ctx.device.type != "cuda":
-            raise TrainError("--amp (mixed precision) needs a CUDA device")
+            raise TrainError("{amp} (mixed precision) needs a CUDA device", "amp")
         if cfg.epochs < 1 or cfg.batch_size < 1 or not (cfg.lr > 0):
-            raise TrainError("--epochs and --batch-size must be at least 1 and --lr positive")
+            raise UsageError("{epochs} and {batch_size} must be at least 1 and {lr} positive", "epochs", "batch_size", "lr")
         if cfg.batch_size % ctx.world:
-            raise TrainError(f"--batch-size {cfg.batch_size} must divide evenly over {ctx.world} processes")
+            raise UsageError(f"{{batch_size}} {cfg.batch_size} must divide evenly over {ctx.world} processes", "batch_size")
         self.ckpt = self.out / "checkpoint.pt"
         if ctx.main:
             if cfg.resume and not self.ckpt.is_file():
-                raise TrainError(f"--resume: {self.ckpt} does not exist")
+                raise TrainError(f"{{resume}}: {braces(self.ckpt)} does not exist", "resume")
             if not cfg.resume and self.ckpt.exists():
                 raise TrainError(f"{self.out} already holds a run: continue it with --resume, or pick another --out")
 
@@ -386,7 +387,7 @@ def evaluate_checkpoint(net: Network, path, column: int | None = None, data_spec
     checkpoint.require(path, state, "model")
     _, model = compile_model(net)
     if column is not None and not 1 <= column <= model.num_columns:
-        raise TrainError(f"--column {column}: {net.name} has columns 1..{model.num_columns}")
+        raise UsageError(f"{{column}} {column}: {net.name} has columns 1..{model.num_columns}", "column")
     checkpoint.verify(path, state, net, model, allow_other_network, warn=warn)
     model.load_state_dict(state["model"])
     dev = distributed.pick_device(device)

@@ -21,6 +21,7 @@ import re
 from pathlib import Path
 
 from .. import safeio
+from ..errors import braces
 from .config import TrainError
 
 LOCK = "fractal-dsl-run.lock"
@@ -56,7 +57,7 @@ class RunFolder:
     def _make(self) -> None:
         out = self.path
         if out.exists() and not out.is_dir():
-            raise TrainError(f"--out {out} is a file, not a folder")
+            raise TrainError(f"{{out}} {braces(out)} is a file, not a folder", "out")
         missing = []
         for p in (out, *out.parents):
             if p.exists():
@@ -99,8 +100,8 @@ class RunFolder:
         if foreign and not force:
             shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
             why = "files fractal-dsl did not write" if self.had_lock_file else "files, and it is not a fractal-dsl run folder"
-            raise TrainError(f"--out {self.path} holds {why} ({shown}); pick another --out, or add --force to "
-                             "write the run's files there anyway")
+            raise TrainError(f"{{out}} {braces(self.path)} holds {why} ({braces(shown)}); pick another {{out}}, "
+                             "or add {force} to write the run's files there anyway", "out", "force")
 
     # -- writing ----------------------------------------------------------------------------
     def write(self, name: str, data: bytes | str) -> None:
