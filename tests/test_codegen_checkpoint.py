@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import EXAMPLES, ROOT
 
 import fractal_dsl
 from fractal_dsl import codegen
-
-from conftest import EXAMPLES, ROOT
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "state_dict"
 
