@@ -2,10 +2,13 @@
 
 :func:`generate` builds a template context from the graph and renders
 ``codegen_templates/model.py.j2``.  Every name that reaches the code is made here, from
-positions (``block1.column3.layer2``, ``c3_2``) or from a validated class name, and every
-value goes through ``repr``; the templates only lay things out.  Source text never reaches
-the code, and the source file name reaches the docstring only through ``ascii`` with its
-quotes escaped.  The result is checked with :func:`ast.parse` before it is returned.
+positions (``block1.column3.layer2``, ``c3_2``), or from a validated class name, key entry
+or parameter name made a safe identifier (:func:`_safe`), and every value goes through
+``repr``; the templates only lay things out.  Source text reaches only comments (a key
+entry's definition, through ``ascii`` and without its comments, as whole comment lines)
+and the source file name the docstring and those comments, through ``ascii`` with the
+docstring's quotes escaped.  The result is checked with :func:`ast.parse` before it is
+returned.
 
 The emitted file imports only torch and the standard library and is kept in the shape
 ``ruff format`` gives it (lines fit in 88 columns, or are exploded one item per line with
@@ -231,15 +234,15 @@ class _UnitFunctions:
         from .syntax import parse
 
         defs = {d.span: d for d in parse(Source(net.source_name, net.source_text)).key}
-        groups: dict[str, list[Node]] = {}
+        groups: dict[tuple, list[Node]] = {}  # one entry's units (its chain fixes the layer types)
         for node in net.nodes():
             if node.is_unit:
-                groups.setdefault(node.op, []).append(node)
+                groups.setdefault((node.op, tuple(x.type for x in node.layers)), []).append(node)
         reserved = set(_MODULE_NAMES) | set(dir(builtins)) | _INIT_LOCALS | {class_name(net), "column_sample"}
         taken: set[str] = set()
         self.functions: list[dict] = []
         self.calls: dict[str, tuple[str, list[str]]] = {}
-        for op, nodes in groups.items():
+        for (op, _), nodes in groups.items():
             fname = _safe(op if not op.startswith("_") else "unit" + op, taken, reserved)
             unit = _UnitFunction(net, fname, nodes, defs)
             self.functions.append(unit.template())
@@ -534,7 +537,12 @@ class _Graphs:
 
     def __init__(self, net: Network, index: dict, join_index: dict, modules: dict) -> None:
         self.net, self.index, self.join_index, self.modules = net, index, join_index, modules
+        self.nodes = {node.id: node for node in net.nodes()}
         order = list(index)
+        in_block: dict[int, list[str]] = {}
+        for n in order:
+            if self.nodes[n].block is not None and self.nodes[n].kind != "pool":
+                in_block.setdefault(self.nodes[n].block, []).append(n)
         rows = [self._row(n) for n in order]
         self.graphs: list[dict] = []
         self.block_graph: dict[int, tuple[int, int, int, str]] = {}
@@ -543,7 +551,7 @@ class _Graphs:
         b_done: set[int] = set()
         expanded: list[tuple] = []
         for i, n in enumerate(order):
-            node = net.node(n)
+            node = self.nodes[n]
             b = node.block
             if b is None or node.kind == "pool":
                 node_lines.extend(_table_lines([rows[i]]))
@@ -552,7 +560,7 @@ class _Graphs:
             if b in b_done:
                 continue
             b_done.add(b)
-            members = [m for m in order if net.node(m).block == b and net.node(m).kind != "pool"]
+            members = in_block[b]
             first = index[members[0]]
             if [index[m] for m in members] != list(range(first, first + len(members))):
                 raise CodegenError(f"block {b}'s nodes are not contiguous in topological order")
@@ -578,7 +586,7 @@ class _Graphs:
         for w in sorted(self.net.graph.successors(n), key=self.index.__getitem__):
             j = self.join_index.get(w, -1)
             uses.append((self.index[w], j, self.net.edge(n, w).index if j >= 0 else 0))
-        return (n, self.modules.get(n, ""), self.net.node(n).columns, tuple(uses))
+        return (n, self.modules.get(n, ""), self.nodes[n].columns, tuple(uses))
 
     @staticmethod
     def _local(row: tuple, prefix: str, module_prefix: str, n: int, j: int) -> tuple:
@@ -598,7 +606,7 @@ class _Graphs:
         steps: list[str] = []
         local_join = 0
         for m in members:
-            node = net.node(m)
+            node = self.nodes[m]
             args = [var.get(u, "x") for u in net.inputs(m)]
             i = self.index[m] - n0
             if node.kind == "layer":
@@ -626,11 +634,10 @@ class _Graphs:
 
     def block(self, b: int, units: _UnitFunctions) -> dict:
         """Block ``b``'s construction (one call per unit, by column) and its forward call."""
-        net = self.net
         columns: dict[int, list[tuple[str, list[str]]]] = {}
         pool = None
         for n in self.index:
-            node = net.node(n)
+            node = self.nodes[n]
             if node.block != b:
                 continue
             if node.kind == "layer":
