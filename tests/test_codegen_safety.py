@@ -96,6 +96,7 @@ def test_hostile_network_names_become_safe_class_names(name, cls):
         ("dropout", "dropout_"),  # a local of __init__, where the unit functions are called
         ("column_sample", "column_sample_"),
         ("Plain", "Plain_"),  # the class's name
+        ("DEFAULT_INIT", "DEFAULT_INIT_"),  # a default of __init__'s arguments
     ],
 )
 def test_hostile_key_names_become_safe_function_names(unit, function):
