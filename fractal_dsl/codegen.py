@@ -568,9 +568,13 @@ class _Graphs:
             j0 = min((join_index[m] for m in members if m in join_index), default=len(join_index))
             prefix = f"b{b}_" if all(m.startswith(f"b{b}_") for m in members) else ""
             local = tuple(self._local(rows[index[m]], prefix, f"block{b}.", first, j0) for m in members)
-            g = keys.get(local)
+            inside = set(members)
+            entries = tuple(  # what reads the block's input: rows of the nodes before it say
+                (k, net.edge(u, m).index) for k, m in enumerate(members) for u in net.inputs(m) if u not in inside
+            )
+            g = keys.get((local, entries))
             if g is None:
-                g = keys[local] = len(self.graphs) + 1
+                g = keys[(local, entries)] = len(self.graphs) + 1
                 steps = self._steps(members, first, j0)
                 self.graphs.append({"index": g, "blocks": [], "lines": _table_lines(list(local)), "steps": steps})
             self.graphs[g - 1]["blocks"].append(b)

@@ -319,3 +319,30 @@ def test_unit_functions_build_the_resolved_layers(program, dropout):
         assert "def wide(in_channels: int, c: int, p: float, d: int, dropout: bool)" in source
         assert "nn.Conv2d(c, c, 3, padding=d, dilation=d)" in source
         model(torch.randn(2, 3, 16, 16)).sum().backward()
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_node_table_and_on_path_table_match_the_graph(path):
+    """The generated tables, as the module rebuilds them from its shared block graphs, are
+    the graph's own: every node's submodule, columns and consumers, and semantics'
+    on-path table; blocks built alike share one graph and one forward method."""
+    from fractal_dsl import semantics
+
+    net = fractal_dsl.load(path)
+    source = codegen.generate(net)
+    module = codegen.load_module(source, f"tables_{path.stem}")
+    order = net.nodes_in_order()
+    index = {n: i for i, n in enumerate(order)}
+    joins = semantics.joins(net)
+    names = codegen.module_names(net)
+    expected = []
+    for n in order:
+        uses = []
+        for w in sorted(net.graph.successors(n), key=index.__getitem__):
+            j = joins.index(w) if w in joins else -1
+            uses.append((index[w], j, net.edge(n, w).index if j >= 0 else 0))
+        expected.append((n, names.get(n, ""), net.node(n).columns, tuple(uses)))
+    assert module._NODES == tuple(expected)
+    assert module._ON_PATH == semantics.on_path_table(net)
+    assert [j[0] for j in module._JOINS] == joins
+    assert source.count("def _forward_graph") == 1 == source.count("\n_GRAPH")
