@@ -2,10 +2,13 @@
 
 :func:`generate` builds a template context from the graph and renders
 ``codegen_templates/model.py.j2``.  Every name that reaches the code is made here, from
-positions (``block1.column3.layer2``, ``c3_2``) or from a validated class name, and every
-value goes through ``repr``; the templates only lay things out.  Source text never reaches
-the code, and the source file name reaches the docstring only through ``ascii`` with its
-quotes escaped.  The result is checked with :func:`ast.parse` before it is returned.
+positions (``block1.column3.layer2``, ``c3_2``), or from a validated class name, key entry
+or parameter name made a safe identifier (:func:`_safe`), and every value goes through
+``repr``; the templates only lay things out.  Source text reaches only comments (a key
+entry's definition, through ``ascii`` and without its comments, as whole comment lines)
+and the source file name the docstring and those comments, through ``ascii`` with the
+docstring's quotes escaped.  The result is checked with :func:`ast.parse` before it is
+returned.
 
 The emitted file imports only torch and the standard library and is kept in the shape
 ``ruff format`` gives it (lines fit in 88 columns, or are exploded one item per line with
@@ -21,17 +24,20 @@ import keyword
 import math
 import os
 import tempfile
+import textwrap
 import types
 from pathlib import Path
+from typing import NamedTuple
 
 import jinja2
 
 from . import __version__, semantics
 from ._resources import resource_dir
+from .binding import SPECIAL_KEYS
 from .errors import RunError
 from .expand import Network
 from .ir import Node
-from .layers import Layer, torch_ctor
+from .layers import BUILTINS, Layer
 
 WIDTH = 88
 # Names the generated module defines or imports: a class must not shadow them.
@@ -47,10 +53,12 @@ _MODULE_NAMES = {
     "torch",
     "annotations",
     "build",
+    "column_sample",
     "sample_drop_path",
     "NUM_COLUMNS",
     "DEFAULT_DROP_PATH_LOCAL",
     "DEFAULT_DROP_PATH_GLOBAL",
+    "DEFAULT_INIT",
 }
 
 
@@ -80,7 +88,8 @@ def class_name(net: Network) -> str:
 
 
 def module_names(net: Network) -> dict[str, str]:
-    """``{node id: dotted submodule name}`` for every node that holds layers."""
+    """``{node id: dotted submodule name}`` for every node that holds layers (``Node.module``,
+    named by position when the graph is built)."""
     return {n.id: n.module for n in net.nodes() if n.module is not None}
 
 
@@ -131,22 +140,13 @@ def _context(net: Network) -> dict:
     modules = module_names(net)
     joins = semantics.joins(net)
     join_index = {n: j for j, n in enumerate(joins)}
-
-    node_rows = []
-    for node in net.nodes():
-        uses = []
-        for w in net.consumers(node.id):
-            e = net.edge(node.id, w)
-            uses.append((index[w], join_index.get(w, -1), e.index if w in join_index else 0))
-        node_rows.append((node.id, modules.get(node.id, ""), node.columns, tuple(uses)))
+    units = _UnitFunctions(net)
+    graphs = _Graphs(net, index, join_index, modules)
 
     join_rows = []
     for n in joins:
-        ins = net.inputs(n)
-        shape = net.node(n).in_shape
-        channels = tuple(net.node(u).shape[0] for u in ins)
-        columns = tuple(net.edge(u, n).columns for u in ins)
-        join_rows.append((n, len(shape) + 1, channels, columns))
+        channels = tuple(net.node(u).shape[0] for u in net.inputs(n))
+        join_rows.append((n, len(net.node(n).in_shape) + 1, channels))
 
     return {
         "network_repr": _doc_text(net.name),
@@ -165,74 +165,554 @@ def _context(net: Network) -> dict:
         "droppath_per": net.droppath.per,
         "droppath_enabled": bool(net.droppath.enabled),
         "init": net.init,
-        "node_lines": _table_lines(node_rows),
+        "functions": units.functions,
+        "graphs": graphs.graphs,
+        "node_lines": graphs.node_lines,
         "join_lines": _table_lines(join_rows),
-        "stem": _ctors(net, "stem"),
-        "head": _ctors(net, "head"),
-        "block_modules": [_block(net, b, index, join_index, modules) for b in range(1, net.blocks + 1)],
+        "on_path_lines": _bit_rows(semantics.on_path_table(net)),
+        "stem": units.call("stem", "self.stem = ") if "stem" in net.graph else [],
+        "head": units.call("head", "self.head = "),
+        "block_modules": [graphs.block(b, units) for b in range(1, net.blocks + 1)],
     }
 
 
-def _ctors(net: Network, node: str) -> list[str]:
-    if node not in net.graph:
-        return []
-    return _layer_ctors(net, net.node(node), head=node == "head")
+# ---- one function per key entry -------------------------------------------------------------
+
+# Names the unit functions must not take: the module's own names, the builtins it calls,
+# and the locals of the class's __init__, where the functions are called.
+_INIT_LOCALS = {
+    "self",
+    "num_classes",
+    "drop_path",
+    "drop_path_local",
+    "drop_path_global",
+    "drop_path_per",
+    "dropout",
+    "compute_all",
+    "generator",
+    "init",
+    "name",
+    "p",
+}
+# Argument names every unit function may have besides the entry's own parameters.
+_FIXED_ARGS = ("in_channels", "dropout", "num_classes")
 
 
-def _block(net: Network, b: int, index: dict, join_index: dict, modules: dict) -> dict:
-    """Block ``b``'s submodules and the straight-line code of its forward pass: one line
-    per node, skipped (None) when the plan says no kept path uses it."""
-    nodes = [n for n in net.nodes() if n.block == b]
-    var: dict[str, str] = {}
-    columns: dict[int, list] = {}
-    steps: list[str] = []
-    pool: list[str] = []
-    local_join = 0
-    for a in nodes:
-        n = a.id
-        args = [var.get(u, "x") for u in net.inputs(n)]
-        if a.kind == "layer":
-            column, layer = modules[n].split(".")[1:]
-            columns.setdefault(a.column, []).append({"index": layer[5:], "ctors": _layer_ctors(net, a)})
-            var[n] = f"c{a.column}_{layer[5:]}"
-            steps.append(f"{var[n]} = block.{column}.{layer}({args[0]}) if live[{index[n]}] else None")
-        elif a.kind == "join":
-            local_join += 1
-            var[n] = f"j{local_join}"
-            xs = f"({args[0]},)" if len(args) == 1 else f"({', '.join(args)})"
-            call = f"{var[n]} = _join({xs}, plan, {join_index[n]}) if live[{index[n]}] else None"
-            if len(call) + 8 > WIDTH:
-                steps.append("xs = (")
-                steps.extend(f"    {v}," for v in args)
-                steps.append(")")
-                call = f"{var[n]} = _join(xs, plan, {join_index[n]}) if live[{index[n]}] else None"
-            steps.append(call)
-        elif a.kind == "pool":
-            pool = _layer_ctors(net, a)
-            steps.append(f"return block.pool({args[0]})")
-    exits = [a.id for a in nodes if any(net.node(w).block != b for w in net.graph.successors(a.id))]
-    if not pool:
-        steps.append(f"return {var[exits[0]]}")
-    return {
-        "block": b,
-        "columns": [{"column": k, "layers": columns[k]} for k in sorted(columns)],
-        "pool": pool,
-        "steps": steps,
-    }
-
-
-def _layer_ctors(net: Network, node: Node, head: bool = False) -> list[str]:
-    shapes = [node.in_shape, *node.layer_shapes]
-    layers = node.layers
-    out = []
-    for i, layer in enumerate(layers):
-        last_linear = head and layer.type == "linear" and all(x.type != "linear" for x in layers[i + 1 :])
-        out.append(_ctor(layer, shapes[i], last_linear and layer.arg("out_features") == net.classes))
+def _safe(name: str, taken: set[str], reserved: set[str]) -> str:
+    """``name`` as a Python identifier that is not a keyword, not in ``reserved`` and not
+    in ``taken`` (a trailing ``_`` is added until it is); ``taken`` gets the result."""
+    out = name if name.isidentifier() and name.isascii() else "unit"
+    while keyword.iskeyword(out) or out in reserved or out in taken:
+        out += "_"
+    taken.add(out)
     return out
 
 
-def _ctor(layer: Layer, in_shape: tuple[int, ...], num_classes: bool) -> str:
-    return torch_ctor(layer, in_shape, _literal, num_classes)
+class _Expr(NamedTuple):
+    """How a unit function writes one constructor argument: ``text`` (a name or a literal)
+    and the value it has in each instance; ``literal`` when ``text`` is a literal."""
+
+    text: str
+    values: tuple
+    literal: bool
+
+
+class _UnitFunctions:
+    """One function per key entry (or built-in called in a rule) that builds one unit: an
+    ``nn.Sequential`` of its layers from the unit's bound parameters, its input channels
+    and the ``dropout`` switch; ``calls`` holds each unit node's call of it."""
+
+    def __init__(self, net: Network) -> None:
+        from .errors import Source
+        from .syntax import parse
+
+        defs = {d.span: d for d in parse(Source(net.source_name, net.source_text)).key}
+        groups: dict[tuple, list[Node]] = {}  # one entry's units (its chain fixes the layer types)
+        for node in net.nodes():
+            if node.is_unit:
+                groups.setdefault((node.op, tuple(x.type for x in node.layers)), []).append(node)
+        reserved = set(_MODULE_NAMES) | set(dir(builtins)) | _INIT_LOCALS | {class_name(net), "column_sample"}
+        taken: set[str] = set()
+        self.functions: list[dict] = []
+        self.calls: dict[str, tuple[str, list[str]]] = {}
+        for (op, _), nodes in groups.items():
+            fname = _safe(op if not op.startswith("_") else "unit" + op, taken, reserved)
+            unit = _UnitFunction(net, fname, nodes, defs)
+            self.functions.append(unit.template())
+            self.calls.update(unit.calls())
+
+    def call(self, node_id: str, head: str = "", tail: str = "", indent: int = 8) -> list[str]:
+        """The lines of ``head`` + the call that builds unit ``node_id`` + ``tail``."""
+        fname, args = self.calls[node_id]
+        return _call_lines(f"{head}{fname}(", args, f"){tail}", indent)
+
+
+class _UnitFunction:
+    """The function of one key entry, worked out from every unit it makes in the network.
+
+    A constructor argument is written as: the channels flowing in (``in_channels``, or the
+    expression that set them), ``num_classes`` for the head's classifier, the parameter the
+    source passes there, a literal where the source writes one or leaves a default, and
+    only where none of these fits every unit (a value derived from a parameter, or a chain
+    through other key entries) the parameter whose values agree, a literal when all units
+    agree, or else an extra argument of the function.  Each choice holds for every unit by
+    construction: an expression's ``values`` are the argument's value in each unit.
+    """
+
+    def __init__(self, net: Network, fname: str, nodes: list[Node], defs: dict) -> None:
+        self.net, self.fname, self.nodes = net, fname, nodes
+        first = nodes[0]
+        d = defs.get(first.key_span) if first.key_span is not None else None
+        self.key_def = d
+        self.params = list(d.params) if d is not None else [k for k, _ in first.args]
+        self.taken: set[str] = set(_FIXED_ARGS) | {"nn"}
+        self.names = {p: _safe(p, self.taken, set()) for p in self.params}
+        self.raw = {p: tuple(dict(n.args).get(p) for n in nodes) for p in self.params}
+        self.ptype: dict[str, str] = {}  # int, float or bool, once a parameter fills an argument
+        self.extras: list[tuple[str, str, tuple]] = []
+        self.used = {"in_channels": False, "dropout": False, "num_classes": False}
+        self.hints = self._hints(d, first, {e.name for e in defs.values()})
+        self.ctors = self._body()
+
+    def _body(self) -> list[str]:
+        nodes, first = self.nodes, self.nodes[0]
+        cur: _Expr | None = _Expr("in_channels", tuple(n.in_shape[0] for n in nodes), False)
+        ctors = []
+        for i, layer in enumerate(first.layers):
+            t = layer.type
+            shapes = [(n.in_shape, *n.layer_shapes)[i] for n in nodes]
+            exprs: dict[str, _Expr] = {}
+            for slot, kind, default in _slots(t):
+                vals = tuple(_slot_value(n.layers[i], slot, shapes[k]) for k, n in enumerate(nodes))
+                hint = self.hints.get((i, slot)) if self.hints is not None else None
+                if kind == "channels_in" and cur is not None and cur.values == vals:
+                    expr = cur
+                elif (
+                    slot == "out_features"
+                    and first.kind == "head"
+                    and all(x.type != "linear" for x in first.layers[i + 1 :])
+                    and all(v == self.net.classes for v in vals)
+                ):
+                    expr = _Expr("num_classes", vals, False)
+                elif slot == "stride" and t in _POOLS and hint is None and vals == exprs["kernel"].values:
+                    expr = exprs["kernel"]  # the stride a pool takes by default
+                else:
+                    expr = self._generic(f"{slot}_{i}", vals, kind, default, hint)
+                if expr.text in self.used:
+                    self.used[expr.text] = True
+                exprs[slot] = expr
+            if t in ("dropout", "dropout2d") and not (exprs["p"].literal and not exprs["p"].values[0]):
+                self.used["dropout"] = True
+            ctors.extend(_ctor_lines(t, exprs))
+            if t == "conv2d":
+                cur = exprs["out_channels"]
+            elif t == "linear":
+                cur = exprs["out_features"]
+            elif t == "flatten":
+                after = tuple(n.layer_shapes[i][0] for n in nodes)
+                cur = cur if cur is not None and cur.values == after else None
+        return ctors
+
+    @staticmethod
+    def _hints(d, first: Node, entries: set[str]) -> dict[tuple[int, str], object] | None:
+        """``{(layer, argument): Value}`` for what the key entry's source writes, when its
+        body is a chain of built-ins (one layer each); None when it is not."""
+        if d is None or len(d.chain) != len(first.layers):
+            return None
+        hints = {}
+        for i, call in enumerate(d.chain):
+            shadowed = call.name in entries and call.name != d.name and call.name not in SPECIAL_KEYS
+            if call.name not in BUILTINS or shadowed:
+                return None
+            conv = call.name == "conv" or (call.name.startswith("conv") and call.name[4:5].isdigit())
+            names = [p for p, _ in BUILTINS[call.name].params]
+            given = dict(zip(names, [a.value for a in call.args if a.name is None]))
+            given.update({a.name: a.value for a in call.args if a.name is not None})
+            for param, value in given.items():
+                hints[(i, _BUILTIN_SLOT.get(("conv" if conv else call.name, param), param))] = value
+        return hints
+
+    def _generic(self, extra: str, vals: tuple, kind: str, default, hint) -> _Expr:
+        same = all(v == vals[0] and type(v) is type(vals[0]) for v in vals)
+        if hint is not None and hint.is_name and hint.value in self.raw:
+            candidates = [hint.value]  # the parameter the source passes here
+        elif hint is not None or (self.hints is not None and same):
+            candidates = []  # a literal in the source, or a default it leaves alone
+        elif default is not _NO_DEFAULT and same and vals[0] == default:
+            candidates = []
+        else:
+            candidates = list(self.raw)
+        for p in candidates:
+            if self._matches(p, vals, kind):
+                return _Expr(self.names[p], vals, False)
+        if same:
+            return _Expr(_literal(vals[0]), vals, True)
+        name = _safe(extra, self.taken, set())
+        self.extras.append((name, kind, vals))
+        return _Expr(name, vals, False)
+
+    def _matches(self, p: str, vals: tuple, kind: str) -> bool:
+        """Whether parameter ``p`` has the argument's value in every unit (and a type that
+        fits it; its first use fixes the type the calls pass it as)."""
+        want = "int" if kind in ("int", "channels_in") else kind
+        if self.ptype.get(p, want) != want:
+            return False
+        for v, s in zip(self.raw[p], vals):
+            if isinstance(v, bool) != (want == "bool") or v != s:
+                return False
+            if want == "int" and not float(v).is_integer():
+                return False
+        self.ptype[p] = want
+        return True
+
+    def _value(self, p: str, k: int):
+        v = self.raw[p][k]
+        t = self.ptype.get(p)
+        return int(v) if t == "int" else float(v) if t == "float" else v
+
+    def _annotation(self, p: str) -> str:
+        t = self.ptype.get(p)
+        if t is not None:
+            return t
+        vals = self.raw[p]
+        if all(isinstance(v, bool) for v in vals):
+            return "bool"
+        return "int" if all(isinstance(v, int) for v in vals) else "float"
+
+    def template(self) -> dict:
+        args: list[str] = []
+        if self.used["in_channels"]:
+            args.append("in_channels: int")
+        args += [f"{self.names[p]}: {self._annotation(p)}" for p in self.params]
+        args += [f"{name}: {_ANNOTATION[kind]}" for name, kind, _ in self.extras]
+        args += [f"{name}: {t}" for name, t in (("num_classes", "int"), ("dropout", "bool")) if self.used[name]]
+        return {
+            "name": self.fname,
+            "comment": self._comment(),
+            "def": _call_lines(f"def {self.fname}(", args, ") -> nn.Sequential:", 0),
+            "ctors": self.ctors,
+        }
+
+    def calls(self) -> dict[str, tuple[str, list[str]]]:
+        out = {}
+        for k, n in enumerate(self.nodes):
+            call = [_literal(n.in_shape[0])] if self.used["in_channels"] else []
+            call += [f"{self.names[p]}={_literal(self._value(p, k))}" for p in self.params]
+            call += [f"{name}={_literal(vals[k])}" for name, _, vals in self.extras]
+            call += [f"{name}={name}" for name in ("num_classes", "dropout") if self.used[name]]
+            out[n.id] = (self.fname, call)
+        return out
+
+    def _comment(self) -> list[str]:
+        """``# FILE:LINE`` and the definition, made safe comment lines: ASCII (``ascii``
+        escapes the rest), no line break, none of the source's own comments."""
+        first = self.nodes[0]
+        span = first.key_span or first.span
+        lines = self.net.source_text.split("\n")[span.line - 1 : span.end_line]
+        if lines:
+            lines[-1] = lines[-1][: span.end_column - 1]
+            lines[0] = lines[0][span.column - 1 :]
+        words = [w for line in lines for w in line.split("#")[0].split()]  # "#" only starts comments
+        text = ascii(" ".join(words))[1:-1]
+        where = ascii(self.net.source_name)[1:-1]
+        head = f"# {where}:{span.line}" + ("" if first.key_span else " (a built-in called in a rule)")
+        return [head, *(f"#   {line}" for line in textwrap.wrap(text, WIDTH - 4, break_on_hyphens=False))]
+
+
+_NO_DEFAULT = object()
+_POOLS = ("maxpool2d", "avgpool2d")
+_ANNOTATION = {"int": "int", "channels_in": "int", "float": "float", "bool": "bool"}
+# (built-in, parameter) -> the constructor argument it sets, where the names differ.
+_BUILTIN_SLOT = {
+    ("conv", "channels"): "out_channels",
+    ("linear", "features"): "out_features",
+}
+
+
+def _slots(t: str) -> list[tuple[str, str, object]]:
+    """The constructor arguments of a layer type: (name, kind, default value or none)."""
+    if t == "conv2d":
+        return [
+            ("in_channels", "channels_in", _NO_DEFAULT),
+            ("out_channels", "int", _NO_DEFAULT),
+            ("kernel", "int", _NO_DEFAULT),
+            ("stride", "int", 1),
+            ("padding", "int", 0),
+            ("dilation", "int", 1),
+            ("groups", "int", 1),
+            ("bias", "bool", True),
+        ]
+    if t == "batchnorm2d":
+        return [("num_features", "channels_in", _NO_DEFAULT)]
+    if t == "leakyrelu":
+        return [("slope", "float", _NO_DEFAULT)]
+    if t in ("dropout", "dropout2d"):
+        return [("p", "float", _NO_DEFAULT)]
+    if t in ("maxpool2d", "avgpool2d"):
+        return [("kernel", "int", _NO_DEFAULT), ("stride", "int", _NO_DEFAULT), ("padding", "int", 0)]
+    if t == "linear":
+        return [
+            ("in_features", "channels_in", _NO_DEFAULT),
+            ("out_features", "int", _NO_DEFAULT),
+            ("bias", "bool", True),
+        ]
+    if t in _ACTIVATIONS or t in ("globalavgpool", "flatten"):
+        return []
+    raise CodegenError(f"no PyTorch layer for `{t}`")
+
+
+def _slot_value(layer: Layer, slot: str, in_shape: tuple[int, ...]):
+    if slot in ("in_channels", "num_features", "in_features"):
+        return in_shape[0]
+    return layer.arg(slot)
+
+
+_ACTIVATIONS = {
+    "relu": "ReLU",
+    "gelu": "GELU",
+    "elu": "ELU",
+    "silu": "SiLU",
+    "sigmoid": "Sigmoid",
+    "tanh": "Tanh",
+    "identity": "Identity",
+}
+
+
+def _render(t: str, e: dict[str, _Expr]) -> tuple[str, list[str]]:
+    """One layer's constructor and its arguments; arguments at their default are left out."""
+
+    def keyword(name: str, default) -> list[str]:
+        x = e[name]
+        return [] if x.literal and x.values[0] == default else [f"{name}={x.text}"]
+
+    if t == "conv2d":
+        args = [e["in_channels"].text, e["out_channels"].text, e["kernel"].text]
+        for name, default in (("stride", 1), ("padding", 0), ("dilation", 1), ("groups", 1), ("bias", True)):
+            args += keyword(name, default)
+        return "nn.Conv2d", args
+    if t == "batchnorm2d":
+        return "nn.BatchNorm2d", [e["num_features"].text]
+    if t in _ACTIVATIONS:
+        return f"nn.{_ACTIVATIONS[t]}", []
+    if t == "leakyrelu":
+        return "nn.LeakyReLU", [e["slope"].text]
+    if t in ("dropout", "dropout2d"):
+        cls = "nn.Dropout" if t == "dropout" else "nn.Dropout2d"
+        p = e["p"]
+        return cls, ["0.0" if p.literal and not p.values[0] else f"{p.text} if dropout else 0.0"]
+    if t in ("maxpool2d", "avgpool2d"):
+        cls = "nn.MaxPool2d" if t == "maxpool2d" else "nn.AvgPool2d"
+        args = [e["kernel"].text]
+        if e["stride"].text != e["kernel"].text:
+            args.append(f"stride={e['stride'].text}")
+        return cls, args + keyword("padding", 0)
+    if t == "globalavgpool":
+        return "nn.AdaptiveAvgPool2d", ["1"]
+    if t == "flatten":
+        return "nn.Flatten", []
+    if t == "linear":
+        return "nn.Linear", [e["in_features"].text, e["out_features"].text, *keyword("bias", True)]
+    raise CodegenError(f"no PyTorch layer for `{t}`")  # pragma: no cover - _slots refuses first
+
+
+# ---- the graph: shared block graphs, the forward pass, the construction --------------------
+
+
+class _Graphs:
+    """The node table and the forward pass, with blocks of the same graph sharing both.
+
+    A block's graph is its nodes but the pool, in order; rows give node ids and submodules
+    without the block's prefix and count consumers from the block's first node and join,
+    so blocks built alike have equal rows and share one ``_GRAPH{i}`` table and one
+    ``_forward_graph{i}`` method.  The expansion the generated ``_in_block`` performs is
+    checked here against the graph itself.
+    """
+
+    def __init__(self, net: Network, index: dict, join_index: dict, modules: dict) -> None:
+        self.net, self.index, self.join_index, self.modules = net, index, join_index, modules
+        self.nodes = {node.id: node for node in net.nodes()}
+        order = list(index)
+        in_block: dict[int, list[str]] = {}
+        for n in order:
+            if self.nodes[n].block is not None and self.nodes[n].kind != "pool":
+                in_block.setdefault(self.nodes[n].block, []).append(n)
+        rows = [self._row(n) for n in order]
+        self.graphs: list[dict] = []
+        self.block_graph: dict[int, tuple[int, int, int, str]] = {}
+        keys: dict[tuple, int] = {}
+        node_lines: list[str] = []
+        b_done: set[int] = set()
+        expanded: list[tuple] = []
+        for i, n in enumerate(order):
+            node = self.nodes[n]
+            b = node.block
+            if b is None or node.kind == "pool":
+                node_lines.extend(_table_lines([rows[i]]))
+                expanded.append(rows[i])
+                continue
+            if b in b_done:
+                continue
+            b_done.add(b)
+            members = in_block[b]
+            first = index[members[0]]
+            if [index[m] for m in members] != list(range(first, first + len(members))):
+                raise CodegenError(f"block {b}'s nodes are not contiguous in topological order")
+            j0 = min((join_index[m] for m in members if m in join_index), default=len(join_index))
+            prefix = f"b{b}_" if all(m.startswith(f"b{b}_") for m in members) else ""
+            local = tuple(self._local(rows[index[m]], prefix, f"block{b}.", first, j0) for m in members)
+            inside = set(members)
+            entries = tuple(  # what reads the block's input: rows of the nodes before it say
+                (k, net.edge(u, m).index) for k, m in enumerate(members) for u in net.inputs(m) if u not in inside
+            )
+            g = keys.get((local, entries))
+            if g is None:
+                g = keys[(local, entries)] = len(self.graphs) + 1
+                steps = self._steps(members, first, j0)
+                self.graphs.append({"index": g, "blocks": [], "lines": _table_lines(list(local)), "steps": steps})
+            self.graphs[g - 1]["blocks"].append(b)
+            self.graphs[g - 1]["blocks_text"] = _blocks_text(self.graphs[g - 1]["blocks"])
+            self.block_graph[b] = (g, first, j0, prefix)
+            node_lines.append(f"*_in_block(_GRAPH{g}, {_literal(prefix)}, {b}, {first}, {j0}),")
+            expanded.extend(_in_block(local, prefix, b, first, j0))
+        if expanded != rows:  # pragma: no cover - an invariant of the sharing above
+            raise CodegenError("the shared block graphs do not rebuild the node table")
+        self.node_lines = node_lines
+
+    def _row(self, n: str) -> tuple:
+        uses = []
+        for w in sorted(self.net.graph.successors(n), key=self.index.__getitem__):
+            j = self.join_index.get(w, -1)
+            uses.append((self.index[w], j, self.net.edge(n, w).index if j >= 0 else 0))
+        return (n, self.modules.get(n, ""), self.nodes[n].columns, tuple(uses))
+
+    @staticmethod
+    def _local(row: tuple, prefix: str, module_prefix: str, n: int, j: int) -> tuple:
+        node, module, columns, uses = row
+        return (
+            node[len(prefix) :],
+            module[len(module_prefix) :] if module else "",
+            columns,
+            tuple((w - n, k - j if k >= 0 else -1, i) for w, k, i in uses),
+        )
+
+    def _steps(self, members: list[str], n0: int, j0: int) -> list[str]:
+        """Straight-line code of one graph's forward pass: one line per node, skipped
+        (None) when the plan says no kept path uses it."""
+        net = self.net
+        var: dict[str, str] = {}
+        steps: list[str] = []
+        local_join = 0
+        for m in members:
+            node = self.nodes[m]
+            args = [var.get(u, "x") for u in net.inputs(m)]
+            i = self.index[m] - n0
+            if node.kind == "layer":
+                column, layer = self.modules[m].split(".")[1:]
+                var[m] = f"c{node.column}_{layer[5:]}"
+                steps.append(f"{var[m]} = block.{column}.{layer}({args[0]}) if live[{i}] else None")
+            elif node.kind == "join":
+                local_join += 1
+                var[m] = f"j{local_join}"
+                k = self.join_index[m] - j0
+                jexpr = "j" if k == 0 else f"j + {k}"
+                xs = f"({args[0]},)" if len(args) == 1 else f"({', '.join(args)})"
+                call = f"{var[m]} = _join({xs}, plan, {jexpr}) if live[{i}] else None"
+                if len(call) + 8 > WIDTH:
+                    steps.append("xs = (")
+                    steps.extend(f"    {v}," for v in args)
+                    steps.append(")")
+                    call = f"{var[m]} = _join(xs, plan, {jexpr}) if live[{i}] else None"
+                steps.append(call)
+            else:  # pragma: no cover - blocks hold layers and joins (the pool is outside)
+                raise CodegenError(f"unexpected {node.kind} node {m} inside a block")
+        exits = [m for m in members if any(w not in var for w in net.graph.successors(m))]
+        steps.append(f"return {var[exits[0]]}")
+        return steps
+
+    def block(self, b: int, units: _UnitFunctions) -> dict:
+        """Block ``b``'s construction (one call per unit, by column) and its forward call."""
+        columns: dict[int, list[tuple[str, list[str]]]] = {}
+        pool = None
+        for n in self.index:
+            node = self.nodes[n]
+            if node.block != b:
+                continue
+            if node.kind == "layer":
+                columns.setdefault(node.column, []).append(units.calls[n])
+            elif node.kind == "pool":
+                pool = units.calls[n]
+        args: list[str] = []
+        for k in sorted(columns):
+            items = columns[k]
+            one = f"column{k}=[{items[0][0]}({', '.join(items[0][1])})],"
+            if len(items) == 1 and 12 + len(one) <= WIDTH:
+                args.append(one)
+                continue
+            args.append(f"column{k}=[")
+            args.extend(f"    {line}" for line in [ln for item in items for ln in _item_lines(item, 16)])
+            args.append("],")
+        if pool is not None:
+            args.extend(_item_lines(pool, 12, "pool="))
+        g, n0, j0, _ = self.block_graph[b]
+        return {"block": b, "args": args, "graph": g, "node": n0, "join": j0, "pool": pool is not None}
+
+
+def _blocks_text(blocks: list[int]) -> str:
+    """``block 2``, ``blocks 1 to 5`` or ``blocks 1, 3``."""
+    if len(blocks) == 1:
+        return f"block {blocks[0]}"
+    if blocks == list(range(blocks[0], blocks[-1] + 1)):
+        return f"blocks {blocks[0]} to {blocks[-1]}"
+    return "blocks " + ", ".join(map(str, blocks))
+
+
+def _in_block(graph, prefix: str, block: int, n: int, j: int) -> tuple:
+    """What the generated ``_in_block`` computes (kept in step with the template)."""
+    return tuple(
+        (
+            prefix + node,
+            f"block{block}.{module}" if module else "",
+            columns,
+            tuple((n + w, j + k if k >= 0 else -1, i) for w, k, i in uses),
+        )
+        for node, module, columns, uses in graph
+    )
+
+
+def _bit_rows(table: tuple[tuple[bool, ...], ...]) -> list[str]:
+    """The rows of a boolean table as strings of ``0`` and ``1``, long ones split."""
+    lines = []
+    chunk = WIDTH - 16
+    for row in table:
+        bits = "".join("1" if b else "0" for b in row)
+        if len(bits) + 11 <= WIDTH:
+            lines.append(f'"{bits}",')
+            continue
+        lines.append("(")
+        lines.extend(f'    "{bits[i : i + chunk]}"' for i in range(0, len(bits), chunk))
+        lines.append("),")
+    return lines
+
+
+def _call_lines(head: str, items: list[str], tail: str, indent: int, trailing: bool = True) -> list[str]:
+    """``head`` + items + ``tail`` on one line if it fits in ``indent`` + WIDTH, else one
+    item per line with a trailing comma (the layout ruff format keeps)."""
+    one = head + ", ".join(items) + tail
+    if indent + len(one) <= WIDTH or not items:
+        return [one]
+    return [head, *(f"    {item}," for item in items), tail]
+
+
+def _item_lines(call: tuple[str, list[str]], indent: int, head: str = "") -> list[str]:
+    """A unit's call as one item of an exploded list or call, with its trailing comma."""
+    fname, args = call
+    return _call_lines(f"{head}{fname}(", args, "),", indent)
+
+
+def _ctor_lines(t: str, exprs: dict[str, _Expr]) -> list[str]:
+    """One layer's constructor as an item of ``nn.Sequential(...)`` (at indent 8)."""
+    cls, args = _render(t, exprs)
+    return _call_lines(f"{cls}(", args, "),", 8)
 
 
 # ---- literals and layout --------------------------------------------------------------
@@ -257,17 +737,17 @@ def _literal(value) -> str:
 
 
 def _table_lines(rows: list[tuple], indent: int = 4) -> list[str]:
-    """Rows of a tuple table, each on one line if it fits, else one item per line."""
-    lines = []
-    for row in rows:
-        one = _literal(row) + ","
-        if indent + len(one) <= WIDTH:
-            lines.append(one)
-            continue
-        lines.append("(")
-        lines.extend(f"    {_literal(item)}," for item in row)
-        lines.append("),")
-    return lines
+    """Rows of a tuple table, each on one line if it fits, else exploded one item per line
+    (recursively), as ruff format lays them out."""
+    return [line for row in rows for line in _value_lines(row, indent, ",")]
+
+
+def _value_lines(value, indent: int, suffix: str) -> list[str]:
+    one = _literal(value) + suffix
+    if indent + len(one) <= WIDTH or not isinstance(value, tuple) or not value:
+        return [one]
+    inner = [f"    {line}" for item in value for line in _value_lines(item, indent + 4, ",")]
+    return ["(", *inner, ")" + suffix]
 
 
 def _doc_text(text: str) -> str:

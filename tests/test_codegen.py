@@ -67,7 +67,7 @@ def test_eval_agrees_with_reference(path):
     with torch.no_grad():
         torch.testing.assert_close(model(x), run(net, state, x), rtol=1e-4, atol=1e-5)
         for k in range(1, net.columns + 1):
-            sample = module._column_sample(k)
+            sample = module.column_sample(k)
             expected = run(net, state, x, sample=sample)
             torch.testing.assert_close(model(x, column=k), expected, rtol=1e-4, atol=1e-5)
             torch.testing.assert_close(model.extract_column(k)(x), expected, rtol=1e-4, atol=1e-5)
@@ -178,6 +178,7 @@ def test_golden_code(path):
 def test_generated_code_passes_ruff(tmp_path):
     for path in EXAMPLES:
         (tmp_path / f"{path.stem}.py").write_text(codegen.generate(fractal_dsl.load(path)))
+    (tmp_path / "units.py").write_text(codegen.generate(fractal_dsl.loads(UNITS)))
     ruff = [sys.executable, "-m", "ruff"]
     files = sorted(str(p) for p in tmp_path.glob("*.py"))
     check = subprocess.run(
@@ -230,3 +231,118 @@ def test_networks_without_pools_or_joins(columns, mode):
     with torch.no_grad():
         torch.testing.assert_close(model(x), run(net, model.state_dict(), x), rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(model.extract_column(columns)(x), model(x, column=columns))
+
+
+# Key entries whose arguments come from everywhere a unit function must cover: a nested key
+# entry, a parameter used twice and in keyword position, a dilation that sets the padding,
+# a pool stride and padding from parameters, `classes` in a body, a block value written as
+# an integer where a float is wanted, explicit arguments in a rule, and a built-in called
+# in a rule.
+UNITS = """network units {
+  input 3x16x16
+  classes 6
+  key {
+    stem = conv(8, kernel=3, padding=1, bias=false) . bn
+    act(s) = leakyrelu(s)
+    unit(c, p, d) = conv3x3(c, dilation=d, groups=1, bias=false) . dropout2d(p) . bn . act(0.2)
+    wide(c, p, d) = conv1x1(c) . dropout(p) . conv(c, stride=1, kernel=3, dilation=d)
+    join = mean
+    pool(_c, _p, d) = avgpool(2, stride=d, padding=1)
+    head = flatten . linear(classes, bias=false)
+  }
+  f[1] = unit
+  f[2] = join(unit . wide(8, 0.5, 1), conv3x3(8) . relu)
+  f[C] = join(unit . f[C-1], wide)
+  columns 3
+  blocks (8, 0, 2) (8, 0.25, 1)
+}"""
+
+
+def _layer_facts(m: torch.nn.Module) -> tuple:
+    if isinstance(m, torch.nn.Conv2d):
+        shape = (m.kernel_size, m.stride, m.padding, m.dilation)
+        return ("conv2d", m.in_channels, m.out_channels, *shape, m.groups, m.bias is not None)
+    if isinstance(m, torch.nn.Linear):
+        return ("linear", m.in_features, m.out_features, m.bias is not None)
+    if isinstance(m, torch.nn.BatchNorm2d):
+        return ("batchnorm2d", m.num_features)
+    if isinstance(m, (torch.nn.Dropout, torch.nn.Dropout2d)):
+        return (type(m).__name__.lower(), float(m.p))
+    if isinstance(m, torch.nn.LeakyReLU):
+        return ("leakyrelu", m.negative_slope)
+    if isinstance(m, (torch.nn.MaxPool2d, torch.nn.AvgPool2d)):
+        return (type(m).__name__.lower(), m.kernel_size, m.stride, m.padding)
+    return (type(m).__name__,)
+
+
+def _expected_facts(layer, in_shape, dropout: bool) -> tuple:
+    a = dict(layer.args)
+    t = layer.type
+    if t == "conv2d":
+        k, s, p, d = a["kernel"], a["stride"], a["padding"], a["dilation"]
+        return (t, in_shape[0], a["out_channels"], (k, k), (s, s), (p, p), (d, d), a["groups"], a["bias"])
+    if t == "linear":
+        return (t, in_shape[0], a["out_features"], a["bias"])
+    if t == "batchnorm2d":
+        return (t, in_shape[0])
+    if t in ("dropout", "dropout2d"):
+        return (t, a["p"] if dropout else 0.0)
+    if t == "leakyrelu":
+        return (t, a["slope"])
+    if t in ("maxpool2d", "avgpool2d"):
+        return (t, a["kernel"], a["stride"], a["padding"])
+    names = {"globalavgpool": "AdaptiveAvgPool2d", "flatten": "Flatten", "relu": "ReLU", "identity": "Identity"}
+    return (names.get(t, t),)
+
+
+@pytest.mark.parametrize("program", [*EXAMPLES, "units"], ids=[*(p.stem for p in EXAMPLES), "units"])
+@pytest.mark.parametrize("dropout", [True, False])
+def test_unit_functions_build_the_resolved_layers(program, dropout):
+    """Every unit, built by its key entry's function, holds exactly the layers the compiler
+    resolved for it (checked against the graph, independently of the generated text)."""
+    net = fractal_dsl.loads(UNITS) if program == "units" else fractal_dsl.load(program)
+    source = codegen.generate(net)
+    module = codegen.load_module(source, f"units_{net.name}")
+    model = module.build(dropout=dropout)
+    names = codegen.module_names(net)
+    checked = 0
+    for node in net.nodes():
+        if not node.is_unit:
+            continue
+        unit = model.get_submodule(names[node.id])
+        shapes = (node.in_shape, *node.layer_shapes)
+        expected = [_expected_facts(layer, shapes[i], dropout) for i, layer in enumerate(node.layers)]
+        assert [_layer_facts(m) for m in unit] == expected, node.id
+        checked += 1
+    assert checked == sum(1 for n in net.nodes() if n.is_unit)
+    if program == "units":
+        assert "def wide(in_channels: int, c: int, p: float, d: int, dropout: bool)" in source
+        assert "nn.Conv2d(c, c, 3, padding=d, dilation=d)" in source
+        model(torch.randn(2, 3, 16, 16)).sum().backward()
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_node_table_and_on_path_table_match_the_graph(path):
+    """The generated tables, as the module rebuilds them from its shared block graphs, are
+    the graph's own: every node's submodule, columns and consumers, and semantics'
+    on-path table; blocks built alike share one graph and one forward method."""
+    from fractal_dsl import semantics
+
+    net = fractal_dsl.load(path)
+    source = codegen.generate(net)
+    module = codegen.load_module(source, f"tables_{path.stem}")
+    order = net.nodes_in_order()
+    index = {n: i for i, n in enumerate(order)}
+    joins = semantics.joins(net)
+    names = codegen.module_names(net)
+    expected = []
+    for n in order:
+        uses = []
+        for w in sorted(net.graph.successors(n), key=index.__getitem__):
+            j = joins.index(w) if w in joins else -1
+            uses.append((index[w], j, net.edge(n, w).index if j >= 0 else 0))
+        expected.append((n, names.get(n, ""), net.node(n).columns, tuple(uses)))
+    assert module._NODES == tuple(expected)
+    assert module._ON_PATH == semantics.on_path_table(net)
+    assert [j[0] for j in module._JOINS] == joins
+    assert source.count("def _forward_graph") == 1 == source.count("\n_GRAPH")

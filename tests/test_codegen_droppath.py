@@ -124,7 +124,7 @@ def test_join_modes_agree_with_reference(mode):
     with torch.no_grad():
         torch.testing.assert_close(model(x), run(net, state, x), rtol=1e-4, atol=1e-5)
         for k in range(1, 4):
-            expected = run(net, state, x, sample=module._column_sample(k))
+            expected = run(net, state, x, sample=module.column_sample(k))
             torch.testing.assert_close(model(x, column=k), expected, rtol=1e-4, atol=1e-5)
             torch.testing.assert_close(model.extract_column(k)(x), expected, rtol=1e-4, atol=1e-5)
     model.train()
@@ -150,7 +150,7 @@ def test_per_sample_masks_give_each_example_its_own_subnetwork():
         joins = {j: tuple(int(i) for i in m[b].nonzero()) for j, m in sample["masks"].items()}
         assert all(joins.values())
         if sample["global"][b]:
-            assert joins == module._column_sample(int(sample["columns"][b]))["joins"]
+            assert joins == module.column_sample(int(sample["columns"][b]))["joins"]
         expected = run(net, state, x[b : b + 1], sample={"joins": joins})
         torch.testing.assert_close(y[b : b + 1], expected, rtol=1e-4, atol=1e-5)
 
@@ -213,9 +213,9 @@ def test_hooks_see_every_training_sample_and_can_be_removed():
     model(x)
     assert len(seen) == 2
     # Steering: a hook may return the sample to use; global column 1 runs only column 1.
-    model.register_drop_path_hook(lambda m, s: module._column_sample(1))
+    model.register_drop_path_hook(lambda m, s: module.column_sample(1))
     model(x)
-    assert model.last_drop_path == {"mode": "global", "column": 1, "joins": module._column_sample(1)["joins"]}
+    assert model.last_drop_path == {"mode": "global", "column": 1, "joins": module.column_sample(1)["joins"]}
 
 
 def test_benchmark_prints_both_modes_and_the_ratio(capsys):
@@ -239,10 +239,10 @@ def test_steering_works_in_compute_all_mode():
     model = module.build(dropout=False, compute_all=True).train()
     x = torch.randn(4, 1, 16, 16)
     seen = []
-    handle = model.register_drop_path_hook(lambda m, s: seen.append(s) or module._column_sample(2))
+    handle = model.register_drop_path_hook(lambda m, s: seen.append(s) or module.column_sample(2))
     torch.manual_seed(2)  # draws a local sample: steering must replace it
     steered = model(x)
     handle.remove()
     assert seen[0]["mode"] == "local"
-    assert model.last_drop_path == module._column_sample(2)
+    assert model.last_drop_path == module.column_sample(2)
     torch.testing.assert_close(steered, model(x, column=2), rtol=1e-4, atol=1e-5)

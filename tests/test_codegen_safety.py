@@ -72,7 +72,7 @@ def test_hostile_network_names_become_safe_class_names(name, cls):
     assert codegen.class_name(net) == cls
     source = codegen.generate(net)
     module = codegen.load_module(source, f"hostile_{cls}")
-    assert module.__all__ == ["NUM_COLUMNS", cls, "build", "sample_drop_path"]
+    assert module.__all__ == ["NUM_COLUMNS", cls, "build", "column_sample", "sample_drop_path"]
     model = module.build()
     assert type(model).__name__ == cls
     assert model(torch.randn(2, 1, 8, 8)).shape == (2, 3)
@@ -81,16 +81,64 @@ def test_hostile_network_names_become_safe_class_names(name, cls):
     assert _code_without_docstring(source) == _code_without_docstring(plain).replace("'Plain'", repr(cls))
 
 
-@pytest.mark.parametrize("unit", ["forward", "torch", "nn", "self", "__class__", "build", "exec"])
-def test_hostile_key_names_do_not_reach_the_code(unit):
+@pytest.mark.parametrize(
+    ("unit", "function"),
+    [
+        ("forward", "forward"),
+        ("torch", "torch_"),
+        ("nn", "nn_"),
+        ("self", "self_"),
+        ("__class__", "unit__class__"),
+        ("_live", "unit_live"),
+        ("build", "build_"),
+        ("exec", "exec_"),
+        ("len", "len_"),
+        ("dropout", "dropout_"),  # a local of __init__, where the unit functions are called
+        ("column_sample", "column_sample_"),
+        ("Plain", "Plain_"),  # the class's name
+        ("DEFAULT_INIT", "DEFAULT_INIT_"),  # a default of __init__'s arguments
+    ],
+)
+def test_hostile_key_names_become_safe_function_names(unit, function):
     net = fractal_dsl.loads(_program(unit=unit))
     source = codegen.generate(net)
-    model = codegen.load_module(source, f"hostile_{unit}").build()
+    module = codegen.load_module(source, f"hostile_{unit}")
+    model = module.build()
     assert model(torch.randn(2, 1, 8, 8)).shape == (2, 3)
     assert sum(p.numel() for p in model.parameters()) == net.params
+    assert callable(getattr(module, function))
     plain = codegen.generate(fractal_dsl.loads(_program()))
-    # Only the node ids in the data tables change (b1_c2_d1_forward for b1_c2_d1_conv).
-    assert _code_without_docstring(source) == _code_without_docstring(plain).replace("_conv'", f"_{unit}'")
+    # Only the unit function's name and the node ids in the data tables change.
+    expected = _code_without_docstring(plain).replace("_conv'", f"_{unit}'").replace("'conv'", repr(function))
+    assert _code_without_docstring(source) == expected
+
+
+@pytest.mark.parametrize("param", ["nn", "in_channels", "dropout", "num_classes", "c_", "print"])
+def test_hostile_parameter_names_stay_parameters(param):
+    program = _program().replace("conv(c) = conv3x3(c,", f"conv({param}) = conv3x3({param},")
+    net = fractal_dsl.loads(program)
+    source = codegen.generate(net)
+    model = codegen.load_module(source, f"hostile_param_{param}").build()
+    assert model(torch.randn(2, 1, 8, 8)).shape == (2, 3)
+    assert sum(p.numel() for p in model.parameters()) == net.params
+    reference = codegen.load_module(codegen.generate(fractal_dsl.loads(_program())), "hostile_param_plain").build()
+    assert [(k, v.shape) for k, v in model.state_dict().items()] == [
+        (k, v.shape) for k, v in reference.state_dict().items()
+    ]
+
+
+def test_key_source_lines_reach_only_comments():
+    """The source of a key entry is copied into a comment: as one ASCII line per comment
+    line, without the source's own comments, whatever the definition holds."""
+    hostile = 'conv(c) = conv3x3(c, bias=false)  # """ \\ \u00e9\u2028 x\n     . bn   # \\\r\n\t. relu'
+    program = _program().replace("conv(c) = conv3x3(c, bias=false) . bn . relu", hostile)
+    net = fractal_dsl.loads(program)
+    source = codegen.generate(net)
+    assert source.isascii()
+    plain = codegen.generate(fractal_dsl.loads(_program()))
+    assert _code_without_docstring(source) == _code_without_docstring(plain)
+    comment = [line for line in source.splitlines() if line.startswith("#   conv(c)")]
+    assert comment == ["#   conv(c) = conv3x3(c, bias=false) . bn . relu"]
 
 
 @pytest.mark.parametrize(
@@ -128,7 +176,7 @@ def test_generated_module_runs_nothing_at_import_but_definitions():
         for node in ast.walk(stmt)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
     }
-    assert calls <= {"tuple", "sum", "len", "range", "enumerate", "any", "_Plan"}, calls
+    assert calls <= {"tuple", "sum", "len", "range", "enumerate", "any", "_Plan", "_in_block"}, calls
 
 
 def test_compile_writes_the_file_imports_no_torch_and_is_deterministic(tmp_path):

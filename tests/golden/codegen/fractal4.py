@@ -44,162 +44,168 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-__all__ = ["NUM_COLUMNS", "Fractal4", "build", "sample_drop_path"]
+__all__ = ["NUM_COLUMNS", "Fractal4", "build", "column_sample", "sample_drop_path"]
 
 NUM_COLUMNS = 4
 DEFAULT_DROP_PATH_LOCAL = 0.15
 DEFAULT_DROP_PATH_GLOBAL = 0.5
 DEFAULT_INIT = "xavier"
 
+
+# ---- the layer key: one function per entry, each building one unit ---------------------
+
+
+# examples/fractal4.fdsl:9
+#   conv(c, p) = conv3x3(c, bias=false) . dropout(p) . batchnorm . relu
+def conv(in_channels: int, c: int, p: float, dropout: bool) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, c, 3, padding=1, bias=False),
+        nn.Dropout(p if dropout else 0.0),
+        nn.BatchNorm2d(c),
+        nn.ReLU(),
+    )
+
+
+# examples/fractal4.fdsl:11
+#   pool = maxpool(2)
+def pool() -> nn.Sequential:
+    return nn.Sequential(
+        nn.MaxPool2d(2),
+    )
+
+
+# examples/fractal4.fdsl:12
+#   head = flatten . linear(classes)
+def head(in_channels: int, num_classes: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(in_channels, num_classes),
+    )
+
+
+def _block(pool: nn.Module | None = None, **columns: list[nn.Module]) -> nn.ModuleDict:
+    """One block's submodules: ``column{K}.layer{I}`` (I counted from 1), then ``pool``."""
+    block = nn.ModuleDict()
+    for name, units in columns.items():
+        block[name] = nn.ModuleDict({f"layer{i}": u for i, u in enumerate(units, 1)})
+    if pool is not None:
+        block["pool"] = pool
+    return block
+
+
+# ---- the graph, generated from fractal_dsl.semantics --------------------------------------
+
+# The graph of blocks 1 to 5, as rows of _NODES (below) with node ids and submodules
+# named within the block and nodes and joins counted from the block's first.
+_GRAPH1 = (
+    ("c4_d1_conv", "column4.layer1", (4,), ((1, -1, 0),)),
+    ("c4_d2_conv", "column4.layer2", (4,), ((3, 0, 0),)),
+    ("c3_d1_conv", "column3.layer1", (3,), ((3, 0, 1),)),
+    ("join_d2", "", (3, 4), ((4, -1, 0), (6, -1, 0))),
+    ("c4_d3_conv", "column4.layer3", (4,), ((5, -1, 0),)),
+    ("c4_d4_conv", "column4.layer4", (4,), ((8, 1, 0),)),
+    ("c3_d3_conv", "column3.layer2", (3,), ((8, 1, 1),)),
+    ("c2_d1_conv", "column2.layer1", (2,), ((8, 1, 2),)),
+    ("join_d4", "", (2, 3, 4), ((9, -1, 0), (11, -1, 0), (16, -1, 0))),
+    ("c4_d5_conv", "column4.layer5", (4,), ((10, -1, 0),)),
+    ("c4_d6_conv", "column4.layer6", (4,), ((12, 2, 0),)),
+    ("c3_d5_conv", "column3.layer3", (3,), ((12, 2, 1),)),
+    ("join_d6", "", (3, 4), ((13, -1, 0), (15, -1, 0))),
+    ("c4_d7_conv", "column4.layer7", (4,), ((14, -1, 0),)),
+    ("c4_d8_conv", "column4.layer8", (4,), ((18, 3, 0),)),
+    ("c3_d7_conv", "column3.layer4", (3,), ((18, 3, 1),)),
+    ("c2_d5_conv", "column2.layer2", (2,), ((18, 3, 2),)),
+    ("c1_d1_conv", "column1.layer1", (1,), ((18, 3, 3),)),
+    ("join_d8", "", (1, 2, 3, 4), ((19, -1, 0),)),
+)
+
+
+def _in_block(
+    graph: tuple[Any, ...], prefix: str, block: int, n: int, j: int
+) -> tuple[Any, ...]:
+    """``graph``'s rows as block ``block``'s rows of ``_NODES``: its first node is node
+    ``n``, its first join join ``j``."""
+    return tuple(
+        (
+            prefix + node,
+            f"block{block}.{module}" if module else "",
+            columns,
+            tuple((n + w, j + k if k >= 0 else -1, i) for w, k, i in uses),
+        )
+        for node, module, columns, uses in graph
+    )
+
+
 # The graph in topological order: (node id, submodule, columns through it, consumers),
 # where each consumer is (node, join or -1, input index of that join).
 _NODES = (
     ("input", "", (1, 2, 3, 4), ((1, -1, 0), (3, -1, 0), (8, -1, 0), (18, -1, 0))),
-    ("b1_c4_d1_conv", "block1.column4.layer1", (4,), ((2, -1, 0),)),
-    ("b1_c4_d2_conv", "block1.column4.layer2", (4,), ((4, 0, 0),)),
-    ("b1_c3_d1_conv", "block1.column3.layer1", (3,), ((4, 0, 1),)),
-    ("b1_join_d2", "", (3, 4), ((5, -1, 0), (7, -1, 0))),
-    ("b1_c4_d3_conv", "block1.column4.layer3", (4,), ((6, -1, 0),)),
-    ("b1_c4_d4_conv", "block1.column4.layer4", (4,), ((9, 1, 0),)),
-    ("b1_c3_d3_conv", "block1.column3.layer2", (3,), ((9, 1, 1),)),
-    ("b1_c2_d1_conv", "block1.column2.layer1", (2,), ((9, 1, 2),)),
-    ("b1_join_d4", "", (2, 3, 4), ((10, -1, 0), (12, -1, 0), (17, -1, 0))),
-    ("b1_c4_d5_conv", "block1.column4.layer5", (4,), ((11, -1, 0),)),
-    ("b1_c4_d6_conv", "block1.column4.layer6", (4,), ((13, 2, 0),)),
-    ("b1_c3_d5_conv", "block1.column3.layer3", (3,), ((13, 2, 1),)),
-    ("b1_join_d6", "", (3, 4), ((14, -1, 0), (16, -1, 0))),
-    ("b1_c4_d7_conv", "block1.column4.layer7", (4,), ((15, -1, 0),)),
-    ("b1_c4_d8_conv", "block1.column4.layer8", (4,), ((19, 3, 0),)),
-    ("b1_c3_d7_conv", "block1.column3.layer4", (3,), ((19, 3, 1),)),
-    ("b1_c2_d5_conv", "block1.column2.layer2", (2,), ((19, 3, 2),)),
-    ("b1_c1_d1_conv", "block1.column1.layer1", (1,), ((19, 3, 3),)),
-    ("b1_join_d8", "", (1, 2, 3, 4), ((20, -1, 0),)),
+    *_in_block(_GRAPH1, "b1_", 1, 1, 0),
     (
         "b1_pool",
         "block1.pool",
         (1, 2, 3, 4),
         ((21, -1, 0), (23, -1, 0), (28, -1, 0), (38, -1, 0)),
     ),
-    ("b2_c4_d1_conv", "block2.column4.layer1", (4,), ((22, -1, 0),)),
-    ("b2_c4_d2_conv", "block2.column4.layer2", (4,), ((24, 4, 0),)),
-    ("b2_c3_d1_conv", "block2.column3.layer1", (3,), ((24, 4, 1),)),
-    ("b2_join_d2", "", (3, 4), ((25, -1, 0), (27, -1, 0))),
-    ("b2_c4_d3_conv", "block2.column4.layer3", (4,), ((26, -1, 0),)),
-    ("b2_c4_d4_conv", "block2.column4.layer4", (4,), ((29, 5, 0),)),
-    ("b2_c3_d3_conv", "block2.column3.layer2", (3,), ((29, 5, 1),)),
-    ("b2_c2_d1_conv", "block2.column2.layer1", (2,), ((29, 5, 2),)),
-    ("b2_join_d4", "", (2, 3, 4), ((30, -1, 0), (32, -1, 0), (37, -1, 0))),
-    ("b2_c4_d5_conv", "block2.column4.layer5", (4,), ((31, -1, 0),)),
-    ("b2_c4_d6_conv", "block2.column4.layer6", (4,), ((33, 6, 0),)),
-    ("b2_c3_d5_conv", "block2.column3.layer3", (3,), ((33, 6, 1),)),
-    ("b2_join_d6", "", (3, 4), ((34, -1, 0), (36, -1, 0))),
-    ("b2_c4_d7_conv", "block2.column4.layer7", (4,), ((35, -1, 0),)),
-    ("b2_c4_d8_conv", "block2.column4.layer8", (4,), ((39, 7, 0),)),
-    ("b2_c3_d7_conv", "block2.column3.layer4", (3,), ((39, 7, 1),)),
-    ("b2_c2_d5_conv", "block2.column2.layer2", (2,), ((39, 7, 2),)),
-    ("b2_c1_d1_conv", "block2.column1.layer1", (1,), ((39, 7, 3),)),
-    ("b2_join_d8", "", (1, 2, 3, 4), ((40, -1, 0),)),
+    *_in_block(_GRAPH1, "b2_", 2, 21, 4),
     (
         "b2_pool",
         "block2.pool",
         (1, 2, 3, 4),
         ((41, -1, 0), (43, -1, 0), (48, -1, 0), (58, -1, 0)),
     ),
-    ("b3_c4_d1_conv", "block3.column4.layer1", (4,), ((42, -1, 0),)),
-    ("b3_c4_d2_conv", "block3.column4.layer2", (4,), ((44, 8, 0),)),
-    ("b3_c3_d1_conv", "block3.column3.layer1", (3,), ((44, 8, 1),)),
-    ("b3_join_d2", "", (3, 4), ((45, -1, 0), (47, -1, 0))),
-    ("b3_c4_d3_conv", "block3.column4.layer3", (4,), ((46, -1, 0),)),
-    ("b3_c4_d4_conv", "block3.column4.layer4", (4,), ((49, 9, 0),)),
-    ("b3_c3_d3_conv", "block3.column3.layer2", (3,), ((49, 9, 1),)),
-    ("b3_c2_d1_conv", "block3.column2.layer1", (2,), ((49, 9, 2),)),
-    ("b3_join_d4", "", (2, 3, 4), ((50, -1, 0), (52, -1, 0), (57, -1, 0))),
-    ("b3_c4_d5_conv", "block3.column4.layer5", (4,), ((51, -1, 0),)),
-    ("b3_c4_d6_conv", "block3.column4.layer6", (4,), ((53, 10, 0),)),
-    ("b3_c3_d5_conv", "block3.column3.layer3", (3,), ((53, 10, 1),)),
-    ("b3_join_d6", "", (3, 4), ((54, -1, 0), (56, -1, 0))),
-    ("b3_c4_d7_conv", "block3.column4.layer7", (4,), ((55, -1, 0),)),
-    ("b3_c4_d8_conv", "block3.column4.layer8", (4,), ((59, 11, 0),)),
-    ("b3_c3_d7_conv", "block3.column3.layer4", (3,), ((59, 11, 1),)),
-    ("b3_c2_d5_conv", "block3.column2.layer2", (2,), ((59, 11, 2),)),
-    ("b3_c1_d1_conv", "block3.column1.layer1", (1,), ((59, 11, 3),)),
-    ("b3_join_d8", "", (1, 2, 3, 4), ((60, -1, 0),)),
+    *_in_block(_GRAPH1, "b3_", 3, 41, 8),
     (
         "b3_pool",
         "block3.pool",
         (1, 2, 3, 4),
         ((61, -1, 0), (63, -1, 0), (68, -1, 0), (78, -1, 0)),
     ),
-    ("b4_c4_d1_conv", "block4.column4.layer1", (4,), ((62, -1, 0),)),
-    ("b4_c4_d2_conv", "block4.column4.layer2", (4,), ((64, 12, 0),)),
-    ("b4_c3_d1_conv", "block4.column3.layer1", (3,), ((64, 12, 1),)),
-    ("b4_join_d2", "", (3, 4), ((65, -1, 0), (67, -1, 0))),
-    ("b4_c4_d3_conv", "block4.column4.layer3", (4,), ((66, -1, 0),)),
-    ("b4_c4_d4_conv", "block4.column4.layer4", (4,), ((69, 13, 0),)),
-    ("b4_c3_d3_conv", "block4.column3.layer2", (3,), ((69, 13, 1),)),
-    ("b4_c2_d1_conv", "block4.column2.layer1", (2,), ((69, 13, 2),)),
-    ("b4_join_d4", "", (2, 3, 4), ((70, -1, 0), (72, -1, 0), (77, -1, 0))),
-    ("b4_c4_d5_conv", "block4.column4.layer5", (4,), ((71, -1, 0),)),
-    ("b4_c4_d6_conv", "block4.column4.layer6", (4,), ((73, 14, 0),)),
-    ("b4_c3_d5_conv", "block4.column3.layer3", (3,), ((73, 14, 1),)),
-    ("b4_join_d6", "", (3, 4), ((74, -1, 0), (76, -1, 0))),
-    ("b4_c4_d7_conv", "block4.column4.layer7", (4,), ((75, -1, 0),)),
-    ("b4_c4_d8_conv", "block4.column4.layer8", (4,), ((79, 15, 0),)),
-    ("b4_c3_d7_conv", "block4.column3.layer4", (3,), ((79, 15, 1),)),
-    ("b4_c2_d5_conv", "block4.column2.layer2", (2,), ((79, 15, 2),)),
-    ("b4_c1_d1_conv", "block4.column1.layer1", (1,), ((79, 15, 3),)),
-    ("b4_join_d8", "", (1, 2, 3, 4), ((80, -1, 0),)),
+    *_in_block(_GRAPH1, "b4_", 4, 61, 12),
     (
         "b4_pool",
         "block4.pool",
         (1, 2, 3, 4),
         ((81, -1, 0), (83, -1, 0), (88, -1, 0), (98, -1, 0)),
     ),
-    ("b5_c4_d1_conv", "block5.column4.layer1", (4,), ((82, -1, 0),)),
-    ("b5_c4_d2_conv", "block5.column4.layer2", (4,), ((84, 16, 0),)),
-    ("b5_c3_d1_conv", "block5.column3.layer1", (3,), ((84, 16, 1),)),
-    ("b5_join_d2", "", (3, 4), ((85, -1, 0), (87, -1, 0))),
-    ("b5_c4_d3_conv", "block5.column4.layer3", (4,), ((86, -1, 0),)),
-    ("b5_c4_d4_conv", "block5.column4.layer4", (4,), ((89, 17, 0),)),
-    ("b5_c3_d3_conv", "block5.column3.layer2", (3,), ((89, 17, 1),)),
-    ("b5_c2_d1_conv", "block5.column2.layer1", (2,), ((89, 17, 2),)),
-    ("b5_join_d4", "", (2, 3, 4), ((90, -1, 0), (92, -1, 0), (97, -1, 0))),
-    ("b5_c4_d5_conv", "block5.column4.layer5", (4,), ((91, -1, 0),)),
-    ("b5_c4_d6_conv", "block5.column4.layer6", (4,), ((93, 18, 0),)),
-    ("b5_c3_d5_conv", "block5.column3.layer3", (3,), ((93, 18, 1),)),
-    ("b5_join_d6", "", (3, 4), ((94, -1, 0), (96, -1, 0))),
-    ("b5_c4_d7_conv", "block5.column4.layer7", (4,), ((95, -1, 0),)),
-    ("b5_c4_d8_conv", "block5.column4.layer8", (4,), ((99, 19, 0),)),
-    ("b5_c3_d7_conv", "block5.column3.layer4", (3,), ((99, 19, 1),)),
-    ("b5_c2_d5_conv", "block5.column2.layer2", (2,), ((99, 19, 2),)),
-    ("b5_c1_d1_conv", "block5.column1.layer1", (1,), ((99, 19, 3),)),
-    ("b5_join_d8", "", (1, 2, 3, 4), ((100, -1, 0),)),
+    *_in_block(_GRAPH1, "b5_", 5, 81, 16),
     ("b5_pool", "block5.pool", (1, 2, 3, 4), ((101, -1, 0),)),
     ("head", "head", (1, 2, 3, 4), ((102, -1, 0),)),
     ("output", "", (1, 2, 3, 4), ()),
 )
-# The joins in order: (node id, rank of its tensors, channels and columns of each input).
+# The joins in order: (node id, rank of its tensors, channels of each input).
 _JOINS = (
-    ("b1_join_d2", 4, (64, 64), ((4,), (3,))),
-    ("b1_join_d4", 4, (64, 64, 64), ((4,), (3,), (2,))),
-    ("b1_join_d6", 4, (64, 64), ((4,), (3,))),
-    ("b1_join_d8", 4, (64, 64, 64, 64), ((4,), (3,), (2,), (1,))),
-    ("b2_join_d2", 4, (128, 128), ((4,), (3,))),
-    ("b2_join_d4", 4, (128, 128, 128), ((4,), (3,), (2,))),
-    ("b2_join_d6", 4, (128, 128), ((4,), (3,))),
-    ("b2_join_d8", 4, (128, 128, 128, 128), ((4,), (3,), (2,), (1,))),
-    ("b3_join_d2", 4, (256, 256), ((4,), (3,))),
-    ("b3_join_d4", 4, (256, 256, 256), ((4,), (3,), (2,))),
-    ("b3_join_d6", 4, (256, 256), ((4,), (3,))),
-    ("b3_join_d8", 4, (256, 256, 256, 256), ((4,), (3,), (2,), (1,))),
-    ("b4_join_d2", 4, (512, 512), ((4,), (3,))),
-    ("b4_join_d4", 4, (512, 512, 512), ((4,), (3,), (2,))),
-    ("b4_join_d6", 4, (512, 512), ((4,), (3,))),
-    ("b4_join_d8", 4, (512, 512, 512, 512), ((4,), (3,), (2,), (1,))),
-    ("b5_join_d2", 4, (512, 512), ((4,), (3,))),
-    ("b5_join_d4", 4, (512, 512, 512), ((4,), (3,), (2,))),
-    ("b5_join_d6", 4, (512, 512), ((4,), (3,))),
-    ("b5_join_d8", 4, (512, 512, 512, 512), ((4,), (3,), (2,), (1,))),
+    ("b1_join_d2", 4, (64, 64)),
+    ("b1_join_d4", 4, (64, 64, 64)),
+    ("b1_join_d6", 4, (64, 64)),
+    ("b1_join_d8", 4, (64, 64, 64, 64)),
+    ("b2_join_d2", 4, (128, 128)),
+    ("b2_join_d4", 4, (128, 128, 128)),
+    ("b2_join_d6", 4, (128, 128)),
+    ("b2_join_d8", 4, (128, 128, 128, 128)),
+    ("b3_join_d2", 4, (256, 256)),
+    ("b3_join_d4", 4, (256, 256, 256)),
+    ("b3_join_d6", 4, (256, 256)),
+    ("b3_join_d8", 4, (256, 256, 256, 256)),
+    ("b4_join_d2", 4, (512, 512)),
+    ("b4_join_d4", 4, (512, 512, 512)),
+    ("b4_join_d6", 4, (512, 512)),
+    ("b4_join_d8", 4, (512, 512, 512, 512)),
+    ("b5_join_d2", 4, (512, 512)),
+    ("b5_join_d4", 4, (512, 512, 512)),
+    ("b5_join_d6", 4, (512, 512)),
+    ("b5_join_d8", 4, (512, 512, 512, 512)),
+)
+# _ON_PATH[k - 1][i]: global drop-path on column k keeps join input i ("1") or drops it
+# ("0"); a join off column k's path keeps all its inputs (semantics.on_path_table).
+_ON_PATH = tuple(
+    tuple(flag == "1" for flag in row)
+    for row in (
+        "1111111000111111110001111111100011111111000111111110001",
+        "1100111001011001110010110011100101100111001011001110010",
+        "0101001010001010010100010100101000101001010001010010100",
+        "1010010100010100101000101001010001010010100010100101000",
+    )
 )
 # Every join input, flattened: the join it belongs to; where each join's inputs start.
 _INPUT_JOIN = tuple(j for j, join in enumerate(_JOINS) for _ in join[2])
@@ -207,16 +213,6 @@ _FIRST = tuple(sum(len(join[2]) for join in _JOINS[:j]) for j in range(len(_JOIN
 _NUM_INPUTS = len(_INPUT_JOIN)
 _JOIN_OF = {join[0]: j for j, join in enumerate(_JOINS)}
 _SPANS = tuple((join[0], _FIRST[j], len(join[2])) for j, join in enumerate(_JOINS))
-# _ON_PATH[k - 1][i]: global drop-path on column k keeps join input i. A join with no
-# input on the path keeps them all (nothing uses its output).
-_ON_PATH = tuple(
-    tuple(
-        k in cols or not any(k in c for c in join[3])
-        for join in _JOINS
-        for cols in join[3]
-    )
-    for k in range(1, NUM_COLUMNS + 1)
-)
 
 
 class _Plan(NamedTuple):
@@ -306,8 +302,9 @@ def sample_drop_path(
     return _to_sample(*_sample_masks(1, local, global_ratio, device, generator))
 
 
-def _column_sample(column: int) -> dict[str, Any]:
-    """The global drop-path sample that keeps only ``column``."""
+def column_sample(column: int) -> dict[str, Any]:
+    """The global drop-path sample that keeps only ``column`` (1 to NUM_COLUMNS), in the
+    form of ``sample_drop_path``; a drop-path hook may return it to force that column."""
     row = _ON_PATH[column - 1]
     joins = {name: tuple(i for i in range(n) if row[a + i]) for name, a, n in _SPANS}
     return {"mode": "global", "column": column, "joins": joins}
@@ -315,7 +312,8 @@ def _column_sample(column: int) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=4096)
 def _live(kept: tuple[tuple[int, ...], ...]) -> tuple[bool, ...]:
-    """Which nodes a kept path to the output uses (the others are not computed)."""
+    """Which nodes a kept path to the output uses (the others are not computed): the
+    runtime twin of ``fractal_dsl.semantics.live``, per sample and standalone."""
     live = [False] * len(_NODES)
     for v in range(len(_NODES) - 1, -1, -1):
         uses = _NODES[v][3]
@@ -409,575 +407,127 @@ class Fractal4(nn.Module):
         self._drop_path_hooks: OrderedDict[int, Callable[..., Any]] = OrderedDict()
         self._last_sample: dict[str, Any] | None = None
         self._last_masks: tuple[Tensor, Tensor, Tensor] | None = None
-        self.block1 = nn.ModuleDict(
-            {
-                "column1": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(3, 64, 3, padding=1, bias=False),
-                            nn.Dropout(0.0),
-                            nn.BatchNorm2d(64),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "column2": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(3, 64, 3, padding=1, bias=False),
-                            nn.Dropout(0.0),
-                            nn.BatchNorm2d(64),
-                            nn.ReLU(),
-                        ),
-                        "layer2": nn.Sequential(
-                            nn.Conv2d(64, 64, 3, padding=1, bias=False),
-                            nn.Dropout(0.0),
-                            nn.BatchNorm2d(64),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "column3": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(3, 64, 3, padding=1, bias=False),
-                            nn.Dropout(0.0),
-                            nn.BatchNorm2d(64),
-                            nn.ReLU(),
-                        ),
-                        "layer2": nn.Sequential(
-                            nn.Conv2d(64, 64, 3, padding=1, bias=False),
-                            nn.Dropout(0.0),
-                            nn.BatchNorm2d(64),
-                            nn.ReLU(),
-                        ),
-                        "layer3": nn.Sequential(
-                            nn.Conv2d(64, 64, 3, padding=1, bias=False),
-                            nn.Dropout(0.0),
-                            nn.BatchNorm2d(64),
-                            nn.ReLU(),
-                        ),
-                        "layer4": nn.Sequential(
-                            nn.Conv2d(64, 64, 3, padding=1, bias=False),
-                            nn.Dropout(0.0),
-                            nn.BatchNorm2d(64),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "column4": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(3, 64, 3, padding=1, bias=False),
-                            nn.Dropout(0.0),
-                            nn.BatchNorm2d(64),
-                            nn.ReLU(),
-                        ),
-                        "layer2": nn.Sequential(
-                            nn.Conv2d(64, 64, 3, padding=1, bias=False),
-                            nn.Dropout(0.0),
-                            nn.BatchNorm2d(64),
-                            nn.ReLU(),
-                        ),
-                        "layer3": nn.Sequential(
-                            nn.Conv2d(64, 64, 3, padding=1, bias=False),
-                            nn.Dropout(0.0),
-                            nn.BatchNorm2d(64),
-                            nn.ReLU(),
-                        ),
-                        "layer4": nn.Sequential(
-                            nn.Conv2d(64, 64, 3, padding=1, bias=False),
-                            nn.Dropout(0.0),
-                            nn.BatchNorm2d(64),
-                            nn.ReLU(),
-                        ),
-                        "layer5": nn.Sequential(
-                            nn.Conv2d(64, 64, 3, padding=1, bias=False),
-                            nn.Dropout(0.0),
-                            nn.BatchNorm2d(64),
-                            nn.ReLU(),
-                        ),
-                        "layer6": nn.Sequential(
-                            nn.Conv2d(64, 64, 3, padding=1, bias=False),
-                            nn.Dropout(0.0),
-                            nn.BatchNorm2d(64),
-                            nn.ReLU(),
-                        ),
-                        "layer7": nn.Sequential(
-                            nn.Conv2d(64, 64, 3, padding=1, bias=False),
-                            nn.Dropout(0.0),
-                            nn.BatchNorm2d(64),
-                            nn.ReLU(),
-                        ),
-                        "layer8": nn.Sequential(
-                            nn.Conv2d(64, 64, 3, padding=1, bias=False),
-                            nn.Dropout(0.0),
-                            nn.BatchNorm2d(64),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "pool": nn.Sequential(
-                    nn.MaxPool2d(2),
-                ),
-            },
+        self.block1 = _block(
+            column1=[conv(3, c=64, p=0.0, dropout=dropout)],
+            column2=[
+                conv(3, c=64, p=0.0, dropout=dropout),
+                conv(64, c=64, p=0.0, dropout=dropout),
+            ],
+            column3=[
+                conv(3, c=64, p=0.0, dropout=dropout),
+                conv(64, c=64, p=0.0, dropout=dropout),
+                conv(64, c=64, p=0.0, dropout=dropout),
+                conv(64, c=64, p=0.0, dropout=dropout),
+            ],
+            column4=[
+                conv(3, c=64, p=0.0, dropout=dropout),
+                conv(64, c=64, p=0.0, dropout=dropout),
+                conv(64, c=64, p=0.0, dropout=dropout),
+                conv(64, c=64, p=0.0, dropout=dropout),
+                conv(64, c=64, p=0.0, dropout=dropout),
+                conv(64, c=64, p=0.0, dropout=dropout),
+                conv(64, c=64, p=0.0, dropout=dropout),
+                conv(64, c=64, p=0.0, dropout=dropout),
+            ],
+            pool=pool(),
         )
-        self.block2 = nn.ModuleDict(
-            {
-                "column1": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(64, 128, 3, padding=1, bias=False),
-                            nn.Dropout(0.1 if dropout else 0.0),
-                            nn.BatchNorm2d(128),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "column2": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(64, 128, 3, padding=1, bias=False),
-                            nn.Dropout(0.1 if dropout else 0.0),
-                            nn.BatchNorm2d(128),
-                            nn.ReLU(),
-                        ),
-                        "layer2": nn.Sequential(
-                            nn.Conv2d(128, 128, 3, padding=1, bias=False),
-                            nn.Dropout(0.1 if dropout else 0.0),
-                            nn.BatchNorm2d(128),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "column3": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(64, 128, 3, padding=1, bias=False),
-                            nn.Dropout(0.1 if dropout else 0.0),
-                            nn.BatchNorm2d(128),
-                            nn.ReLU(),
-                        ),
-                        "layer2": nn.Sequential(
-                            nn.Conv2d(128, 128, 3, padding=1, bias=False),
-                            nn.Dropout(0.1 if dropout else 0.0),
-                            nn.BatchNorm2d(128),
-                            nn.ReLU(),
-                        ),
-                        "layer3": nn.Sequential(
-                            nn.Conv2d(128, 128, 3, padding=1, bias=False),
-                            nn.Dropout(0.1 if dropout else 0.0),
-                            nn.BatchNorm2d(128),
-                            nn.ReLU(),
-                        ),
-                        "layer4": nn.Sequential(
-                            nn.Conv2d(128, 128, 3, padding=1, bias=False),
-                            nn.Dropout(0.1 if dropout else 0.0),
-                            nn.BatchNorm2d(128),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "column4": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(64, 128, 3, padding=1, bias=False),
-                            nn.Dropout(0.1 if dropout else 0.0),
-                            nn.BatchNorm2d(128),
-                            nn.ReLU(),
-                        ),
-                        "layer2": nn.Sequential(
-                            nn.Conv2d(128, 128, 3, padding=1, bias=False),
-                            nn.Dropout(0.1 if dropout else 0.0),
-                            nn.BatchNorm2d(128),
-                            nn.ReLU(),
-                        ),
-                        "layer3": nn.Sequential(
-                            nn.Conv2d(128, 128, 3, padding=1, bias=False),
-                            nn.Dropout(0.1 if dropout else 0.0),
-                            nn.BatchNorm2d(128),
-                            nn.ReLU(),
-                        ),
-                        "layer4": nn.Sequential(
-                            nn.Conv2d(128, 128, 3, padding=1, bias=False),
-                            nn.Dropout(0.1 if dropout else 0.0),
-                            nn.BatchNorm2d(128),
-                            nn.ReLU(),
-                        ),
-                        "layer5": nn.Sequential(
-                            nn.Conv2d(128, 128, 3, padding=1, bias=False),
-                            nn.Dropout(0.1 if dropout else 0.0),
-                            nn.BatchNorm2d(128),
-                            nn.ReLU(),
-                        ),
-                        "layer6": nn.Sequential(
-                            nn.Conv2d(128, 128, 3, padding=1, bias=False),
-                            nn.Dropout(0.1 if dropout else 0.0),
-                            nn.BatchNorm2d(128),
-                            nn.ReLU(),
-                        ),
-                        "layer7": nn.Sequential(
-                            nn.Conv2d(128, 128, 3, padding=1, bias=False),
-                            nn.Dropout(0.1 if dropout else 0.0),
-                            nn.BatchNorm2d(128),
-                            nn.ReLU(),
-                        ),
-                        "layer8": nn.Sequential(
-                            nn.Conv2d(128, 128, 3, padding=1, bias=False),
-                            nn.Dropout(0.1 if dropout else 0.0),
-                            nn.BatchNorm2d(128),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "pool": nn.Sequential(
-                    nn.MaxPool2d(2),
-                ),
-            },
+        self.block2 = _block(
+            column1=[conv(64, c=128, p=0.1, dropout=dropout)],
+            column2=[
+                conv(64, c=128, p=0.1, dropout=dropout),
+                conv(128, c=128, p=0.1, dropout=dropout),
+            ],
+            column3=[
+                conv(64, c=128, p=0.1, dropout=dropout),
+                conv(128, c=128, p=0.1, dropout=dropout),
+                conv(128, c=128, p=0.1, dropout=dropout),
+                conv(128, c=128, p=0.1, dropout=dropout),
+            ],
+            column4=[
+                conv(64, c=128, p=0.1, dropout=dropout),
+                conv(128, c=128, p=0.1, dropout=dropout),
+                conv(128, c=128, p=0.1, dropout=dropout),
+                conv(128, c=128, p=0.1, dropout=dropout),
+                conv(128, c=128, p=0.1, dropout=dropout),
+                conv(128, c=128, p=0.1, dropout=dropout),
+                conv(128, c=128, p=0.1, dropout=dropout),
+                conv(128, c=128, p=0.1, dropout=dropout),
+            ],
+            pool=pool(),
         )
-        self.block3 = nn.ModuleDict(
-            {
-                "column1": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(128, 256, 3, padding=1, bias=False),
-                            nn.Dropout(0.2 if dropout else 0.0),
-                            nn.BatchNorm2d(256),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "column2": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(128, 256, 3, padding=1, bias=False),
-                            nn.Dropout(0.2 if dropout else 0.0),
-                            nn.BatchNorm2d(256),
-                            nn.ReLU(),
-                        ),
-                        "layer2": nn.Sequential(
-                            nn.Conv2d(256, 256, 3, padding=1, bias=False),
-                            nn.Dropout(0.2 if dropout else 0.0),
-                            nn.BatchNorm2d(256),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "column3": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(128, 256, 3, padding=1, bias=False),
-                            nn.Dropout(0.2 if dropout else 0.0),
-                            nn.BatchNorm2d(256),
-                            nn.ReLU(),
-                        ),
-                        "layer2": nn.Sequential(
-                            nn.Conv2d(256, 256, 3, padding=1, bias=False),
-                            nn.Dropout(0.2 if dropout else 0.0),
-                            nn.BatchNorm2d(256),
-                            nn.ReLU(),
-                        ),
-                        "layer3": nn.Sequential(
-                            nn.Conv2d(256, 256, 3, padding=1, bias=False),
-                            nn.Dropout(0.2 if dropout else 0.0),
-                            nn.BatchNorm2d(256),
-                            nn.ReLU(),
-                        ),
-                        "layer4": nn.Sequential(
-                            nn.Conv2d(256, 256, 3, padding=1, bias=False),
-                            nn.Dropout(0.2 if dropout else 0.0),
-                            nn.BatchNorm2d(256),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "column4": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(128, 256, 3, padding=1, bias=False),
-                            nn.Dropout(0.2 if dropout else 0.0),
-                            nn.BatchNorm2d(256),
-                            nn.ReLU(),
-                        ),
-                        "layer2": nn.Sequential(
-                            nn.Conv2d(256, 256, 3, padding=1, bias=False),
-                            nn.Dropout(0.2 if dropout else 0.0),
-                            nn.BatchNorm2d(256),
-                            nn.ReLU(),
-                        ),
-                        "layer3": nn.Sequential(
-                            nn.Conv2d(256, 256, 3, padding=1, bias=False),
-                            nn.Dropout(0.2 if dropout else 0.0),
-                            nn.BatchNorm2d(256),
-                            nn.ReLU(),
-                        ),
-                        "layer4": nn.Sequential(
-                            nn.Conv2d(256, 256, 3, padding=1, bias=False),
-                            nn.Dropout(0.2 if dropout else 0.0),
-                            nn.BatchNorm2d(256),
-                            nn.ReLU(),
-                        ),
-                        "layer5": nn.Sequential(
-                            nn.Conv2d(256, 256, 3, padding=1, bias=False),
-                            nn.Dropout(0.2 if dropout else 0.0),
-                            nn.BatchNorm2d(256),
-                            nn.ReLU(),
-                        ),
-                        "layer6": nn.Sequential(
-                            nn.Conv2d(256, 256, 3, padding=1, bias=False),
-                            nn.Dropout(0.2 if dropout else 0.0),
-                            nn.BatchNorm2d(256),
-                            nn.ReLU(),
-                        ),
-                        "layer7": nn.Sequential(
-                            nn.Conv2d(256, 256, 3, padding=1, bias=False),
-                            nn.Dropout(0.2 if dropout else 0.0),
-                            nn.BatchNorm2d(256),
-                            nn.ReLU(),
-                        ),
-                        "layer8": nn.Sequential(
-                            nn.Conv2d(256, 256, 3, padding=1, bias=False),
-                            nn.Dropout(0.2 if dropout else 0.0),
-                            nn.BatchNorm2d(256),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "pool": nn.Sequential(
-                    nn.MaxPool2d(2),
-                ),
-            },
+        self.block3 = _block(
+            column1=[conv(128, c=256, p=0.2, dropout=dropout)],
+            column2=[
+                conv(128, c=256, p=0.2, dropout=dropout),
+                conv(256, c=256, p=0.2, dropout=dropout),
+            ],
+            column3=[
+                conv(128, c=256, p=0.2, dropout=dropout),
+                conv(256, c=256, p=0.2, dropout=dropout),
+                conv(256, c=256, p=0.2, dropout=dropout),
+                conv(256, c=256, p=0.2, dropout=dropout),
+            ],
+            column4=[
+                conv(128, c=256, p=0.2, dropout=dropout),
+                conv(256, c=256, p=0.2, dropout=dropout),
+                conv(256, c=256, p=0.2, dropout=dropout),
+                conv(256, c=256, p=0.2, dropout=dropout),
+                conv(256, c=256, p=0.2, dropout=dropout),
+                conv(256, c=256, p=0.2, dropout=dropout),
+                conv(256, c=256, p=0.2, dropout=dropout),
+                conv(256, c=256, p=0.2, dropout=dropout),
+            ],
+            pool=pool(),
         )
-        self.block4 = nn.ModuleDict(
-            {
-                "column1": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(256, 512, 3, padding=1, bias=False),
-                            nn.Dropout(0.3 if dropout else 0.0),
-                            nn.BatchNorm2d(512),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "column2": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(256, 512, 3, padding=1, bias=False),
-                            nn.Dropout(0.3 if dropout else 0.0),
-                            nn.BatchNorm2d(512),
-                            nn.ReLU(),
-                        ),
-                        "layer2": nn.Sequential(
-                            nn.Conv2d(512, 512, 3, padding=1, bias=False),
-                            nn.Dropout(0.3 if dropout else 0.0),
-                            nn.BatchNorm2d(512),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "column3": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(256, 512, 3, padding=1, bias=False),
-                            nn.Dropout(0.3 if dropout else 0.0),
-                            nn.BatchNorm2d(512),
-                            nn.ReLU(),
-                        ),
-                        "layer2": nn.Sequential(
-                            nn.Conv2d(512, 512, 3, padding=1, bias=False),
-                            nn.Dropout(0.3 if dropout else 0.0),
-                            nn.BatchNorm2d(512),
-                            nn.ReLU(),
-                        ),
-                        "layer3": nn.Sequential(
-                            nn.Conv2d(512, 512, 3, padding=1, bias=False),
-                            nn.Dropout(0.3 if dropout else 0.0),
-                            nn.BatchNorm2d(512),
-                            nn.ReLU(),
-                        ),
-                        "layer4": nn.Sequential(
-                            nn.Conv2d(512, 512, 3, padding=1, bias=False),
-                            nn.Dropout(0.3 if dropout else 0.0),
-                            nn.BatchNorm2d(512),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "column4": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(256, 512, 3, padding=1, bias=False),
-                            nn.Dropout(0.3 if dropout else 0.0),
-                            nn.BatchNorm2d(512),
-                            nn.ReLU(),
-                        ),
-                        "layer2": nn.Sequential(
-                            nn.Conv2d(512, 512, 3, padding=1, bias=False),
-                            nn.Dropout(0.3 if dropout else 0.0),
-                            nn.BatchNorm2d(512),
-                            nn.ReLU(),
-                        ),
-                        "layer3": nn.Sequential(
-                            nn.Conv2d(512, 512, 3, padding=1, bias=False),
-                            nn.Dropout(0.3 if dropout else 0.0),
-                            nn.BatchNorm2d(512),
-                            nn.ReLU(),
-                        ),
-                        "layer4": nn.Sequential(
-                            nn.Conv2d(512, 512, 3, padding=1, bias=False),
-                            nn.Dropout(0.3 if dropout else 0.0),
-                            nn.BatchNorm2d(512),
-                            nn.ReLU(),
-                        ),
-                        "layer5": nn.Sequential(
-                            nn.Conv2d(512, 512, 3, padding=1, bias=False),
-                            nn.Dropout(0.3 if dropout else 0.0),
-                            nn.BatchNorm2d(512),
-                            nn.ReLU(),
-                        ),
-                        "layer6": nn.Sequential(
-                            nn.Conv2d(512, 512, 3, padding=1, bias=False),
-                            nn.Dropout(0.3 if dropout else 0.0),
-                            nn.BatchNorm2d(512),
-                            nn.ReLU(),
-                        ),
-                        "layer7": nn.Sequential(
-                            nn.Conv2d(512, 512, 3, padding=1, bias=False),
-                            nn.Dropout(0.3 if dropout else 0.0),
-                            nn.BatchNorm2d(512),
-                            nn.ReLU(),
-                        ),
-                        "layer8": nn.Sequential(
-                            nn.Conv2d(512, 512, 3, padding=1, bias=False),
-                            nn.Dropout(0.3 if dropout else 0.0),
-                            nn.BatchNorm2d(512),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "pool": nn.Sequential(
-                    nn.MaxPool2d(2),
-                ),
-            },
+        self.block4 = _block(
+            column1=[conv(256, c=512, p=0.3, dropout=dropout)],
+            column2=[
+                conv(256, c=512, p=0.3, dropout=dropout),
+                conv(512, c=512, p=0.3, dropout=dropout),
+            ],
+            column3=[
+                conv(256, c=512, p=0.3, dropout=dropout),
+                conv(512, c=512, p=0.3, dropout=dropout),
+                conv(512, c=512, p=0.3, dropout=dropout),
+                conv(512, c=512, p=0.3, dropout=dropout),
+            ],
+            column4=[
+                conv(256, c=512, p=0.3, dropout=dropout),
+                conv(512, c=512, p=0.3, dropout=dropout),
+                conv(512, c=512, p=0.3, dropout=dropout),
+                conv(512, c=512, p=0.3, dropout=dropout),
+                conv(512, c=512, p=0.3, dropout=dropout),
+                conv(512, c=512, p=0.3, dropout=dropout),
+                conv(512, c=512, p=0.3, dropout=dropout),
+                conv(512, c=512, p=0.3, dropout=dropout),
+            ],
+            pool=pool(),
         )
-        self.block5 = nn.ModuleDict(
-            {
-                "column1": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(512, 512, 3, padding=1, bias=False),
-                            nn.Dropout(0.4 if dropout else 0.0),
-                            nn.BatchNorm2d(512),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "column2": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(512, 512, 3, padding=1, bias=False),
-                            nn.Dropout(0.4 if dropout else 0.0),
-                            nn.BatchNorm2d(512),
-                            nn.ReLU(),
-                        ),
-                        "layer2": nn.Sequential(
-                            nn.Conv2d(512, 512, 3, padding=1, bias=False),
-                            nn.Dropout(0.4 if dropout else 0.0),
-                            nn.BatchNorm2d(512),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "column3": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(512, 512, 3, padding=1, bias=False),
-                            nn.Dropout(0.4 if dropout else 0.0),
-                            nn.BatchNorm2d(512),
-                            nn.ReLU(),
-                        ),
-                        "layer2": nn.Sequential(
-                            nn.Conv2d(512, 512, 3, padding=1, bias=False),
-                            nn.Dropout(0.4 if dropout else 0.0),
-                            nn.BatchNorm2d(512),
-                            nn.ReLU(),
-                        ),
-                        "layer3": nn.Sequential(
-                            nn.Conv2d(512, 512, 3, padding=1, bias=False),
-                            nn.Dropout(0.4 if dropout else 0.0),
-                            nn.BatchNorm2d(512),
-                            nn.ReLU(),
-                        ),
-                        "layer4": nn.Sequential(
-                            nn.Conv2d(512, 512, 3, padding=1, bias=False),
-                            nn.Dropout(0.4 if dropout else 0.0),
-                            nn.BatchNorm2d(512),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "column4": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(512, 512, 3, padding=1, bias=False),
-                            nn.Dropout(0.4 if dropout else 0.0),
-                            nn.BatchNorm2d(512),
-                            nn.ReLU(),
-                        ),
-                        "layer2": nn.Sequential(
-                            nn.Conv2d(512, 512, 3, padding=1, bias=False),
-                            nn.Dropout(0.4 if dropout else 0.0),
-                            nn.BatchNorm2d(512),
-                            nn.ReLU(),
-                        ),
-                        "layer3": nn.Sequential(
-                            nn.Conv2d(512, 512, 3, padding=1, bias=False),
-                            nn.Dropout(0.4 if dropout else 0.0),
-                            nn.BatchNorm2d(512),
-                            nn.ReLU(),
-                        ),
-                        "layer4": nn.Sequential(
-                            nn.Conv2d(512, 512, 3, padding=1, bias=False),
-                            nn.Dropout(0.4 if dropout else 0.0),
-                            nn.BatchNorm2d(512),
-                            nn.ReLU(),
-                        ),
-                        "layer5": nn.Sequential(
-                            nn.Conv2d(512, 512, 3, padding=1, bias=False),
-                            nn.Dropout(0.4 if dropout else 0.0),
-                            nn.BatchNorm2d(512),
-                            nn.ReLU(),
-                        ),
-                        "layer6": nn.Sequential(
-                            nn.Conv2d(512, 512, 3, padding=1, bias=False),
-                            nn.Dropout(0.4 if dropout else 0.0),
-                            nn.BatchNorm2d(512),
-                            nn.ReLU(),
-                        ),
-                        "layer7": nn.Sequential(
-                            nn.Conv2d(512, 512, 3, padding=1, bias=False),
-                            nn.Dropout(0.4 if dropout else 0.0),
-                            nn.BatchNorm2d(512),
-                            nn.ReLU(),
-                        ),
-                        "layer8": nn.Sequential(
-                            nn.Conv2d(512, 512, 3, padding=1, bias=False),
-                            nn.Dropout(0.4 if dropout else 0.0),
-                            nn.BatchNorm2d(512),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "pool": nn.Sequential(
-                    nn.MaxPool2d(2),
-                ),
-            },
+        self.block5 = _block(
+            column1=[conv(512, c=512, p=0.4, dropout=dropout)],
+            column2=[
+                conv(512, c=512, p=0.4, dropout=dropout),
+                conv(512, c=512, p=0.4, dropout=dropout),
+            ],
+            column3=[
+                conv(512, c=512, p=0.4, dropout=dropout),
+                conv(512, c=512, p=0.4, dropout=dropout),
+                conv(512, c=512, p=0.4, dropout=dropout),
+                conv(512, c=512, p=0.4, dropout=dropout),
+            ],
+            column4=[
+                conv(512, c=512, p=0.4, dropout=dropout),
+                conv(512, c=512, p=0.4, dropout=dropout),
+                conv(512, c=512, p=0.4, dropout=dropout),
+                conv(512, c=512, p=0.4, dropout=dropout),
+                conv(512, c=512, p=0.4, dropout=dropout),
+                conv(512, c=512, p=0.4, dropout=dropout),
+                conv(512, c=512, p=0.4, dropout=dropout),
+                conv(512, c=512, p=0.4, dropout=dropout),
+            ],
+            pool=pool(),
         )
-        self.head = nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(512, num_classes),
-        )
+        self.head = head(512, num_classes=num_classes)
         _init_weights(self, init)
 
     @property
@@ -1002,7 +552,7 @@ class Fractal4(nn.Module):
         if column is not None:
             if not 1 <= column <= NUM_COLUMNS:
                 raise ValueError(f"column must be 1..{NUM_COLUMNS}, not {column!r}")
-            return _plan_of(_column_sample(column))
+            return _plan_of(column_sample(column))
         if not (self.training and self.drop_path):
             return _FULL
         per_sample = self.drop_path_per == "sample"
@@ -1044,129 +594,48 @@ class Fractal4(nn.Module):
                 sample = steered
         return sample
 
-    def _forward_block1(self, x: Tensor, plan: _Plan) -> Tensor:
-        block, live = self.block1, plan.live
-        c4_1 = block.column4.layer1(x) if live[1] else None
-        c4_2 = block.column4.layer2(c4_1) if live[2] else None
-        c3_1 = block.column3.layer1(x) if live[3] else None
-        j1 = _join((c4_2, c3_1), plan, 0) if live[4] else None
-        c4_3 = block.column4.layer3(j1) if live[5] else None
-        c4_4 = block.column4.layer4(c4_3) if live[6] else None
-        c3_2 = block.column3.layer2(j1) if live[7] else None
-        c2_1 = block.column2.layer1(x) if live[8] else None
-        j2 = _join((c4_4, c3_2, c2_1), plan, 1) if live[9] else None
-        c4_5 = block.column4.layer5(j2) if live[10] else None
-        c4_6 = block.column4.layer6(c4_5) if live[11] else None
-        c3_3 = block.column3.layer3(j2) if live[12] else None
-        j3 = _join((c4_6, c3_3), plan, 2) if live[13] else None
-        c4_7 = block.column4.layer7(j3) if live[14] else None
-        c4_8 = block.column4.layer8(c4_7) if live[15] else None
-        c3_4 = block.column3.layer4(j3) if live[16] else None
-        c2_2 = block.column2.layer2(j2) if live[17] else None
-        c1_1 = block.column1.layer1(x) if live[18] else None
-        j4 = _join((c4_8, c3_4, c2_2, c1_1), plan, 3) if live[19] else None
-        return block.pool(j4)
+    def _forward_graph1(
+        self, block: nn.Module, x: Tensor, plan: _Plan, n: int, j: int
+    ) -> Tensor:
+        """The forward pass of blocks 1 to 5 (_GRAPH1) without the pool.
 
-    def _forward_block2(self, x: Tensor, plan: _Plan) -> Tensor:
-        block, live = self.block2, plan.live
-        c4_1 = block.column4.layer1(x) if live[21] else None
-        c4_2 = block.column4.layer2(c4_1) if live[22] else None
-        c3_1 = block.column3.layer1(x) if live[23] else None
-        j1 = _join((c4_2, c3_1), plan, 4) if live[24] else None
-        c4_3 = block.column4.layer3(j1) if live[25] else None
-        c4_4 = block.column4.layer4(c4_3) if live[26] else None
-        c3_2 = block.column3.layer2(j1) if live[27] else None
-        c2_1 = block.column2.layer1(x) if live[28] else None
-        j2 = _join((c4_4, c3_2, c2_1), plan, 5) if live[29] else None
-        c4_5 = block.column4.layer5(j2) if live[30] else None
-        c4_6 = block.column4.layer6(c4_5) if live[31] else None
-        c3_3 = block.column3.layer3(j2) if live[32] else None
-        j3 = _join((c4_6, c3_3), plan, 6) if live[33] else None
-        c4_7 = block.column4.layer7(j3) if live[34] else None
-        c4_8 = block.column4.layer8(c4_7) if live[35] else None
-        c3_4 = block.column3.layer4(j3) if live[36] else None
-        c2_2 = block.column2.layer2(j2) if live[37] else None
-        c1_1 = block.column1.layer1(x) if live[38] else None
-        j4 = _join((c4_8, c3_4, c2_2, c1_1), plan, 7) if live[39] else None
-        return block.pool(j4)
-
-    def _forward_block3(self, x: Tensor, plan: _Plan) -> Tensor:
-        block, live = self.block3, plan.live
-        c4_1 = block.column4.layer1(x) if live[41] else None
-        c4_2 = block.column4.layer2(c4_1) if live[42] else None
-        c3_1 = block.column3.layer1(x) if live[43] else None
-        j1 = _join((c4_2, c3_1), plan, 8) if live[44] else None
-        c4_3 = block.column4.layer3(j1) if live[45] else None
-        c4_4 = block.column4.layer4(c4_3) if live[46] else None
-        c3_2 = block.column3.layer2(j1) if live[47] else None
-        c2_1 = block.column2.layer1(x) if live[48] else None
-        j2 = _join((c4_4, c3_2, c2_1), plan, 9) if live[49] else None
-        c4_5 = block.column4.layer5(j2) if live[50] else None
-        c4_6 = block.column4.layer6(c4_5) if live[51] else None
-        c3_3 = block.column3.layer3(j2) if live[52] else None
-        j3 = _join((c4_6, c3_3), plan, 10) if live[53] else None
-        c4_7 = block.column4.layer7(j3) if live[54] else None
-        c4_8 = block.column4.layer8(c4_7) if live[55] else None
-        c3_4 = block.column3.layer4(j3) if live[56] else None
-        c2_2 = block.column2.layer2(j2) if live[57] else None
-        c1_1 = block.column1.layer1(x) if live[58] else None
-        j4 = _join((c4_8, c3_4, c2_2, c1_1), plan, 11) if live[59] else None
-        return block.pool(j4)
-
-    def _forward_block4(self, x: Tensor, plan: _Plan) -> Tensor:
-        block, live = self.block4, plan.live
-        c4_1 = block.column4.layer1(x) if live[61] else None
-        c4_2 = block.column4.layer2(c4_1) if live[62] else None
-        c3_1 = block.column3.layer1(x) if live[63] else None
-        j1 = _join((c4_2, c3_1), plan, 12) if live[64] else None
-        c4_3 = block.column4.layer3(j1) if live[65] else None
-        c4_4 = block.column4.layer4(c4_3) if live[66] else None
-        c3_2 = block.column3.layer2(j1) if live[67] else None
-        c2_1 = block.column2.layer1(x) if live[68] else None
-        j2 = _join((c4_4, c3_2, c2_1), plan, 13) if live[69] else None
-        c4_5 = block.column4.layer5(j2) if live[70] else None
-        c4_6 = block.column4.layer6(c4_5) if live[71] else None
-        c3_3 = block.column3.layer3(j2) if live[72] else None
-        j3 = _join((c4_6, c3_3), plan, 14) if live[73] else None
-        c4_7 = block.column4.layer7(j3) if live[74] else None
-        c4_8 = block.column4.layer8(c4_7) if live[75] else None
-        c3_4 = block.column3.layer4(j3) if live[76] else None
-        c2_2 = block.column2.layer2(j2) if live[77] else None
-        c1_1 = block.column1.layer1(x) if live[78] else None
-        j4 = _join((c4_8, c3_4, c2_2, c1_1), plan, 15) if live[79] else None
-        return block.pool(j4)
-
-    def _forward_block5(self, x: Tensor, plan: _Plan) -> Tensor:
-        block, live = self.block5, plan.live
-        c4_1 = block.column4.layer1(x) if live[81] else None
-        c4_2 = block.column4.layer2(c4_1) if live[82] else None
-        c3_1 = block.column3.layer1(x) if live[83] else None
-        j1 = _join((c4_2, c3_1), plan, 16) if live[84] else None
-        c4_3 = block.column4.layer3(j1) if live[85] else None
-        c4_4 = block.column4.layer4(c4_3) if live[86] else None
-        c3_2 = block.column3.layer2(j1) if live[87] else None
-        c2_1 = block.column2.layer1(x) if live[88] else None
-        j2 = _join((c4_4, c3_2, c2_1), plan, 17) if live[89] else None
-        c4_5 = block.column4.layer5(j2) if live[90] else None
-        c4_6 = block.column4.layer6(c4_5) if live[91] else None
-        c3_3 = block.column3.layer3(j2) if live[92] else None
-        j3 = _join((c4_6, c3_3), plan, 18) if live[93] else None
-        c4_7 = block.column4.layer7(j3) if live[94] else None
-        c4_8 = block.column4.layer8(c4_7) if live[95] else None
-        c3_4 = block.column3.layer4(j3) if live[96] else None
-        c2_2 = block.column2.layer2(j2) if live[97] else None
-        c1_1 = block.column1.layer1(x) if live[98] else None
-        j4 = _join((c4_8, c3_4, c2_2, c1_1), plan, 19) if live[99] else None
-        return block.pool(j4)
+        Node ``n`` of ``_NODES`` and join ``j`` of ``_JOINS`` are the block's first.
+        """
+        live = plan.live[n:]
+        c4_1 = block.column4.layer1(x) if live[0] else None
+        c4_2 = block.column4.layer2(c4_1) if live[1] else None
+        c3_1 = block.column3.layer1(x) if live[2] else None
+        j1 = _join((c4_2, c3_1), plan, j) if live[3] else None
+        c4_3 = block.column4.layer3(j1) if live[4] else None
+        c4_4 = block.column4.layer4(c4_3) if live[5] else None
+        c3_2 = block.column3.layer2(j1) if live[6] else None
+        c2_1 = block.column2.layer1(x) if live[7] else None
+        j2 = _join((c4_4, c3_2, c2_1), plan, j + 1) if live[8] else None
+        c4_5 = block.column4.layer5(j2) if live[9] else None
+        c4_6 = block.column4.layer6(c4_5) if live[10] else None
+        c3_3 = block.column3.layer3(j2) if live[11] else None
+        j3 = _join((c4_6, c3_3), plan, j + 2) if live[12] else None
+        c4_7 = block.column4.layer7(j3) if live[13] else None
+        c4_8 = block.column4.layer8(c4_7) if live[14] else None
+        c3_4 = block.column3.layer4(j3) if live[15] else None
+        c2_2 = block.column2.layer2(j2) if live[16] else None
+        c1_1 = block.column1.layer1(x) if live[17] else None
+        j4 = _join((c4_8, c3_4, c2_2, c1_1), plan, j + 3) if live[18] else None
+        return j4
 
     def forward_features(self, x: Tensor, column: int | None = None) -> Tensor:
         """Everything before the head; ``column=k`` runs only column k in every block."""
         plan = self._plan(x, column)
-        x = self._forward_block1(x, plan)
-        x = self._forward_block2(x, plan)
-        x = self._forward_block3(x, plan)
-        x = self._forward_block4(x, plan)
-        x = self._forward_block5(x, plan)
+        x = self._forward_graph1(self.block1, x, plan, 1, 0)
+        x = self.block1.pool(x)
+        x = self._forward_graph1(self.block2, x, plan, 21, 4)
+        x = self.block2.pool(x)
+        x = self._forward_graph1(self.block3, x, plan, 41, 8)
+        x = self.block3.pool(x)
+        x = self._forward_graph1(self.block4, x, plan, 61, 12)
+        x = self.block4.pool(x)
+        x = self._forward_graph1(self.block5, x, plan, 81, 16)
+        x = self.block5.pool(x)
         return x
 
     def forward_head(self, x: Tensor) -> Tensor:

@@ -44,62 +44,125 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-__all__ = ["NUM_COLUMNS", "Ternary", "build", "sample_drop_path"]
+__all__ = ["NUM_COLUMNS", "Ternary", "build", "column_sample", "sample_drop_path"]
 
 NUM_COLUMNS = 3
 DEFAULT_DROP_PATH_LOCAL = 0.15
 DEFAULT_DROP_PATH_GLOBAL = 0.5
 DEFAULT_INIT = "xavier"
 
+
+# ---- the layer key: one function per entry, each building one unit ---------------------
+
+
+# examples/ternary.fdsl:9
+#   conv(c, p) = conv3x3(c, bias=false) . dropout(p) . batchnorm . relu
+def conv(in_channels: int, c: int, p: float, dropout: bool) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, c, 3, padding=1, bias=False),
+        nn.Dropout(p if dropout else 0.0),
+        nn.BatchNorm2d(c),
+        nn.ReLU(),
+    )
+
+
+# examples/ternary.fdsl:11
+#   pool = maxpool(2)
+def pool() -> nn.Sequential:
+    return nn.Sequential(
+        nn.MaxPool2d(2),
+    )
+
+
+# examples/ternary.fdsl:12
+#   head = gap . flatten . linear(classes)
+def head(in_channels: int, num_classes: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(in_channels, num_classes),
+    )
+
+
+def _block(pool: nn.Module | None = None, **columns: list[nn.Module]) -> nn.ModuleDict:
+    """One block's submodules: ``column{K}.layer{I}`` (I counted from 1), then ``pool``."""
+    block = nn.ModuleDict()
+    for name, units in columns.items():
+        block[name] = nn.ModuleDict({f"layer{i}": u for i, u in enumerate(units, 1)})
+    if pool is not None:
+        block["pool"] = pool
+    return block
+
+
+# ---- the graph, generated from fractal_dsl.semantics --------------------------------------
+
+# The graph of blocks 1 to 2, as rows of _NODES (below) with node ids and submodules
+# named within the block and nodes and joins counted from the block's first.
+_GRAPH1 = (
+    ("c3_d1_conv", "column3.layer1", (3,), ((1, -1, 0),)),
+    ("c3_d2_conv", "column3.layer2", (3,), ((2, -1, 0),)),
+    ("c3_d3_conv", "column3.layer3", (3,), ((4, 0, 0),)),
+    ("c2_d1_conv", "column2.layer1", (2,), ((4, 0, 1),)),
+    ("join_d3", "", (2, 3), ((5, -1, 0), (8, -1, 0))),
+    ("c3_d4_conv", "column3.layer4", (3,), ((6, -1, 0),)),
+    ("c3_d5_conv", "column3.layer5", (3,), ((7, -1, 0),)),
+    ("c3_d6_conv", "column3.layer6", (3,), ((9, 1, 0),)),
+    ("c2_d4_conv", "column2.layer2", (2,), ((9, 1, 1),)),
+    ("join_d6", "", (2, 3), ((10, -1, 0), (13, -1, 0))),
+    ("c3_d7_conv", "column3.layer7", (3,), ((11, -1, 0),)),
+    ("c3_d8_conv", "column3.layer8", (3,), ((12, -1, 0),)),
+    ("c3_d9_conv", "column3.layer9", (3,), ((15, 2, 0),)),
+    ("c2_d7_conv", "column2.layer3", (2,), ((15, 2, 1),)),
+    ("c1_d1_conv", "column1.layer1", (1,), ((15, 2, 2),)),
+    ("join_d9", "", (1, 2, 3), ((16, -1, 0),)),
+)
+
+
+def _in_block(
+    graph: tuple[Any, ...], prefix: str, block: int, n: int, j: int
+) -> tuple[Any, ...]:
+    """``graph``'s rows as block ``block``'s rows of ``_NODES``: its first node is node
+    ``n``, its first join join ``j``."""
+    return tuple(
+        (
+            prefix + node,
+            f"block{block}.{module}" if module else "",
+            columns,
+            tuple((n + w, j + k if k >= 0 else -1, i) for w, k, i in uses),
+        )
+        for node, module, columns, uses in graph
+    )
+
+
 # The graph in topological order: (node id, submodule, columns through it, consumers),
 # where each consumer is (node, join or -1, input index of that join).
 _NODES = (
     ("input", "", (1, 2, 3), ((1, -1, 0), (4, -1, 0), (15, -1, 0))),
-    ("b1_c3_d1_conv", "block1.column3.layer1", (3,), ((2, -1, 0),)),
-    ("b1_c3_d2_conv", "block1.column3.layer2", (3,), ((3, -1, 0),)),
-    ("b1_c3_d3_conv", "block1.column3.layer3", (3,), ((5, 0, 0),)),
-    ("b1_c2_d1_conv", "block1.column2.layer1", (2,), ((5, 0, 1),)),
-    ("b1_join_d3", "", (2, 3), ((6, -1, 0), (9, -1, 0))),
-    ("b1_c3_d4_conv", "block1.column3.layer4", (3,), ((7, -1, 0),)),
-    ("b1_c3_d5_conv", "block1.column3.layer5", (3,), ((8, -1, 0),)),
-    ("b1_c3_d6_conv", "block1.column3.layer6", (3,), ((10, 1, 0),)),
-    ("b1_c2_d4_conv", "block1.column2.layer2", (2,), ((10, 1, 1),)),
-    ("b1_join_d6", "", (2, 3), ((11, -1, 0), (14, -1, 0))),
-    ("b1_c3_d7_conv", "block1.column3.layer7", (3,), ((12, -1, 0),)),
-    ("b1_c3_d8_conv", "block1.column3.layer8", (3,), ((13, -1, 0),)),
-    ("b1_c3_d9_conv", "block1.column3.layer9", (3,), ((16, 2, 0),)),
-    ("b1_c2_d7_conv", "block1.column2.layer3", (2,), ((16, 2, 1),)),
-    ("b1_c1_d1_conv", "block1.column1.layer1", (1,), ((16, 2, 2),)),
-    ("b1_join_d9", "", (1, 2, 3), ((17, -1, 0),)),
+    *_in_block(_GRAPH1, "b1_", 1, 1, 0),
     ("b1_pool", "block1.pool", (1, 2, 3), ((18, -1, 0), (21, -1, 0), (32, -1, 0))),
-    ("b2_c3_d1_conv", "block2.column3.layer1", (3,), ((19, -1, 0),)),
-    ("b2_c3_d2_conv", "block2.column3.layer2", (3,), ((20, -1, 0),)),
-    ("b2_c3_d3_conv", "block2.column3.layer3", (3,), ((22, 3, 0),)),
-    ("b2_c2_d1_conv", "block2.column2.layer1", (2,), ((22, 3, 1),)),
-    ("b2_join_d3", "", (2, 3), ((23, -1, 0), (26, -1, 0))),
-    ("b2_c3_d4_conv", "block2.column3.layer4", (3,), ((24, -1, 0),)),
-    ("b2_c3_d5_conv", "block2.column3.layer5", (3,), ((25, -1, 0),)),
-    ("b2_c3_d6_conv", "block2.column3.layer6", (3,), ((27, 4, 0),)),
-    ("b2_c2_d4_conv", "block2.column2.layer2", (2,), ((27, 4, 1),)),
-    ("b2_join_d6", "", (2, 3), ((28, -1, 0), (31, -1, 0))),
-    ("b2_c3_d7_conv", "block2.column3.layer7", (3,), ((29, -1, 0),)),
-    ("b2_c3_d8_conv", "block2.column3.layer8", (3,), ((30, -1, 0),)),
-    ("b2_c3_d9_conv", "block2.column3.layer9", (3,), ((33, 5, 0),)),
-    ("b2_c2_d7_conv", "block2.column2.layer3", (2,), ((33, 5, 1),)),
-    ("b2_c1_d1_conv", "block2.column1.layer1", (1,), ((33, 5, 2),)),
-    ("b2_join_d9", "", (1, 2, 3), ((34, -1, 0),)),
+    *_in_block(_GRAPH1, "b2_", 2, 18, 3),
     ("b2_pool", "block2.pool", (1, 2, 3), ((35, -1, 0),)),
     ("head", "head", (1, 2, 3), ((36, -1, 0),)),
     ("output", "", (1, 2, 3), ()),
 )
-# The joins in order: (node id, rank of its tensors, channels and columns of each input).
+# The joins in order: (node id, rank of its tensors, channels of each input).
 _JOINS = (
-    ("b1_join_d3", 4, (8, 8), ((3,), (2,))),
-    ("b1_join_d6", 4, (8, 8), ((3,), (2,))),
-    ("b1_join_d9", 4, (8, 8, 8), ((3,), (2,), (1,))),
-    ("b2_join_d3", 4, (16, 16), ((3,), (2,))),
-    ("b2_join_d6", 4, (16, 16), ((3,), (2,))),
-    ("b2_join_d9", 4, (16, 16, 16), ((3,), (2,), (1,))),
+    ("b1_join_d3", 4, (8, 8)),
+    ("b1_join_d6", 4, (8, 8)),
+    ("b1_join_d9", 4, (8, 8, 8)),
+    ("b2_join_d3", 4, (16, 16)),
+    ("b2_join_d6", 4, (16, 16)),
+    ("b2_join_d9", 4, (16, 16, 16)),
+)
+# _ON_PATH[k - 1][i]: global drop-path on column k keeps join input i ("1") or drops it
+# ("0"); a join off column k's path keeps all its inputs (semantics.on_path_table).
+_ON_PATH = tuple(
+    tuple(flag == "1" for flag in row)
+    for row in (
+        "11110011111001",
+        "01010100101010",
+        "10101001010100",
+    )
 )
 # Every join input, flattened: the join it belongs to; where each join's inputs start.
 _INPUT_JOIN = tuple(j for j, join in enumerate(_JOINS) for _ in join[2])
@@ -107,16 +170,6 @@ _FIRST = tuple(sum(len(join[2]) for join in _JOINS[:j]) for j in range(len(_JOIN
 _NUM_INPUTS = len(_INPUT_JOIN)
 _JOIN_OF = {join[0]: j for j, join in enumerate(_JOINS)}
 _SPANS = tuple((join[0], _FIRST[j], len(join[2])) for j, join in enumerate(_JOINS))
-# _ON_PATH[k - 1][i]: global drop-path on column k keeps join input i. A join with no
-# input on the path keeps them all (nothing uses its output).
-_ON_PATH = tuple(
-    tuple(
-        k in cols or not any(k in c for c in join[3])
-        for join in _JOINS
-        for cols in join[3]
-    )
-    for k in range(1, NUM_COLUMNS + 1)
-)
 
 
 class _Plan(NamedTuple):
@@ -206,8 +259,9 @@ def sample_drop_path(
     return _to_sample(*_sample_masks(1, local, global_ratio, device, generator))
 
 
-def _column_sample(column: int) -> dict[str, Any]:
-    """The global drop-path sample that keeps only ``column``."""
+def column_sample(column: int) -> dict[str, Any]:
+    """The global drop-path sample that keeps only ``column`` (1 to NUM_COLUMNS), in the
+    form of ``sample_drop_path``; a drop-path hook may return it to force that column."""
     row = _ON_PATH[column - 1]
     joins = {name: tuple(i for i in range(n) if row[a + i]) for name, a, n in _SPANS}
     return {"mode": "global", "column": column, "joins": joins}
@@ -215,7 +269,8 @@ def _column_sample(column: int) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=4096)
 def _live(kept: tuple[tuple[int, ...], ...]) -> tuple[bool, ...]:
-    """Which nodes a kept path to the output uses (the others are not computed)."""
+    """Which nodes a kept path to the output uses (the others are not computed): the
+    runtime twin of ``fractal_dsl.semantics.live``, per sample and standalone."""
     live = [False] * len(_NODES)
     for v in range(len(_NODES) - 1, -1, -1):
         uses = _NODES[v][3]
@@ -309,205 +364,47 @@ class Ternary(nn.Module):
         self._drop_path_hooks: OrderedDict[int, Callable[..., Any]] = OrderedDict()
         self._last_sample: dict[str, Any] | None = None
         self._last_masks: tuple[Tensor, Tensor, Tensor] | None = None
-        self.block1 = nn.ModuleDict(
-            {
-                "column1": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(3, 8, 3, padding=1, bias=False),
-                            nn.Dropout(0.0),
-                            nn.BatchNorm2d(8),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "column2": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(3, 8, 3, padding=1, bias=False),
-                            nn.Dropout(0.0),
-                            nn.BatchNorm2d(8),
-                            nn.ReLU(),
-                        ),
-                        "layer2": nn.Sequential(
-                            nn.Conv2d(8, 8, 3, padding=1, bias=False),
-                            nn.Dropout(0.0),
-                            nn.BatchNorm2d(8),
-                            nn.ReLU(),
-                        ),
-                        "layer3": nn.Sequential(
-                            nn.Conv2d(8, 8, 3, padding=1, bias=False),
-                            nn.Dropout(0.0),
-                            nn.BatchNorm2d(8),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "column3": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(3, 8, 3, padding=1, bias=False),
-                            nn.Dropout(0.0),
-                            nn.BatchNorm2d(8),
-                            nn.ReLU(),
-                        ),
-                        "layer2": nn.Sequential(
-                            nn.Conv2d(8, 8, 3, padding=1, bias=False),
-                            nn.Dropout(0.0),
-                            nn.BatchNorm2d(8),
-                            nn.ReLU(),
-                        ),
-                        "layer3": nn.Sequential(
-                            nn.Conv2d(8, 8, 3, padding=1, bias=False),
-                            nn.Dropout(0.0),
-                            nn.BatchNorm2d(8),
-                            nn.ReLU(),
-                        ),
-                        "layer4": nn.Sequential(
-                            nn.Conv2d(8, 8, 3, padding=1, bias=False),
-                            nn.Dropout(0.0),
-                            nn.BatchNorm2d(8),
-                            nn.ReLU(),
-                        ),
-                        "layer5": nn.Sequential(
-                            nn.Conv2d(8, 8, 3, padding=1, bias=False),
-                            nn.Dropout(0.0),
-                            nn.BatchNorm2d(8),
-                            nn.ReLU(),
-                        ),
-                        "layer6": nn.Sequential(
-                            nn.Conv2d(8, 8, 3, padding=1, bias=False),
-                            nn.Dropout(0.0),
-                            nn.BatchNorm2d(8),
-                            nn.ReLU(),
-                        ),
-                        "layer7": nn.Sequential(
-                            nn.Conv2d(8, 8, 3, padding=1, bias=False),
-                            nn.Dropout(0.0),
-                            nn.BatchNorm2d(8),
-                            nn.ReLU(),
-                        ),
-                        "layer8": nn.Sequential(
-                            nn.Conv2d(8, 8, 3, padding=1, bias=False),
-                            nn.Dropout(0.0),
-                            nn.BatchNorm2d(8),
-                            nn.ReLU(),
-                        ),
-                        "layer9": nn.Sequential(
-                            nn.Conv2d(8, 8, 3, padding=1, bias=False),
-                            nn.Dropout(0.0),
-                            nn.BatchNorm2d(8),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "pool": nn.Sequential(
-                    nn.MaxPool2d(2),
-                ),
-            },
+        self.block1 = _block(
+            column1=[conv(3, c=8, p=0.0, dropout=dropout)],
+            column2=[
+                conv(3, c=8, p=0.0, dropout=dropout),
+                conv(8, c=8, p=0.0, dropout=dropout),
+                conv(8, c=8, p=0.0, dropout=dropout),
+            ],
+            column3=[
+                conv(3, c=8, p=0.0, dropout=dropout),
+                conv(8, c=8, p=0.0, dropout=dropout),
+                conv(8, c=8, p=0.0, dropout=dropout),
+                conv(8, c=8, p=0.0, dropout=dropout),
+                conv(8, c=8, p=0.0, dropout=dropout),
+                conv(8, c=8, p=0.0, dropout=dropout),
+                conv(8, c=8, p=0.0, dropout=dropout),
+                conv(8, c=8, p=0.0, dropout=dropout),
+                conv(8, c=8, p=0.0, dropout=dropout),
+            ],
+            pool=pool(),
         )
-        self.block2 = nn.ModuleDict(
-            {
-                "column1": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(8, 16, 3, padding=1, bias=False),
-                            nn.Dropout(0.1 if dropout else 0.0),
-                            nn.BatchNorm2d(16),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "column2": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(8, 16, 3, padding=1, bias=False),
-                            nn.Dropout(0.1 if dropout else 0.0),
-                            nn.BatchNorm2d(16),
-                            nn.ReLU(),
-                        ),
-                        "layer2": nn.Sequential(
-                            nn.Conv2d(16, 16, 3, padding=1, bias=False),
-                            nn.Dropout(0.1 if dropout else 0.0),
-                            nn.BatchNorm2d(16),
-                            nn.ReLU(),
-                        ),
-                        "layer3": nn.Sequential(
-                            nn.Conv2d(16, 16, 3, padding=1, bias=False),
-                            nn.Dropout(0.1 if dropout else 0.0),
-                            nn.BatchNorm2d(16),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "column3": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(8, 16, 3, padding=1, bias=False),
-                            nn.Dropout(0.1 if dropout else 0.0),
-                            nn.BatchNorm2d(16),
-                            nn.ReLU(),
-                        ),
-                        "layer2": nn.Sequential(
-                            nn.Conv2d(16, 16, 3, padding=1, bias=False),
-                            nn.Dropout(0.1 if dropout else 0.0),
-                            nn.BatchNorm2d(16),
-                            nn.ReLU(),
-                        ),
-                        "layer3": nn.Sequential(
-                            nn.Conv2d(16, 16, 3, padding=1, bias=False),
-                            nn.Dropout(0.1 if dropout else 0.0),
-                            nn.BatchNorm2d(16),
-                            nn.ReLU(),
-                        ),
-                        "layer4": nn.Sequential(
-                            nn.Conv2d(16, 16, 3, padding=1, bias=False),
-                            nn.Dropout(0.1 if dropout else 0.0),
-                            nn.BatchNorm2d(16),
-                            nn.ReLU(),
-                        ),
-                        "layer5": nn.Sequential(
-                            nn.Conv2d(16, 16, 3, padding=1, bias=False),
-                            nn.Dropout(0.1 if dropout else 0.0),
-                            nn.BatchNorm2d(16),
-                            nn.ReLU(),
-                        ),
-                        "layer6": nn.Sequential(
-                            nn.Conv2d(16, 16, 3, padding=1, bias=False),
-                            nn.Dropout(0.1 if dropout else 0.0),
-                            nn.BatchNorm2d(16),
-                            nn.ReLU(),
-                        ),
-                        "layer7": nn.Sequential(
-                            nn.Conv2d(16, 16, 3, padding=1, bias=False),
-                            nn.Dropout(0.1 if dropout else 0.0),
-                            nn.BatchNorm2d(16),
-                            nn.ReLU(),
-                        ),
-                        "layer8": nn.Sequential(
-                            nn.Conv2d(16, 16, 3, padding=1, bias=False),
-                            nn.Dropout(0.1 if dropout else 0.0),
-                            nn.BatchNorm2d(16),
-                            nn.ReLU(),
-                        ),
-                        "layer9": nn.Sequential(
-                            nn.Conv2d(16, 16, 3, padding=1, bias=False),
-                            nn.Dropout(0.1 if dropout else 0.0),
-                            nn.BatchNorm2d(16),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "pool": nn.Sequential(
-                    nn.MaxPool2d(2),
-                ),
-            },
+        self.block2 = _block(
+            column1=[conv(8, c=16, p=0.1, dropout=dropout)],
+            column2=[
+                conv(8, c=16, p=0.1, dropout=dropout),
+                conv(16, c=16, p=0.1, dropout=dropout),
+                conv(16, c=16, p=0.1, dropout=dropout),
+            ],
+            column3=[
+                conv(8, c=16, p=0.1, dropout=dropout),
+                conv(16, c=16, p=0.1, dropout=dropout),
+                conv(16, c=16, p=0.1, dropout=dropout),
+                conv(16, c=16, p=0.1, dropout=dropout),
+                conv(16, c=16, p=0.1, dropout=dropout),
+                conv(16, c=16, p=0.1, dropout=dropout),
+                conv(16, c=16, p=0.1, dropout=dropout),
+                conv(16, c=16, p=0.1, dropout=dropout),
+                conv(16, c=16, p=0.1, dropout=dropout),
+            ],
+            pool=pool(),
         )
-        self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-            nn.Linear(16, num_classes),
-        )
+        self.head = head(16, num_classes=num_classes)
         _init_weights(self, init)
 
     @property
@@ -532,7 +429,7 @@ class Ternary(nn.Module):
         if column is not None:
             if not 1 <= column <= NUM_COLUMNS:
                 raise ValueError(f"column must be 1..{NUM_COLUMNS}, not {column!r}")
-            return _plan_of(_column_sample(column))
+            return _plan_of(column_sample(column))
         if not (self.training and self.drop_path):
             return _FULL
         per_sample = self.drop_path_per == "sample"
@@ -574,51 +471,39 @@ class Ternary(nn.Module):
                 sample = steered
         return sample
 
-    def _forward_block1(self, x: Tensor, plan: _Plan) -> Tensor:
-        block, live = self.block1, plan.live
-        c3_1 = block.column3.layer1(x) if live[1] else None
-        c3_2 = block.column3.layer2(c3_1) if live[2] else None
-        c3_3 = block.column3.layer3(c3_2) if live[3] else None
-        c2_1 = block.column2.layer1(x) if live[4] else None
-        j1 = _join((c3_3, c2_1), plan, 0) if live[5] else None
-        c3_4 = block.column3.layer4(j1) if live[6] else None
-        c3_5 = block.column3.layer5(c3_4) if live[7] else None
-        c3_6 = block.column3.layer6(c3_5) if live[8] else None
-        c2_2 = block.column2.layer2(j1) if live[9] else None
-        j2 = _join((c3_6, c2_2), plan, 1) if live[10] else None
-        c3_7 = block.column3.layer7(j2) if live[11] else None
-        c3_8 = block.column3.layer8(c3_7) if live[12] else None
-        c3_9 = block.column3.layer9(c3_8) if live[13] else None
-        c2_3 = block.column2.layer3(j2) if live[14] else None
-        c1_1 = block.column1.layer1(x) if live[15] else None
-        j3 = _join((c3_9, c2_3, c1_1), plan, 2) if live[16] else None
-        return block.pool(j3)
+    def _forward_graph1(
+        self, block: nn.Module, x: Tensor, plan: _Plan, n: int, j: int
+    ) -> Tensor:
+        """The forward pass of blocks 1 to 2 (_GRAPH1) without the pool.
 
-    def _forward_block2(self, x: Tensor, plan: _Plan) -> Tensor:
-        block, live = self.block2, plan.live
-        c3_1 = block.column3.layer1(x) if live[18] else None
-        c3_2 = block.column3.layer2(c3_1) if live[19] else None
-        c3_3 = block.column3.layer3(c3_2) if live[20] else None
-        c2_1 = block.column2.layer1(x) if live[21] else None
-        j1 = _join((c3_3, c2_1), plan, 3) if live[22] else None
-        c3_4 = block.column3.layer4(j1) if live[23] else None
-        c3_5 = block.column3.layer5(c3_4) if live[24] else None
-        c3_6 = block.column3.layer6(c3_5) if live[25] else None
-        c2_2 = block.column2.layer2(j1) if live[26] else None
-        j2 = _join((c3_6, c2_2), plan, 4) if live[27] else None
-        c3_7 = block.column3.layer7(j2) if live[28] else None
-        c3_8 = block.column3.layer8(c3_7) if live[29] else None
-        c3_9 = block.column3.layer9(c3_8) if live[30] else None
-        c2_3 = block.column2.layer3(j2) if live[31] else None
-        c1_1 = block.column1.layer1(x) if live[32] else None
-        j3 = _join((c3_9, c2_3, c1_1), plan, 5) if live[33] else None
-        return block.pool(j3)
+        Node ``n`` of ``_NODES`` and join ``j`` of ``_JOINS`` are the block's first.
+        """
+        live = plan.live[n:]
+        c3_1 = block.column3.layer1(x) if live[0] else None
+        c3_2 = block.column3.layer2(c3_1) if live[1] else None
+        c3_3 = block.column3.layer3(c3_2) if live[2] else None
+        c2_1 = block.column2.layer1(x) if live[3] else None
+        j1 = _join((c3_3, c2_1), plan, j) if live[4] else None
+        c3_4 = block.column3.layer4(j1) if live[5] else None
+        c3_5 = block.column3.layer5(c3_4) if live[6] else None
+        c3_6 = block.column3.layer6(c3_5) if live[7] else None
+        c2_2 = block.column2.layer2(j1) if live[8] else None
+        j2 = _join((c3_6, c2_2), plan, j + 1) if live[9] else None
+        c3_7 = block.column3.layer7(j2) if live[10] else None
+        c3_8 = block.column3.layer8(c3_7) if live[11] else None
+        c3_9 = block.column3.layer9(c3_8) if live[12] else None
+        c2_3 = block.column2.layer3(j2) if live[13] else None
+        c1_1 = block.column1.layer1(x) if live[14] else None
+        j3 = _join((c3_9, c2_3, c1_1), plan, j + 2) if live[15] else None
+        return j3
 
     def forward_features(self, x: Tensor, column: int | None = None) -> Tensor:
         """Everything before the head; ``column=k`` runs only column k in every block."""
         plan = self._plan(x, column)
-        x = self._forward_block1(x, plan)
-        x = self._forward_block2(x, plan)
+        x = self._forward_graph1(self.block1, x, plan, 1, 0)
+        x = self.block1.pool(x)
+        x = self._forward_graph1(self.block2, x, plan, 18, 3)
+        x = self.block2.pool(x)
         return x
 
     def forward_head(self, x: Tensor) -> Tensor:

@@ -44,42 +44,123 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-__all__ = ["NUM_COLUMNS", "Trunk", "build", "sample_drop_path"]
+__all__ = ["NUM_COLUMNS", "Trunk", "build", "column_sample", "sample_drop_path"]
 
 NUM_COLUMNS = 4
 DEFAULT_DROP_PATH_LOCAL = 0.1
 DEFAULT_DROP_PATH_GLOBAL = 0.5
 DEFAULT_INIT = "xavier"
 
+
+# ---- the layer key: one function per entry, each building one unit ---------------------
+
+
+# examples/trunk.fdsl:10
+#   conv(c) = conv3x3(c, bias=false) . batchnorm . relu
+def conv(in_channels: int, c: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, c, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c),
+        nn.ReLU(),
+    )
+
+
+# examples/trunk.fdsl:11
+#   wide(c) = conv5x5(c, bias=false) . batchnorm . relu
+def wide(in_channels: int, c: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, c, 5, padding=2, bias=False),
+        nn.BatchNorm2d(c),
+        nn.ReLU(),
+    )
+
+
+# examples/trunk.fdsl:13
+#   pool = avgpool(2)
+def pool() -> nn.Sequential:
+    return nn.Sequential(
+        nn.AvgPool2d(2),
+    )
+
+
+# examples/trunk.fdsl:14
+#   head = gap . flatten . linear(classes)
+def head(in_channels: int, num_classes: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(in_channels, num_classes),
+    )
+
+
+def _block(pool: nn.Module | None = None, **columns: list[nn.Module]) -> nn.ModuleDict:
+    """One block's submodules: ``column{K}.layer{I}`` (I counted from 1), then ``pool``."""
+    block = nn.ModuleDict()
+    for name, units in columns.items():
+        block[name] = nn.ModuleDict({f"layer{i}": u for i, u in enumerate(units, 1)})
+    if pool is not None:
+        block["pool"] = pool
+    return block
+
+
+# ---- the graph, generated from fractal_dsl.semantics --------------------------------------
+
+# The graph of blocks 1 to 2, as rows of _NODES (below) with node ids and submodules
+# named within the block and nodes and joins counted from the block's first.
+_GRAPH1 = (
+    ("c2_d1_conv", "column2.layer1", (2, 3, 4), ((1, -1, 0), (5, -1, 0))),
+    ("c3_d2_conv", "column3.layer1", (3, 4), ((2, -1, 0), (4, -1, 0))),
+    ("c4_d3_conv", "column4.layer1", (4,), ((3, -1, 0),)),
+    ("c4_d4_conv", "column4.layer2", (4,), ((7, 0, 0),)),
+    ("c3_d3_wide", "column3.layer2", (3,), ((7, 0, 1),)),
+    ("c2_d2_conv", "column2.layer2", (2,), ((7, 0, 2),)),
+    ("c1_d1_conv", "column1.layer1", (1,), ((7, 0, 3),)),
+    ("join_d4", "", (1, 2, 3, 4), ((8, -1, 0),)),
+)
+
+
+def _in_block(
+    graph: tuple[Any, ...], prefix: str, block: int, n: int, j: int
+) -> tuple[Any, ...]:
+    """``graph``'s rows as block ``block``'s rows of ``_NODES``: its first node is node
+    ``n``, its first join join ``j``."""
+    return tuple(
+        (
+            prefix + node,
+            f"block{block}.{module}" if module else "",
+            columns,
+            tuple((n + w, j + k if k >= 0 else -1, i) for w, k, i in uses),
+        )
+        for node, module, columns, uses in graph
+    )
+
+
 # The graph in topological order: (node id, submodule, columns through it, consumers),
 # where each consumer is (node, join or -1, input index of that join).
 _NODES = (
     ("input", "", (1, 2, 3, 4), ((1, -1, 0), (7, -1, 0))),
-    ("b1_c2_d1_conv", "block1.column2.layer1", (2, 3, 4), ((2, -1, 0), (6, -1, 0))),
-    ("b1_c3_d2_conv", "block1.column3.layer1", (3, 4), ((3, -1, 0), (5, -1, 0))),
-    ("b1_c4_d3_conv", "block1.column4.layer1", (4,), ((4, -1, 0),)),
-    ("b1_c4_d4_conv", "block1.column4.layer2", (4,), ((8, 0, 0),)),
-    ("b1_c3_d3_wide", "block1.column3.layer2", (3,), ((8, 0, 1),)),
-    ("b1_c2_d2_conv", "block1.column2.layer2", (2,), ((8, 0, 2),)),
-    ("b1_c1_d1_conv", "block1.column1.layer1", (1,), ((8, 0, 3),)),
-    ("b1_join_d4", "", (1, 2, 3, 4), ((9, -1, 0),)),
+    *_in_block(_GRAPH1, "b1_", 1, 1, 0),
     ("b1_pool", "block1.pool", (1, 2, 3, 4), ((10, -1, 0), (16, -1, 0))),
-    ("b2_c2_d1_conv", "block2.column2.layer1", (2, 3, 4), ((11, -1, 0), (15, -1, 0))),
-    ("b2_c3_d2_conv", "block2.column3.layer1", (3, 4), ((12, -1, 0), (14, -1, 0))),
-    ("b2_c4_d3_conv", "block2.column4.layer1", (4,), ((13, -1, 0),)),
-    ("b2_c4_d4_conv", "block2.column4.layer2", (4,), ((17, 1, 0),)),
-    ("b2_c3_d3_wide", "block2.column3.layer2", (3,), ((17, 1, 1),)),
-    ("b2_c2_d2_conv", "block2.column2.layer2", (2,), ((17, 1, 2),)),
-    ("b2_c1_d1_conv", "block2.column1.layer1", (1,), ((17, 1, 3),)),
-    ("b2_join_d4", "", (1, 2, 3, 4), ((18, -1, 0),)),
+    *_in_block(_GRAPH1, "b2_", 2, 10, 1),
     ("b2_pool", "block2.pool", (1, 2, 3, 4), ((19, -1, 0),)),
     ("head", "head", (1, 2, 3, 4), ((20, -1, 0),)),
     ("output", "", (1, 2, 3, 4), ()),
 )
-# The joins in order: (node id, rank of its tensors, channels and columns of each input).
+# The joins in order: (node id, rank of its tensors, channels of each input).
 _JOINS = (
-    ("b1_join_d4", 4, (8, 8, 8, 8), ((4,), (3,), (2,), (1,))),
-    ("b2_join_d4", 4, (16, 16, 16, 16), ((4,), (3,), (2,), (1,))),
+    ("b1_join_d4", 4, (8, 8, 8, 8)),
+    ("b2_join_d4", 4, (16, 16, 16, 16)),
+)
+# _ON_PATH[k - 1][i]: global drop-path on column k keeps join input i ("1") or drops it
+# ("0"); a join off column k's path keeps all its inputs (semantics.on_path_table).
+_ON_PATH = tuple(
+    tuple(flag == "1" for flag in row)
+    for row in (
+        "00010001",
+        "00100010",
+        "01000100",
+        "10001000",
+    )
 )
 # Every join input, flattened: the join it belongs to; where each join's inputs start.
 _INPUT_JOIN = tuple(j for j, join in enumerate(_JOINS) for _ in join[2])
@@ -87,16 +168,6 @@ _FIRST = tuple(sum(len(join[2]) for join in _JOINS[:j]) for j in range(len(_JOIN
 _NUM_INPUTS = len(_INPUT_JOIN)
 _JOIN_OF = {join[0]: j for j, join in enumerate(_JOINS)}
 _SPANS = tuple((join[0], _FIRST[j], len(join[2])) for j, join in enumerate(_JOINS))
-# _ON_PATH[k - 1][i]: global drop-path on column k keeps join input i. A join with no
-# input on the path keeps them all (nothing uses its output).
-_ON_PATH = tuple(
-    tuple(
-        k in cols or not any(k in c for c in join[3])
-        for join in _JOINS
-        for cols in join[3]
-    )
-    for k in range(1, NUM_COLUMNS + 1)
-)
 
 
 class _Plan(NamedTuple):
@@ -186,8 +257,9 @@ def sample_drop_path(
     return _to_sample(*_sample_masks(1, local, global_ratio, device, generator))
 
 
-def _column_sample(column: int) -> dict[str, Any]:
-    """The global drop-path sample that keeps only ``column``."""
+def column_sample(column: int) -> dict[str, Any]:
+    """The global drop-path sample that keeps only ``column`` (1 to NUM_COLUMNS), in the
+    form of ``sample_drop_path``; a drop-path hook may return it to force that column."""
     row = _ON_PATH[column - 1]
     joins = {name: tuple(i for i in range(n) if row[a + i]) for name, a, n in _SPANS}
     return {"mode": "global", "column": column, "joins": joins}
@@ -195,7 +267,8 @@ def _column_sample(column: int) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=4096)
 def _live(kept: tuple[tuple[int, ...], ...]) -> tuple[bool, ...]:
-    """Which nodes a kept path to the output uses (the others are not computed)."""
+    """Which nodes a kept path to the output uses (the others are not computed): the
+    runtime twin of ``fractal_dsl.semantics.live``, per sample and standalone."""
     live = [False] * len(_NODES)
     for v in range(len(_NODES) - 1, -1, -1):
         uses = _NODES[v][3]
@@ -289,127 +362,39 @@ class Trunk(nn.Module):
         self._drop_path_hooks: OrderedDict[int, Callable[..., Any]] = OrderedDict()
         self._last_sample: dict[str, Any] | None = None
         self._last_masks: tuple[Tensor, Tensor, Tensor] | None = None
-        self.block1 = nn.ModuleDict(
-            {
-                "column1": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(1, 8, 3, padding=1, bias=False),
-                            nn.BatchNorm2d(8),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "column2": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(1, 8, 3, padding=1, bias=False),
-                            nn.BatchNorm2d(8),
-                            nn.ReLU(),
-                        ),
-                        "layer2": nn.Sequential(
-                            nn.Conv2d(8, 8, 3, padding=1, bias=False),
-                            nn.BatchNorm2d(8),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "column3": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(8, 8, 3, padding=1, bias=False),
-                            nn.BatchNorm2d(8),
-                            nn.ReLU(),
-                        ),
-                        "layer2": nn.Sequential(
-                            nn.Conv2d(8, 8, 5, padding=2, bias=False),
-                            nn.BatchNorm2d(8),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "column4": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(8, 8, 3, padding=1, bias=False),
-                            nn.BatchNorm2d(8),
-                            nn.ReLU(),
-                        ),
-                        "layer2": nn.Sequential(
-                            nn.Conv2d(8, 8, 3, padding=1, bias=False),
-                            nn.BatchNorm2d(8),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "pool": nn.Sequential(
-                    nn.AvgPool2d(2),
-                ),
-            },
+        self.block1 = _block(
+            column1=[conv(1, c=8)],
+            column2=[
+                conv(1, c=8),
+                conv(8, c=8),
+            ],
+            column3=[
+                conv(8, c=8),
+                wide(8, c=8),
+            ],
+            column4=[
+                conv(8, c=8),
+                conv(8, c=8),
+            ],
+            pool=pool(),
         )
-        self.block2 = nn.ModuleDict(
-            {
-                "column1": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(8, 16, 3, padding=1, bias=False),
-                            nn.BatchNorm2d(16),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "column2": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(8, 16, 3, padding=1, bias=False),
-                            nn.BatchNorm2d(16),
-                            nn.ReLU(),
-                        ),
-                        "layer2": nn.Sequential(
-                            nn.Conv2d(16, 16, 3, padding=1, bias=False),
-                            nn.BatchNorm2d(16),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "column3": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(16, 16, 3, padding=1, bias=False),
-                            nn.BatchNorm2d(16),
-                            nn.ReLU(),
-                        ),
-                        "layer2": nn.Sequential(
-                            nn.Conv2d(16, 16, 5, padding=2, bias=False),
-                            nn.BatchNorm2d(16),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "column4": nn.ModuleDict(
-                    {
-                        "layer1": nn.Sequential(
-                            nn.Conv2d(16, 16, 3, padding=1, bias=False),
-                            nn.BatchNorm2d(16),
-                            nn.ReLU(),
-                        ),
-                        "layer2": nn.Sequential(
-                            nn.Conv2d(16, 16, 3, padding=1, bias=False),
-                            nn.BatchNorm2d(16),
-                            nn.ReLU(),
-                        ),
-                    },
-                ),
-                "pool": nn.Sequential(
-                    nn.AvgPool2d(2),
-                ),
-            },
+        self.block2 = _block(
+            column1=[conv(8, c=16)],
+            column2=[
+                conv(8, c=16),
+                conv(16, c=16),
+            ],
+            column3=[
+                conv(16, c=16),
+                wide(16, c=16),
+            ],
+            column4=[
+                conv(16, c=16),
+                conv(16, c=16),
+            ],
+            pool=pool(),
         )
-        self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-            nn.Linear(16, num_classes),
-        )
+        self.head = head(16, num_classes=num_classes)
         _init_weights(self, init)
 
     @property
@@ -434,7 +419,7 @@ class Trunk(nn.Module):
         if column is not None:
             if not 1 <= column <= NUM_COLUMNS:
                 raise ValueError(f"column must be 1..{NUM_COLUMNS}, not {column!r}")
-            return _plan_of(_column_sample(column))
+            return _plan_of(column_sample(column))
         if not (self.training and self.drop_path):
             return _FULL
         per_sample = self.drop_path_per == "sample"
@@ -476,35 +461,31 @@ class Trunk(nn.Module):
                 sample = steered
         return sample
 
-    def _forward_block1(self, x: Tensor, plan: _Plan) -> Tensor:
-        block, live = self.block1, plan.live
-        c2_1 = block.column2.layer1(x) if live[1] else None
-        c3_1 = block.column3.layer1(c2_1) if live[2] else None
-        c4_1 = block.column4.layer1(c3_1) if live[3] else None
-        c4_2 = block.column4.layer2(c4_1) if live[4] else None
-        c3_2 = block.column3.layer2(c3_1) if live[5] else None
-        c2_2 = block.column2.layer2(c2_1) if live[6] else None
-        c1_1 = block.column1.layer1(x) if live[7] else None
-        j1 = _join((c4_2, c3_2, c2_2, c1_1), plan, 0) if live[8] else None
-        return block.pool(j1)
+    def _forward_graph1(
+        self, block: nn.Module, x: Tensor, plan: _Plan, n: int, j: int
+    ) -> Tensor:
+        """The forward pass of blocks 1 to 2 (_GRAPH1) without the pool.
 
-    def _forward_block2(self, x: Tensor, plan: _Plan) -> Tensor:
-        block, live = self.block2, plan.live
-        c2_1 = block.column2.layer1(x) if live[10] else None
-        c3_1 = block.column3.layer1(c2_1) if live[11] else None
-        c4_1 = block.column4.layer1(c3_1) if live[12] else None
-        c4_2 = block.column4.layer2(c4_1) if live[13] else None
-        c3_2 = block.column3.layer2(c3_1) if live[14] else None
-        c2_2 = block.column2.layer2(c2_1) if live[15] else None
-        c1_1 = block.column1.layer1(x) if live[16] else None
-        j1 = _join((c4_2, c3_2, c2_2, c1_1), plan, 1) if live[17] else None
-        return block.pool(j1)
+        Node ``n`` of ``_NODES`` and join ``j`` of ``_JOINS`` are the block's first.
+        """
+        live = plan.live[n:]
+        c2_1 = block.column2.layer1(x) if live[0] else None
+        c3_1 = block.column3.layer1(c2_1) if live[1] else None
+        c4_1 = block.column4.layer1(c3_1) if live[2] else None
+        c4_2 = block.column4.layer2(c4_1) if live[3] else None
+        c3_2 = block.column3.layer2(c3_1) if live[4] else None
+        c2_2 = block.column2.layer2(c2_1) if live[5] else None
+        c1_1 = block.column1.layer1(x) if live[6] else None
+        j1 = _join((c4_2, c3_2, c2_2, c1_1), plan, j) if live[7] else None
+        return j1
 
     def forward_features(self, x: Tensor, column: int | None = None) -> Tensor:
         """Everything before the head; ``column=k`` runs only column k in every block."""
         plan = self._plan(x, column)
-        x = self._forward_block1(x, plan)
-        x = self._forward_block2(x, plan)
+        x = self._forward_graph1(self.block1, x, plan, 1, 0)
+        x = self.block1.pool(x)
+        x = self._forward_graph1(self.block2, x, plan, 10, 1)
+        x = self.block2.pool(x)
         return x
 
     def forward_head(self, x: Tensor) -> Tensor:
