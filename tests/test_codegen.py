@@ -247,7 +247,7 @@ UNITS = """network units {
     unit(c, p, d) = conv3x3(c, dilation=d, groups=1, bias=false) . dropout2d(p) . bn . act(0.2)
     wide(c, p, d) = conv1x1(c) . dropout(p) . conv(c, stride=1, kernel=3, dilation=d)
     join = mean
-    pool(_c, _p, d) = avgpool(2, stride=d, padding=1)
+    pool(d) = avgpool(2, stride=d, padding=1)
     head = flatten . linear(classes, bias=false)
   }
   f[1] = unit

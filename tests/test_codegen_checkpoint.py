@@ -25,7 +25,15 @@ def _module(path: Path, name: str):
     return codegen.load_module(codegen.generate(fractal_dsl.load(path)), name)
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+# the examples that existed when the fixture was written (later ones have no old checkpoints)
+PINNED = [p for p in EXAMPLES if (FIXTURE / f"{p.stem}.json").exists()]
+
+
+def test_the_fixture_pins_the_paper_networks():
+    assert {"fractal3", "fractal4", "fractalnet34", "tiny"} <= {p.stem for p in PINNED}
+
+
+@pytest.mark.parametrize("path", PINNED, ids=[p.stem for p in PINNED])
 def test_state_dict_keys_and_shapes_unchanged(path):
     expected = [(k, tuple(shape)) for k, shape in json.loads((FIXTURE / f"{path.stem}.json").read_text())]
     state = _module(path, f"ckpt_{path.stem}").build().state_dict()

@@ -68,8 +68,8 @@ def stem(in_channels: int) -> nn.Sequential:
 
 
 # examples/fractalnet34.fdsl:13
-#   conv(c, _pool) = conv3x3(c, bias=false) . batchnorm . relu
-def conv(in_channels: int, c: int, _pool: int) -> nn.Sequential:
+#   conv(c) = conv3x3(c, bias=false) . batchnorm . relu
+def conv(in_channels: int, c: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(in_channels, c, 3, padding=1, bias=False),
         nn.BatchNorm2d(c),
@@ -78,8 +78,8 @@ def conv(in_channels: int, c: int, _pool: int) -> nn.Sequential:
 
 
 # examples/fractalnet34.fdsl:15
-#   pool(_c, size) = maxpool(size)
-def pool(_c: int, size: int) -> nn.Sequential:
+#   pool(size) = maxpool(size)
+def pool(size: int) -> nn.Sequential:
     return nn.Sequential(
         nn.MaxPool2d(size),
     )
@@ -411,100 +411,100 @@ class Fractalnet34(nn.Module):
         self._last_masks: tuple[Tensor, Tensor, Tensor] | None = None
         self.stem = stem(3)
         self.block1 = _block(
-            column1=[conv(64, c=64, _pool=2)],
+            column1=[conv(64, c=64)],
             column2=[
-                conv(64, c=64, _pool=2),
-                conv(64, c=64, _pool=2),
+                conv(64, c=64),
+                conv(64, c=64),
             ],
             column3=[
-                conv(64, c=64, _pool=2),
-                conv(64, c=64, _pool=2),
-                conv(64, c=64, _pool=2),
-                conv(64, c=64, _pool=2),
+                conv(64, c=64),
+                conv(64, c=64),
+                conv(64, c=64),
+                conv(64, c=64),
             ],
             column4=[
-                conv(64, c=64, _pool=2),
-                conv(64, c=64, _pool=2),
-                conv(64, c=64, _pool=2),
-                conv(64, c=64, _pool=2),
-                conv(64, c=64, _pool=2),
-                conv(64, c=64, _pool=2),
-                conv(64, c=64, _pool=2),
-                conv(64, c=64, _pool=2),
+                conv(64, c=64),
+                conv(64, c=64),
+                conv(64, c=64),
+                conv(64, c=64),
+                conv(64, c=64),
+                conv(64, c=64),
+                conv(64, c=64),
+                conv(64, c=64),
             ],
-            pool=pool(_c=64, size=2),
+            pool=pool(size=2),
         )
         self.block2 = _block(
-            column1=[conv(64, c=128, _pool=2)],
+            column1=[conv(64, c=128)],
             column2=[
-                conv(64, c=128, _pool=2),
-                conv(128, c=128, _pool=2),
+                conv(64, c=128),
+                conv(128, c=128),
             ],
             column3=[
-                conv(64, c=128, _pool=2),
-                conv(128, c=128, _pool=2),
-                conv(128, c=128, _pool=2),
-                conv(128, c=128, _pool=2),
+                conv(64, c=128),
+                conv(128, c=128),
+                conv(128, c=128),
+                conv(128, c=128),
             ],
             column4=[
-                conv(64, c=128, _pool=2),
-                conv(128, c=128, _pool=2),
-                conv(128, c=128, _pool=2),
-                conv(128, c=128, _pool=2),
-                conv(128, c=128, _pool=2),
-                conv(128, c=128, _pool=2),
-                conv(128, c=128, _pool=2),
-                conv(128, c=128, _pool=2),
+                conv(64, c=128),
+                conv(128, c=128),
+                conv(128, c=128),
+                conv(128, c=128),
+                conv(128, c=128),
+                conv(128, c=128),
+                conv(128, c=128),
+                conv(128, c=128),
             ],
-            pool=pool(_c=128, size=2),
+            pool=pool(size=2),
         )
         self.block3 = _block(
-            column1=[conv(128, c=256, _pool=2)],
+            column1=[conv(128, c=256)],
             column2=[
-                conv(128, c=256, _pool=2),
-                conv(256, c=256, _pool=2),
+                conv(128, c=256),
+                conv(256, c=256),
             ],
             column3=[
-                conv(128, c=256, _pool=2),
-                conv(256, c=256, _pool=2),
-                conv(256, c=256, _pool=2),
-                conv(256, c=256, _pool=2),
+                conv(128, c=256),
+                conv(256, c=256),
+                conv(256, c=256),
+                conv(256, c=256),
             ],
             column4=[
-                conv(128, c=256, _pool=2),
-                conv(256, c=256, _pool=2),
-                conv(256, c=256, _pool=2),
-                conv(256, c=256, _pool=2),
-                conv(256, c=256, _pool=2),
-                conv(256, c=256, _pool=2),
-                conv(256, c=256, _pool=2),
-                conv(256, c=256, _pool=2),
+                conv(128, c=256),
+                conv(256, c=256),
+                conv(256, c=256),
+                conv(256, c=256),
+                conv(256, c=256),
+                conv(256, c=256),
+                conv(256, c=256),
+                conv(256, c=256),
             ],
-            pool=pool(_c=256, size=2),
+            pool=pool(size=2),
         )
         self.block4 = _block(
-            column1=[conv(256, c=512, _pool=1)],
+            column1=[conv(256, c=512)],
             column2=[
-                conv(256, c=512, _pool=1),
-                conv(512, c=512, _pool=1),
+                conv(256, c=512),
+                conv(512, c=512),
             ],
             column3=[
-                conv(256, c=512, _pool=1),
-                conv(512, c=512, _pool=1),
-                conv(512, c=512, _pool=1),
-                conv(512, c=512, _pool=1),
+                conv(256, c=512),
+                conv(512, c=512),
+                conv(512, c=512),
+                conv(512, c=512),
             ],
             column4=[
-                conv(256, c=512, _pool=1),
-                conv(512, c=512, _pool=1),
-                conv(512, c=512, _pool=1),
-                conv(512, c=512, _pool=1),
-                conv(512, c=512, _pool=1),
-                conv(512, c=512, _pool=1),
-                conv(512, c=512, _pool=1),
-                conv(512, c=512, _pool=1),
+                conv(256, c=512),
+                conv(512, c=512),
+                conv(512, c=512),
+                conv(512, c=512),
+                conv(512, c=512),
+                conv(512, c=512),
+                conv(512, c=512),
+                conv(512, c=512),
             ],
-            pool=pool(_c=512, size=1),
+            pool=pool(size=1),
         )
         self.head = head(512, num_classes=num_classes)
         _init_weights(self, init)

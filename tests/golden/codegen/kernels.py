@@ -1,0 +1,541 @@
+r"""FractalNet kernels, compiled by fractal-dsl 0.1.0.
+
+Source: examples/kernels.fdsl
+Source sha256: 8674efdb35ece59d8ba820172fcc7d3d86692e8c958bd602181ba6b093a4c68e
+
+Larsson, Maire and Shakhnarovich, "FractalNet: Ultra-Deep Neural Networks without
+Residuals", ICLR 2017 (arXiv:1605.07648).
+
+3 columns, 3 blocks, 495,578 parameters; joins take the element-wise mean
+of their inputs. Submodules are named by position:
+``block{B}.column{K}.layer{I}`` is the I-th layer unit of column K in block B
+(column 1 is the shallowest), ``block{B}.pool`` the pool after block B.
+
+Drop-path (training only; eval mode drops nothing). Each mini-batch (or each sample,
+``drop_path_per="sample"``) is global with probability ``drop_path_global``, else local:
+
+* global: one column is chosen for the whole network; every join keeps the input that
+  carries it, so only that column's path runs;
+* local: every join drops each input with probability ``drop_path_local`` and keeps at
+  least one (if all were dropped, the one with the largest draw survives);
+* a join combines its survivors as in eval mode, renormalised: mean of the survivors;
+  sum times (inputs / survivors); max of the survivors; concat with zeros in place of
+  the dropped inputs.
+
+Per mini-batch, layers that no surviving path uses are not computed at all;
+``compute_all=True`` computes every layer and masks instead (a fixed graph for
+torch.compile or DDP). Sampling uses torch's random generator (``generator``, else the
+global one), so ``torch.manual_seed`` makes runs reproducible.
+
+Convolution and linear weights start from ``init`` ("xavier" by default:
+Xavier/Glorot uniform, as in the paper).
+
+Generated code: edit the .fdsl source and compile again instead of editing this file.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
+
+__all__ = ["NUM_COLUMNS", "Kernels", "build", "column_sample", "sample_drop_path"]
+
+NUM_COLUMNS = 3
+DEFAULT_DROP_PATH_LOCAL = 0.15
+DEFAULT_DROP_PATH_GLOBAL = 0.5
+DEFAULT_INIT = "xavier"
+
+
+# ---- the layer key: one function per entry, each building one unit ---------------------
+
+
+# examples/kernels.fdsl:9
+#   conv(c, p) = conv(c, kernel=9 - 2 * column, bias=false) . dropout(p) . batchnorm .
+#   relu
+def conv(
+    in_channels: int,
+    c: int,
+    p: float,
+    kernel_0: int,
+    padding_0: int,
+    dropout: bool,
+) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, c, kernel_0, padding=padding_0, bias=False),
+        nn.Dropout(p if dropout else 0.0),
+        nn.BatchNorm2d(c),
+        nn.ReLU(),
+    )
+
+
+# examples/kernels.fdsl:11
+#   pool = maxpool(2)
+def pool() -> nn.Sequential:
+    return nn.Sequential(
+        nn.MaxPool2d(2),
+    )
+
+
+# examples/kernels.fdsl:12
+#   head = gap . flatten . linear(classes)
+def head(in_channels: int, num_classes: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(in_channels, num_classes),
+    )
+
+
+def _block(pool: nn.Module | None = None, **columns: list[nn.Module]) -> nn.ModuleDict:
+    """One block's submodules: ``column{K}.layer{I}`` (I counted from 1), then ``pool``."""
+    block = nn.ModuleDict()
+    for name, units in columns.items():
+        block[name] = nn.ModuleDict({f"layer{i}": u for i, u in enumerate(units, 1)})
+    if pool is not None:
+        block["pool"] = pool
+    return block
+
+
+# ---- the graph, generated from fractal_dsl.semantics --------------------------------------
+
+# The graph of blocks 1 to 3, as rows of _NODES (below) with node ids and submodules
+# named within the block and nodes and joins counted from the block's first.
+_GRAPH1 = (
+    ("c3_d1_conv", "column3.layer1", (3,), ((1, -1, 0),)),
+    ("c3_d2_conv", "column3.layer2", (3,), ((3, 0, 0),)),
+    ("c2_d1_conv", "column2.layer1", (2,), ((3, 0, 1),)),
+    ("join_d2", "", (2, 3), ((4, -1, 0), (6, -1, 0))),
+    ("c3_d3_conv", "column3.layer3", (3,), ((5, -1, 0),)),
+    ("c3_d4_conv", "column3.layer4", (3,), ((8, 1, 0),)),
+    ("c2_d3_conv", "column2.layer2", (2,), ((8, 1, 1),)),
+    ("c1_d1_conv", "column1.layer1", (1,), ((8, 1, 2),)),
+    ("join_d4", "", (1, 2, 3), ((9, -1, 0),)),
+)
+
+
+def _in_block(
+    graph: tuple[Any, ...], prefix: str, block: int, n: int, j: int
+) -> tuple[Any, ...]:
+    """``graph``'s rows as block ``block``'s rows of ``_NODES``: its first node is node
+    ``n``, its first join join ``j``."""
+    return tuple(
+        (
+            prefix + node,
+            f"block{block}.{module}" if module else "",
+            columns,
+            tuple((n + w, j + k if k >= 0 else -1, i) for w, k, i in uses),
+        )
+        for node, module, columns, uses in graph
+    )
+
+
+# The graph in topological order: (node id, submodule, columns through it, consumers),
+# where each consumer is (node, join or -1, input index of that join).
+_NODES = (
+    ("input", "", (1, 2, 3), ((1, -1, 0), (3, -1, 0), (8, -1, 0))),
+    *_in_block(_GRAPH1, "b1_", 1, 1, 0),
+    ("b1_pool", "block1.pool", (1, 2, 3), ((11, -1, 0), (13, -1, 0), (18, -1, 0))),
+    *_in_block(_GRAPH1, "b2_", 2, 11, 2),
+    ("b2_pool", "block2.pool", (1, 2, 3), ((21, -1, 0), (23, -1, 0), (28, -1, 0))),
+    *_in_block(_GRAPH1, "b3_", 3, 21, 4),
+    ("b3_pool", "block3.pool", (1, 2, 3), ((31, -1, 0),)),
+    ("head", "head", (1, 2, 3), ((32, -1, 0),)),
+    ("output", "", (1, 2, 3), ()),
+)
+# The joins in order: (node id, rank of its tensors, channels of each input).
+_JOINS = (
+    ("b1_join_d2", 4, (16, 16)),
+    ("b1_join_d4", 4, (16, 16, 16)),
+    ("b2_join_d2", 4, (32, 32)),
+    ("b2_join_d4", 4, (32, 32, 32)),
+    ("b3_join_d2", 4, (64, 64)),
+    ("b3_join_d4", 4, (64, 64, 64)),
+)
+# _ON_PATH[k - 1][i]: global drop-path on column k keeps join input i ("1") or drops it
+# ("0"); a join off column k's path keeps all its inputs (semantics.on_path_table).
+_ON_PATH = tuple(
+    tuple(flag == "1" for flag in row)
+    for row in (
+        "110011100111001",
+        "010100101001010",
+        "101001010010100",
+    )
+)
+# Every join input, flattened: the join it belongs to; where each join's inputs start.
+_INPUT_JOIN = tuple(j for j, join in enumerate(_JOINS) for _ in join[2])
+_FIRST = tuple(sum(len(join[2]) for join in _JOINS[:j]) for j in range(len(_JOINS)))
+_NUM_INPUTS = len(_INPUT_JOIN)
+_JOIN_OF = {join[0]: j for j, join in enumerate(_JOINS)}
+_SPANS = tuple((join[0], _FIRST[j], len(join[2])) for j, join in enumerate(_JOINS))
+
+
+class _Plan(NamedTuple):
+    """What one forward pass computes.
+
+    ``live[i]``: node i is used by a kept path; ``kept[j]``: the inputs join j keeps
+    (None: all); ``masks``: (1 or batch, join inputs) booleans used instead of ``kept``.
+    """
+
+    live: tuple[bool, ...]
+    kept: tuple[tuple[int, ...], ...] | None
+    masks: Tensor | None
+
+
+_FULL = _Plan((True,) * len(_NODES), None, None)
+
+
+def _rand(shape: tuple[Any, ...], device: Any, generator: Any) -> Tensor:
+    if generator is None:
+        return torch.rand(shape, device=device)
+    return torch.rand(shape, generator=generator, device=generator.device).to(device)
+
+
+def _sample_masks(
+    num: Any,
+    local: float,
+    global_ratio: float,
+    device: Any,
+    generator: torch.Generator | None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Draw ``num`` drop-path samples with tensor ops only (traceable, no host sync).
+
+    Returns ``is_global`` (num,), the global ``column`` (num,) counted from 1, and
+    ``keep`` (num, join inputs): whether each join input survives.
+    """
+    draw = _rand((num, 2 + _NUM_INPUTS), device, generator)
+    is_global = draw[:, 0] < global_ratio
+    column = (draw[:, 1] * NUM_COLUMNS).long().clamp(max=NUM_COLUMNS - 1)
+    u = draw[:, 2:]
+    keep = u >= local
+    join = torch.tensor(_INPUT_JOIN, dtype=torch.long, device=device).expand(num, -1)
+    shape = (num, len(_JOINS))
+    zeros = torch.zeros(shape, device=device)
+    survivors = zeros.scatter_add(1, join, keep.to(zeros.dtype)).gather(1, join)
+    best = torch.full(shape, -1.0, device=device).scatter_reduce(1, join, u, "amax")
+    keep = keep | ((survivors == 0) & (u == best.gather(1, join)))
+    on_path = torch.tensor(_ON_PATH, dtype=torch.bool, device=device)[column]
+    keep = torch.where(is_global[:, None], on_path, keep)
+    return is_global, column + 1, keep
+
+
+def _to_sample(is_global: Tensor, column: Tensor, keep: Tensor) -> dict[str, Any]:
+    """The dict form of a drop-path sample (see ``sample_drop_path``); one row (a batch,
+    or a single example drawn per sample) has the per-batch form."""
+    if keep.shape[0] != 1:
+        masks = {name: keep[:, a : a + n] for name, a, n in _SPANS}
+        columns = torch.where(is_global, column, torch.zeros_like(column))
+        return {
+            "mode": "per-sample",
+            "column": None,
+            "joins": {},
+            "masks": masks,
+            "global": is_global,
+            "columns": columns,
+        }
+    flags = keep[0].tolist()
+    joins = {name: tuple(i for i in range(n) if flags[a + i]) for name, a, n in _SPANS}
+    if bool(is_global[0]):
+        return {"mode": "global", "column": int(column[0]), "joins": joins}
+    return {"mode": "local", "column": None, "joins": joins}
+
+
+def sample_drop_path(
+    generator: torch.Generator | None = None,
+    *,
+    local: float = DEFAULT_DROP_PATH_LOCAL,
+    global_ratio: float = DEFAULT_DROP_PATH_GLOBAL,
+    device: torch.device | str | None = None,
+) -> dict[str, Any]:
+    """Draw one per-batch drop-path sample, exactly as a training forward pass does.
+
+    Returns ``{"mode": "global" | "local", "column": k or None, "joins": {join id:
+    tuple of kept input indices}}``. Draws on ``generator``'s device (else ``device``,
+    else the CPU) with torch's random generator.
+    """
+    device = device if device is not None else "cpu"
+    return _to_sample(*_sample_masks(1, local, global_ratio, device, generator))
+
+
+def column_sample(column: int) -> dict[str, Any]:
+    """The global drop-path sample that keeps only ``column`` (1 to NUM_COLUMNS), in the
+    form of ``sample_drop_path``; a drop-path hook may return it to force that column."""
+    row = _ON_PATH[column - 1]
+    joins = {name: tuple(i for i in range(n) if row[a + i]) for name, a, n in _SPANS}
+    return {"mode": "global", "column": column, "joins": joins}
+
+
+@functools.lru_cache(maxsize=4096)
+def _live(kept: tuple[tuple[int, ...], ...]) -> tuple[bool, ...]:
+    """Which nodes a kept path to the output uses (the others are not computed): the
+    runtime twin of ``fractal_dsl.semantics.live``, per sample and standalone."""
+    live = [False] * len(_NODES)
+    for v in range(len(_NODES) - 1, -1, -1):
+        uses = _NODES[v][3]
+        live[v] = not uses or any(
+            live[w] and (j < 0 or i in kept[j]) for w, j, i in uses
+        )
+    return tuple(live)
+
+
+def _plan_of(sample: dict[str, Any]) -> _Plan:
+    kept = tuple(tuple(sample["joins"][name]) for name, _, _ in _SPANS)
+    return _Plan(_live(kept), kept, None)
+
+
+def _join(xs: tuple[Any, ...], plan: _Plan, j: int) -> Tensor:
+    """Element-wise mean of the kept inputs."""
+    _, a, n = _SPANS[j]
+    rank = _JOINS[j][1]
+    if plan.masks is not None:
+        w = plan.masks[:, a : a + n].to(xs[0].dtype)
+        w = w / w.sum(1, keepdim=True)
+        view = (-1,) + (1,) * (rank - 1)
+        out = xs[0] * w[:, 0].reshape(view)
+        for i in range(1, n):
+            out = out + xs[i] * w[:, i].reshape(view)
+        return out
+    kept = xs if plan.kept is None else [xs[i] for i in plan.kept[j]]
+    out = kept[0]
+    for x in kept[1:]:
+        out = out + x
+    return out / len(kept) if len(kept) > 1 else out
+
+
+def _init_weights(model: nn.Module, scheme: str) -> None:
+    """Initialise convolution and linear weights: ``"xavier"`` (Glorot and Bengio,
+    uniform; the paper's), ``"kaiming"`` (He, normal, for ReLU) or ``"torch"`` (PyTorch's
+    defaults, left as they are). Biases start at zero; batch norm keeps weight 1, bias 0.
+    """
+    if scheme == "torch":
+        return
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            if scheme == "xavier":
+                nn.init.xavier_uniform_(m.weight)
+            else:
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+class Kernels(nn.Module):
+    """FractalNet kernels: 3 columns, 3 blocks."""
+
+    num_columns: int = NUM_COLUMNS
+
+    def __init__(
+        self,
+        *,
+        num_classes: int = 10,
+        drop_path: bool = True,
+        drop_path_local: float = DEFAULT_DROP_PATH_LOCAL,
+        drop_path_global: float = DEFAULT_DROP_PATH_GLOBAL,
+        drop_path_per: str = "batch",
+        dropout: bool = True,
+        compute_all: bool = False,
+        generator: torch.Generator | None = None,
+        init: str = DEFAULT_INIT,
+    ) -> None:
+        super().__init__()
+        if init not in ("xavier", "kaiming", "torch"):
+            raise ValueError(
+                f"init must be 'xavier', 'kaiming' or 'torch', not {init!r}"
+            )
+        if drop_path_per not in ("batch", "sample"):
+            raise ValueError(
+                f"drop_path_per must be 'batch' or 'sample', not {drop_path_per!r}"
+            )
+        for name, p in (
+            ("drop_path_local", drop_path_local),
+            ("drop_path_global", drop_path_global),
+        ):
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, not {p!r}")
+        self.num_classes = num_classes
+        self.drop_path = drop_path
+        self.drop_path_local = drop_path_local
+        self.drop_path_global = drop_path_global
+        self.drop_path_per = drop_path_per
+        self.compute_all = compute_all
+        self.generator = generator
+        self._drop_path_hooks: OrderedDict[int, Callable[..., Any]] = OrderedDict()
+        self._last_sample: dict[str, Any] | None = None
+        self._last_masks: tuple[Tensor, Tensor, Tensor] | None = None
+        self.block1 = _block(
+            column1=[conv(1, c=16, p=0.0, kernel_0=7, padding_0=3, dropout=dropout)],
+            column2=[
+                conv(1, c=16, p=0.0, kernel_0=5, padding_0=2, dropout=dropout),
+                conv(16, c=16, p=0.0, kernel_0=5, padding_0=2, dropout=dropout),
+            ],
+            column3=[
+                conv(1, c=16, p=0.0, kernel_0=3, padding_0=1, dropout=dropout),
+                conv(16, c=16, p=0.0, kernel_0=3, padding_0=1, dropout=dropout),
+                conv(16, c=16, p=0.0, kernel_0=3, padding_0=1, dropout=dropout),
+                conv(16, c=16, p=0.0, kernel_0=3, padding_0=1, dropout=dropout),
+            ],
+            pool=pool(),
+        )
+        self.block2 = _block(
+            column1=[conv(16, c=32, p=0.1, kernel_0=7, padding_0=3, dropout=dropout)],
+            column2=[
+                conv(16, c=32, p=0.1, kernel_0=5, padding_0=2, dropout=dropout),
+                conv(32, c=32, p=0.1, kernel_0=5, padding_0=2, dropout=dropout),
+            ],
+            column3=[
+                conv(16, c=32, p=0.1, kernel_0=3, padding_0=1, dropout=dropout),
+                conv(32, c=32, p=0.1, kernel_0=3, padding_0=1, dropout=dropout),
+                conv(32, c=32, p=0.1, kernel_0=3, padding_0=1, dropout=dropout),
+                conv(32, c=32, p=0.1, kernel_0=3, padding_0=1, dropout=dropout),
+            ],
+            pool=pool(),
+        )
+        self.block3 = _block(
+            column1=[conv(32, c=64, p=0.2, kernel_0=7, padding_0=3, dropout=dropout)],
+            column2=[
+                conv(32, c=64, p=0.2, kernel_0=5, padding_0=2, dropout=dropout),
+                conv(64, c=64, p=0.2, kernel_0=5, padding_0=2, dropout=dropout),
+            ],
+            column3=[
+                conv(32, c=64, p=0.2, kernel_0=3, padding_0=1, dropout=dropout),
+                conv(64, c=64, p=0.2, kernel_0=3, padding_0=1, dropout=dropout),
+                conv(64, c=64, p=0.2, kernel_0=3, padding_0=1, dropout=dropout),
+                conv(64, c=64, p=0.2, kernel_0=3, padding_0=1, dropout=dropout),
+            ],
+            pool=pool(),
+        )
+        self.head = head(64, num_classes=num_classes)
+        _init_weights(self, init)
+
+    @property
+    def last_drop_path(self) -> dict[str, Any] | None:
+        """The drop-path sample of the last training forward pass (None before one)."""
+        if self._last_sample is None and self._last_masks is not None:
+            self._last_sample = _to_sample(*self._last_masks)
+        return self._last_sample
+
+    def register_drop_path_hook(self, fn: Callable[..., Any]) -> RemovableHandle:
+        """Call ``fn(model, sample)`` on every drop-path sample drawn in training.
+
+        Per mini-batch, ``fn`` may return a sample dict to use instead (to steer).
+        """
+        handle = RemovableHandle(self._drop_path_hooks)
+        self._drop_path_hooks[handle.id] = fn
+        return handle
+
+    def _plan(self, x: Tensor, column: Any) -> _Plan:
+        if isinstance(column, torch.fx.Proxy):
+            column = None  # torch.fx traces column=None; concrete_args picks a column
+        if column is not None:
+            if not 1 <= column <= NUM_COLUMNS:
+                raise ValueError(f"column must be 1..{NUM_COLUMNS}, not {column!r}")
+            return _plan_of(column_sample(column))
+        if not (self.training and self.drop_path):
+            return _FULL
+        per_sample = self.drop_path_per == "sample"
+        if per_sample or self.compute_all:
+            masks = _sample_masks(
+                x.shape[0] if per_sample else 1,
+                self.drop_path_local,
+                self.drop_path_global,
+                x.device,
+                self.generator,
+            )
+            if not isinstance(masks[2], torch.fx.Proxy):
+                self._last_sample, self._last_masks = None, masks
+            if self._drop_path_hooks:
+                sample = self._call_hooks(self.last_drop_path)
+                if not per_sample:
+                    flags = [
+                        i in sample["joins"][name]
+                        for name, _, n in _SPANS
+                        for i in range(n)
+                    ]
+                    masks = (masks[0], masks[1], torch.tensor([flags], device=x.device))
+                    self._last_sample = sample
+            return _Plan(_FULL.live, None, masks[2])
+        device = self.generator.device if self.generator is not None else "cpu"
+        sample = sample_drop_path(
+            self.generator,
+            local=self.drop_path_local,
+            global_ratio=self.drop_path_global,
+            device=device,
+        )
+        self._last_sample, self._last_masks = self._call_hooks(sample), None
+        return _plan_of(self._last_sample)
+
+    def _call_hooks(self, sample: Any) -> Any:
+        for fn in list(self._drop_path_hooks.values()):
+            steered = fn(self, sample)
+            if steered is not None:
+                sample = steered
+        return sample
+
+    def _forward_graph1(
+        self, block: nn.Module, x: Tensor, plan: _Plan, n: int, j: int
+    ) -> Tensor:
+        """The forward pass of blocks 1 to 3 (_GRAPH1) without the pool.
+
+        Node ``n`` of ``_NODES`` and join ``j`` of ``_JOINS`` are the block's first.
+        """
+        live = plan.live[n:]
+        c3_1 = block.column3.layer1(x) if live[0] else None
+        c3_2 = block.column3.layer2(c3_1) if live[1] else None
+        c2_1 = block.column2.layer1(x) if live[2] else None
+        j1 = _join((c3_2, c2_1), plan, j) if live[3] else None
+        c3_3 = block.column3.layer3(j1) if live[4] else None
+        c3_4 = block.column3.layer4(c3_3) if live[5] else None
+        c2_2 = block.column2.layer2(j1) if live[6] else None
+        c1_1 = block.column1.layer1(x) if live[7] else None
+        j2 = _join((c3_4, c2_2, c1_1), plan, j + 1) if live[8] else None
+        return j2
+
+    def forward_features(self, x: Tensor, column: int | None = None) -> Tensor:
+        """Everything before the head; ``column=k`` runs only column k in every block."""
+        plan = self._plan(x, column)
+        x = self._forward_graph1(self.block1, x, plan, 1, 0)
+        x = self.block1.pool(x)
+        x = self._forward_graph1(self.block2, x, plan, 11, 2)
+        x = self.block2.pool(x)
+        x = self._forward_graph1(self.block3, x, plan, 21, 4)
+        x = self.block3.pool(x)
+        return x
+
+    def forward_head(self, x: Tensor) -> Tensor:
+        return self.head(x)
+
+    def forward(self, x: Tensor, column: int | None = None) -> Tensor:
+        return self.forward_head(self.forward_features(x, column))
+
+    def extract_column(self, k: int) -> nn.Sequential:
+        """Column k alone as a plain ``nn.Sequential`` sharing this model's weights."""
+        if not 1 <= k <= NUM_COLUMNS:
+            raise ValueError(f"column must be 1..{NUM_COLUMNS}, not {k!r}")
+        steps: OrderedDict[str, nn.Module] = OrderedDict()
+        row = _ON_PATH[k - 1]
+        for node, module, columns, _ in _NODES:
+            if k not in columns:
+                continue
+            if module:
+                steps[module.replace(".", "_")] = self.get_submodule(module)
+                continue
+            j = _JOIN_OF.get(node, -1)
+            if j < 0:
+                continue
+            _, a, n = _SPANS[j]
+            kept = [i for i in range(n) if row[a + i]]
+            if len(kept) != 1:
+                raise ValueError(
+                    f"column {k} is not a chain of layers: {node} keeps {kept}"
+                )
+        return nn.Sequential(steps)
+
+
+def build(**overrides: Any) -> Kernels:
+    """Build the network; ``overrides`` are Kernels's keyword arguments."""
+    return Kernels(**overrides)
