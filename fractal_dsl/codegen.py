@@ -22,11 +22,8 @@ import builtins
 import hashlib
 import keyword
 import math
-import os
-import tempfile
 import textwrap
 import types
-from pathlib import Path
 from typing import NamedTuple
 
 import jinja2
@@ -115,23 +112,6 @@ def load_module(source: str, name: str) -> types.ModuleType:
     module.__file__ = f"<{name}>"
     exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 - our own generated code
     return module
-
-
-def write_atomic(path: str | Path, source: str) -> None:
-    """Write ``source`` to ``path`` through a temporary file and a rename, so a reader never
-    sees half a module and a failed write leaves the old file in place."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(source)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-# ---- the template context ----------------------------------------------------------------
 
 
 def _context(net: Network) -> dict:

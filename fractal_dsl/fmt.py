@@ -26,16 +26,14 @@ Nothing here imports torch.
 from __future__ import annotations
 
 import difflib
-import os
 import re
-import stat
-import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 from lark import Lark, Token, Tree
 
+from . import safeio
 from ._resources import resource_dir
 from .errors import Diagnostic, FractalError, Source, Span
 from .syntax import MAX_LINE_CHARS, parse
@@ -264,27 +262,6 @@ def unified_diff(before: str, after: str, name: str) -> str:
 
 
 def write_atomic(path: str | Path, text: str) -> None:
-    """Replace the file at ``path`` with ``text`` in one step, keeping its permissions.
-
-    The text goes to a temporary file in the same folder, is flushed to disk, then renamed
-    over the original: a crash leaves either the old file or the new one, never a mix.
-    """
-    target = Path(os.path.realpath(path))
-    try:
-        mode = stat.S_IMODE(target.stat().st_mode)
-    except FileNotFoundError:
-        mode = 0o644
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(text.encode("utf-8"))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """Replace the file at ``path`` with ``text`` in one step, keeping its permissions
+    (:func:`fractal_dsl.safeio.replace_in_place`)."""
+    safeio.replace_in_place(path, text)

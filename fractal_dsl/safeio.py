@@ -167,7 +167,17 @@ def write_output_with(path: str | os.PathLike, writer, *, force: bool = False, i
     return target
 
 
+def replace_in_place(path: str | os.PathLike, data: bytes | str) -> None:
+    """Replace the user's own file at ``path`` (a symlink's target) with ``data`` in one step,
+    keeping its permissions, for tools that edit a file the user asked them to (``fmt``):
+    a crash leaves the old file or the new one, never a mix, and no temporary file."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    _replace(Path(os.path.realpath(path)), lambda fh: fh.write(payload))
+
+
 def _replace(target: Path, writer) -> None:
+    """The one atomic write: a unique temporary file beside ``target``, flushed to disk,
+    given ``target``'s mode and renamed over it; removed if anything fails."""
     try:
         mode = stat.S_IMODE(os.stat(target).st_mode)
     except FileNotFoundError:
