@@ -52,6 +52,15 @@ def finishes(fn, seconds=10):
     return box
 
 
+def _images(root: Path, counts: dict[str, int]) -> None:
+    from PIL import Image
+
+    for name, n in counts.items():
+        (root / name).mkdir(parents=True)
+        for i in range(n):
+            Image.new("L", (8, 8), 10 * i).save(root / name / f"{i}.png")
+
+
 @pytest.fixture
 def prog(tmp_path):
     path = tmp_path / "prog.fdsl"
@@ -294,9 +303,12 @@ def test_unwritable_stdout_is_a_message_not_a_traceback(prog):
 def small_run(tmp_path_factory):
     from fractal_dsl.train import TrainConfig, train
 
-    out = tmp_path_factory.mktemp("hostile") / "run"
-    train(loads(SMALL, "small.fdsl"), TrainConfig(epochs=1, quiet=True, recalibrate_bn=0), out, log=lambda *a: None)
-    return out
+    root = tmp_path_factory.mktemp("hostile")
+    _images(root / "data" / "train", {str(k): 2 for k in range(10)})  # 30 images: an epoch takes no time
+    _images(root / "data" / "test", {str(k): 1 for k in range(10)})
+    cfg = TrainConfig(data=str(root / "data"), epochs=1, batch_size=10, quiet=True, recalibrate_bn=0)
+    train(loads(SMALL, "small.fdsl"), cfg, root / "run", log=lambda *a: None)
+    return root / "run"
 
 
 def test_a_folder_with_the_users_files_is_refused_unless_forced(tmp_path):
@@ -322,19 +334,21 @@ def test_a_second_run_into_a_locked_folder_is_refused_at_once(tmp_path):
 def test_two_concurrent_train_processes(tmp_path):
     net = write_net(tmp_path)
     out = tmp_path / "run"
-    first = subprocess.Popen([sys.executable, "-m", "fractal_dsl.cli", "train", str(net), "--out", str(out),
+    runs = [subprocess.Popen([sys.executable, "-m", "fractal_dsl.cli", "train", str(net), "--out", str(out),
                               "--epochs", "50", "-q"], cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
+                             stderr=subprocess.PIPE, text=True) for _ in range(2)]
     try:
-        deadline = time.monotonic() + 60
-        while not (out / "fractal-dsl-run.lock").exists():
-            assert first.poll() is None and time.monotonic() < deadline, first.stderr.read()
+        deadline = time.monotonic() + 90
+        while all(r.poll() is None for r in runs):  # started together: whichever locks second is refused
+            assert time.monotonic() < deadline
             time.sleep(0.05)
-        r = proc("train", net, "--out", out, "--epochs", "1", timeout=60)
-        assert r.returncode == 1 and "another fractal-dsl train is running" in r.stderr
+        refused = next(r for r in runs if r.poll() is not None)
+        assert refused.returncode == 1 and "another fractal-dsl train is running" in refused.stderr.read()
+        assert any(r.poll() is None for r in runs)  # the other one goes on
     finally:
-        first.kill()
-        first.wait(timeout=30)
+        for r in runs:
+            r.kill()
+            r.wait(timeout=30)
 
 
 def test_failed_runs_leave_no_folder_behind(tmp_path):
@@ -427,21 +441,13 @@ def test_resume_of_a_finished_run_rebuilds_metrics(small_run, tmp_path):
     shutil.copytree(small_run, out)
     lines = (out / "metrics.jsonl").read_text()
     (out / "metrics.jsonl").unlink()
-    train(loads(SMALL, "small.fdsl"), TrainConfig(epochs=1, quiet=True, recalibrate_bn=0, resume=True), out,
-          log=lambda *a: None)
+    cfg = TrainConfig(data=str(small_run.parent / "data"), epochs=1, batch_size=10, quiet=True, recalibrate_bn=0,
+                      resume=True)
+    train(loads(SMALL, "small.fdsl"), cfg, out, log=lambda *a: None)
     assert (out / "metrics.jsonl").read_text() == lines
 
 
 # ---- image folders ---------------------------------------------------------------------------------------
-
-
-def _images(root: Path, counts: dict[str, int]) -> None:
-    from PIL import Image
-
-    for name, n in counts.items():
-        (root / name).mkdir(parents=True)
-        for i in range(n):
-            Image.new("L", (8, 8), 10 * i).save(root / name / f"{i}.png")
 
 
 def test_image_folders_too_small_or_inconsistent_are_messages(tmp_path, monkeypatch):
