@@ -11,7 +11,9 @@ a FractalError without a position, a stage slower than 10 s, or a forward pass w
 has the wrong shape or is not finite for finite input. Findings are printed as they come,
 with the program, and summarised at the end.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/fuzz_pipeline.py --minutes 5 [--seed 0]
+    .venv/bin/python benchmarks/fuzz_pipeline.py --minutes 5 --seed 0
+
+It exits 1 if it found anything.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from collections import Counter
 from pathlib import Path
 
 import torch
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -176,15 +178,16 @@ class Fuzz:
                 raise AssertionError(f"{mode} column={column}: output not finite for finite input")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=5.0)
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     torch.set_num_threads(1)
     fuzz = Fuzz()
     stop = time.monotonic() + 60 * args.minutes
 
+    @seed(args.seed)
     @settings(max_examples=10**9, deadline=None, database=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck))
     @given(st.one_of(generated(), mutated()))
@@ -208,6 +211,7 @@ def main() -> None:
     print(f"{len(fuzz.findings)} distinct findings" + (":" if fuzz.findings else ""))
     for stage, what, _ in fuzz.findings:
         print(f"  [{stage}] {what.strip().splitlines()[-1][:200]}")
+    return 1 if fuzz.findings else 0
 
 
 class _Done(Exception):
@@ -215,4 +219,4 @@ class _Done(Exception):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

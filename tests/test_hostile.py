@@ -469,3 +469,15 @@ def test_image_folders_too_small_or_inconsistent_are_messages(tmp_path, monkeypa
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)  # an 8x8 image is now a "bomb" (> 2 x 10 pixels)
     with pytest.raises(TrainError, match="image too large to decode safely"):
         datasets.load(str(tmp_path / "one"), (1, 8, 8), 2)
+
+
+def test_the_pipeline_fuzzer_runs_and_reports(capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fuzz_pipeline", ROOT / "benchmarks" / "fuzz_pipeline.py")
+    fuzz = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fuzz)
+    code = fuzz.main(["--minutes", "0.02", "--seed", "1"])
+    out = capsys.readouterr().out
+    assert "programs in" in out and "distinct findings" in out
+    assert code == 0, out  # a finding is a bug: the program that shows it is printed above
