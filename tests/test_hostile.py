@@ -481,3 +481,15 @@ def test_the_pipeline_fuzzer_runs_and_reports(capsys):
     out = capsys.readouterr().out
     assert "programs in" in out and "distinct findings" in out
     assert code == 0, out  # a finding is a bug: the program that shows it is printed above
+
+
+def test_a_large_file_with_many_syntax_errors_is_answered_quickly():
+    keys = "\n".join(f"    key{i:04d} = relu . relu . relu . relu . relu . relu . relu" for i in range(1000))
+    bad = "\n".join(f"    bad{i} = relu relu" for i in range(12))
+    text = f"network s {{\n  input 1x8x8\n  classes 2\n  key {{\n{keys}\n{bad}\n  }}\n  f[1] = key0000\n  columns 1\n}}\n"
+    assert len(text) < 64 << 10
+    t0 = time.perf_counter()
+    with pytest.raises(FractalError) as err:
+        loads(text, "syntax.fdsl")
+    assert time.perf_counter() - t0 < 8  # was 10 parses of the whole file, one per error
+    assert 1 <= len(err.value.diagnostics) < 10 and err.value.diagnostics[0].message.startswith("unexpected")
