@@ -405,6 +405,7 @@ def test_flipped_bytes_in_the_weights_are_caught(small_run, tmp_path):
     ("history", "oops", "`history` is str, not list"),
     ("epoch", "3", "`epoch` is str, not int"),
     ("history", [{"epoch": 1}], "history entry 1 has no valid `lr`"),
+    ("config", {"data": 5}, "config `data` is int"),
 ])
 def test_checkpoint_fields_of_the_wrong_type_are_messages(small_run, tmp_path, field, value, message):
     import torch
