@@ -24,6 +24,9 @@ MAX_FILE_BYTES = 64 << 10  # a real program is a few hundred bytes; lark needs ~
 MAX_LINE_CHARS = 1000
 MAX_NESTING = 64
 MAX_SYNTAX_ERRORS = 10
+# looking for the next syntax error parses the file again: stop after about four 64 KiB files'
+# worth (a second or two), so a large file with many errors is still answered quickly
+MAX_REPARSED_CHARS = 4 * MAX_FILE_BYTES
 
 
 # ---- the AST ---------------------------------------------------------------------------
@@ -383,9 +386,10 @@ def decode_source(data: bytes, name: str) -> Source:
 def parse(source: Source) -> Program:
     """Parse a :class:`Source` into a :class:`Program` or raise :class:`FractalError`."""
     _precheck(source)
-    text, found = source.text, []
+    text, found, parsed = source.text, [], 0
     while True:
         try:
+            parsed += len(text)
             tree = _parser().parse(text)
             break
         except UnexpectedInput as exc:
@@ -400,7 +404,7 @@ def parse(source: Source) -> Program:
             # unbalance brackets (then later errors would only echo this one)
             lines = text.split("\n")
             culprit = lines[diag.span.line - 1].split("#")[0]
-            if len(found) >= MAX_SYNTAX_ERRORS or any(culprit.count(o) != culprit.count(c) for o, c in ("()", "[]", "{}")):
+            if len(found) >= MAX_SYNTAX_ERRORS or parsed > MAX_REPARSED_CHARS or any(culprit.count(o) != culprit.count(c) for o, c in ("()", "[]", "{}")):
                 break
             lines[diag.span.line - 1] = " " * len(lines[diag.span.line - 1])
             text = "\n".join(lines)

@@ -81,6 +81,10 @@ def _check_types(path, state: dict) -> None:
         if name in state and (not isinstance(state[name], kind) or isinstance(state[name], bool) and kind is int):
             raise TrainError(f"{path}: damaged checkpoint: `{name}` is {type(state[name]).__name__}, "
                              f"not {kind.__name__}")
+    config = state.get("config", {})
+    for name, kind in (("data", str), ("cache_dir", (str, type(None)))):  # eval reads these back
+        if name in config and not isinstance(config[name], kind):
+            raise TrainError(f"{path}: damaged checkpoint: config `{name}` is {type(config[name]).__name__}")
     bad = [k for k, v in state.get("model", {}).items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise TrainError(f"{path}: damaged checkpoint: model entry {bad[0]!r} is not a tensor")

@@ -96,12 +96,17 @@ class RunFolder:
             if _TEMP.match(name):  # a temporary file of a run that was killed mid-write
                 (self.path / name).unlink(missing_ok=True)
         names = [n for n in names if not _TEMP.match(n)]
-        foreign = [n for n in names if not (self.had_lock_file and n in TOOL_FILES)]
+        foreign = [n for n in names if not (self.had_lock_file and n in TOOL_FILES and self._plain(n))]
         if foreign and not force:
             shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
             why = "files fractal-dsl did not write" if self.had_lock_file else "files, and it is not a fractal-dsl run folder"
             raise TrainError(f"{{out}} {braces(self.path)} holds {why} ({braces(shown)}); pick another {{out}}, "
                              "or add {force} to write the run's files there anyway", "out", "force")
+
+    def _plain(self, name: str) -> bool:
+        """A regular file, not a link: a ``model.py`` linking elsewhere is not the tool's to replace."""
+        path = self.path / name
+        return path.is_file() and not path.is_symlink()
 
     # -- writing ----------------------------------------------------------------------------
     def write(self, name: str, data: bytes | str) -> None:
