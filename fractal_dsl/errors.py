@@ -141,7 +141,7 @@ class Interrupted(Error):
     exit_code = 130
 
     def show(self) -> str:
-        return str(self)
+        return self._fill(lambda o: "--" + o.replace("_", "-"))
 
 
 class UsageError(Error):

@@ -357,7 +357,7 @@ def test_failed_runs_leave_no_folder_behind(tmp_path):
     with pytest.raises(Exception, match="not digits, cifar10"):  # a TrainError (a usage error on later mains)
         train(net, TrainConfig(data="nowhere", quiet=True), tmp_path / "a" / "b" / "run", log=lambda *a: None)
     (tmp_path / "afile").write_text("x")
-    with pytest.raises(TrainError, match="cannot create --out .*afile/sub: Not a directory"):
+    with pytest.raises(TrainError, match="cannot create `out` .*afile/sub: Not a directory"):
         train(net, TrainConfig(quiet=True), tmp_path / "afile" / "sub", log=lambda *a: None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
 
@@ -375,7 +375,7 @@ def test_a_checkpoint_of_another_network_with_the_same_shapes_is_refused(small_r
     from fractal_dsl.train import TrainError, evaluate_checkpoint
 
     other = loads(SMALL.replace(*OTHER[change]), "other.fdsl")
-    with pytest.raises(TrainError, match="not of this network .* --allow-other-network"):
+    with pytest.raises(TrainError, match="not of this network .* `allow_other_network`"):
         evaluate_checkpoint(other, small_run / "checkpoint.pt", device="cpu", recalibrate_bn=0)
     if change == "gelu":
         said = []

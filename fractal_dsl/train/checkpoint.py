@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from .. import safeio
+from ..errors import braces
 from .config import TrainError
 
 FORMAT = "fractal-dsl-checkpoint"
@@ -126,12 +127,13 @@ def verify(path, state: dict, net, model: torch.nn.Module, allow_other_network: 
     what = f"network {was!r}" + (f" from {state['source_name']}" if state.get("source_name") else "")
     if allow_other_network:
         warn(f"warning: {path} holds the weights of another {what}; loading them into {net.name!r} "
-             "as --allow-other-network asks")
+             "as asked (allow_other_network)")
         return
     differs = f"another name ({was!r})" if was != net.name else "the same name but another structure"
-    raise TrainError(f"{path}: checkpoint of {what}, not of this network {net.name!r} ({net.source_name}): "
-                     f"{differs}; layers, joins or connections differ. Use the program it was trained with, "
-                     "or --allow-other-network to load its weights anyway")
+    raise TrainError(f"{braces(path)}: checkpoint of {braces(what)}, not of this network {braces(repr(net.name))} "
+                     f"({braces(net.source_name)}): {braces(differs)}; layers, joins or connections differ. Use the "
+                     "program it was trained with, or {allow_other_network} to load its weights anyway",
+                     "allow_other_network")
 
 
 def check_fits(path, state: dict, model: torch.nn.Module, network: str) -> None:

@@ -78,7 +78,8 @@ class _Run:
             if cfg.resume and not self.ckpt.is_file():
                 raise TrainError(f"{{resume}}: {braces(self.ckpt)} does not exist", "resume")
             if not cfg.resume and self.ckpt.exists():
-                raise TrainError(f"{self.out} already holds a run: continue it with --resume, or pick another --out")
+                raise TrainError(f"{braces(self.out)} already holds a run: continue it with {{resume}}, or pick another {{out}}",
+                                 "resume", "out")
 
     # ---- setup --------------------------------------------------------------------------
 
@@ -140,7 +141,8 @@ class _Run:
                     self._save(model, opt, sched, scaler, history)
                 self.log(_epoch_line(record, cfg.epochs))
                 if distributed.all_sum(ctx, [float(stop.is_set())])[0]:  # all ranks stop together
-                    raise Interrupted(f"interrupted: {self.ckpt} holds epoch {epoch + 1}; continue with --resume")
+                    raise Interrupted(f"interrupted: {braces(self.ckpt)} holds epoch {epoch + 1}; continue with {{resume}}",
+                                      "resume")
         summary = _summary(self.net, data, cfg, ctx, params, history)
         summary["weights_sha256"] = weights_digest(model)
         if ctx.main:
@@ -226,12 +228,12 @@ class _Run:
                     ctx, [loss.item() * len(y), (logits.argmax(1) == y).sum().item(), len(y), float(stop.is_set())])
                 if not math.isfinite(loss_sum):
                     raise TrainError(f"the loss became {loss_sum / n} in epoch {epoch + 1}, step {step + 1}: training "
-                                     f"diverged (try a smaller --lr than {cfg.lr:g}); "
-                                     + (f"{self.ckpt} holds epoch {epoch}" if epoch else "nothing was saved"))
+                                     f"diverged (try a smaller {{lr}} than {cfg.lr:g}); "
+                                     + (f"{braces(self.ckpt)} holds epoch {epoch}" if epoch else "nothing was saved"), "lr")
                 if stopping:
                     raise Interrupted(f"interrupted in epoch {epoch + 1}: " + (
-                        f"{self.ckpt} holds epoch {epoch}; continue with --resume" if epoch
-                        else "no epoch had finished, nothing was saved"))
+                        f"{braces(self.ckpt)} holds epoch {epoch}; continue with {{resume}}" if epoch
+                        else "no epoch had finished, nothing was saved"), "resume")
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(opt)

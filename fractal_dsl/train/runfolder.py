@@ -66,8 +66,9 @@ class RunFolder:
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise TrainError(f"cannot create --out {out}: {exc.strerror or exc}"
-                             + (f" ({exc.filename})" if exc.filename and str(exc.filename) != str(out) else "")) from None
+            raise TrainError(f"cannot create {{out}} {braces(out)}: {braces(exc.strerror or exc)}"
+                             + (f" ({braces(exc.filename)})" if exc.filename and str(exc.filename) != str(out) else ""),
+                             "out") from None
         self.created = list(reversed(missing))
 
     def _lock(self) -> None:
@@ -77,14 +78,14 @@ class RunFolder:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
         except OSError as exc:
             self._remove_created()
-            raise TrainError(f"cannot write in --out {self.path}: {exc.strerror or exc}") from None
+            raise TrainError(f"cannot write in {{out}} {braces(self.path)}: {braces(exc.strerror or exc)}", "out") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise TrainError(f"another fractal-dsl train is running in {self.path} (it holds {lock}); "
-                                 "wait for it to finish or pick another --out") from None
+                raise TrainError(f"another fractal-dsl train is running in {braces(self.path)} (it holds {braces(lock)}); "
+                                 "wait for it to finish or pick another {out}", "out") from None
             raise TrainError(f"cannot lock {lock}: {exc.strerror or exc}") from None
         self._fd = fd
         os.ftruncate(fd, 0)
