@@ -8,7 +8,9 @@ Fenced blocks are classified by their info string:
 * ``sh``: each ``fractal-dsl`` command is parsed by the real command line (so every flag
   shown exists); ``check``, ``inspect``, ``compile`` and ``render`` are run, with outputs
   sent to a temporary folder; other lines must name files that exist;
-* ``python``: run, in a folder where every example is compiled to ``NAME.py``;
+* ``python``: run, in a folder where every example is compiled to ``NAME.py``; an excerpt
+  of a compiled module (it starts ``# examples/NAME.fdsl:LINE``) must stand in that module
+  word for word;
 * ``text``: prose laid out as a diagram; not code.
 
 Any other info string fails the test, so a new kind of snippet must be given a meaning here.
@@ -170,12 +172,20 @@ def run_fractal_dsl(args: list[str], tmp_path: Path, monkeypatch, stdin: str | N
 # ---- python ---------------------------------------------------------------------------
 
 
+GENERATED = re.compile(r"^# (examples/[\w-]+\.fdsl):\d+\n")
+
+
 def run_python(body: str, tmp_path: Path, monkeypatch) -> None:
+    generated = GENERATED.match(body)
+    if generated:  # an excerpt of a compiled module: it must stand in the module, word for word
+        source = codegen.generate(fractal_dsl.load(ROOT / generated[1], generated[1]))
+        assert body in source, f"this excerpt is not in the compiled {generated[1]}:\n{body}"
+        return
     for example in EXAMPLES:
         (tmp_path / f"{example.stem}.py").write_text(codegen.generate(fractal_dsl.load(example)), encoding="utf-8")
     script = tmp_path / "snippet.py"
     script.write_text(body, encoding="utf-8")
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(ROOT)  # snippets name files as the README does, from the repository root
     monkeypatch.syspath_prepend(str(tmp_path))
     for name in [m for m in sys.modules if m in {e.stem for e in EXAMPLES}]:
         monkeypatch.delitem(sys.modules, name)
