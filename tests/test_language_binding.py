@@ -46,6 +46,14 @@ def test_entries_take_the_block_values_they_name():
     assert args_of(n, "b2_c1_d1_short") == {"c": 32}
     assert args_of(n, "b2_c2_d1_conv") == {"c": 32, "p": 0.2}
     assert n.block_values[1] == (("c", 32), ("p", 0.2))
+    # and it compiles, as written, to a module that runs
+    import torch
+
+    from fractal_dsl import codegen
+
+    model = codegen.load_module(codegen.generate(n), "issue_program").build().eval()
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 16, 16)).shape == (2, 10)
 
 
 def test_keyword_tuples_defaults_and_mixed_tuples():
