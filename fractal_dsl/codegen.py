@@ -28,13 +28,13 @@ from typing import NamedTuple
 
 import jinja2
 
-from . import __version__, semantics
+from . import __version__, layers, semantics
 from ._resources import resource_dir
 from .binding import SPECIAL_KEYS
 from .errors import RunError
 from .expand import Network
 from .ir import Node
-from .layers import BUILTINS, Layer
+from .layers import BUILTINS
 
 WIDTH = 88
 # Names the generated module defines or imports: a class must not shadow them.
@@ -262,8 +262,8 @@ class _UnitFunction:
             t = layer.type
             shapes = [(n.in_shape, *n.layer_shapes)[i] for n in nodes]
             exprs: dict[str, _Expr] = {}
-            for slot, kind, default in _slots(t):
-                vals = tuple(_slot_value(n.layers[i], slot, shapes[k]) for k, n in enumerate(nodes))
+            for slot, kind, default in layers.TYPES[t].slots:
+                vals = tuple(layers.slot_value(n.layers[i], slot, shapes[k]) for k, n in enumerate(nodes))
                 hint = self.hints.get((i, slot)) if self.hints is not None else None
                 if kind == "channels_in" and cur is not None and cur.values == vals:
                     expr = cur
@@ -318,7 +318,7 @@ class _UnitFunction:
             candidates = [hint.value]  # the parameter the source passes here
         elif hint is not None or (self.hints is not None and same):
             candidates = []  # a literal in the source, or a default it leaves alone
-        elif default is not _NO_DEFAULT and same and vals[0] == default:
+        elif default is not layers.NO_DEFAULT and same and vals[0] == default:
             candidates = []
         else:
             candidates = list(self.raw)
@@ -399,7 +399,6 @@ class _UnitFunction:
         return [head, *(f"#   {line}" for line in textwrap.wrap(text, WIDTH - 4, break_on_hyphens=False))]
 
 
-_NO_DEFAULT = object()
 _POOLS = ("maxpool2d", "avgpool2d")
 _ANNOTATION = {"int": "int", "channels_in": "int", "float": "float", "bool": "bool"}
 # (built-in, parameter) -> the constructor argument it sets, where the names differ.
@@ -407,92 +406,6 @@ _BUILTIN_SLOT = {
     ("conv", "channels"): "out_channels",
     ("linear", "features"): "out_features",
 }
-
-
-def _slots(t: str) -> list[tuple[str, str, object]]:
-    """The constructor arguments of a layer type: (name, kind, default value or none)."""
-    if t == "conv2d":
-        return [
-            ("in_channels", "channels_in", _NO_DEFAULT),
-            ("out_channels", "int", _NO_DEFAULT),
-            ("kernel", "int", _NO_DEFAULT),
-            ("stride", "int", 1),
-            ("padding", "int", 0),
-            ("dilation", "int", 1),
-            ("groups", "int", 1),
-            ("bias", "bool", True),
-        ]
-    if t == "batchnorm2d":
-        return [("num_features", "channels_in", _NO_DEFAULT)]
-    if t == "leakyrelu":
-        return [("slope", "float", _NO_DEFAULT)]
-    if t in ("dropout", "dropout2d"):
-        return [("p", "float", _NO_DEFAULT)]
-    if t in ("maxpool2d", "avgpool2d"):
-        return [("kernel", "int", _NO_DEFAULT), ("stride", "int", _NO_DEFAULT), ("padding", "int", 0)]
-    if t == "linear":
-        return [
-            ("in_features", "channels_in", _NO_DEFAULT),
-            ("out_features", "int", _NO_DEFAULT),
-            ("bias", "bool", True),
-        ]
-    if t in _ACTIVATIONS or t in ("globalavgpool", "flatten"):
-        return []
-    raise CodegenError(f"no PyTorch layer for `{t}`")
-
-
-def _slot_value(layer: Layer, slot: str, in_shape: tuple[int, ...]):
-    if slot in ("in_channels", "num_features", "in_features"):
-        return in_shape[0]
-    return layer.arg(slot)
-
-
-_ACTIVATIONS = {
-    "relu": "ReLU",
-    "gelu": "GELU",
-    "elu": "ELU",
-    "silu": "SiLU",
-    "sigmoid": "Sigmoid",
-    "tanh": "Tanh",
-    "identity": "Identity",
-}
-
-
-def _render(t: str, e: dict[str, _Expr]) -> tuple[str, list[str]]:
-    """One layer's constructor and its arguments; arguments at their default are left out."""
-
-    def keyword(name: str, default) -> list[str]:
-        x = e[name]
-        return [] if x.literal and x.values[0] == default else [f"{name}={x.text}"]
-
-    if t == "conv2d":
-        args = [e["in_channels"].text, e["out_channels"].text, e["kernel"].text]
-        for name, default in (("stride", 1), ("padding", 0), ("dilation", 1), ("groups", 1), ("bias", True)):
-            args += keyword(name, default)
-        return "nn.Conv2d", args
-    if t == "batchnorm2d":
-        return "nn.BatchNorm2d", [e["num_features"].text]
-    if t in _ACTIVATIONS:
-        return f"nn.{_ACTIVATIONS[t]}", []
-    if t == "leakyrelu":
-        return "nn.LeakyReLU", [e["slope"].text]
-    if t in ("dropout", "dropout2d"):
-        cls = "nn.Dropout" if t == "dropout" else "nn.Dropout2d"
-        p = e["p"]
-        return cls, ["0.0" if p.literal and not p.values[0] else f"{p.text} if dropout else 0.0"]
-    if t in ("maxpool2d", "avgpool2d"):
-        cls = "nn.MaxPool2d" if t == "maxpool2d" else "nn.AvgPool2d"
-        args = [e["kernel"].text]
-        if e["stride"].text != e["kernel"].text:
-            args.append(f"stride={e['stride'].text}")
-        return cls, args + keyword("padding", 0)
-    if t == "globalavgpool":
-        return "nn.AdaptiveAvgPool2d", ["1"]
-    if t == "flatten":
-        return "nn.Flatten", []
-    if t == "linear":
-        return "nn.Linear", [e["in_features"].text, e["out_features"].text, *keyword("bias", True)]
-    raise CodegenError(f"no PyTorch layer for `{t}`")  # pragma: no cover - _slots refuses first
 
 
 # ---- the graph: shared block graphs, the forward pass, the construction --------------------
@@ -691,7 +604,7 @@ def _item_lines(call: tuple[str, list[str]], indent: int, head: str = "") -> lis
 
 def _ctor_lines(t: str, exprs: dict[str, _Expr]) -> list[str]:
     """One layer's constructor as an item of ``nn.Sequential(...)`` (at indent 8)."""
-    cls, args = _render(t, exprs)
+    cls, args = layers.TYPES[t].render(exprs)
     return _call_lines(f"{cls}(", args, "),", 8)
 
 

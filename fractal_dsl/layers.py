@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 @dataclass(frozen=True)
@@ -84,19 +85,40 @@ class Builtin:
 
 
 Literal = Callable[[object], str]  # writes a value as Python source (codegen's checked repr)
+NO_DEFAULT = object()  # a constructor argument that is always written
+
+
+class Slot(NamedTuple):
+    """One argument of a layer's PyTorch constructor: its name, its kind (``int``,
+    ``float``, ``bool``, or ``channels_in`` for the channels flowing in) and its default."""
+
+    name: str
+    kind: str
+    default: object = NO_DEFAULT
+
+
+class Arg(NamedTuple):
+    """A constructor argument as code: ``text`` (a literal, or a name such as a parameter of
+    a generated function), the value it has in each place it is used, and whether ``text``
+    is a literal."""
+
+    text: str
+    values: tuple
+    literal: bool
 
 
 @dataclass(frozen=True)
 class LayerType:
     """One resolved layer type, declared once: how the built-ins that make it resolve their
-    arguments, its shape / parameter / MAC inference, and the PyTorch constructor it
-    compiles to (``torch(layer, in_shape, literal, num_classes)`` -> source text; with
-    ``num_classes`` a classifier's output size is the module's ``num_classes`` argument)."""
+    arguments, its shape / parameter / MAC inference, its PyTorch constructor's arguments
+    (``slots``) and how the constructor is written from them (``render``: ``{slot: Arg}``
+    -> the ``nn`` class and its argument texts, defaults left out)."""
 
     type: str
     resolve: Callable[[str, dict], Layer]
     infer: Callable[[Layer, tuple[int, ...]], Effect]
-    torch: Callable[[Layer, tuple[int, ...], Literal, bool], str]
+    slots: tuple[Slot, ...]
+    render: Callable[[dict[str, Arg]], tuple[str, list[str]]]
 
 
 TYPES: dict[str, LayerType] = {}
@@ -121,9 +143,31 @@ def infer(layer: Layer, shape: tuple[int, ...]) -> Effect:
     return TYPES[layer.type].infer(layer, shape)
 
 
+def slot_value(layer: Layer, slot: str, in_shape: tuple[int, ...]):
+    """The value of constructor argument ``slot`` of ``layer`` applied to ``in_shape``."""
+    if slot in ("in_channels", "num_features", "in_features"):
+        return in_shape[0]
+    return layer.arg(slot)
+
+
 def torch_ctor(layer: Layer, in_shape: tuple[int, ...], literal: Literal, num_classes: bool = False) -> str:
-    """The PyTorch constructor (source text, ``nn.``-qualified) of ``layer`` on ``in_shape``."""
-    return TYPES[layer.type].torch(layer, in_shape, literal, num_classes)
+    """The PyTorch constructor (source text, ``nn.``-qualified) of ``layer`` on ``in_shape``,
+    every argument a literal (with ``num_classes``, a classifier's width is the name
+    ``num_classes``)."""
+    t = TYPES[layer.type]
+    args = {}
+    for slot in t.slots:
+        v = slot_value(layer, slot.name, in_shape)
+        classifier = num_classes and slot.name == "out_features"
+        args[slot.name] = Arg("num_classes", (v,), False) if classifier else Arg(literal(v), (v,), True)
+    cls, texts = t.render(args)
+    return f"{cls}({', '.join(texts)})"
+
+
+def _keyword(args: dict[str, Arg], name: str, default) -> list[str]:
+    """``name=text``, or nothing when the argument is a literal at its default."""
+    a = args[name]
+    return [] if a.literal and a.values[0] == default else [f"{name}={a.text}"]
 
 
 # ---- argument checks --------------------------------------------------------------------
@@ -220,16 +264,27 @@ def _conv_infer(layer: Layer, shape: tuple[int, ...]) -> Effect:
     return Effect((out, oh, ow), params, out * oh * ow * (c // g) * k * k)
 
 
-def _conv_torch(layer: Layer, in_shape: tuple[int, ...], lit: Literal, num_classes: bool) -> str:
-    a = dict(layer.args)
-    args = [lit(in_shape[0]), lit(a["out_channels"]), lit(a["kernel"])]
-    defaults = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "bias": True}
-    args += [f"{k}={lit(a[k])}" for k, d in defaults.items() if a[k] != d]
-    return f"nn.Conv2d({', '.join(args)})"
+_CONV_SLOTS = (
+    Slot("in_channels", "channels_in"),
+    Slot("out_channels", "int"),
+    Slot("kernel", "int"),
+    Slot("stride", "int", 1),
+    Slot("padding", "int", 0),
+    Slot("dilation", "int", 1),
+    Slot("groups", "int", 1),
+    Slot("bias", "bool", True),
+)
+
+
+def _conv_render(a: dict[str, Arg]) -> tuple[str, list[str]]:
+    args = [a["in_channels"].text, a["out_channels"].text, a["kernel"].text]
+    for name, default in (("stride", 1), ("padding", 0), ("dilation", 1), ("groups", 1), ("bias", True)):
+        args += _keyword(a, name, default)
+    return "nn.Conv2d", args
 
 
 register(
-    LayerType("conv2d", _conv_resolve, _conv_infer, _conv_torch),
+    LayerType("conv2d", _conv_resolve, _conv_infer, _CONV_SLOTS, _conv_render),
     ("conv", "2-D convolution", (("channels", REQUIRED), ("kernel", 3), *_CONV_OPTIONS)),
     *((f"conv{k}x{k}", f"{k}x{k} convolution", (("channels", REQUIRED), *_CONV_OPTIONS)) for k in (1, 3, 5, 7)),
 )
@@ -245,7 +300,8 @@ register(
         "batchnorm2d",
         lambda name, args: Layer("batchnorm2d"),
         _batchnorm_infer,
-        lambda layer, shape, lit, nc: f"nn.BatchNorm2d({lit(shape[0])})",
+        (Slot("num_features", "channels_in"),),
+        lambda a: ("nn.BatchNorm2d", [a["num_features"].text]),
     ),
     ("batchnorm", "batch normalisation over channels", ()),
     ("bn", "batch normalisation over channels (same as batchnorm)", ()),
@@ -254,7 +310,7 @@ register(
 # Activations and identity: no parameters, shape unchanged.
 for _name, _cls in (("relu", "ReLU"), ("gelu", "GELU"), ("elu", "ELU"), ("silu", "SiLU"), ("sigmoid", "Sigmoid"), ("tanh", "Tanh"), ("identity", "Identity")):
     register(
-        LayerType(_name, lambda name, args: Layer(name), _same, lambda layer, shape, lit, nc, _cls=_cls: f"nn.{_cls}()"),
+        LayerType(_name, lambda name, args: Layer(name), _same, (), lambda a, _cls=_cls: (f"nn.{_cls}", [])),
         (_name, f"{_name} activation" if _name != "identity" else "passes its input through", ()),
     )
 
@@ -270,7 +326,7 @@ def _leakyrelu_resolve(name: str, args: dict) -> Layer:
 
 
 register(
-    LayerType("leakyrelu", _leakyrelu_resolve, _same, lambda layer, shape, lit, nc: f"nn.LeakyReLU({lit(layer.arg('slope'))})"),
+    LayerType("leakyrelu", _leakyrelu_resolve, _same, (Slot("slope", "float"),), lambda a: ("nn.LeakyReLU", [a["slope"].text])),
     ("leakyrelu", "leaky ReLU", (("slope", 0.01),)),
 )
 
@@ -282,16 +338,16 @@ def _dropout_resolve(name: str, args: dict) -> Layer:
     return Layer(name, (("p", p),))
 
 
-def _dropout_torch(cls: str) -> Callable[[Layer, tuple[int, ...], Literal, bool], str]:
-    def ctor(layer: Layer, shape: tuple[int, ...], lit: Literal, nc: bool) -> str:
-        p = layer.arg("p")
-        return f"nn.{cls}({lit(p)} if dropout else 0.0)" if p else f"nn.{cls}(0.0)"  # `dropout`: the module's switch
+def _dropout_render(cls: str) -> Callable[[dict[str, Arg]], tuple[str, list[str]]]:
+    def render(a: dict[str, Arg]) -> tuple[str, list[str]]:
+        p = a["p"]  # `dropout`: the compiled module's switch
+        return f"nn.{cls}", ["0.0" if p.literal and not p.values[0] else f"{p.text} if dropout else 0.0"]
 
-    return ctor
+    return render
 
 
-register(LayerType("dropout", _dropout_resolve, _same, _dropout_torch("Dropout")), ("dropout", "dropout of single activations", (("p", REQUIRED),)))
-register(LayerType("dropout2d", _dropout_resolve, _same, _dropout_torch("Dropout2d")), ("dropout2d", "dropout of whole channels", (("p", REQUIRED),)))
+register(LayerType("dropout", _dropout_resolve, _same, (Slot("p", "float"),), _dropout_render("Dropout")), ("dropout", "dropout of single activations", (("p", REQUIRED),)))
+register(LayerType("dropout2d", _dropout_resolve, _same, (Slot("p", "float"),), _dropout_render("Dropout2d")), ("dropout2d", "dropout of whole channels", (("p", REQUIRED),)))
 
 
 def _pool_resolve(name: str, args: dict) -> Layer:
@@ -312,18 +368,20 @@ def _pool_infer(layer: Layer, shape: tuple[int, ...]) -> Effect:
     return Effect((c, oh, ow), 0, 0)
 
 
-def _pool_torch(cls: str) -> Callable[[Layer, tuple[int, ...], Literal, bool], str]:
-    def ctor(layer: Layer, shape: tuple[int, ...], lit: Literal, nc: bool) -> str:
-        k, s, p = layer.arg("kernel"), layer.arg("stride"), layer.arg("padding")
-        args = [lit(k)] + ([f"stride={lit(s)}"] if s != k else []) + ([f"padding={lit(p)}"] if p else [])
-        return f"nn.{cls}({', '.join(args)})"
+def _pool_render(cls: str) -> Callable[[dict[str, Arg]], tuple[str, list[str]]]:
+    def render(a: dict[str, Arg]) -> tuple[str, list[str]]:
+        args = [a["kernel"].text]
+        if a["stride"].text != a["kernel"].text:
+            args.append(f"stride={a['stride'].text}")
+        return f"nn.{cls}", args + _keyword(a, "padding", 0)
 
-    return ctor
+    return render
 
 
+_POOL_SLOTS = (Slot("kernel", "int"), Slot("stride", "int"), Slot("padding", "int", 0))
 _POOL_PARAMS = (("kernel", REQUIRED), ("stride", None), ("padding", 0))
-register(LayerType("maxpool2d", _pool_resolve, _pool_infer, _pool_torch("MaxPool2d")), ("maxpool", "max pooling", _POOL_PARAMS))
-register(LayerType("avgpool2d", _pool_resolve, _pool_infer, _pool_torch("AvgPool2d")), ("avgpool", "average pooling", _POOL_PARAMS))
+register(LayerType("maxpool2d", _pool_resolve, _pool_infer, _POOL_SLOTS, _pool_render("MaxPool2d")), ("maxpool", "max pooling", _POOL_PARAMS))
+register(LayerType("avgpool2d", _pool_resolve, _pool_infer, _POOL_SLOTS, _pool_render("AvgPool2d")), ("avgpool", "average pooling", _POOL_PARAMS))
 
 
 def _gap_infer(layer: Layer, shape: tuple[int, ...]) -> Effect:
@@ -332,12 +390,12 @@ def _gap_infer(layer: Layer, shape: tuple[int, ...]) -> Effect:
 
 
 register(
-    LayerType("globalavgpool", lambda name, args: Layer("globalavgpool"), _gap_infer, lambda layer, shape, lit, nc: "nn.AdaptiveAvgPool2d(1)"),
+    LayerType("globalavgpool", lambda name, args: Layer("globalavgpool"), _gap_infer, (), lambda a: ("nn.AdaptiveAvgPool2d", ["1"])),
     ("gap", "global average pooling to 1x1", ()),
     ("globalavgpool", "global average pooling to 1x1 (same as gap)", ()),
 )
 register(
-    LayerType("flatten", lambda name, args: Layer("flatten"), lambda layer, shape: Effect((math.prod(shape),), 0, 0), lambda layer, shape, lit, nc: "nn.Flatten()"),
+    LayerType("flatten", lambda name, args: Layer("flatten"), lambda layer, shape: Effect((math.prod(shape),), 0, 0), (), lambda a: ("nn.Flatten", [])),
     ("flatten", "flattens CxHxW to one vector", ()),
 )
 
@@ -354,9 +412,11 @@ def _linear_infer(layer: Layer, shape: tuple[int, ...]) -> Effect:
     return Effect((out,), n * out + (out if layer.arg("bias") else 0), n * out)
 
 
-def _linear_torch(layer: Layer, shape: tuple[int, ...], lit: Literal, num_classes: bool) -> str:
-    out = "num_classes" if num_classes else lit(layer.arg("out_features"))
-    return f"nn.Linear({lit(shape[0])}, {out}{'' if layer.arg('bias') else ', bias=False'})"
+_LINEAR_SLOTS = (Slot("in_features", "channels_in"), Slot("out_features", "int"), Slot("bias", "bool", True))
 
 
-register(LayerType("linear", _linear_resolve, _linear_infer, _linear_torch), ("linear", "fully connected layer", (("features", REQUIRED), ("bias", True))))
+def _linear_render(a: dict[str, Arg]) -> tuple[str, list[str]]:
+    return "nn.Linear", [a["in_features"].text, a["out_features"].text, *_keyword(a, "bias", True)]
+
+
+register(LayerType("linear", _linear_resolve, _linear_infer, _LINEAR_SLOTS, _linear_render), ("linear", "fully connected layer", (("features", REQUIRED), ("bias", True))))
