@@ -587,8 +587,8 @@ def _bit_rows(table: tuple[tuple[bool, ...], ...]) -> list[str]:
     return lines
 
 
-def _call_lines(head: str, items: list[str], tail: str, indent: int, trailing: bool = True) -> list[str]:
-    """``head`` + items + ``tail`` on one line if it fits in ``indent`` + WIDTH, else one
+def _call_lines(head: str, items: list[str], tail: str, indent: int) -> list[str]:
+    """``head`` + items + ``tail`` on one line if it fits in WIDTH at ``indent``, else one
     item per line with a trailing comma (the layout ruff format keeps)."""
     one = head + ", ".join(items) + tail
     if indent + len(one) <= WIDTH or not items:
