@@ -18,7 +18,19 @@ from .errors import Diagnostic, FractalError, Source, Span
 from .expand import DropPath, Network
 
 __version__ = "0.1.0"
-__all__ = ["Diagnostic", "DropPath", "FractalError", "Network", "Source", "Span", "__version__", "build", "load", "load_source", "loads"]
+__all__ = [
+    "Diagnostic",
+    "DropPath",
+    "FractalError",
+    "Network",
+    "Source",
+    "Span",
+    "__version__",
+    "build",
+    "load",
+    "load_source",
+    "loads",
+]
 
 
 def load(path: str | Path, display_name: str | None = None) -> Network:

@@ -131,7 +131,8 @@ def bind_blocks(blocks: tuple[BlockSpec, ...], names: list[str], diags: Collecto
             diags.error_once(
                 extra.span,
                 f"block {b} gives {len(positional)} value{'s' if len(positional) != 1 else ''} by position, "
-                f"but only {len(names)} name{'s' if len(names) != 1 else ''} take{'s' if len(names) == 1 else ''} block values ({listing})",
+                f"but only {len(names)} name{'s' if len(names) != 1 else ''} take{'s' if len(names) == 1 else ''} "
+                f"block values ({listing})",
                 hint=f"positional values fill {listing} in this order; remove the extra value, "
                 "or use it in a key entry (a parameter of an entry that a rule uses takes the block value of its name)",
             )
@@ -142,11 +143,15 @@ def bind_blocks(blocks: tuple[BlockSpec, ...], names: list[str], diags: Collecto
                 continue
             at = nspan or value.span
             if name in values:
-                diags.error_once(at, f"block {b} gives `{name}` twice", hint="give each value once, by position or by name")
+                diags.error_once(
+                    at, f"block {b} gives `{name}` twice", hint="give each value once, by position or by name"
+                )
             elif name not in names:
                 close = difflib.get_close_matches(name, names, n=1)
                 hint = f"did you mean `{close[0]}`?" if close else f"the names that take block values are {listing}"
-                diags.error_once(at, f"block {b} gives `{name}`, but no key entry or rule uses a value of that name", hint=hint)
+                diags.error_once(
+                    at, f"block {b} gives `{name}`, but no key entry or rule uses a value of that name", hint=hint
+                )
             else:
                 values[name] = value
         envs.append(BlockEnv(b, values, spec.span))
@@ -224,7 +229,13 @@ class KeyBinder:
         out = self._value(v, _BLOCK_VALUES)
         if out is None:
             return None
-        return out.value if isinstance(out.value, (int, float)) else repr(out.value) if out.value is SAME else str(out.value)
+        return (
+            out.value
+            if isinstance(out.value, (int, float))
+            else repr(out.value)
+            if out.value is SAME
+            else str(out.value)
+        )
 
     def once(self, span: Span, message: str, hint: str | None = None) -> None:
         self.diags.error_once(span, message, hint)
@@ -246,7 +257,11 @@ class KeyBinder:
         if name == "column":
             if scope.column is None:
                 where = f"`{scope.owner}`" if scope.owner else "this layer"
-                self.once(v.span, f"`column` has no value in {where}: it is outside the columns (a stem, pool or head)", hint="use `column` only in units inside the blocks")
+                self.once(
+                    v.span,
+                    f"`column` has no value in {where}: it is outside the columns (a stem, pool or head)",
+                    hint="use `column` only in units inside the blocks",
+                )
                 return None
             return Value(scope.column, v.span)
         if scope.env is not None and name in scope.env.values:
@@ -256,12 +271,22 @@ class KeyBinder:
 
     def _unknown_name(self, v: Value, scope: _Scope) -> None:
         if scope.owner is None and scope.env is None:
-            self.once(v.span, f"unknown name `{v.value}`; {scope.what} are numbers, `true`, `false`, `same` or `classes`")
+            self.once(
+                v.span, f"unknown name `{v.value}`; {scope.what} are numbers, `true`, `false`, `same` or `classes`"
+            )
         elif scope.owner is None:
-            self.once(v.span, f"unknown name `{v.value}`", hint=f"block {scope.env.block} gives no value named `{v.value}`; add it, e.g. `({v.value}=...)`")
+            self.once(
+                v.span,
+                f"unknown name `{v.value}`",
+                hint=f"block {scope.env.block} gives no value named `{v.value}`; add it, e.g. `({v.value}=...)`",
+            )
         else:
             declared = self.key[scope.owner].params if scope.owner in self.key else ()
-            hint = f"the parameters of `{scope.owner}` are {', '.join(declared)}" if declared else f"declare it, e.g. `{scope.owner}({v.value}) = ...`"
+            hint = (
+                f"the parameters of `{scope.owner}` are {', '.join(declared)}"
+                if declared
+                else f"declare it, e.g. `{scope.owner}({v.value}) = ...`"
+            )
             if scope.env is not None:
                 hint += f"; block {scope.env.block} gives no value named `{v.value}`"
             if v.value.lower() in CONSTANTS:
@@ -312,7 +337,10 @@ class KeyBinder:
         bound = dict(zip(names, pos))
         for k, v in args:
             if k is not None and k not in names:
-                problems.append(f"`{d.name}` has no parameter `{k}`" + (f" (its parameters are {', '.join(names)})" if names else ""))
+                problems.append(
+                    f"`{d.name}` has no parameter `{k}`"
+                    + (f" (its parameters are {', '.join(names)})" if names else "")
+                )
             elif k is not None and k in bound:
                 problems.append(f"parameter `{k}` of `{d.name}` is given twice")
             elif k is not None:
@@ -344,13 +372,19 @@ class KeyBinder:
             )
             return None
         if missing:
-            problems.append(f"`{d.name}` is missing a value for parameter{'s' if len(missing) > 1 else ''} {', '.join(f'`{p}`' for p in missing)}")
+            problems.append(
+                f"`{d.name}` is missing a value for parameter{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(f'`{p}`' for p in missing)}"
+            )
         if not problems:
             return bound
         hint = None
         if shadowed is not None:
             sig = f"{d.name}({', '.join(shadowed.params)})" if shadowed.params else d.name
-            hint = f"`{d.name}` here is the key entry `{sig}` (line {shadowed.span.line}), which shadows the built-in `{d.name}`"
+            hint = (
+                f"`{d.name}` here is the key entry `{sig}` (line {shadowed.span.line}), which shadows the "
+                f"built-in `{d.name}`"
+            )
         self.once(span, "; ".join(problems), hint)
         return None
 
@@ -373,7 +407,9 @@ class KeyBinder:
                 out.extend(self._resolve_builtin(call, scope))
             elif self.is_entry(call.name):
                 if depth > MAX_KEY_NESTING:
-                    self.once(call.span, f"key definitions nest too deeply at `{call.name}` (do they refer to each other?)")
+                    self.once(
+                        call.span, f"key definitions nest too deeply at `{call.name}` (do they refer to each other?)"
+                    )
                     continue
                 self.used.add(call.name)
                 inner = self.key[call.name]
@@ -384,11 +420,15 @@ class KeyBinder:
                 caller = _Scope(scope.owner or call.name, {}, scope.env, scope.column)
                 sub = self._match(call.span, inner, args, caller, shadowed)
                 if sub is not None:
-                    out.extend(self._resolve_chain(inner.chain, _Scope(call.name, sub, scope.env, scope.column), depth + 1))
+                    out.extend(
+                        self._resolve_chain(inner.chain, _Scope(call.name, sub, scope.env, scope.column), depth + 1)
+                    )
             else:
                 close = self.suggest(call.name)
                 where = f" in the definition of `{scope.owner}`" if scope.owner else ""
-                self.once(call.span, f"unknown layer `{call.name}`{where}", f"did you mean `{close}`?" if close else None)
+                self.once(
+                    call.span, f"unknown layer `{call.name}`{where}", f"did you mean `{close}`?" if close else None
+                )
         result = tuple(out)
         self._cache[memo] = result
         return result
@@ -402,7 +442,10 @@ class KeyBinder:
         given: dict[str, Value] = {}
         pos = [v for k, v in args if k is None]
         if len(pos) > len(names):
-            self.once(call.span, f"`{call.name}` takes at most {len(names)} arguments ({', '.join(names) or 'none'}), got {len(pos)}")
+            self.once(
+                call.span,
+                f"`{call.name}` takes at most {len(names)} arguments ({', '.join(names) or 'none'}), got {len(pos)}",
+            )
             return []
         given.update(zip(names, pos))
         for k, v in args:
@@ -411,7 +454,12 @@ class KeyBinder:
             if k not in names:
                 lowered = {n.lower(): n for n in names}
                 hint = f"did you mean `{lowered[k.lower()]}`?" if k.lower() in lowered else None
-                self.once(call.span, f"`{call.name}` has no argument `{k}`" + (f"; its arguments are {', '.join(names)}" if names else ""), hint)
+                self.once(
+                    call.span,
+                    f"`{call.name}` has no argument `{k}`"
+                    + (f"; its arguments are {', '.join(names)}" if names else ""),
+                    hint,
+                )
                 return []
             if k in given:
                 self.once(call.span, f"argument `{k}` of `{call.name}` is given twice")
@@ -422,7 +470,11 @@ class KeyBinder:
             if p in given:
                 values[p] = given[p].value
             elif default is REQUIRED:
-                self.once(call.span, f"`{call.name}` needs a value for `{p}`", f"e.g. `{call.name}({p if p != 'channels' else 64})`" if p != "p" else "e.g. `dropout(0.1)`")
+                self.once(
+                    call.span,
+                    f"`{call.name}` needs a value for `{p}`",
+                    f"e.g. `{call.name}({p if p != 'channels' else 64})`" if p != "p" else "e.g. `dropout(0.1)`",
+                )
                 return []
             else:
                 values[p] = default

@@ -44,12 +44,21 @@ class Size:
     width: int = 1
 
     def __add__(self, other: Size) -> Size:  # composition
-        return Size(self.units + other.units, self.joins + other.joins, self.layers + other.layers,
-                    max(self.width, other.width))
+        return Size(
+            self.units + other.units, self.joins + other.joins, self.layers + other.layers, max(self.width, other.width)
+        )
 
 
-def check(program: Program, fname: str, base: dict[int, Rule], rec: Rule | None, columns: int, nblocks: int,
-          key: dict[str, KeyDef], diags: Collector) -> None:
+def check(
+    program: Program,
+    fname: str,
+    base: dict[int, Rule],
+    rec: Rule | None,
+    columns: int,
+    nblocks: int,
+    key: dict[str, KeyDef],
+    diags: Collector,
+) -> None:
     """Report indices no rule defines, and refuse an expansion above the limits (with its estimate)."""
     needed = _needed(fname, base, rec, columns, diags)
     if diags.diagnostics:
@@ -59,8 +68,11 @@ def check(program: Program, fname: str, base: dict[int, Rule], rec: Rule | None,
     for n in sorted(needed):
         rule, v = rule_for(n, base, rec)
         if rule is None:
-            diags.error(program.columns[1], f"no rule defines `{fname}[{n}]`",
-                        hint=f"add a base case `{fname}[{n}] = ...` or a recursive rule `{fname}[C+1] = ...`")
+            diags.error(
+                program.columns[1],
+                f"no rule defines `{fname}[{n}]`",
+                hint=f"add a base case `{fname}[{n}] = ...` or a recursive rule `{fname}[C+1] = ...`",
+            )
             sizes[n] = Size()
             continue
         sizes[n] = _size(rule.expr, v, sizes, units)
@@ -109,8 +121,11 @@ def _needed(fname, base, rec, columns: int, diags: Collector) -> set[int]:
             m = _ref_index(ref, v)
             if m < 1:
                 if not any(d.message.startswith(f"expanding `{fname}[{n}]` needs") for d in diags.diagnostics):
-                    diags.error(ref.span, f"expanding `{fname}[{n}]` needs `{fname}[{m}]`, but indices start at 1",
-                                hint=_below_base_hint(fname, ref, rule, rec, base))
+                    diags.error(
+                        ref.span,
+                        f"expanding `{fname}[{n}]` needs `{fname}[{m}]`, but indices start at 1",
+                        hint=_below_base_hint(fname, ref, rule, rec, base),
+                    )
             elif m not in seen:
                 todo.append(m)
     return seen
@@ -145,8 +160,12 @@ def _size(expr: Seq, v: int, sizes: dict[int, Size], units: _UnitLayers) -> Size
             part = sizes[_ref_index(t, v)]
         elif isinstance(t, Join):
             branches = [_size(b, v, sizes, units) for b in t.branches]
-            part = Size(sum(b.units for b in branches), 1 + sum(b.joins for b in branches),
-                        sum(b.layers for b in branches), sum(b.width for b in branches))
+            part = Size(
+                sum(b.units for b in branches),
+                1 + sum(b.joins for b in branches),
+                sum(b.layers for b in branches),
+                sum(b.width for b in branches),
+            )
         else:
             part = _size(t, v, sizes, units)
         total = total + part
@@ -182,22 +201,34 @@ class _UnitLayers:
         return self.of_entry(name, 0) if name in self.key else 0
 
 
-def _refuse(program: Program, fname: str, columns: int, nblocks: int, block: Size, units: _UnitLayers,
-            diags: Collector) -> None:
+def _refuse(
+    program: Program, fname: str, columns: int, nblocks: int, block: Size, units: _UnitLayers, diags: Collector
+) -> None:
     at = program.columns[1]
     blocks = f"{nblocks} block{'s' if nblocks != 1 else ''}"
     if block.width > MAX_COLUMNS:
-        diags.error(at, f"`{fname}[{columns}]` makes {block.width:,} columns (the rules' joins add up their "
-                        f"branches' columns); the limit is {MAX_COLUMNS}",
-                    hint="use fewer columns or joins with fewer branches; FractalNet uses 3 or 4 columns")
+        diags.error(
+            at,
+            f"`{fname}[{columns}]` makes {block.width:,} columns (the rules' joins add up their "
+            f"branches' columns); the limit is {MAX_COLUMNS}",
+            hint="use fewer columns or joins with fewer branches; FractalNet uses 3 or 4 columns",
+        )
     total = block.units * nblocks
     if total > MAX_UNITS:
-        diags.error(at, f"columns {columns} would make {total:,} layers ({block.units:,} per block, {blocks}); "
-                        f"the limit is {MAX_UNITS:,}", hint="use fewer columns; FractalNet uses 3 or 4")
+        diags.error(
+            at,
+            f"columns {columns} would make {total:,} layers ({block.units:,} per block, {blocks}); "
+            f"the limit is {MAX_UNITS:,}",
+            hint="use fewer columns; FractalNet uses 3 or 4",
+        )
         return
     layers = (block.layers + units.special("pool")) * nblocks + units.special("stem") + units.special("head")
     if layers > MAX_LAYERS:
-        diags.error(at, f"`{fname}[{columns}]` would make {layers:,} PyTorch layers ({block.units:,} layer units "
-                        f"per block, {blocks}, with the key entries inside them expanded); the limit is "
-                        f"{MAX_LAYERS:,}", hint="key entries that call each other several times multiply; "
-                                                "use fewer calls, fewer columns or fewer blocks")
+        diags.error(
+            at,
+            f"`{fname}[{columns}]` would make {layers:,} PyTorch layers ({block.units:,} layer units "
+            f"per block, {blocks}, with the key entries inside them expanded); the limit is "
+            f"{MAX_LAYERS:,}",
+            hint="key entries that call each other several times multiply; "
+            "use fewer calls, fewer columns or fewer blocks",
+        )

@@ -58,8 +58,9 @@ class _Main(click.Group):
 
 
 FILE = click.Path(exists=True, dir_okay=False, readable=True)
-_force_option = click.option("--force", is_flag=True,
-                             help="Overwrite an existing output file that fractal-dsl did not write.")
+_force_option = click.option(
+    "--force", is_flag=True, help="Overwrite an existing output file that fractal-dsl did not write."
+)
 FILE_OR_STDIN = click.Path(exists=True, dir_okay=False, readable=True, allow_dash=True)
 STDIN_NAME = "<stdin>"
 
@@ -189,7 +190,9 @@ def lsp() -> None:
     try:
         from .lsp import serve
     except ImportError as exc:
-        click.echo(f"error: the language server needs pygls and lsprotocol: pip install 'fractal-dsl[lsp]' ({exc})", err=True)
+        click.echo(
+            f"error: the language server needs pygls and lsprotocol: pip install 'fractal-dsl[lsp]' ({exc})", err=True
+        )
         sys.exit(1)
     serve()
 
@@ -218,7 +221,12 @@ def inspect(file: str, as_json: bool) -> None:
     type=click.Path(dir_okay=False, writable=True),
     help="Where to write the diagram.",
 )
-@click.option("--format", "fmt", default=None, help="svg, png, pdf, dot or html (the interactive view; default: from the output's suffix).")
+@click.option(
+    "--format",
+    "fmt",
+    default=None,
+    help="svg, png, pdf, dot or html (the interactive view; default: from the output's suffix).",
+)
 @click.option("--block", type=int, default=None, help="Draw only block N (1-based).")
 @click.option(
     "--collapse/--expand", default=None, help="One box per block, or every layer (default: collapse large networks)."
@@ -279,45 +287,85 @@ def compile_(file: str, out: str | None, force: bool) -> None:
 
 
 _allow_other_option = click.option(
-    "--allow-other-network", is_flag=True,
-    help="Load a checkpoint written for another network (its tensors must still fit), on purpose.")
+    "--allow-other-network",
+    is_flag=True,
+    help="Load a checkpoint written for another network (its tensors must still fit), on purpose.",
+)
 
 # train and eval alike; 1000 is TrainConfig.recalibrate_bn (train.config cannot be imported
 # here without torch, as the train package imports its loop)
 _recalibrate_bn_option = click.option(
-    "--recalibrate-bn", default=1000, show_default=True, type=click.IntRange(min=0), metavar="N",
+    "--recalibrate-bn",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=0),
+    metavar="N",
     help="Evaluate the network and each column with BatchNorm statistics re-estimated for that path "
-         "on N training images (0: the stored statistics).")
+    "on N training images (0: the stored statistics).",
+)
 
 
 @main.command()
 @click.argument("file", type=FILE)
-@click.option("--out", "out", default="runs/latest", show_default=True, type=click.Path(file_okay=False),
-              help="Folder for model.py, checkpoint.pt, metrics.jsonl, summary.json, curves.png.")
-@click.option("--data", default="digits", show_default=True,
-              help="digits (built in, offline), cifar10, cifar100, svhn (need torchvision) or an image folder.")
+@click.option(
+    "--out",
+    "out",
+    default="runs/latest",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for model.py, checkpoint.pt, metrics.jsonl, summary.json, curves.png.",
+)
+@click.option(
+    "--data",
+    default="digits",
+    show_default=True,
+    help="digits (built in, offline), cifar10, cifar100, svhn (need torchvision) or an image folder.",
+)
 @click.option("--cache-dir", default=None, type=click.Path(file_okay=False), help="Where datasets download to.")
 @click.option("--augment", is_flag=True, help="The paper's '+' augmentation: mirror and up to 4 px translation.")
 @click.option("--epochs", default=20, show_default=True, type=click.IntRange(min=1))
-@click.option("--batch-size", default=100, show_default=True, type=click.IntRange(min=1),
-              help="Global batch, split over torchrun processes.")
-@click.option("--lr", default=0.02, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Divided by 10 each time the remaining epochs halve.")
+@click.option(
+    "--batch-size",
+    default=100,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Global batch, split over torchrun processes.",
+)
+@click.option(
+    "--lr",
+    default=0.02,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Divided by 10 each time the remaining epochs halve.",
+)
 @click.option("--weight-decay", default=0.0, show_default=True, type=click.FloatRange(min=0))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @click.option("--amp", is_flag=True, help="Mixed precision (float16 autocast; CUDA only).")
 @click.option("--drop-path/--no-drop-path", "drop_path", default=None, help="Override the file's drop-path switch.")
 @click.option("--drop-path-local", type=click.FloatRange(0, 1), default=None, help="Override the local drop rate.")
-@click.option("--drop-path-global", type=click.FloatRange(0, 1), default=None,
-              help="Override the share of globally sampled batches.")
+@click.option(
+    "--drop-path-global",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Override the share of globally sampled batches.",
+)
 @click.option("--drop-path-per", type=click.Choice(["batch", "sample"]), default=None)
 @click.option("--no-regularization", is_flag=True, help="Turn drop-path and dropout off.")
-@click.option("--init", type=click.Choice(INIT_SCHEMES), default=None,
-              help="Override the file's weight initialisation (default xavier, as in the paper).")
+@click.option(
+    "--init",
+    type=click.Choice(INIT_SCHEMES),
+    default=None,
+    help="Override the file's weight initialisation (default xavier, as in the paper).",
+)
 @_recalibrate_bn_option
-@click.option("--subset", type=click.IntRange(min=1), default=None, metavar="N",
-              help="Train and test on the first N images of each split: a quick check that the network trains.")
+@click.option(
+    "--subset",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Train and test on the first N images of each split: a quick check that the network trains.",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last finished epoch.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars: one line per epoch, for logs.")
 @click.option("--force", is_flag=True, help="Write into an --out folder that holds files fractal-dsl did not write.")
@@ -326,7 +374,9 @@ def train(file: str, out: str, no_regularization: bool, **options) -> None:
     """Compile FILE and train it; under torchrun, data-parallel over all processes."""
     net = _load(file)
     if no_regularization:
-        given = [k for k in ("drop_path", "drop_path_local", "drop_path_global", "drop_path_per") if options[k] is not None]
+        given = [
+            k for k in ("drop_path", "drop_path_local", "drop_path_global", "drop_path_per") if options[k] is not None
+        ]
         if given:
             raise click.UsageError(f"--no-regularization turns drop-path off; drop --{given[0].replace('_', '-')}")
         options.update(drop_path=False, dropout=False)
@@ -338,32 +388,61 @@ def train(file: str, out: str, no_regularization: bool, **options) -> None:
 
 @main.command("eval")
 @click.argument("file", type=FILE)
-@click.option("--checkpoint", "ckpt", required=True, type=click.Path(dir_okay=False), help="A checkpoint.pt from train.")
-@click.option("--column", type=click.IntRange(min=1), default=None, help="Only column K (default: whole network and each column).")
+@click.option(
+    "--checkpoint", "ckpt", required=True, type=click.Path(dir_okay=False), help="A checkpoint.pt from train."
+)
+@click.option(
+    "--column", type=click.IntRange(min=1), default=None, help="Only column K (default: whole network and each column)."
+)
 @click.option("--data", default=None, help="Test data (default: what the checkpoint was trained on).")
 @click.option("--cache-dir", default=None, type=click.Path(file_okay=False))
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @_recalibrate_bn_option
 @_allow_other_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def evaluate(file: str, ckpt: str, column: int | None, data: str | None, cache_dir: str | None, device: str,
-             recalibrate_bn: int, allow_other_network: bool, as_json: bool) -> None:
+def evaluate(
+    file: str,
+    ckpt: str,
+    column: int | None,
+    data: str | None,
+    cache_dir: str | None,
+    device: str,
+    recalibrate_bn: int,
+    allow_other_network: bool,
+    as_json: bool,
+) -> None:
     """Test accuracy and speed (samples/s) of FILE's network with a checkpoint's weights, per column."""
     net = _load(file)
     from .train import evaluate_checkpoint
 
-    result = evaluate_checkpoint(net, ckpt, column, data, cache_dir, device, recalibrate_bn,
-                                 allow_other_network, warn=lambda line: click.echo(line, err=True))
+    result = evaluate_checkpoint(
+        net,
+        ckpt,
+        column,
+        data,
+        cache_dir,
+        device,
+        recalibrate_bn,
+        allow_other_network,
+        warn=lambda line: click.echo(line, err=True),
+    )
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    bn = (f", BatchNorm re-estimated per path on {result['recalibrate_bn']} training images" if result["recalibrate_bn"]
-          else ", BatchNorm statistics as stored")
-    click.echo(f"{result['network']} after epoch {result['epoch']}: {result['data']} test set "
-               f"({result['test_samples']} samples) on {result['device']}{bn}")
+    bn = (
+        f", BatchNorm re-estimated per path on {result['recalibrate_bn']} training images"
+        if result["recalibrate_bn"]
+        else ", BatchNorm statistics as stored"
+    )
+    click.echo(
+        f"{result['network']} after epoch {result['epoch']}: {result['data']} test set "
+        f"({result['test_samples']} samples) on {result['device']}{bn}"
+    )
     for row in result["rows"]:
         what = "whole network" if row["column"] is None else f"column {row['column']}"
-        click.echo(f"  {what:<14} accuracy {100 * row['accuracy']:6.2f}%  {row['samples_per_second']:>10,.0f} samples/s")
+        click.echo(
+            f"  {what:<14} accuracy {100 * row['accuracy']:6.2f}%  {row['samples_per_second']:>10,.0f} samples/s"
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -170,7 +170,11 @@ def expand(program: Program) -> Network:
         _assign_cols(tree, tuple(range(tree.width)))
         builder.build(tree, envs, input_shape, _column_order(tree))
     except RecursionError:  # the walks recurse once per rule level and bracket
-        diags.error(program.columns[1], f"expanding `{fname}[{columns}]` nests too deeply", hint="use fewer columns or fewer brackets in the rules")
+        diags.error(
+            program.columns[1],
+            f"expanding `{fname}[{columns}]` nests too deeply",
+            hint="use fewer columns or fewer brackets in the rules",
+        )
         diags.raise_if_any()
     _check_usage(program, key, binder.used, diags)
     diags.diagnostics.extend(block_problems.diagnostics)
@@ -216,7 +220,9 @@ def _require(program: Program, diags: Collector):
     if not program.rules:
         missing.append("expansion rules such as `f[1] = conv`")
     if not any(d.name == "head" for d in program.key):
-        diags.error(program.name_span, "the key has no `head`", hint="add e.g. `head = flatten . linear(classes)` to the key")
+        diags.error(
+            program.name_span, "the key has no `head`", hint="add e.g. `head = flatten . linear(classes)` to the key"
+        )
     if missing:
         diags.error(program.name_span, f"network `{program.name}` is missing " + ", ".join(missing))
         return None
@@ -226,7 +232,13 @@ def _require(program: Program, diags: Collector):
     elif any(d < 1 for d in shape):
         diags.error(sspan, "input dimensions must be at least 1")
     elif shape[0] * shape[1] * shape[2] > 1 << 28:
-        diags.error(sspan, f"input {'x'.join(map(str, shape))} has {shape[0] * shape[1] * shape[2]:,} values per sample; the limit is {1 << 28:,}")
+        diags.error(
+            sspan,
+            (
+                f"input {'x'.join(map(str, shape))} has {shape[0] * shape[1] * shape[2]:,} values per sample; the "
+                f"limit is {1 << 28:,}"
+            ),
+        )
     classes, cspan = program.classes
     if not 1 <= classes <= 1_000_000:
         diags.error(cspan, f"classes must be between 1 and 1,000,000, got {classes}")
@@ -234,7 +246,9 @@ def _require(program: Program, diags: Collector):
     if columns < 1:
         diags.error(colspan, "columns must be at least 1")
     elif columns > MAX_COLUMNS:
-        diags.error(colspan, f"columns {columns} is far too many (at most {MAX_COLUMNS})", hint="FractalNet uses 3 or 4 columns")
+        diags.error(
+            colspan, f"columns {columns} is far too many (at most {MAX_COLUMNS})", hint="FractalNet uses 3 or 4 columns"
+        )
     blocks, bspan = program.blocks
     if len(blocks) > 64:
         diags.error(bspan, f"{len(blocks)} blocks is too many (at most 64)")
@@ -245,10 +259,16 @@ def _key_table(program: Program, diags: Collector) -> dict[str, KeyDef]:
     table: dict[str, KeyDef] = {}
     for d in program.key:
         if d.name in table:
-            diags.error(d.name_span, f"`{d.name}` is defined twice in the key (first at line {table[d.name].span.line})")
+            diags.error(
+                d.name_span, f"`{d.name}` is defined twice in the key (first at line {table[d.name].span.line})"
+            )
             continue
         if d.name in CONSTANTS or d.name in JOIN_MODES or d.name == "classes":
-            diags.error(d.name_span, f"`{d.name}` is a reserved word and cannot name a key entry", hint=f"choose another name, e.g. `my{d.name}`")
+            diags.error(
+                d.name_span,
+                f"`{d.name}` is a reserved word and cannot name a key entry",
+                hint=f"choose another name, e.g. `my{d.name}`",
+            )
             continue
         if d.name in ("join", "head", "stem") and d.params:
             diags.error(d.name_span, f"`{d.name}` takes no parameters")
@@ -258,7 +278,9 @@ def _key_table(program: Program, diags: Collector) -> dict[str, KeyDef]:
                 diags.error(d.name_span, f"parameter `{p}` of `{d.name}` is listed twice")
             seen.add(p)
             if p in RESERVED_VALUES:
-                diags.error(d.name_span, f"`{p}` cannot be a parameter name", hint=f"`{p}` has a fixed meaning in values")
+                diags.error(
+                    d.name_span, f"`{p}` cannot be a parameter name", hint=f"`{p}` has a fixed meaning in values"
+                )
         table[d.name] = d
     return table
 
@@ -268,7 +290,11 @@ def _join_mode(key: dict[str, KeyDef], diags: Collector) -> tuple[str, bool]:
     if d is None:
         return "mean", True
     if len(d.chain) != 1 or d.chain[0].name not in JOIN_MODES:
-        diags.error(d.span, "`join` must be one of " + ", ".join(JOIN_MODES), hint="e.g. `join = mean`, or `join = mean(flat=false)` for nested joins")
+        diags.error(
+            d.span,
+            "`join` must be one of " + ", ".join(JOIN_MODES),
+            hint="e.g. `join = mean`, or `join = mean(flat=false)` for nested joins",
+        )
         return "mean", True
     call = d.chain[0]
     flat = True
@@ -290,17 +316,30 @@ def _rule_table(program: Program, diags: Collector):
     rec: Rule | None = None
     for r in program.rules:
         if r.name != fname:
-            diags.error(r.span, f"all rules must define `{fname}`, this one defines `{r.name}`", hint="fractal-dsl expands one fractal function per network")
+            diags.error(
+                r.span,
+                f"all rules must define `{fname}`, this one defines `{r.name}`",
+                hint="fractal-dsl expands one fractal function per network",
+            )
             continue
         if r.index.var is None:
             if r.index.offset < 1:
                 diags.error(r.index.span, "fractal indices start at 1")
             elif r.index.offset in base:
-                diags.error(r.span, f"`{fname}[{r.index.offset}]` is defined twice (first at line {base[r.index.offset].span.line})")
+                diags.error(
+                    r.span,
+                    f"`{fname}[{r.index.offset}]` is defined twice (first at line {base[r.index.offset].span.line})",
+                )
             else:
                 base[r.index.offset] = r
         elif rec is not None:
-            diags.error(r.span, f"`{fname}` already has a recursive rule (line {rec.span.line}); give one recursive rule and any number of base cases")
+            diags.error(
+                r.span,
+                (
+                    f"`{fname}` already has a recursive rule (line {rec.span.line}); give one recursive rule and any "
+                    "number of base cases"
+                ),
+            )
         else:
             rec = r
     if rec is None and not base:
@@ -311,17 +350,43 @@ def _rule_table(program: Program, diags: Collector):
                 diags.error(ref.span, f"unknown fractal `{ref.name}[...]`; this network defines `{fname}`")
             elif r.index.var is None:
                 if ref.index.var is not None:
-                    diags.error(ref.index.span, f"a base case such as `{fname}[{r.index.offset}]` uses fixed indices, not `{ref.index.var}`")
+                    diags.error(
+                        ref.index.span,
+                        f"a base case such as `{fname}[{r.index.offset}]` uses fixed indices, not `{ref.index.var}`",
+                    )
                 elif ref.index.offset >= r.index.offset:
-                    diags.error(ref.span, f"`{fname}[{r.index.offset}]` refers to `{fname}[{ref.index.offset}]`, so its expansion never ends", hint="a rule may only use smaller indices")
+                    diags.error(
+                        ref.span,
+                        (
+                            f"`{fname}[{r.index.offset}]` refers to `{fname}[{ref.index.offset}]`, so its expansion "
+                            "never ends"
+                        ),
+                        hint="a rule may only use smaller indices",
+                    )
             elif ref.index.var is None:
                 if ref.index.offset not in base:
-                    diags.error(ref.span, f"`{fname}[{ref.index.offset}]` is not a base case; a recursive rule may only use fixed indices that a base case defines", hint=f"write `{fname}[{r.index.var}]`, or add a base case `{fname}[{ref.index.offset}] = ...`")
+                    diags.error(
+                        ref.span,
+                        (
+                            f"`{fname}[{ref.index.offset}]` is not a base case; a recursive rule may only use fixed "
+                            "indices that a base case defines"
+                        ),
+                        hint=f"write `{fname}[{r.index.var}]`, or add a base case `{fname}[{ref.index.offset}] = ...`",
+                    )
             elif ref.index.var != r.index.var:
-                diags.error(ref.index.span, f"unknown index variable `{ref.index.var}`; this rule's variable is `{r.index.var}`")
+                diags.error(
+                    ref.index.span, f"unknown index variable `{ref.index.var}`; this rule's variable is `{r.index.var}`"
+                )
             elif ref.index.var is not None and ref.index.offset >= r.index.offset:
                 smaller = index_text(fname, type(r.index)(r.index.var, r.index.offset - 1, r.index.span))
-                diags.error(ref.span, f"`{index_text(fname, r.index)}` refers to `{index_text(fname, ref.index)}`, so its expansion never ends", hint=f"a rule may use only smaller indices than its left side, e.g. `{smaller}`")
+                diags.error(
+                    ref.span,
+                    (
+                        f"`{index_text(fname, r.index)}` refers to `{index_text(fname, ref.index)}`, so its expansion "
+                        "never ends"
+                    ),
+                    hint=f"a rule may use only smaller indices than its left side, e.g. `{smaller}`",
+                )
     return fname, base, rec
 
 
@@ -361,7 +426,13 @@ def _widths(node, diags: Collector) -> int:
     wide = {w for w in widths if w != 1}
     if len(wide) > 1:
         a, b = sorted(wide)[:2]
-        diags.error(node.ast.span, f"cannot compose parts with {a} and {b} columns: composed parts must have the same number of columns, or one (which all columns then share)")
+        diags.error(
+            node.ast.span,
+            (
+                f"cannot compose parts with {a} and {b} columns: composed parts must have the same number of columns, "
+                "or one (which all columns then share)"
+            ),
+        )
     node.width = max(widths)
     return node.width
 
@@ -416,8 +487,12 @@ class _Builder:
     def build(self, tree: _Seq, envs: list[BlockEnv], input_shape, order: dict[int, int]) -> None:
         self.order = order
         all_cols = tuple(range(tree.width))
-        whole = Span(self.program.span.line, self.program.span.column, self.program.span.line, self.program.span.column + 7)
-        prev = self._node(kind="input", op="input", block=None, cols=all_cols, layers=(), args={}, span=self.program.input_shape[1])
+        whole = Span(
+            self.program.span.line, self.program.span.column, self.program.span.line, self.program.span.column + 7
+        )
+        prev = self._node(
+            kind="input", op="input", block=None, cols=all_cols, layers=(), args={}, span=self.program.input_shape[1]
+        )
         if "stem" in self.key:
             prev = self._unit_node("stem", None, prev, cols=all_cols, kind="stem")
         for env in envs:
@@ -451,7 +526,9 @@ class _Builder:
         if not isinstance(out, _Open):
             return out
         cols = tuple(sorted(c for _, cs in out.entries for c in cs))
-        j = self._node(kind="join", op=self.join_mode, block=env.block, cols=cols, layers=(), args={}, span=out.ast.span)
+        j = self._node(
+            kind="join", op=self.join_mode, block=env.block, cols=cols, layers=(), args={}, span=out.ast.span
+        )
         for i, (src, cs) in enumerate(out.entries):
             self._edge(src, j, index=i, columns=cs)
         return j
@@ -465,24 +542,44 @@ class _Builder:
             layers = self.binder.builtin(call, env, self._column(leaf.cols))
         elif call.name in SPECIAL_KEYS:
             msg = f"`{call.name}` is part of the macro-structure and cannot be used inside a rule"
-            self.binder.once(call.span, msg, "join is written `join(a, b)`; pool, stem and head are placed between blocks automatically")
+            self.binder.once(
+                call.span,
+                msg,
+                "join is written `join(a, b)`; pool, stem and head are placed between blocks automatically",
+            )
         elif self.program.rules and call.name == self.program.rules[0].name:
-            self.binder.once(call.span, f"`{call.name}` is the fractal being defined, not a layer", f"fractal indices use square brackets, e.g. `{call.name}[C]`")
+            self.binder.once(
+                call.span,
+                f"`{call.name}` is the fractal being defined, not a layer",
+                f"fractal indices use square brackets, e.g. `{call.name}[C]`",
+            )
         else:
             close = self.binder.suggest(call.name)
-            self.binder.once(call.span, f"unknown layer `{call.name}`", f"did you mean `{close}`?" if close else "define it in the key, e.g. `conv(c) = conv3x3(c) . batchnorm . relu`")
-        n = self._node(kind="layer", op=call.name, block=env.block, cols=leaf.cols, layers=layers, args={}, span=call.span)
+            self.binder.once(
+                call.span,
+                f"unknown layer `{call.name}`",
+                f"did you mean `{close}`?"
+                if close
+                else "define it in the key, e.g. `conv(c) = conv3x3(c) . batchnorm . relu`",
+            )
+        n = self._node(
+            kind="layer", op=call.name, block=env.block, cols=leaf.cols, layers=layers, args={}, span=call.span
+        )
         self._edge(inp, n)
         return n
 
-    def _unit_node(self, name: str, env: BlockEnv | None, inp: int, *, cols, kind: str, call: Call | None = None) -> int:
+    def _unit_node(
+        self, name: str, env: BlockEnv | None, inp: int, *, cols, kind: str, call: Call | None = None
+    ) -> int:
         d = self.key[name]
         column = self._column(cols) if kind == "layer" else None
         bound = self.binder.entry(name, env, call, column)
         span = call.span if call is not None else d.span
         args = {p: repr(v.value) if v.value is SAME else v.value for p, v in (bound.args or {}).items()}
         block = env.block if env is not None else None
-        n = self._node(kind=kind, op=name, block=block, cols=cols, layers=bound.layers, args=args, span=span, key_span=d.span)
+        n = self._node(
+            kind=kind, op=name, block=block, cols=cols, layers=bound.layers, args=args, span=span, key_span=d.span
+        )
         self._edge(inp, n)
         return n
 
@@ -580,8 +677,16 @@ def _check_usage(program: Program, key: dict[str, KeyDef], used: set[str], diags
         if name in SPECIAL_KEYS:
             continue
         if name not in used:
-            diags.error(d.name_span, f"`{name}` is defined in the key but no rule uses it", hint="use it in a rule, or remove it")
+            diags.error(
+                d.name_span,
+                f"`{name}` is defined in the key but no rule uses it",
+                hint="use it in a rule, or remove it",
+            )
         names_in_body = {n.value for c in d.chain for a in c.args for n in a.value.names()}
         for p in d.params:
             if p not in names_in_body and not p.startswith("_"):
-                diags.error(d.name_span, f"parameter `{p}` of `{name}` is never used", hint=f"use it in the definition, or rename it `_{p}` to ignore a block value")
+                diags.error(
+                    d.name_span,
+                    f"parameter `{p}` of `{name}` is never used",
+                    hint=f"use it in the definition, or rename it `_{p}` to ignore a block value",
+                )

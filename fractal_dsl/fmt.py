@@ -42,7 +42,16 @@ INDENT = "  "
 CONTINUATION = "    "  # a statement that a comment breaks continues this much further in
 COMMENT_GAP = 3  # spaces between the longest code line of a group and its trailing comments
 
-_STATEMENTS = {"input_stmt", "classes_stmt", "key_block", "rule", "columns_stmt", "blocks_stmt", "droppath_stmt", "init_stmt"}
+_STATEMENTS = {
+    "input_stmt",
+    "classes_stmt",
+    "key_block",
+    "rule",
+    "columns_stmt",
+    "blocks_stmt",
+    "droppath_stmt",
+    "init_stmt",
+}
 _ARITH = {"add", "sub", "mul", "div"}  # binary operators in values, written with spaces
 _COMMENT = re.compile(r"#[^\n]*")
 _BLANK_LINE = re.compile(r"\n[ \t\r\f\v]*\n")
@@ -133,7 +142,10 @@ def format_source(source: Source) -> str:
     tree = _parser().parse(text)
     toks: list[_Tok] = []
     _flatten(tree, 0, toks)  # `network` and its braces at level 0, statements 1, key entries 2
-    comments = [_Comment(m.start(), m.end(), text.count("\n", 0, m.start()) + 1, m.group().rstrip()) for m in _COMMENT.finditer(text)]
+    comments = [
+        _Comment(m.start(), m.end(), text.count("\n", 0, m.start()) + 1, m.group().rstrip())
+        for m in _COMMENT.finditer(text)
+    ]
     out = _Out()
     ci = 0
     cur: _Line | None = None
@@ -239,10 +251,19 @@ def _verify(source: Source, result: str, origins: list[int], toks: list[_Tok], c
             # language allows: refuse rather than write a file that does not parse
             at = origins[n - 1]
             line = source.line_text(at) or ""
-            raise FractalError(source, [Diagnostic(
-                Span(at, len(line) - len(line.lstrip()) + 1, at, len(line.rstrip()) + 1),
-                f"cannot format this file: this statement would become one line of {len(text):,} characters (the limit is {MAX_LINE_CHARS:,})",
-                hint="end a line inside the statement with a comment: fmt keeps the line break after a comment")])
+            raise FractalError(
+                source,
+                [
+                    Diagnostic(
+                        Span(at, len(line) - len(line.lstrip()) + 1, at, len(line.rstrip()) + 1),
+                        (
+                            f"cannot format this file: this statement would become one line of {len(text):,} "
+                            f"characters (the limit is {MAX_LINE_CHARS:,})"
+                        ),
+                        hint="end a line inside the statement with a comment: fmt keeps the line break after a comment",
+                    )
+                ],
+            )
     parse(Source(source.name, result))
     again = _parser().parse(result)
     same_tokens = [t.value for t in again.scan_values(lambda v: isinstance(v, Token))] == [t.token.value for t in toks]

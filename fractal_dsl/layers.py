@@ -233,22 +233,28 @@ def _conv_resolve(name: str, args: dict) -> Layer:
     if padding is None or padding is SAME:
         if kernel % 2 == 0:
             raise LayerError(
-                f"`same` padding keeps the size only with an odd kernel; a {kernel}x{kernel} kernel would grow it by {dilation}",
+                (
+                    f"`same` padding keeps the size only with an odd kernel; a {kernel}x{kernel} kernel would grow it "
+                    f"by {dilation}"
+                ),
                 "kernel" if name == "conv" else None,
                 hint="use an odd kernel, or give the padding, e.g. `padding=1`",
             )
         padding = dilation * (kernel // 2)
     else:
         padding = _int(args, "padding", 0)
-    return Layer("conv2d", (
-        ("out_channels", _int(args, "channels", 1)),
-        ("kernel", kernel),
-        ("stride", _int(args, "stride", 1)),
-        ("padding", padding),
-        ("dilation", dilation),
-        ("groups", _int(args, "groups", 1)),
-        ("bias", _bool(args, "bias")),
-    ))
+    return Layer(
+        "conv2d",
+        (
+            ("out_channels", _int(args, "channels", 1)),
+            ("kernel", kernel),
+            ("stride", _int(args, "stride", 1)),
+            ("padding", padding),
+            ("dilation", dilation),
+            ("groups", _int(args, "groups", 1)),
+            ("bias", _bool(args, "bias")),
+        ),
+    )
 
 
 def _conv_infer(layer: Layer, shape: tuple[int, ...]) -> Effect:
@@ -259,7 +265,10 @@ def _conv_infer(layer: Layer, shape: tuple[int, ...]) -> Effect:
         raise LayerError(f"groups={g} must divide both input channels {c} and output channels {out}", "groups")
     oh, ow = (_out(h, k, s, p, d), _out(w, k, s, p, d))
     if oh < 1 or ow < 1:
-        raise LayerError(f"a {k}x{k} convolution with stride {s} turns {h}x{w} into {oh}x{ow}", hint="use a smaller kernel or stride, or a larger input")
+        raise LayerError(
+            f"a {k}x{k} convolution with stride {s} turns {h}x{w} into {oh}x{ow}",
+            hint="use a smaller kernel or stride, or a larger input",
+        )
     params = out * (c // g) * k * k + (out if a["bias"] else 0)
     return Effect((out, oh, ow), params, out * oh * ow * (c // g) * k * k)
 
@@ -308,7 +317,15 @@ register(
 )
 
 # Activations and identity: no parameters, shape unchanged.
-for _name, _cls in (("relu", "ReLU"), ("gelu", "GELU"), ("elu", "ELU"), ("silu", "SiLU"), ("sigmoid", "Sigmoid"), ("tanh", "Tanh"), ("identity", "Identity")):
+for _name, _cls in (
+    ("relu", "ReLU"),
+    ("gelu", "GELU"),
+    ("elu", "ELU"),
+    ("silu", "SiLU"),
+    ("sigmoid", "Sigmoid"),
+    ("tanh", "Tanh"),
+    ("identity", "Identity"),
+):
     register(
         LayerType(_name, lambda name, args: Layer(name), _same, (), lambda a, _cls=_cls: (f"nn.{_cls}", [])),
         (_name, f"{_name} activation" if _name != "identity" else "passes its input through", ()),
@@ -326,7 +343,9 @@ def _leakyrelu_resolve(name: str, args: dict) -> Layer:
 
 
 register(
-    LayerType("leakyrelu", _leakyrelu_resolve, _same, (Slot("slope", "float"),), lambda a: ("nn.LeakyReLU", [a["slope"].text])),
+    LayerType(
+        "leakyrelu", _leakyrelu_resolve, _same, (Slot("slope", "float"),), lambda a: ("nn.LeakyReLU", [a["slope"].text])
+    ),
     ("leakyrelu", "leaky ReLU", (("slope", 0.01),)),
 )
 
@@ -346,8 +365,14 @@ def _dropout_render(cls: str) -> Callable[[dict[str, Arg]], tuple[str, list[str]
     return render
 
 
-register(LayerType("dropout", _dropout_resolve, _same, (Slot("p", "float"),), _dropout_render("Dropout")), ("dropout", "dropout of single activations", (("p", REQUIRED),)))
-register(LayerType("dropout2d", _dropout_resolve, _same, (Slot("p", "float"),), _dropout_render("Dropout2d")), ("dropout2d", "dropout of whole channels", (("p", REQUIRED),)))
+register(
+    LayerType("dropout", _dropout_resolve, _same, (Slot("p", "float"),), _dropout_render("Dropout")),
+    ("dropout", "dropout of single activations", (("p", REQUIRED),)),
+)
+register(
+    LayerType("dropout2d", _dropout_resolve, _same, (Slot("p", "float"),), _dropout_render("Dropout2d")),
+    ("dropout2d", "dropout of whole channels", (("p", REQUIRED),)),
+)
 
 
 def _pool_resolve(name: str, args: dict) -> Layer:
@@ -364,7 +389,10 @@ def _pool_infer(layer: Layer, shape: tuple[int, ...]) -> Effect:
     k, s, p = layer.arg("kernel"), layer.arg("stride"), layer.arg("padding")
     oh, ow = _out(h, k, s, p, 1), _out(w, k, s, p, 1)
     if oh < 1 or ow < 1:
-        raise LayerError(f"a {k}x{k} pool with stride {s} turns {h}x{w} into {oh}x{ow}", hint="the input is too small for this many pooling steps: remove a block or a pool, or use a larger input")
+        raise LayerError(
+            f"a {k}x{k} pool with stride {s} turns {h}x{w} into {oh}x{ow}",
+            hint="the input is too small for this many pooling steps: remove a block or a pool, or use a larger input",
+        )
     return Effect((c, oh, ow), 0, 0)
 
 
@@ -380,8 +408,14 @@ def _pool_render(cls: str) -> Callable[[dict[str, Arg]], tuple[str, list[str]]]:
 
 _POOL_SLOTS = (Slot("kernel", "int"), Slot("stride", "int"), Slot("padding", "int", 0))
 _POOL_PARAMS = (("kernel", REQUIRED), ("stride", None), ("padding", 0))
-register(LayerType("maxpool2d", _pool_resolve, _pool_infer, _POOL_SLOTS, _pool_render("MaxPool2d")), ("maxpool", "max pooling", _POOL_PARAMS))
-register(LayerType("avgpool2d", _pool_resolve, _pool_infer, _POOL_SLOTS, _pool_render("AvgPool2d")), ("avgpool", "average pooling", _POOL_PARAMS))
+register(
+    LayerType("maxpool2d", _pool_resolve, _pool_infer, _POOL_SLOTS, _pool_render("MaxPool2d")),
+    ("maxpool", "max pooling", _POOL_PARAMS),
+)
+register(
+    LayerType("avgpool2d", _pool_resolve, _pool_infer, _POOL_SLOTS, _pool_render("AvgPool2d")),
+    ("avgpool", "average pooling", _POOL_PARAMS),
+)
 
 
 def _gap_infer(layer: Layer, shape: tuple[int, ...]) -> Effect:
@@ -390,12 +424,24 @@ def _gap_infer(layer: Layer, shape: tuple[int, ...]) -> Effect:
 
 
 register(
-    LayerType("globalavgpool", lambda name, args: Layer("globalavgpool"), _gap_infer, (), lambda a: ("nn.AdaptiveAvgPool2d", ["1"])),
+    LayerType(
+        "globalavgpool",
+        lambda name, args: Layer("globalavgpool"),
+        _gap_infer,
+        (),
+        lambda a: ("nn.AdaptiveAvgPool2d", ["1"]),
+    ),
     ("gap", "global average pooling to 1x1", ()),
     ("globalavgpool", "global average pooling to 1x1 (same as gap)", ()),
 )
 register(
-    LayerType("flatten", lambda name, args: Layer("flatten"), lambda layer, shape: Effect((math.prod(shape),), 0, 0), (), lambda a: ("nn.Flatten", [])),
+    LayerType(
+        "flatten",
+        lambda name, args: Layer("flatten"),
+        lambda layer, shape: Effect((math.prod(shape),), 0, 0),
+        (),
+        lambda a: ("nn.Flatten", []),
+    ),
     ("flatten", "flattens CxHxW to one vector", ()),
 )
 
@@ -406,7 +452,10 @@ def _linear_resolve(name: str, args: dict) -> Layer:
 
 def _linear_infer(layer: Layer, shape: tuple[int, ...]) -> Effect:
     if len(shape) != 1:
-        raise LayerError(f"linear needs a flat input, got {shape_str(shape)}", hint="put `flatten` (or `gap . flatten`) before `linear`")
+        raise LayerError(
+            f"linear needs a flat input, got {shape_str(shape)}",
+            hint="put `flatten` (or `gap . flatten`) before `linear`",
+        )
     (n,) = shape
     out = layer.arg("out_features")
     return Effect((out,), n * out + (out if layer.arg("bias") else 0), n * out)
@@ -419,4 +468,7 @@ def _linear_render(a: dict[str, Arg]) -> tuple[str, list[str]]:
     return "nn.Linear", [a["in_features"].text, a["out_features"].text, *_keyword(a, "bias", True)]
 
 
-register(LayerType("linear", _linear_resolve, _linear_infer, _LINEAR_SLOTS, _linear_render), ("linear", "fully connected layer", (("features", REQUIRED), ("bias", True))))
+register(
+    LayerType("linear", _linear_resolve, _linear_infer, _LINEAR_SLOTS, _linear_render),
+    ("linear", "fully connected layer", (("features", REQUIRED), ("bias", True))),
+)

@@ -18,9 +18,29 @@ __all__ = ["FdslLexer"]
 STATEMENTS = ("input", "classes", "key", "columns", "blocks", "droppath", "init")
 OPTIONS = ("local", "global", "per", "off")
 BUILTIN_LAYERS = (
-    "conv", "conv1x1", "conv3x3", "conv5x5", "conv7x7", "batchnorm", "bn", "relu", "gelu", "elu", "silu",
-    "sigmoid", "tanh", "identity", "leakyrelu", "dropout", "dropout2d", "maxpool", "avgpool", "gap",
-    "globalavgpool", "flatten", "linear",
+    "conv",
+    "conv1x1",
+    "conv3x3",
+    "conv5x5",
+    "conv7x7",
+    "batchnorm",
+    "bn",
+    "relu",
+    "gelu",
+    "elu",
+    "silu",
+    "sigmoid",
+    "tanh",
+    "identity",
+    "leakyrelu",
+    "dropout",
+    "dropout2d",
+    "maxpool",
+    "avgpool",
+    "gap",
+    "globalavgpool",
+    "flatten",
+    "linear",
 )
 _ID = r"[A-Za-z_][A-Za-z0-9_]*"
 

@@ -42,8 +42,14 @@ KEYWORDS = {
     "classes": "`classes N`: the number of classes; `classes` inside the key means this number",
     "key": "`key { name(params) = layer . layer ... }`: what each layer name means",
     "columns": "`columns C`: expand the rule to `f[C]` in every block (1 to 64)",
-    "blocks": "`blocks V V ...`: one entry per block, a value `64` or a tuple `(64, 0.1)`, bound to the parameters of the key entries the rule uses",
-    "droppath": "`droppath local P global R per batch|sample` or `droppath off`: drop-path settings (default local 0.15, global 0.5, per batch)",
+    "blocks": (
+        "`blocks V V ...`: one entry per block, a value `64`, a tuple `(64, 0.1)` or a named tuple "
+        "`(c=64, p=0.1)`, bound by name to the parameters of the key entries the rule uses"
+    ),
+    "droppath": (
+        "`droppath local P global R per batch|sample` or `droppath off`: drop-path settings "
+        "(default local 0.15, global 0.5, per batch)"
+    ),
     "init": "`init xavier|kaiming|torch`: initial weights of convolutions and linear layers (default xavier)",
 }
 WORDS = {
@@ -66,7 +72,9 @@ SPECIAL = {
     "head": "placed after the last pool; ends with `classes` outputs",
 }
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_KEY_DEF = re.compile(r"^[ \t]*(?:key[ \t]*\{[ \t]*)?([A-Za-z_][A-Za-z0-9_]*)[ \t]*(?:\(([^)\n]*)\))?[ \t]*=(?!=)", re.MULTILINE)
+_KEY_DEF = re.compile(
+    r"^[ \t]*(?:key[ \t]*\{[ \t]*)?([A-Za-z_][A-Za-z0-9_]*)[ \t]*(?:\(([^)\n]*)\))?[ \t]*=(?!=)", re.MULTILINE
+)
 
 
 # ---- analysis of one document --------------------------------------------------------
@@ -94,7 +102,9 @@ def analyse(text: str, name: str) -> Analysis:
         result.diagnostics = list(exc.diagnostics)
     except Exception as exc:  # a bug in fractal-dsl: say so in the editor rather than stop answering
         logger.exception("analysing %s", name)
-        result.diagnostics = [Diagnostic(Span.point(1, 1), f"internal error in fractal-dsl {__version__}: {exc!r}; please report it")]
+        result.diagnostics = [
+            Diagnostic(Span.point(1, 1), f"internal error in fractal-dsl {__version__}: {exc!r}; please report it")
+        ]
     return result
 
 
@@ -146,7 +156,9 @@ def to_range(lines: list[str], span: Span, encoding: str = UTF16) -> lsp.Range:
 def to_lsp_diagnostic(lines: list[str], d: Diagnostic, encoding: str = UTF16) -> lsp.Diagnostic:
     message = d.message + (f"\nhint: {d.hint}" if d.hint else "")
     severity = lsp.DiagnosticSeverity.Error if d.severity == "error" else lsp.DiagnosticSeverity.Warning
-    return lsp.Diagnostic(range=to_range(lines, d.span, encoding), message=message, severity=severity, source="fractal-dsl")
+    return lsp.Diagnostic(
+        range=to_range(lines, d.span, encoding), message=message, severity=severity, source="fractal-dsl"
+    )
 
 
 def _inside(span: Span, line: int, col: int) -> bool:
@@ -263,10 +275,21 @@ def _piece_table(facts: dict, nodes: list[dict], what: str) -> str:
             if pair not in shapes:
                 shapes.append(pair)
         where = f"block {block}" if block is not None else members[0]["kind"]
-        rows.append(f"| {where} | {len(members)} | {', '.join(shapes)} | {sum(n['params'] for n in members):,} | {sum(n['macs'] for n in members):,} |")
+        rows.append(
+            f"| {where} | {len(members)} | {', '.join(shapes)} | {sum(n['params'] for n in members):,} | "
+            f"{sum(n['macs'] for n in members):,} |"
+        )
     total_p = sum(n["params"] for n in nodes)
     total_m = sum(n["macs"] for n in nodes)
-    table = ["", "", "In the network as built:", "", "| where | nodes | shape in → out | parameters | MACs |", "|---|---|---|---|---|", *rows]
+    table = [
+        "",
+        "",
+        "In the network as built:",
+        "",
+        "| where | nodes | shape in → out | parameters | MACs |",
+        "|---|---|---|---|---|",
+        *rows,
+    ]
     if len(rows) > 1:
         table.append(f"| **total** | {len(nodes)} | | {total_p:,} | {total_m:,} |")
     return "\n".join(table)
@@ -281,7 +304,7 @@ def _builtin_signature(name: str) -> str:
         if default is REQUIRED:
             parts.append(pname)
         elif default is None:
-            parts.append(f"{pname}={ {'padding': 'same', 'stride': 'kernel'}.get(pname, 'none')}")
+            parts.append(f"{pname}={ {'padding': 'same', 'stride': 'kernel'}.get(pname, 'none') }")
         elif isinstance(default, bool):
             parts.append(f"{pname}={'true' if default else 'false'}")
         else:
@@ -317,7 +340,11 @@ def hover_text(a: Analysis, hit: Hit) -> str:
         mine = [n for n in nodes if n["op"] in users and n["kind"] != "join"]
         inside = sorted(users - {k.name})
         if inside:
-            head += "\n\nUsed inside " + ", ".join(f"`{u}`" for u in inside) + ": the table counts the units that contain it."
+            head += (
+                "\n\nUsed inside "
+                + ", ".join(f"`{u}`" for u in inside)
+                + ": the table counts the units that contain it."
+            )
         return head + _piece_table(facts, mine, "this entry")
     if hit.kind == "join":
         mode = facts["join"] if facts else None
@@ -325,7 +352,11 @@ def hover_text(a: Analysis, hit: Hit) -> str:
         head = f"**join** `{_unit_text(text, hit.span_of)}`\n\nMerges its branches ({how})."
         if facts is None:
             return head + _not_built(a)
-        mine = [n for n in nodes if n["kind"] == "join" and n["source"] == {"line": hit.span.line, "column": hit.span.column}]
+        mine = [
+            n
+            for n in nodes
+            if n["kind"] == "join" and n["source"] == {"line": hit.span.line, "column": hit.span.column}
+        ]
         return head + _piece_table(facts, mine, "this join (flattened into an outer one)")
     if hit.kind == "builtin":
         b = BUILTINS[hit.call.name]
@@ -337,7 +368,9 @@ def hover_text(a: Analysis, hit: Hit) -> str:
             where = f", defined on line {target.span.line}" if target else ""
             return f"**fractal** `{_unit_text(text, hit.ref.span)}`{where}"
         head = f"**rule** `{_unit_text(text, rule.span)}`"
-        head += "\n\n" + ("the recursive rule" if rule.index.var else f"a base case: `{rule.name}[{rule.index.offset}]`")
+        head += "\n\n" + (
+            "the recursive rule" if rule.index.var else f"a base case: `{rule.name}[{rule.index.offset}]`"
+        )
         if facts is None:
             return head + _not_built(a)
         mine = [n for n in nodes if _inside(rule.span, n["source"]["line"], n["source"]["column"])]
@@ -348,7 +381,10 @@ def hover_text(a: Analysis, hit: Hit) -> str:
             return head + _not_built(a)
         info = facts["blocks"][hit.block - 1] if hit.block <= len(facts["blocks"]) else None
         if info:
-            head += f"\n\n{info['convs']} layer units, joins of {', '.join(map(str, info['joins'])) or 'none'}, depth {info['depth']}"
+            head += (
+                f"\n\n{info['convs']} layer units, joins of {', '.join(map(str, info['joins'])) or 'none'}, "
+                f"depth {info['depth']}"
+            )
         mine = [n for n in nodes if n["block"] == hit.block and n["kind"] in ("layer", "join", "pool")]
         return head + _piece_table(facts, mine, "this block")
     word = hit.word or ""
@@ -393,8 +429,12 @@ def completions(text: str) -> list[lsp.CompletionItem]:
     """
     from .layers import BUILTINS
 
-    items = [lsp.CompletionItem(label=k, kind=lsp.CompletionItemKind.Keyword, detail="statement", documentation=doc, sort_text="1" + k)
-             for k, doc in KEYWORDS.items()]
+    items = [
+        lsp.CompletionItem(
+            label=k, kind=lsp.CompletionItemKind.Keyword, detail="statement", documentation=doc, sort_text="1" + k
+        )
+        for k, doc in KEYWORDS.items()
+    ]
     seen_keys: set[str] = set()
     params: dict[str, str] = {}
     for m in _KEY_DEF.finditer(text):
@@ -404,17 +444,43 @@ def completions(text: str) -> list[lsp.CompletionItem]:
         seen_keys.add(name)
         sig = name + (f"({plist.strip()})" if plist is not None else "")
         doc = SPECIAL.get(name, "a key entry of this file")
-        items.append(lsp.CompletionItem(label=name, kind=lsp.CompletionItemKind.Class, detail=f"key entry {sig}", documentation=doc, sort_text="0" + name))
+        items.append(
+            lsp.CompletionItem(
+                label=name,
+                kind=lsp.CompletionItemKind.Class,
+                detail=f"key entry {sig}",
+                documentation=doc,
+                sort_text="0" + name,
+            )
+        )
         for i, p in enumerate(_NAME.findall(plist or ""), start=1):
             params.setdefault(p, f"parameter {i} of {sig}: filled from each block's value {i}")
     for p, doc in params.items():
-        items.append(lsp.CompletionItem(label=p, kind=lsp.CompletionItemKind.Variable, detail="block value", documentation=doc, sort_text="0" + p))
+        items.append(
+            lsp.CompletionItem(
+                label=p,
+                kind=lsp.CompletionItemKind.Variable,
+                detail="block value",
+                documentation=doc,
+                sort_text="0" + p,
+            )
+        )
     for name, b in BUILTINS.items():
         if name in seen_keys:
             continue
-        items.append(lsp.CompletionItem(label=name, kind=lsp.CompletionItemKind.Function, detail=_builtin_signature(name), documentation=b.doc, sort_text="2" + name))
+        items.append(
+            lsp.CompletionItem(
+                label=name,
+                kind=lsp.CompletionItemKind.Function,
+                detail=_builtin_signature(name),
+                documentation=b.doc,
+                sort_text="2" + name,
+            )
+        )
     for word, doc in WORDS.items():
-        items.append(lsp.CompletionItem(label=word, kind=lsp.CompletionItemKind.Value, documentation=doc, sort_text="3" + word))
+        items.append(
+            lsp.CompletionItem(label=word, kind=lsp.CompletionItemKind.Value, documentation=doc, sort_text="3" + word)
+        )
     return items
 
 
@@ -424,20 +490,39 @@ def completions(text: str) -> list[lsp.CompletionItem]:
 def symbols(program: Program, text: str, encoding: str = UTF16) -> list[lsp.DocumentSymbol]:
     lines = _lines(text)
 
-    def sym(name: str, kind: lsp.SymbolKind, span: Span, sel: Span | None = None, detail: str | None = None, children=None):
-        return lsp.DocumentSymbol(name=name, kind=kind, range=to_range(lines, span, encoding),
-                                  selection_range=to_range(lines, sel or span, encoding),
-                                  detail=detail, children=children)
+    def sym(
+        name: str, kind: lsp.SymbolKind, span: Span, sel: Span | None = None, detail: str | None = None, children=None
+    ):
+        return lsp.DocumentSymbol(
+            name=name,
+            kind=kind,
+            range=to_range(lines, span, encoding),
+            selection_range=to_range(lines, sel or span, encoding),
+            detail=detail,
+            children=children,
+        )
 
     children: list[tuple[Span, lsp.DocumentSymbol]] = []
-    for word, value, kind in (("input", program.input_shape, lsp.SymbolKind.Property), ("classes", program.classes, lsp.SymbolKind.Constant),
-                              ("columns", program.columns, lsp.SymbolKind.Constant), ("init", program.init, lsp.SymbolKind.Property)):
+    for word, value, kind in (
+        ("input", program.input_shape, lsp.SymbolKind.Property),
+        ("classes", program.classes, lsp.SymbolKind.Constant),
+        ("columns", program.columns, lsp.SymbolKind.Constant),
+        ("init", program.init, lsp.SymbolKind.Property),
+    ):
         if value is not None:
             v, span = value
             children.append((span, sym(word, kind, span, detail=_shape(v) if word == "input" else str(v))))
     if program.key:
-        defs = [sym(_key_signature(k), lsp.SymbolKind.Function, k.span, k.name_span, detail=_unit_text(text, k.span).partition("=")[2].strip())
-                for k in program.key]
+        defs = [
+            sym(
+                _key_signature(k),
+                lsp.SymbolKind.Function,
+                k.span,
+                k.name_span,
+                detail=_unit_text(text, k.span).partition("=")[2].strip(),
+            )
+            for k in program.key
+        ]
         first, last = program.key[0].span, program.key[-1].span
         span = Span(first.line, first.column, last.end_line, last.end_column)
         children.append((span, sym("key", lsp.SymbolKind.Namespace, span, children=defs)))
@@ -446,13 +531,34 @@ def symbols(program: Program, text: str, encoding: str = UTF16) -> list[lsp.Docu
         children.append((r.span, sym(head, lsp.SymbolKind.Method, r.span, detail=_unit_text(text, r.expr.span))))
     if program.blocks is not None:
         specs, span = program.blocks
-        blocks = [sym(f"block {i}", lsp.SymbolKind.Array, s.span, detail=_unit_text(text, s.span)) for i, s in enumerate(specs, start=1)]
+        blocks = [
+            sym(f"block {i}", lsp.SymbolKind.Array, s.span, detail=_unit_text(text, s.span))
+            for i, s in enumerate(specs, start=1)
+        ]
         children.append((span, sym("blocks", lsp.SymbolKind.Array, span, children=blocks)))
     if program.droppath is not None:
         span = program.droppath.span
-        children.append((span, sym("droppath", lsp.SymbolKind.Property, span, detail=_unit_text(text, span).removeprefix("droppath").strip())))
+        children.append(
+            (
+                span,
+                sym(
+                    "droppath",
+                    lsp.SymbolKind.Property,
+                    span,
+                    detail=_unit_text(text, span).removeprefix("droppath").strip(),
+                ),
+            )
+        )
     children.sort(key=lambda c: c[0])
-    return [sym(f"network {program.name}", lsp.SymbolKind.Module, program.span, program.name_span, children=[c for _, c in children])]
+    return [
+        sym(
+            f"network {program.name}",
+            lsp.SymbolKind.Module,
+            program.span,
+            program.name_span,
+            children=[c for _, c in children],
+        )
+    ]
 
 
 # ---- the server ----------------------------------------------------------------------
@@ -491,7 +597,9 @@ class FdslServer(LanguageServer):
         a = self.analysis(uri)
         lines = _lines(a.text)
         diags = [to_lsp_diagnostic(lines, d, self.encoding) for d in a.diagnostics]
-        self.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=uri, diagnostics=diags, version=doc.version))
+        self.text_document_publish_diagnostics(
+            lsp.PublishDiagnosticsParams(uri=uri, diagnostics=diags, version=doc.version)
+        )
 
 
 def _display_name(uri: str) -> str:
@@ -540,8 +648,10 @@ def hover(ls: FdslServer, params: lsp.HoverParams) -> lsp.Hover | None:
     a, hit = _hit(ls, params)
     if hit is None:
         return None
-    return lsp.Hover(contents=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=hover_text(a, hit)),
-                     range=to_range(_lines(a.text), hit.span, ls.encoding))
+    return lsp.Hover(
+        contents=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=hover_text(a, hit)),
+        range=to_range(_lines(a.text), hit.span, ls.encoding),
+    )
 
 
 @server.feature(lsp.TEXT_DOCUMENT_COMPLETION, lsp.CompletionOptions(trigger_characters=[".", "("]))

@@ -86,7 +86,10 @@ def output_format(out: str | Path, fmt: str | None) -> str:
         fmt = Path(out).suffix.lstrip(".").lower()
         if not fmt:
             raise RenderError(
-                f"cannot tell the format of {braces(out)}: give it a suffix ({', '.join('.' + f for f in FORMATS)}) or use {{format}}",
+                (
+                    f"cannot tell the format of {braces(out)}: give it a suffix "
+                    f"({', '.join('.' + f for f in FORMATS)}) or use {{format}}"
+                ),
                 "format",
             )
     if fmt not in FORMATS:
@@ -114,10 +117,16 @@ def make_view(
     if collapse:
         raise RenderError(
             "{column} and {sample} highlight single layers: use {expand} or {block} N, not {collapse}",
-            "column", "sample", "expand", "block", "collapse",
+            "column",
+            "sample",
+            "expand",
+            "block",
+            "collapse",
         )
     if sample is not None and not net.droppath.enabled:
-        raise RenderError(f"{{sample}}: {net.name} trains without drop-path (droppath off), so nothing is dropped", "sample")
+        raise RenderError(
+            f"{{sample}}: {net.name} trains without drop-path (droppath off), so nothing is dropped", "sample"
+        )
     if sample is not None and not 0 <= sample < 2**63:
         raise RenderError(f"{{sample}} {sample}: the seed must be a whole number from 0 to 2**63 - 1", "sample")
     if column is not None:
@@ -211,8 +220,12 @@ def _run_graphviz(drawing: _Drawing, source: str, fmt: str, nodes: int, out) -> 
     try:
         proc = subprocess.run(args, input=source.encode("utf-8"), capture_output=True, timeout=DOT_TIMEOUT, check=False)
     except subprocess.TimeoutExpired:
-        raise ImageError(f"cannot write {out}: Graphviz did not draw {nodes} nodes within {DOT_TIMEOUT:g} s: draw one block (--block N) "
-                         "or the collapsed network (--collapse), or write the DOT source (-o FILE.dot)") from None
+        raise ImageError(
+            f"cannot write {braces(out)}: Graphviz did not draw {nodes} nodes within {DOT_TIMEOUT:g} s: draw one "
+            "block ({block} N) or the collapsed network ({collapse}), or write the DOT source (a .dot output)",
+            "block",
+            "collapse",
+        ) from None
     except OSError as exc:
         raise ImageError(f"cannot write {out}: cannot run dot: {exc.strerror or exc}") from None
     if proc.returncode:
@@ -269,9 +282,7 @@ class _Drawing:
 
     def _new_digraph(self) -> graphviz.Digraph:
         dot = graphviz.Digraph(self.net.name)
-        dot.attr(
-            rankdir="TB", newrank="true", nodesep=str(NODESEP), ranksep="0.3", fontname="Helvetica", labelloc="t"
-        )
+        dot.attr(rankdir="TB", newrank="true", nodesep=str(NODESEP), ranksep="0.3", fontname="Helvetica", labelloc="t")
         dot.attr("node", shape="box", style="rounded,filled", fontname="Helvetica", fontsize="11", penwidth="1")
         dot.attr("edge", arrowsize="0.6", color="#555555")
         return dot
@@ -498,7 +509,8 @@ class _Drawing:
                 )
                 label = (
                     f"block {b}: {net.columns} columns, depth {depth}\\n"
-                    f"{len(layers)} layers, {len(joins)} joins ({arities} in)\\n{_shape(self.net.node(nodes[-1]).shape)}"
+                    f"{len(layers)} layers, {len(joins)} joins ({arities} in)\\n"
+                    f"{_shape(self.net.node(nodes[-1]).shape)}"
                 )
                 self.dot.node(f"block{b}", label=label, fillcolor=COLOURS["block"], shape="box3d", style="filled")
             box[v] = f"block{b}"
@@ -515,7 +527,9 @@ class _Drawing:
         entries = []
         if self.collapse:
             entries.append(("block", "block (collapsed)"))
-        layer_ops = {self.net.node(v).op for v in self.shown if self.net.node(v).kind == "layer" and v not in self.context}
+        layer_ops = {
+            self.net.node(v).op for v in self.shown if self.net.node(v).kind == "layer" and v not in self.context
+        }
         if "stem" in kinds:
             entries.append(("stem", "stem"))
         if not self.collapse:
@@ -526,7 +540,10 @@ class _Drawing:
         cells = "".join(f'<TD BGCOLOR="{self.colours[key]}">{text}</TD>' for key, text in entries)
         self.dot.node(
             "legend",
-            label=f'<<TABLE BORDER="0" CELLBORDER="1" CELLSPACING="2" CELLPADDING="4"><TR><TD BORDER="0">layer key</TD>{cells}</TR></TABLE>>',
+            label=(
+                '<<TABLE BORDER="0" CELLBORDER="1" CELLSPACING="2" CELLPADDING="4"><TR><TD BORDER="0">layer '
+                f"key</TD>{cells}</TR></TABLE>>"
+            ),
             shape="plain",
             style="",
             **self._at("legend"),

@@ -58,8 +58,13 @@ class InputError(OSError):
 
 
 def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
-                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
         if test(mode):
             return name
     return "a regular file" if stat.S_ISREG(mode) else "a special file"
@@ -131,11 +136,15 @@ def check_output(path: str | os.PathLike, *, force: bool = False, inputs=(), own
         if _same(target, inp):
             raise OutputError(f"cannot write {text}: it is the input program {inp}; choose another output")
     if st.st_nlink > 1:
-        raise OutputError(f"cannot write {text}: it has {st.st_nlink} hard links, which replacing it would split; "
-                          "remove it first or write elsewhere")
+        raise OutputError(
+            f"cannot write {text}: it has {st.st_nlink} hard links, which replacing it would split; "
+            "remove it first or write elsewhere"
+        )
     if not (force or owned or is_tool_file(target)):
-        raise OutputError(f"cannot write {text}: it exists and was not written by fractal-dsl; "
-                          "use --force to overwrite it, or choose another output")
+        raise OutputError(
+            f"cannot write {text}: it exists and was not written by fractal-dsl; "
+            "use --force to overwrite it, or choose another output"
+        )
     return target
 
 
@@ -146,8 +155,9 @@ def _same(a: Path, b) -> bool:
         return False
 
 
-def write_output(path: str | os.PathLike, data: bytes | str, *, force: bool = False, inputs=(),
-                 owned: bool = False) -> Path:
+def write_output(
+    path: str | os.PathLike, data: bytes | str, *, force: bool = False, inputs=(), owned: bool = False
+) -> Path:
     """Write ``data`` to ``path`` under the rule in this module's docstring; returns the file written.
 
     Refusals and failed writes raise :class:`OutputError` with a one-line message.
@@ -223,6 +233,6 @@ def mark_svg(data: bytes, version: str | None = None) -> bytes:
     comment = f"<!-- {marker_text(version)} -->\n".encode()
     if data.startswith(b"<?xml"):
         cut = data.index(b"?>") + 2
-        nl = 1 if data[cut:cut + 1] == b"\n" else 0
-        return data[:cut + nl] + comment + data[cut + nl:]
+        nl = 1 if data[cut : cut + 1] == b"\n" else 0
+        return data[: cut + nl] + comment + data[cut + nl :]
     return comment + data

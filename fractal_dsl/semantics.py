@@ -76,9 +76,7 @@ def column_path(net: Network, column: int) -> tuple[frozenset[str], frozenset[tu
     """Nodes and edges of the subnetwork global drop-path keeps when it picks ``column``."""
     g = net.graph
     nodes = frozenset(n for n in g if column in net.node(n).columns)
-    edges = frozenset(
-        (u, v) for u, v in g.edges if u in nodes and v in nodes and _carries(net, u, v, column)
-    )
+    edges = frozenset((u, v) for u, v in g.edges if u in nodes and v in nodes and _carries(net, u, v, column))
     return nodes, edges
 
 

@@ -23,18 +23,22 @@ def block_facts(net: Network) -> list[dict]:
         pool = next((n for n in net.nodes() if n.block == b and n.kind == POOL), None)
         kinds = [semantics.unit_kind(n) for n in units]
         last = nodes[-1]
-        facts.append({
-            "block": b,
-            "channels": last.shape[0],
-            "convs": kinds.count("conv"),
-            "units": {kind: kinds.count(kind) for kind in semantics.UNIT_KINDS},
-            "joins": [len(net.inputs(n.id)) for n in joins],
-            "depth": semantics.block_depth(net, b),
-            "shape": list(last.shape),
-            "params": sum(n.params for n in nodes) + (pool.params if pool else 0),
-            "pool": None if pool is None else {"layers": [layer.describe() for layer in pool.layers], "params": pool.params},
-            "values": dict(net.block_values[b - 1]) if b - 1 < len(net.block_values) else {},
-        })
+        facts.append(
+            {
+                "block": b,
+                "channels": last.shape[0],
+                "convs": kinds.count("conv"),
+                "units": {kind: kinds.count(kind) for kind in semantics.UNIT_KINDS},
+                "joins": [len(net.inputs(n.id)) for n in joins],
+                "depth": semantics.block_depth(net, b),
+                "shape": list(last.shape),
+                "params": sum(n.params for n in nodes) + (pool.params if pool else 0),
+                "pool": None
+                if pool is None
+                else {"layers": [layer.describe() for layer in pool.layers], "params": pool.params},
+                "values": dict(net.block_values[b - 1]) if b - 1 < len(net.block_values) else {},
+            }
+        )
     return facts
 
 
@@ -87,7 +91,9 @@ def describe(net: Network) -> dict:
 
 def one_line(net: Network) -> str:
     depth = sum(b["depth"] for b in block_facts(net))
-    return f"{net.name}: {_n(net.columns, 'column')}, {_n(net.blocks, 'block')}, depth {depth}, {net.params:,} parameters"
+    return (
+        f"{net.name}: {_n(net.columns, 'column')}, {_n(net.blocks, 'block')}, depth {depth}, {net.params:,} parameters"
+    )
 
 
 def _n(count: int, noun: str) -> str:
@@ -100,8 +106,8 @@ def format_text(net: Network) -> str:
     lines = [
         f"network {net.name}  ({net.source_name})",
         (
-            f"  input {shape_str(net.input_shape)}, {_n(net.classes, 'class')}, {_n(net.columns, 'column')}, {_n(net.blocks, 'block')}, "
-            f"join {net.join_mode} ({'flattened' if net.flat_joins else 'nested'})"
+            f"  input {shape_str(net.input_shape)}, {_n(net.classes, 'class')}, {_n(net.columns, 'column')}, "
+            f"{_n(net.blocks, 'block')}, join {net.join_mode} ({'flattened' if net.flat_joins else 'nested'})"
         ),
         "",
         f"  {'block':>5}  {'in':>12}  {'out':>12}  {'units':<20}  {'depth':>5}  {'params':>12}  joins by depth (arity)",
@@ -118,14 +124,20 @@ def format_text(net: Network) -> str:
     for special in ("stem", "head"):
         if special in net.graph:
             a = net.node(special)
-            lines.append(f"  {special:>5}  {shape_str(a.in_shape):>12}  {shape_str(a.shape):>12}  {'':<20}  {'':>5}  {a.params:>12,}  "
-                         + " . ".join(layer.describe() for layer in a.layers))
+            lines.append(
+                (
+                    f"  {special:>5}  {shape_str(a.in_shape):>12}  {shape_str(a.shape):>12}  {'':<20}  {'':>5}  "
+                    f"{a.params:>12,}  "
+                )
+                + " . ".join(layer.describe() for layer in a.layers)
+            )
     lines += [
         "",
         f"  parameters      {net.params:,}",
         f"  MACs per sample {net.macs:,} ({net.macs / 1e9:.2f} G)",
         f"  depth           {d['depth']} rows of units in blocks; deepest path {d['deepest_path']} weight layers",
-        "  drop-path       " + (f"local {dp.local:g}, global {dp.global_ratio:g}, per {dp.per}" if dp.enabled else "off"),
+        "  drop-path       "
+        + (f"local {dp.local:g}, global {dp.global_ratio:g}, per {dp.per}" if dp.enabled else "off"),
         f"  init            {net.init}",
     ]
     return "\n".join(lines)

@@ -369,7 +369,12 @@ def decode_source(data: bytes, name: str) -> Source:
     if len(data) > MAX_FILE_BYTES:
         raise FractalError(
             empty,
-            [Diagnostic(Span.point(1, 1), f"file is larger than {MAX_FILE_BYTES // 1024} KiB; this is not a fractal-dsl program")],
+            [
+                Diagnostic(
+                    Span.point(1, 1),
+                    f"file is larger than {MAX_FILE_BYTES // 1024} KiB; this is not a fractal-dsl program",
+                )
+            ],
         )
     try:
         text = data.decode("utf-8")
@@ -378,7 +383,15 @@ def decode_source(data: bytes, name: str) -> Source:
         line = good.count("\n") + 1
         col = len(good) - (good.rfind("\n") + 1) + 1
         src = Source(name, good)
-        raise FractalError(src, [Diagnostic(Span.point(line, col), f"invalid UTF-8 byte 0x{data[exc.start]:02x}; fractal-dsl files are UTF-8 text")]) from None
+        raise FractalError(
+            src,
+            [
+                Diagnostic(
+                    Span.point(line, col),
+                    f"invalid UTF-8 byte 0x{data[exc.start]:02x}; fractal-dsl files are UTF-8 text",
+                )
+            ],
+        ) from None
     text = text.removeprefix("\ufeff")
     return Source(name, text)
 
@@ -404,7 +417,11 @@ def parse(source: Source) -> Program:
             # unbalance brackets (then later errors would only echo this one)
             lines = text.split("\n")
             culprit = lines[diag.span.line - 1].split("#")[0]
-            if len(found) >= MAX_SYNTAX_ERRORS or parsed > MAX_REPARSED_CHARS or any(culprit.count(o) != culprit.count(c) for o, c in ("()", "[]", "{}")):
+            if (
+                len(found) >= MAX_SYNTAX_ERRORS
+                or parsed > MAX_REPARSED_CHARS
+                or any(culprit.count(o) != culprit.count(c) for o, c in ("()", "[]", "{}"))
+            ):
                 break
             lines[diag.span.line - 1] = " " * len(lines[diag.span.line - 1])
             text = "\n".join(lines)
@@ -439,7 +456,9 @@ def _unclosed_brace(source: Source) -> Diagnostic | None:
     if not unmatched:
         return None
     line, col, _ = min(unmatched)
-    return Diagnostic(Span.point(line, col), "this `{` is never closed", hint="add the matching `}` where the block ends")
+    return Diagnostic(
+        Span.point(line, col), "this `{` is never closed", hint="add the matching `}` where the block ends"
+    )
 
 
 def _precheck(source: Source) -> None:
@@ -450,9 +469,7 @@ def _precheck(source: Source) -> None:
         col = lone_cr.start() - (text.rfind("\n", 0, lone_cr.start()) + 1) + 1
         msg = "carriage return without a line feed (an old Mac line ending); fractal-dsl files use LF or CRLF"
         raise FractalError(source, [Diagnostic(Span.point(line, col), msg)])
-    if not text.strip() or all(
-        not ln.strip() or ln.lstrip().startswith("#") for ln in text.split("\n")
-    ):
+    if not text.strip() or all(not ln.strip() or ln.lstrip().startswith("#") for ln in text.split("\n")):
         raise FractalError(source, [Diagnostic(Span.point(1, 1), "empty program: expected `network NAME { ... }`")])
     for i, text_line in enumerate(text.split("\n"), start=1):
         if len(text_line) > MAX_LINE_CHARS:
@@ -476,7 +493,10 @@ def _precheck(source: Source) -> None:
         elif ch in "([{":
             depth += 1
             if depth > MAX_NESTING:
-                raise FractalError(source, [Diagnostic(Span.point(line, col), f"expression nested more than {MAX_NESTING} levels deep")])
+                raise FractalError(
+                    source,
+                    [Diagnostic(Span.point(line, col), f"expression nested more than {MAX_NESTING} levels deep")],
+                )
         elif ch in ")]}":
             depth = max(0, depth - 1)
         elif not ch.isprintable() and ch not in "\t\r":
@@ -495,10 +515,27 @@ def _control(ch: str) -> str:
 
 
 _TOKEN_NAMES = {
-    "LPAR": "'('", "RPAR": "')'", "LSQB": "'['", "RSQB": "']'", "LBRACE": "'{'", "RBRACE": "'}'",
-    "EQUAL": "'='", "COMMA": "','", "DOT": "'.'", "PLUS": "'+'", "MINUS": "'-'",
-    "NAME": "a name", "INT": "an integer", "NEG_INT": "an integer", "NUMBER": "a number", "STAR": "'*'", "SLASH": "'/'", "SIGNED_NUMBER": "a number", "SHAPE": "a shape like 3x32x32",
-    "$END": "end of file", "<END-OF-FILE>": "end of file",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "EQUAL": "'='",
+    "COMMA": "','",
+    "DOT": "'.'",
+    "PLUS": "'+'",
+    "MINUS": "'-'",
+    "NAME": "a name",
+    "INT": "an integer",
+    "NEG_INT": "an integer",
+    "NUMBER": "a number",
+    "STAR": "'*'",
+    "SLASH": "'/'",
+    "SIGNED_NUMBER": "a number",
+    "SHAPE": "a shape like 3x32x32",
+    "$END": "end of file",
+    "<END-OF-FILE>": "end of file",
 }
 
 
@@ -536,9 +573,15 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
         if missing_dot is not None:
             return missing_dot
         if expected == ["end of file"] and tok.type == "NETWORK":
-            return Diagnostic(span, "a file holds one network; this is a second `network`", hint="put each network in its own .fdsl file")
+            return Diagnostic(
+                span,
+                "a file holds one network; this is a second `network`",
+                hint="put each network in its own .fdsl file",
+            )
         if expected == ["'['"] and str(tok) == "(":
-            return Diagnostic(span, "unexpected '('; expected '['", hint="fractal indices use square brackets, e.g. `f[C+1] = ...`")
+            return Diagnostic(
+                span, "unexpected '('; expected '['", hint="fractal indices use square brackets, e.g. `f[C+1] = ...`"
+            )
         if expected == ["'['"] and prev is not None and prev[0] not in _STATEMENTS:
             # a NAME at statement level starts a rule `f[...] = ...`: most likely a misspelt statement
             word, at = prev
@@ -546,7 +589,11 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
             wspan = Span(span.line, span.column, span.line, span.column) if at is None else at
             if close:
                 return Diagnostic(wspan, f"unknown statement `{word}`; did you mean `{close[0]}`?")
-            return Diagnostic(wspan, f"unknown statement `{word}`", hint="a network holds " + ", ".join(_STATEMENTS) + " and rules such as `f[1] = conv`")
+            return Diagnostic(
+                wspan,
+                f"unknown statement `{word}`",
+                hint="a network holds " + ", ".join(_STATEMENTS) + " and rules such as `f[1] = conv`",
+            )
         msg = f"unexpected {what}"
         if want:
             msg += f"; expected {want}"
@@ -596,7 +643,9 @@ def _missing_dot(text: str, tok: Token, expected: list[str]) -> Diagnostic | Non
         return None
     left = re.findall(r"[A-Za-z_][A-Za-z0-9_]*\)?$|\)$|\]$", head.rstrip())
     shown = (left[0] if left else head.rstrip()[-1:]) + " " + word
-    return Diagnostic(at, f"two layers side by side: `{shown}`", hint=f"compose them with '.', e.g. `{shown.replace(' ', ' . ')}`")
+    return Diagnostic(
+        at, f"two layers side by side: `{shown}`", hint=f"compose them with '.', e.g. `{shown.replace(' ', ' . ')}`"
+    )
 
 
 def _offset(text: str, span: Span) -> int:
@@ -666,7 +715,13 @@ def _assemble(source: Source, name: Token, stmts: list, span: Span) -> Program:
             found[kind] = _droppath(value, sspan, diags)
         elif kind == "init" and value not in INIT_SCHEMES:
             close = difflib.get_close_matches(value, INIT_SCHEMES, n=1)
-            diags.error(sspan, f"unknown weight initialisation `{value}`", hint=f"did you mean `{close[0]}`?" if close else "use " + ", ".join(f"`init {s}`" for s in INIT_SCHEMES))
+            diags.error(
+                sspan,
+                f"unknown weight initialisation `{value}`",
+                hint=f"did you mean `{close[0]}`?"
+                if close
+                else "use " + ", ".join(f"`init {s}`" for s in INIT_SCHEMES),
+            )
         else:
             found[kind] = (value, sspan)
     return Program(

@@ -89,7 +89,10 @@ def _join_shape(net: Network, node: Node, shapes, out: list[Diagnostic], reporte
     if not ok and (node.span, problem) not in reported:
         reported.add((node.span, problem))
         listed = ", ".join(shape_str(s) for s in shapes)
-        hint = "a join's branches must keep the same channels and spatial size; check strides, pools and channel counts in the branches"
+        hint = (
+            "a join's branches must keep the same channels and spatial size; check strides, pools and channel "
+            "counts in the branches"
+        )
         if net.join_mode != "concat" and len({s[1:] for s in shapes}) == 1:
             hint = "branches end with different channel counts: give them the same channels, or use `join = concat`"
         out.append(Diagnostic(node.span, f"{problem}, got {listed} (block {node.block})", hint=hint))
@@ -126,7 +129,10 @@ def check_one_input_one_output(net: Network) -> Iterator[Diagnostic]:
     sources = [n for n in g if g.in_degree(n) == 0]
     sinks = [n for n in g if g.out_degree(n) == 0]
     if sources != ["input"] or sinks != ["output"]:
-        yield Diagnostic(_where(net), f"internal: graph must have one input and one output, found sources {sources[:3]} and sinks {sinks[:3]}")
+        yield Diagnostic(
+            _where(net),
+            f"internal: graph must have one input and one output, found sources {sources[:3]} and sinks {sinks[:3]}",
+        )
 
 
 def check_reachable(net: Network) -> Iterator[Diagnostic]:
@@ -143,7 +149,10 @@ def check_columns_complete(net: Network) -> Iterator[Diagnostic]:
         bad = semantics.columns_complete(net, k)
         if bad is not None:
             at = net.node(bad).span if bad else _where(net)
-            yield Diagnostic(at, f"column {k} is not one complete path from input to output" + (f" (it breaks at {bad})" if bad else ""))
+            yield Diagnostic(
+                at,
+                f"column {k} is not one complete path from input to output" + (f" (it breaks at {bad})" if bad else ""),
+            )
 
 
 def check_shapes_known(net: Network) -> Iterator[Diagnostic]:
@@ -171,13 +180,19 @@ def check_sizes(net: Network) -> Iterator[Diagnostic]:
         most = f"; block {biggest} alone has {per_block[biggest]:,}" if biggest is not None else ""
         yield Diagnostic(
             _where(net),
-            f"this network would have {params:,} parameters ({_bytes(params * 4)} of float32 weights){most}; the limit is {MAX_PARAMS:,}",
+            (
+                f"this network would have {params:,} parameters ({_bytes(params * 4)} of float32 weights){most}; the "
+                f"limit is {MAX_PARAMS:,}"
+            ),
             hint="use fewer channels, columns or blocks",
         )
     if acts > MAX_ACTIVATIONS:
         yield Diagnostic(
             net.node("input").span,
-            f"one sample would need {acts:,} activations ({_bytes(acts * 4)} in float32); the limit is {MAX_ACTIVATIONS:,}",
+            (
+                f"one sample would need {acts:,} activations ({_bytes(acts * 4)} in float32); the limit is "
+                f"{MAX_ACTIVATIONS:,}"
+            ),
             hint="use a smaller input, fewer channels, or pool earlier",
         )
 

@@ -61,8 +61,15 @@ def _shape(shape) -> str | None:
 def view_data(net: Network, view: render.View | None = None) -> dict:
     """Everything the page shows, from the same drawing as the static render."""
     view = view or render.View()
-    collapse = view.collapse if view.collapse is not None else (view.block is None and len(net.graph) > render.COLLAPSE_ABOVE)
-    drawing = render._Drawing(net, render.View(block=view.block, collapse=False, kept=view.kept, bold=view.bold, note=view.note), False, tagged=True)
+    collapse = (
+        view.collapse if view.collapse is not None else (view.block is None and len(net.graph) > render.COLLAPSE_ABOVE)
+    )
+    drawing = render._Drawing(
+        net,
+        render.View(block=view.block, collapse=False, kept=view.kept, bold=view.bold, note=view.note),
+        False,
+        tagged=True,
+    )
     source = drawing.source()
     svg = drawing.pipe(source, "svg").decode("utf-8")
     svg = svg[svg.index("<svg") :]  # no XML prolog or DOCTYPE
@@ -147,7 +154,11 @@ def page(net: Network, view: render.View | None = None) -> str:
 def _drawable(net: Network, nodes: int) -> bool:
     """Whether a notebook can show ``net``: validated (shapes known), not over the image
     limit, and Graphviz installed; else Jupyter falls back to the next representation."""
-    return all(n.shape is not None for n in net.nodes()) and nodes <= render.IMAGE_LIMIT and shutil.which("neato") is not None
+    return (
+        all(n.shape is not None for n in net.nodes())
+        and nodes <= render.IMAGE_LIMIT
+        and shutil.which("neato") is not None
+    )
 
 
 def notebook_html(net: Network) -> str | None:

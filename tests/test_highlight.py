@@ -12,8 +12,6 @@ from importlib import metadata
 
 import pytest
 from conftest import EXAMPLES, ROOT
-
-pygments = pytest.importorskip("pygments")
 from pygments.token import Comment, Error, Keyword, Name, Number
 
 from fractal_dsl.layers import BUILTINS

@@ -25,12 +25,30 @@ READABLE = (1, 2)
 
 # the type every field must have when present; a damaged or hand-made file fails here, by name
 FIELDS = {
-    "format": str, "version": int, "network": str, "source_name": str, "source_sha256": str,
-    "structure_sha256": str, "weights_sha256": str, "config": dict, "epoch": int, "model": dict,
-    "optimizer": dict, "scheduler": dict, "scaler": dict, "history": list,
+    "format": str,
+    "version": int,
+    "network": str,
+    "source_name": str,
+    "source_sha256": str,
+    "structure_sha256": str,
+    "weights_sha256": str,
+    "config": dict,
+    "epoch": int,
+    "model": dict,
+    "optimizer": dict,
+    "scheduler": dict,
+    "scaler": dict,
+    "history": list,
 }
-HISTORY_FIELDS = {"epoch": int, "lr": (int, float), "train_loss": (int, float), "train_acc": (int, float),
-                  "test_acc": (int, float), "column_acc": list, "seconds": (int, float)}
+HISTORY_FIELDS = {
+    "epoch": int,
+    "lr": (int, float),
+    "train_loss": (int, float),
+    "train_acc": (int, float),
+    "test_acc": (int, float),
+    "column_acc": list,
+    "seconds": (int, float),
+}
 
 
 def save(path: str | Path, state: dict) -> None:
@@ -71,8 +89,10 @@ def load(path: str | Path) -> dict:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise TrainError(f"{path}: not a fractal-dsl checkpoint")
     if state.get("version") not in READABLE:
-        raise TrainError(f"{path}: checkpoint format version {state.get('version')!r}, this fractal-dsl reads "
-                         + ", ".join(map(str, READABLE)))
+        raise TrainError(
+            f"{path}: checkpoint format version {state.get('version')!r}, this fractal-dsl reads "
+            + ", ".join(map(str, READABLE))
+        )
     _check_types(path, state)
     return state
 
@@ -80,8 +100,9 @@ def load(path: str | Path) -> dict:
 def _check_types(path, state: dict) -> None:
     for name, kind in FIELDS.items():
         if name in state and (not isinstance(state[name], kind) or isinstance(state[name], bool) and kind is int):
-            raise TrainError(f"{path}: damaged checkpoint: `{name}` is {type(state[name]).__name__}, "
-                             f"not {kind.__name__}")
+            raise TrainError(
+                f"{path}: damaged checkpoint: `{name}` is {type(state[name]).__name__}, not {kind.__name__}"
+            )
     config = state.get("config", {})
     for name, kind in (("data", str), ("cache_dir", (str, type(None)))):  # eval reads these back
         if name in config and not isinstance(config[name], kind):
@@ -118,22 +139,28 @@ def verify(path, state: dict, net, model: torch.nn.Module, allow_other_network: 
     if legacy:
         warn(f"warning: {path} was written by an older fractal-dsl: its weights and network are not verified")
     elif tensors_sha256(state.get("model", {})) != state["weights_sha256"]:
-        raise TrainError(f"{path}: damaged checkpoint: the weights do not match their checksum "
-                         "(the file was changed or corrupted after it was written)")
+        raise TrainError(
+            f"{path}: damaged checkpoint: the weights do not match their checksum "
+            "(the file was changed or corrupted after it was written)"
+        )
     check_fits(path, state, model, net.name)
     if legacy or state["structure_sha256"] == structure_sha256(net):
         return
     was = state.get("network")
     what = f"network {was!r}" + (f" from {state['source_name']}" if state.get("source_name") else "")
     if allow_other_network:
-        warn(f"warning: {path} holds the weights of another {what}; loading them into {net.name!r} "
-             "as asked (allow_other_network)")
+        warn(
+            f"warning: {path} holds the weights of another {what}; loading them into {net.name!r} "
+            "as asked (allow_other_network)"
+        )
         return
     differs = f"another name ({was!r})" if was != net.name else "the same name but another structure"
-    raise TrainError(f"{braces(path)}: checkpoint of {braces(what)}, not of this network {braces(repr(net.name))} "
-                     f"({braces(net.source_name)}): {braces(differs)}; layers, joins or connections differ. Use the "
-                     "program it was trained with, or {allow_other_network} to load its weights anyway",
-                     "allow_other_network")
+    raise TrainError(
+        f"{braces(path)}: checkpoint of {braces(what)}, not of this network {braces(repr(net.name))} "
+        f"({braces(net.source_name)}): {braces(differs)}; layers, joins or connections differ. Use the "
+        "program it was trained with, or {allow_other_network} to load its weights anyway",
+        "allow_other_network",
+    )
 
 
 def check_fits(path, state: dict, model: torch.nn.Module, network: str) -> None:
@@ -144,12 +171,17 @@ def check_fits(path, state: dict, model: torch.nn.Module, network: str) -> None:
     own = model.state_dict()
     problems = [f"missing {k}" for k in own if k not in saved]
     problems += [f"unexpected {k}" for k in saved if k not in own]
-    problems += [f"{k} is {_shape(saved[k])} here {_shape(v)}" for k, v in own.items()
-                 if k in saved and getattr(saved[k], "shape", None) != v.shape]
+    problems += [
+        f"{k} is {_shape(saved[k])} here {_shape(v)}"
+        for k, v in own.items()
+        if k in saved and getattr(saved[k], "shape", None) != v.shape
+    ]
     if problems:
         more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
-        raise TrainError(f"{path}: checkpoint of network {state.get('network')!r} does not fit network "
-                         f"{network!r}: {'; '.join(problems[:3])}{more}")
+        raise TrainError(
+            f"{path}: checkpoint of network {state.get('network')!r} does not fit network "
+            f"{network!r}: {'; '.join(problems[:3])}{more}"
+        )
 
 
 def _shape(t) -> str:

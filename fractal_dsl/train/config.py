@@ -13,8 +13,22 @@ from ..errors import RunError
 
 #: Options that change the trained weights: a resumed run must use the same values.
 RESUME_KEYS = (
-    "data", "augment", "epochs", "batch_size", "lr", "momentum", "weight_decay", "seed", "drop_path",
-    "drop_path_local", "drop_path_global", "drop_path_per", "dropout", "amp", "init", "subset",
+    "data",
+    "augment",
+    "epochs",
+    "batch_size",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "seed",
+    "drop_path",
+    "drop_path_local",
+    "drop_path_global",
+    "drop_path_per",
+    "dropout",
+    "amp",
+    "init",
+    "subset",
 )
 
 

@@ -49,8 +49,14 @@ class Data:
         return tuple(self.x_train.shape[1:])
 
     def to(self, device) -> Data:
-        return Data(self.name, *(t.to(device) for t in (self.x_train, self.y_train, self.x_test, self.y_test)),
-                    self.classes, self.mean.to(device), self.std.to(device), self.conversion)
+        return Data(
+            self.name,
+            *(t.to(device) for t in (self.x_train, self.y_train, self.x_test, self.y_test)),
+            self.classes,
+            self.mean.to(device),
+            self.std.to(device),
+            self.conversion,
+        )
 
     def prepare(self, x: torch.Tensor, flips=None, shifts=None) -> torch.Tensor:
         """A batch as the network sees it: floats, augmented if asked, normalised."""
@@ -69,15 +75,20 @@ def load(spec: str, input_shape: tuple[int, ...], classes: int, cache_dir: str |
     elif os.path.isdir(spec):
         data = _folder(Path(spec), input_shape)
     else:
-        raise UsageError(f"{{data}} {braces(repr(spec))}: not digits, cifar10, cifar100, svhn or an existing folder", "data")
+        raise UsageError(
+            f"{{data}} {braces(repr(spec))}: not digits, cifar10, cifar100, svhn or an existing folder", "data"
+        )
     if data.shape != tuple(input_shape):
-        raise TrainError(f"{data.name} images are {_shape(data.shape)} but the network takes {_shape(input_shape)}"
-                         " (change the `input` line, or pick data of that shape)")
+        raise TrainError(
+            f"{data.name} images are {_shape(data.shape)} but the network takes {_shape(input_shape)}"
+            " (change the `input` line, or pick data of that shape)"
+        )
     if spec == "digits" and classes != data.classes:
         data = _digits_for(data, classes)
     elif data.classes != classes:
-        raise TrainError(f"{data.name} has {data.classes} classes but the network predicts {classes}"
-                         " (change the `classes` line)")
+        raise TrainError(
+            f"{data.name} has {data.classes} classes but the network predicts {classes} (change the `classes` line)"
+        )
     return data
 
 
@@ -91,8 +102,15 @@ def _digits_for(data: Data, classes: int) -> Data:
         raise TrainError(f"the built-in digits need a network of at least 2 classes, not {classes}")
     train, test = data.y_train < classes, data.y_test < classes
     note = f"digits 0-{classes - 1} only"
-    return dataclasses.replace(data, x_train=data.x_train[train], y_train=data.y_train[train], x_test=data.x_test[test],
-                               y_test=data.y_test[test], classes=classes, conversion=_also(data.conversion, note))
+    return dataclasses.replace(
+        data,
+        x_train=data.x_train[train],
+        y_train=data.y_train[train],
+        x_test=data.x_test[test],
+        y_test=data.y_test[test],
+        classes=classes,
+        conversion=_also(data.conversion, note),
+    )
 
 
 def _also(conversion: str, note: str) -> str:
@@ -105,8 +123,17 @@ def subset(data: Data, n: int | None) -> Data:
     if n is None or (n >= len(data.y_train) and n >= len(data.y_test)):
         return data
     note = f"first {n} images of each split"
-    return Data(data.name, data.x_train[:n], data.y_train[:n], data.x_test[:n], data.y_test[:n], data.classes,
-                data.mean, data.std, _also(data.conversion, note))
+    return Data(
+        data.name,
+        data.x_train[:n],
+        data.y_train[:n],
+        data.x_test[:n],
+        data.y_test[:n],
+        data.classes,
+        data.mean,
+        data.std,
+        _also(data.conversion, note),
+    )
 
 
 def _shape(shape) -> str:
@@ -129,11 +156,13 @@ def _split(n: int, labels: torch.Tensor, names: list[str] | None = None):
     n_test = math.ceil(TEST_FRACTION * n)
     if counts.min() < 2 or n_test < classes or n - n_test < classes:
         k = int(counts.argmin())
-        raise TrainError(f"too few images for a stratified {100 - 100 * TEST_FRACTION:.0f}/{100 * TEST_FRACTION:.0f} "
-                         f"train/test split: {n} images in {classes} classes (class "
-                         f"{names[k] if names else k!r} has {int(counts[k])}); each class needs at least 2 images "
-                         f"and the test share ({n_test}) at least one per class: add images, or give "
-                         "train/ and test/ folders")
+        raise TrainError(
+            f"too few images for a stratified {100 - 100 * TEST_FRACTION:.0f}/{100 * TEST_FRACTION:.0f} "
+            f"train/test split: {n} images in {classes} classes (class "
+            f"{names[k] if names else k!r} has {int(counts[k])}); each class needs at least 2 images "
+            f"and the test share ({n_test}) at least one per class: add images, or give "
+            "train/ and test/ folders"
+        )
     idx = torch.arange(n)
     tr, te = train_test_split(idx.numpy(), test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=labels.numpy())
     return torch.from_numpy(tr), torch.from_numpy(te)
@@ -201,8 +230,10 @@ def _folder(root: Path, input_shape) -> Data:
         classes = _class_names(root / "train")
         only_test = sorted(set(_class_names(root / "test")) - set(classes))
         if only_test:
-            raise TrainError(f"{root}/test has class folders that {root}/train lacks ({', '.join(only_test[:3])}): "
-                             "the network could never learn them; add their training images or remove them")
+            raise TrainError(
+                f"{root}/test has class folders that {root}/train lacks ({', '.join(only_test[:3])}): "
+                "the network could never learn them; add their training images or remove them"
+            )
         x_tr, y_tr = _read_images(root / "train", classes, input_shape, Image)
         x_te, y_te = _read_images(root / "test", classes, input_shape, Image)
     else:
@@ -249,7 +280,9 @@ def _read_image(path: Path, mode: str, size: tuple[int, int], Image) -> torch.Te
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise TrainError(f"{path}: image too large to decode safely ({exc})") from None
     except OSError as exc:
-        raise TrainError(f"{path}: not a readable image ({exc.strerror if isinstance(exc, safeio.InputError) else exc})") from None
+        raise TrainError(
+            f"{path}: not a readable image ({exc.strerror if isinstance(exc, safeio.InputError) else exc})"
+        ) from None
 
 
 # ---- batches ------------------------------------------------------------------------------

@@ -64,22 +64,30 @@ def _seed(*parts: int) -> int:
 
 
 class _Run:
-    def __init__(self, net: Network, cfg: TrainConfig, folder: runfolder.RunFolder, ctx: distributed.Context,
-                 log) -> None:
+    def __init__(
+        self, net: Network, cfg: TrainConfig, folder: runfolder.RunFolder, ctx: distributed.Context, log
+    ) -> None:
         self.net, self.cfg, self.folder, self.out, self.ctx, self.log = net, cfg, folder, folder.path, ctx, log
         if cfg.amp and ctx.device.type != "cuda":
             raise TrainError("{amp} (mixed precision) needs a CUDA device", "amp")
         if cfg.epochs < 1 or cfg.batch_size < 1 or not (cfg.lr > 0):
-            raise UsageError("{epochs} and {batch_size} must be at least 1 and {lr} positive", "epochs", "batch_size", "lr")
+            raise UsageError(
+                "{epochs} and {batch_size} must be at least 1 and {lr} positive", "epochs", "batch_size", "lr"
+            )
         if cfg.batch_size % ctx.world:
-            raise UsageError(f"{{batch_size}} {cfg.batch_size} must divide evenly over {ctx.world} processes", "batch_size")
+            raise UsageError(
+                f"{{batch_size}} {cfg.batch_size} must divide evenly over {ctx.world} processes", "batch_size"
+            )
         self.ckpt = self.out / "checkpoint.pt"
         if ctx.main:
             if cfg.resume and not self.ckpt.is_file():
                 raise TrainError(f"{{resume}}: {braces(self.ckpt)} does not exist", "resume")
             if not cfg.resume and self.ckpt.exists():
-                raise TrainError(f"{braces(self.out)} already holds a run: continue it with {{resume}}, or pick another {{out}}",
-                                 "resume", "out")
+                raise TrainError(
+                    f"{braces(self.out)} already holds a run: continue it with {{resume}}, or pick another {{out}}",
+                    "resume",
+                    "out",
+                )
 
     # ---- setup --------------------------------------------------------------------------
 
@@ -119,12 +127,22 @@ class _Run:
         params = sum(p.numel() for p in model.parameters())
         if history:
             self.log(f"resuming after epoch {len(history)} of {cfg.epochs}")
-        self.log(f"{self.net.name}: {params:,} parameters, {data.name} {len(data.y_train)} train / "
-                 f"{len(data.y_test)} test" + (f" ({data.conversion})" if data.conversion else "")
-                 + f", {ctx.device}" + (f" x {ctx.world} processes" if ctx.distributed else ""))
+        self.log(
+            f"{self.net.name}: {params:,} parameters, {data.name} {len(data.y_train)} train / "
+            f"{len(data.y_test)} test"
+            + (f" ({data.conversion})" if data.conversion else "")
+            + f", {ctx.device}"
+            + (f" x {ctx.world} processes" if ctx.distributed else "")
+        )
         recal = min(cfg.recalibrate_bn, len(data.y_train))
-        self.log("evaluation: " + (f"BatchNorm statistics re-estimated per path on {recal} training images"
-                                   if recal else "BatchNorm statistics as stored"))
+        self.log(
+            "evaluation: "
+            + (
+                f"BatchNorm statistics re-estimated per path on {recal} training images"
+                if recal
+                else "BatchNorm statistics as stored"
+            )
+        )
         ddp = distributed.wrap(ctx, model, find_unused=bool(getattr(model, "drop_path", True)))
         with _StopFlag(self.log) as stop:
             for epoch in range(len(history), cfg.epochs):
@@ -134,15 +152,23 @@ class _Run:
                 sched.step()
                 distributed.broadcast_buffers(ctx, model)
                 full, cols = evaluate(model, data, ctx, amp=cfg.amp, recalibrate_bn=cfg.recalibrate_bn)
-                record = {"epoch": epoch + 1, "lr": lr, "train_loss": loss, "train_acc": acc, "test_acc": full,
-                          "column_acc": cols, "seconds": round(time.perf_counter() - t0, 3)}
+                record = {
+                    "epoch": epoch + 1,
+                    "lr": lr,
+                    "train_loss": loss,
+                    "train_acc": acc,
+                    "test_acc": full,
+                    "column_acc": cols,
+                    "seconds": round(time.perf_counter() - t0, 3),
+                }
                 history.append(record)
                 if ctx.main:
                     self._save(model, opt, sched, scaler, history)
                 self.log(_epoch_line(record, cfg.epochs))
                 if distributed.all_sum(ctx, [float(stop.is_set())])[0]:  # all ranks stop together
-                    raise Interrupted(f"interrupted: {braces(self.ckpt)} holds epoch {epoch + 1}; continue with {{resume}}",
-                                      "resume")
+                    raise Interrupted(
+                        f"interrupted: {braces(self.ckpt)} holds epoch {epoch + 1}; continue with {{resume}}", "resume"
+                    )
         summary = _summary(self.net, data, cfg, ctx, params, history)
         summary["weights_sha256"] = weights_digest(model)
         if ctx.main:
@@ -176,13 +202,22 @@ class _Run:
 
     def _save(self, model, opt, sched, scaler, history) -> None:
         config = {**self.cfg.as_dict(), "file_droppath": repr(self.net.droppath)}
-        checkpoint.save(self.ckpt, {
-            "network": self.net.name, "source_name": self.net.source_name,
-            "source_sha256": fingerprint.source_sha256(self.net),
-            "structure_sha256": fingerprint.structure_sha256(self.net),
-            "config": config, "epoch": len(history), "model": model.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "history": history,
-        })
+        checkpoint.save(
+            self.ckpt,
+            {
+                "network": self.net.name,
+                "source_name": self.net.source_name,
+                "source_sha256": fingerprint.source_sha256(self.net),
+                "structure_sha256": fingerprint.structure_sha256(self.net),
+                "config": config,
+                "epoch": len(history),
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "scaler": scaler.state_dict(),
+                "history": history,
+            },
+        )
         self.folder.saved = True
         self._write_metrics(history)
 
@@ -216,7 +251,7 @@ class _Run:
         total = [0.0, 0.0, 0.0]
         try:
             for step in range(steps):
-                idx = order[step * per_rank:(step + 1) * per_rank]
+                idx = order[step * per_rank : (step + 1) * per_rank]
                 aug = (flips[idx], shifts[idx]) if flips is not None else ()
                 idx = idx.to(ctx.device)
                 x, y = data.prepare(data.x_train[idx], *aug), data.y_train[idx]
@@ -225,15 +260,25 @@ class _Run:
                     loss = F.cross_entropy(logits, y)
                 # one collective per step, before backward, so every rank agrees to go on or stop
                 loss_sum, correct, n, stopping = distributed.all_sum(
-                    ctx, [loss.item() * len(y), (logits.argmax(1) == y).sum().item(), len(y), float(stop.is_set())])
+                    ctx, [loss.item() * len(y), (logits.argmax(1) == y).sum().item(), len(y), float(stop.is_set())]
+                )
                 if not math.isfinite(loss_sum):
-                    raise TrainError(f"the loss became {loss_sum / n} in epoch {epoch + 1}, step {step + 1}: training "
-                                     f"diverged (try a smaller {{lr}} than {cfg.lr:g}); "
-                                     + (f"{braces(self.ckpt)} holds epoch {epoch}" if epoch else "nothing was saved"), "lr")
+                    raise TrainError(
+                        f"the loss became {loss_sum / n} in epoch {epoch + 1}, step {step + 1}: training "
+                        f"diverged (try a smaller {{lr}} than {cfg.lr:g}); "
+                        + (f"{braces(self.ckpt)} holds epoch {epoch}" if epoch else "nothing was saved"),
+                        "lr",
+                    )
                 if stopping:
-                    raise Interrupted(f"interrupted in epoch {epoch + 1}: " + (
-                        f"{braces(self.ckpt)} holds epoch {epoch}; continue with {{resume}}" if epoch
-                        else "no epoch had finished, nothing was saved"), "resume")
+                    raise Interrupted(
+                        f"interrupted in epoch {epoch + 1}: "
+                        + (
+                            f"{braces(self.ckpt)} holds epoch {epoch}; continue with {{resume}}"
+                            if epoch
+                            else "no epoch had finished, nothing was saved"
+                        ),
+                        "resume",
+                    )
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(opt)
@@ -300,8 +345,9 @@ class _StopFlag:
 
 
 @torch.no_grad()
-def accuracy(model, data: datasets.Data, ctx=None, column=None, amp=False, batch=EVAL_BATCH,
-             recalibrate_bn: int = 0) -> tuple[float, float]:
+def accuracy(
+    model, data: datasets.Data, ctx=None, column=None, amp=False, batch=EVAL_BATCH, recalibrate_bn: int = 0
+) -> tuple[float, float]:
     """Test accuracy of the whole network (``column=None``) or one column, and samples per second.
 
     Processes share the test set (every world-th sample) and sum their counts. With
@@ -315,7 +361,7 @@ def accuracy(model, data: datasets.Data, ctx=None, column=None, amp=False, batch
     with bn_recalibrated(model, data, column, recalibrate_bn):
         model.eval()
         for i in range(0, len(idx), batch):
-            j = idx[i:i + batch]
+            j = idx[i : i + batch]
             x = data.prepare(data.x_test[j])
             _sync(device)
             t0 = time.perf_counter()
@@ -324,7 +370,9 @@ def accuracy(model, data: datasets.Data, ctx=None, column=None, amp=False, batch
             correct += (pred == data.y_test[j]).sum().item()  # .item() waits for the device
             seconds += time.perf_counter() - t0
     model.train(was_training)
-    correct, n, seconds = distributed.all_sum(ctx, [correct, len(idx), seconds]) if ctx else (correct, len(idx), seconds)
+    correct, n, seconds = (
+        distributed.all_sum(ctx, [correct, len(idx), seconds]) if ctx else (correct, len(idx), seconds)
+    )
     return correct / n, (n / seconds if seconds else float("inf"))
 
 
@@ -356,7 +404,7 @@ def bn_recalibrated(model, data: datasets.Data, column: int | None, samples: int
                 m.eval()
         with torch.no_grad():
             for i in range(0, min(samples, len(data.y_train)), EVAL_BATCH):
-                model(data.prepare(data.x_train[i:min(i + EVAL_BATCH, samples)]), column=column)
+                model(data.prepare(data.x_train[i : min(i + EVAL_BATCH, samples)]), column=column)
         yield
     finally:
         for m, (momentum, state) in zip(bns, saved):
@@ -375,13 +423,23 @@ def _sync(device) -> None:
 def evaluate(model, data, ctx=None, amp=False, recalibrate_bn: int = 0) -> tuple[float, list[float]]:
     """Accuracy of the whole network and of every column alone (the "anytime" predictors)."""
     full = accuracy(model, data, ctx, None, amp, recalibrate_bn=recalibrate_bn)[0]
-    cols = [accuracy(model, data, ctx, k, amp, recalibrate_bn=recalibrate_bn)[0] for k in range(1, model.num_columns + 1)]
+    cols = [
+        accuracy(model, data, ctx, k, amp, recalibrate_bn=recalibrate_bn)[0] for k in range(1, model.num_columns + 1)
+    ]
     return full, cols
 
 
-def evaluate_checkpoint(net: Network, path, column: int | None = None, data_spec: str | None = None,
-                        cache_dir: str | None = None, device: str = "auto", recalibrate_bn: int = TrainConfig.recalibrate_bn,
-                        allow_other_network: bool = False, warn=print) -> dict:
+def evaluate_checkpoint(
+    net: Network,
+    path,
+    column: int | None = None,
+    data_spec: str | None = None,
+    cache_dir: str | None = None,
+    device: str = "auto",
+    recalibrate_bn: int = TrainConfig.recalibrate_bn,
+    allow_other_network: bool = False,
+    warn=print,
+) -> dict:
     """Load ``path`` into ``net``'s compiled module and measure it on the test split it was trained with
     (or ``data_spec``): rows of (what, accuracy, samples/s). The checkpoint's weights must match
     their checksum and belong to ``net`` (see :func:`checkpoint.verify`)."""
@@ -403,9 +461,16 @@ def evaluate_checkpoint(net: Network, path, column: int | None = None, data_spec
     for k in targets:
         acc, speed = accuracy(model, data, column=k, recalibrate_bn=recalibrate_bn)
         rows.append({"column": k, "accuracy": acc, "samples_per_second": speed})
-    return {"network": net.name, "checkpoint": str(path), "epoch": state.get("epoch"), "data": data.name,
-            "test_samples": len(data.y_test), "device": str(dev),
-            "recalibrate_bn": min(recalibrate_bn, len(data.y_train)), "rows": rows}
+    return {
+        "network": net.name,
+        "checkpoint": str(path),
+        "epoch": state.get("epoch"),
+        "data": data.name,
+        "test_samples": len(data.y_test),
+        "device": str(dev),
+        "recalibrate_bn": min(recalibrate_bn, len(data.y_train)),
+        "rows": rows,
+    }
 
 
 # ---- files and lines ------------------------------------------------------------------------
@@ -418,17 +483,25 @@ def weights_digest(model) -> str:
 
 def _epoch_line(r: dict, epochs: int) -> str:
     cols = " ".join(f"{100 * a:.1f}" for a in r["column_acc"])
-    return (f"epoch {r['epoch']}/{epochs}  lr {r['lr']:.3g}  loss {r['train_loss']:.4f}  train {100 * r['train_acc']:.1f}%"
-            f"  test {100 * r['test_acc']:.1f}%  columns {cols}  {r['seconds']:.1f}s")
+    return (
+        f"epoch {r['epoch']}/{epochs}  lr {r['lr']:.3g}  loss {r['train_loss']:.4f}  train {100 * r['train_acc']:.1f}%"
+        f"  test {100 * r['test_acc']:.1f}%  columns {cols}  {r['seconds']:.1f}s"
+    )
 
 
 def _summary(net: Network, data, cfg: TrainConfig, ctx, params: int, history: list[dict]) -> dict:
     last = history[-1]
     return {
-        "network": net.name, "file": net.source_name, "data": data.name, "data_conversion": data.conversion,
+        "network": net.name,
+        "file": net.source_name,
+        "data": data.name,
+        "data_conversion": data.conversion,
         "epochs": last["epoch"],
-        "params": params, "test_acc": last["test_acc"],
+        "params": params,
+        "test_acc": last["test_acc"],
         "column_acc": {str(k + 1): a for k, a in enumerate(last["column_acc"])},
-        "train_seconds": round(sum(h["seconds"] for h in history), 2), "device": str(ctx.device),
-        "processes": ctx.world, "config": cfg.as_dict(),
+        "train_seconds": round(sum(h["seconds"] for h in history), 2),
+        "device": str(ctx.device),
+        "processes": ctx.world,
+        "config": cfg.as_dict(),
     }

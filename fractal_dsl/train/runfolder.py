@@ -66,9 +66,11 @@ class RunFolder:
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise TrainError(f"cannot create {{out}} {braces(out)}: {braces(exc.strerror or exc)}"
-                             + (f" ({braces(exc.filename)})" if exc.filename and str(exc.filename) != str(out) else ""),
-                             "out") from None
+            raise TrainError(
+                f"cannot create {{out}} {braces(out)}: {braces(exc.strerror or exc)}"
+                + (f" ({braces(exc.filename)})" if exc.filename and str(exc.filename) != str(out) else ""),
+                "out",
+            ) from None
         self.created = list(reversed(missing))
 
     def _lock(self) -> None:
@@ -78,14 +80,19 @@ class RunFolder:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
         except OSError as exc:
             self._remove_created()
-            raise TrainError(f"cannot write in {{out}} {braces(self.path)}: {braces(exc.strerror or exc)}", "out") from None
+            raise TrainError(
+                f"cannot write in {{out}} {braces(self.path)}: {braces(exc.strerror or exc)}", "out"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise TrainError(f"another fractal-dsl train is running in {braces(self.path)} (it holds {braces(lock)}); "
-                                 "wait for it to finish or pick another {out}", "out") from None
+                raise TrainError(
+                    f"another fractal-dsl train is running in {braces(self.path)} (it holds {braces(lock)}); "
+                    "wait for it to finish or pick another {out}",
+                    "out",
+                ) from None
             raise TrainError(f"cannot lock {lock}: {exc.strerror or exc}") from None
         self._fd = fd
         os.ftruncate(fd, 0)
@@ -100,9 +107,17 @@ class RunFolder:
         foreign = [n for n in names if not (self.had_lock_file and n in TOOL_FILES and self._plain(n))]
         if foreign and not force:
             shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-            why = "files fractal-dsl did not write" if self.had_lock_file else "files, and it is not a fractal-dsl run folder"
-            raise TrainError(f"{{out}} {braces(self.path)} holds {why} ({braces(shown)}); pick another {{out}}, "
-                             "or add {force} to write the run's files there anyway", "out", "force")
+            why = (
+                "files fractal-dsl did not write"
+                if self.had_lock_file
+                else "files, and it is not a fractal-dsl run folder"
+            )
+            raise TrainError(
+                f"{{out}} {braces(self.path)} holds {why} ({braces(shown)}); pick another {{out}}, "
+                "or add {force} to write the run's files there anyway",
+                "out",
+                "force",
+            )
 
     def _plain(self, name: str) -> bool:
         """A regular file, not a link: a ``model.py`` linking elsewhere is not the tool's to replace."""
