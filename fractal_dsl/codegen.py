@@ -260,35 +260,35 @@ class _UnitFunction:
         ctors = []
         for i, layer in enumerate(first.layers):
             t = layer.type
+            lt = layers.TYPES[t]
             shapes = [(n.in_shape, *n.layer_shapes)[i] for n in nodes]
             exprs: dict[str, _Expr] = {}
-            for slot, kind, default in layers.TYPES[t].slots:
+            for slot, kind, default, same_as in lt.slots:
                 vals = tuple(layers.slot_value(n.layers[i], slot, shapes[k]) for k, n in enumerate(nodes))
                 hint = self.hints.get((i, slot)) if self.hints is not None else None
                 if kind == "channels_in" and cur is not None and cur.values == vals:
                     expr = cur
                 elif (
-                    slot == "out_features"
+                    lt.classifier
+                    and slot == lt.out_slot
                     and first.kind == "head"
-                    and all(x.type != "linear" for x in first.layers[i + 1 :])
+                    and all(x.type != t for x in first.layers[i + 1 :])
                     and all(v == self.net.classes for v in vals)
                 ):
                     expr = _Expr("num_classes", vals, False)
-                elif slot == "stride" and t in _POOLS and hint is None and vals == exprs["kernel"].values:
-                    expr = exprs["kernel"]  # the stride a pool takes by default
+                elif same_as is not None and hint is None and vals == exprs[same_as].values:
+                    expr = exprs[same_as]  # an argument that defaults to another (a pool's stride)
                 else:
                     expr = self._generic(f"{slot}_{i}", vals, kind, default, hint)
                 if expr.text in self.used:
                     self.used[expr.text] = True
                 exprs[slot] = expr
-            if t in ("dropout", "dropout2d") and not (exprs["p"].literal and not exprs["p"].values[0]):
+            if lt.switch and not (exprs[lt.switch].literal and not exprs[lt.switch].values[0]):
                 self.used["dropout"] = True
             ctors.extend(_ctor_lines(t, exprs))
-            if t == "conv2d":
-                cur = exprs["out_channels"]
-            elif t == "linear":
-                cur = exprs["out_features"]
-            elif t == "flatten":
+            if lt.out_slot:
+                cur = exprs[lt.out_slot]
+            elif lt.flattens:
                 after = tuple(n.layer_shapes[i][0] for n in nodes)
                 cur = cur if cur is not None and cur.values == after else None
         return ctors
@@ -399,7 +399,6 @@ class _UnitFunction:
         return [head, *(f"#   {line}" for line in textwrap.wrap(text, WIDTH - 4, break_on_hyphens=False))]
 
 
-_POOLS = ("maxpool2d", "avgpool2d")
 _ANNOTATION = {"int": "int", "channels_in": "int", "float": "float", "bool": "bool"}
 # (built-in, parameter) -> the constructor argument it sets, where the names differ.
 _BUILTIN_SLOT = {

@@ -95,6 +95,7 @@ class Slot(NamedTuple):
     name: str
     kind: str
     default: object = NO_DEFAULT
+    same_as: str | None = None  # left out when equal to this other argument (a pool's stride: its kernel)
 
 
 class Arg(NamedTuple):
@@ -119,6 +120,10 @@ class LayerType:
     infer: Callable[[Layer, tuple[int, ...]], Effect]
     slots: tuple[Slot, ...]
     render: Callable[[dict[str, Arg]], tuple[str, list[str]]]
+    out_slot: str | None = None  # the argument that sets the channels (features) it outputs
+    classifier: bool = False  # the last one in the head outputs `num_classes`
+    switch: str | None = None  # the argument the compiled module's `dropout` switch turns off
+    flattens: bool = False  # its output is one vector of all its input's values
 
 
 TYPES: dict[str, LayerType] = {}
@@ -158,7 +163,7 @@ def torch_ctor(layer: Layer, in_shape: tuple[int, ...], literal: Literal, num_cl
     args = {}
     for slot in t.slots:
         v = slot_value(layer, slot.name, in_shape)
-        classifier = num_classes and slot.name == "out_features"
+        classifier = num_classes and t.classifier and slot.name == t.out_slot
         args[slot.name] = Arg("num_classes", (v,), False) if classifier else Arg(literal(v), (v,), True)
     cls, texts = t.render(args)
     return f"{cls}({', '.join(texts)})"
@@ -293,7 +298,7 @@ def _conv_render(a: dict[str, Arg]) -> tuple[str, list[str]]:
 
 
 register(
-    LayerType("conv2d", _conv_resolve, _conv_infer, _CONV_SLOTS, _conv_render),
+    LayerType("conv2d", _conv_resolve, _conv_infer, _CONV_SLOTS, _conv_render, out_slot="out_channels"),
     ("conv", "2-D convolution", (("channels", REQUIRED), ("kernel", 3), *_CONV_OPTIONS)),
     *((f"conv{k}x{k}", f"{k}x{k} convolution", (("channels", REQUIRED), *_CONV_OPTIONS)) for k in (1, 3, 5, 7)),
 )
@@ -366,11 +371,11 @@ def _dropout_render(cls: str) -> Callable[[dict[str, Arg]], tuple[str, list[str]
 
 
 register(
-    LayerType("dropout", _dropout_resolve, _same, (Slot("p", "float"),), _dropout_render("Dropout")),
+    LayerType("dropout", _dropout_resolve, _same, (Slot("p", "float"),), _dropout_render("Dropout"), switch="p"),
     ("dropout", "dropout of single activations", (("p", REQUIRED),)),
 )
 register(
-    LayerType("dropout2d", _dropout_resolve, _same, (Slot("p", "float"),), _dropout_render("Dropout2d")),
+    LayerType("dropout2d", _dropout_resolve, _same, (Slot("p", "float"),), _dropout_render("Dropout2d"), switch="p"),
     ("dropout2d", "dropout of whole channels", (("p", REQUIRED),)),
 )
 
@@ -406,7 +411,7 @@ def _pool_render(cls: str) -> Callable[[dict[str, Arg]], tuple[str, list[str]]]:
     return render
 
 
-_POOL_SLOTS = (Slot("kernel", "int"), Slot("stride", "int"), Slot("padding", "int", 0))
+_POOL_SLOTS = (Slot("kernel", "int"), Slot("stride", "int", same_as="kernel"), Slot("padding", "int", 0))
 _POOL_PARAMS = (("kernel", REQUIRED), ("stride", None), ("padding", 0))
 register(
     LayerType("maxpool2d", _pool_resolve, _pool_infer, _POOL_SLOTS, _pool_render("MaxPool2d")),
@@ -441,6 +446,7 @@ register(
         lambda layer, shape: Effect((math.prod(shape),), 0, 0),
         (),
         lambda a: ("nn.Flatten", []),
+        flattens=True,
     ),
     ("flatten", "flattens CxHxW to one vector", ()),
 )
@@ -469,6 +475,14 @@ def _linear_render(a: dict[str, Arg]) -> tuple[str, list[str]]:
 
 
 register(
-    LayerType("linear", _linear_resolve, _linear_infer, _LINEAR_SLOTS, _linear_render),
+    LayerType(
+        "linear",
+        _linear_resolve,
+        _linear_infer,
+        _LINEAR_SLOTS,
+        _linear_render,
+        out_slot="out_features",
+        classifier=True,
+    ),
     ("linear", "fully connected layer", (("features", REQUIRED), ("bias", True))),
 )
