@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from .errors import Collector, Span
 from .layers import BUILTINS, REQUIRED, SAME, Layer, LayerError, resolve
-from .syntax import Arith, BlockSpec, Call, FractalRef, Join, KeyDef, Program, Seq, Value
+from .syntax import Arith, BlockSpec, Call, KeyDef, Program, Seq, Value, walk
 
 SPECIAL_KEYS = ("join", "pool", "head", "stem")
 CONSTANTS = {"true": True, "false": False, "same": SAME}
@@ -58,16 +58,7 @@ class Bound:
 
 
 def _calls(seq: Seq):
-    for t in seq.terms:
-        if isinstance(t, Call):
-            yield t
-        elif isinstance(t, Join):
-            for b in t.branches:
-                yield from _calls(b)
-        elif isinstance(t, Seq):
-            yield from _calls(t)
-        elif isinstance(t, FractalRef):
-            continue
+    return walk(seq, Call)
 
 
 def block_entries(program: Program, key: dict[str, KeyDef]) -> set[str]:

@@ -119,6 +119,19 @@ class Seq:
     span: Span
 
 
+def walk(expr: Seq, kind: type):
+    """Every term of ``kind`` (``Call``, ``FractalRef``, ``Join``) in ``expr``, in written
+    order, entering joins' branches and parenthesised groups."""
+    for t in expr.terms:
+        if isinstance(t, kind):
+            yield t
+        if isinstance(t, Join):
+            for b in t.branches:
+                yield from walk(b, kind)
+        elif isinstance(t, Seq):
+            yield from walk(t, kind)
+
+
 @dataclass(frozen=True)
 class Rule:
     name: str
