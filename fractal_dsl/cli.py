@@ -272,13 +272,20 @@ def render(
     type=click.Path(dir_okay=False),
     help="Where to write the .py file (default: stdout).",
 )
+@click.option(
+    "--column",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="K",
+    help="Only column K: its layers under the whole network's names, always run as column K.",
+)
 @_force_option
-def compile_(file: str, out: str | None, force: bool) -> None:
+def compile_(file: str, out: str | None, column: int | None, force: bool) -> None:
     """Compile FILE to a standalone PyTorch module (one .py file)."""
     from .codegen import generate
     from .safeio import write_output
 
-    source = generate(_load(file))
+    source = generate(_load(file), column)
     if out is None:
         click.echo(source, nl=False)
         return

@@ -31,7 +31,7 @@ import jinja2
 from . import __version__, layers, semantics
 from ._resources import resource_dir
 from .binding import SPECIAL_KEYS
-from .errors import RunError
+from .errors import RunError, UsageError
 from .expand import Network
 from .ir import Node
 from .layers import BUILTINS
@@ -39,6 +39,8 @@ from .layers import BUILTINS
 WIDTH = 88
 # Names the generated module defines or imports: a class must not shadow them.
 _MODULE_NAMES = {
+    "ONLY_COLUMN",
+    "load_full_state_dict",
     "Any",
     "Callable",
     "NamedTuple",
@@ -90,8 +92,16 @@ def module_names(net: Network) -> dict[str, str]:
     return {n.id: n.module for n in net.nodes() if n.module is not None}
 
 
-def generate(net: Network) -> str:
-    """The Python source of the compiled module; byte-identical for the same network."""
+def generate(net: Network, column: int | None = None) -> str:
+    """The Python source of the compiled module; byte-identical for the same network.
+
+    With ``column=K``, the module holds column K's layers only (the same submodule and
+    parameter names as the whole network's) and always runs column K, as the whole
+    network's ``model(x, column=K)`` does; ``load_full_state_dict`` fills it from the whole
+    network's weights.
+    """
+    if column is not None and not 1 <= column <= net.columns:
+        raise UsageError(f"{{column}} {column}: {net.name} has columns 1 to {net.columns}", "column")
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(resource_dir("codegen_templates"))),
         undefined=jinja2.StrictUndefined,
@@ -101,7 +111,7 @@ def generate(net: Network) -> str:
         autoescape=False,
     )
     env.filters["repr"] = _literal
-    source = env.get_template("model.py.j2").render(_context(net))
+    source = env.get_template("model.py.j2").render(_context(net, column))
     ast.parse(source)  # a template or naming bug must never reach the user as broken code
     return source
 
@@ -114,7 +124,7 @@ def load_module(source: str, name: str) -> types.ModuleType:
     return module
 
 
-def _context(net: Network) -> dict:
+def _context(net: Network, column: int | None = None) -> dict:
     order = net.nodes_in_order()
     index = {n: i for i, n in enumerate(order)}
     modules = module_names(net)
@@ -122,6 +132,7 @@ def _context(net: Network) -> dict:
     join_index = {n: j for j, n in enumerate(joins)}
     units = _UnitFunctions(net)
     graphs = _Graphs(net, index, join_index, modules)
+    keep = semantics.column_path(net, column)[0] if column is not None else None
 
     join_rows = []
     for n in joins:
@@ -152,7 +163,8 @@ def _context(net: Network) -> dict:
         "on_path_lines": _bit_rows(semantics.on_path_table(net)),
         "stem": units.call("stem", "self.stem = ") if "stem" in net.graph else [],
         "head": units.call("head", "self.head = "),
-        "block_modules": [graphs.block(b, units) for b in range(1, net.blocks + 1)],
+        "block_modules": [graphs.block(b, units, keep) for b in range(1, net.blocks + 1)],
+        "only_column": column,
     }
 
 
@@ -521,8 +533,9 @@ class _Graphs:
         steps.append(f"return {var[exits[0]]}")
         return steps
 
-    def block(self, b: int, units: _UnitFunctions) -> dict:
-        """Block ``b``'s construction (one call per unit, by column) and its forward call."""
+    def block(self, b: int, units: _UnitFunctions, keep: frozenset[str] | None = None) -> dict:
+        """Block ``b``'s construction (one call per unit, by column; ``None`` for a unit not
+        in ``keep``, when given) and its forward call."""
         columns: dict[int, list[tuple[str, list[str]]]] = {}
         pool = None
         for n in self.index:
@@ -530,13 +543,16 @@ class _Graphs:
             if node.block != b:
                 continue
             if node.kind == "layer":
-                columns.setdefault(node.column, []).append(units.calls[n])
+                columns.setdefault(node.column, []).append(units.calls[n] if keep is None or n in keep else _ABSENT)
             elif node.kind == "pool":
                 pool = units.calls[n]
         args: list[str] = []
         for k in sorted(columns):
             items = columns[k]
-            one = f"column{k}=[{items[0][0]}({', '.join(items[0][1])})],"
+            if all(item is _ABSENT for item in items):
+                continue
+            first = "None" if items[0] is _ABSENT else f"{items[0][0]}({', '.join(items[0][1])})"
+            one = f"column{k}=[{first}],"
             if len(items) == 1 and 12 + len(one) <= WIDTH:
                 args.append(one)
                 continue
@@ -595,8 +611,13 @@ def _call_lines(head: str, items: list[str], tail: str, indent: int) -> list[str
     return [head, *(f"    {item}," for item in items), tail]
 
 
+_ABSENT = ("", [])  # a unit a one-column module leaves out
+
+
 def _item_lines(call: tuple[str, list[str]], indent: int, head: str = "") -> list[str]:
     """A unit's call as one item of an exploded list or call, with its trailing comma."""
+    if call is _ABSENT:
+        return [f"{head}None,"]
     fname, args = call
     return _call_lines(f"{head}{fname}(", args, "),", indent)
 

@@ -183,10 +183,13 @@ def run_python(body: str, tmp_path: Path, monkeypatch) -> None:
         return
     for example in EXAMPLES:
         (tmp_path / f"{example.stem}.py").write_text(codegen.generate(fractal_dsl.load(example)), encoding="utf-8")
+    for stem, k in re.findall(r"from (\w+)_col(\d+) import", body):  # modules of one column (compile --column K)
+        net = fractal_dsl.load(ROOT / "examples" / f"{stem}.fdsl")
+        (tmp_path / f"{stem}_col{k}.py").write_text(codegen.generate(net, int(k)), encoding="utf-8")
     script = tmp_path / "snippet.py"
     script.write_text(body, encoding="utf-8")
     monkeypatch.chdir(ROOT)  # snippets name files as the README does, from the repository root
     monkeypatch.syspath_prepend(str(tmp_path))
-    for name in [m for m in sys.modules if m in {e.stem for e in EXAMPLES}]:
+    for name in [m for m in sys.modules if m.split("_col")[0] in {e.stem for e in EXAMPLES}]:
         monkeypatch.delitem(sys.modules, name)
     runpy.run_path(str(script), run_name="__main__")

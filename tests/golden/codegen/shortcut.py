@@ -98,7 +98,9 @@ def _block(pool: nn.Module | None = None, **columns: list[nn.Module]) -> nn.Modu
     """One block's submodules: ``column{K}.layer{I}`` (I counted from 1), then ``pool``."""
     block = nn.ModuleDict()
     for name, units in columns.items():
-        block[name] = nn.ModuleDict({f"layer{i}": u for i, u in enumerate(units, 1)})
+        block[name] = nn.ModuleDict(
+            {f"layer{i}": u for i, u in enumerate(units, 1) if u is not None}
+        )
     if pool is not None:
         block["pool"] = pool
     return block
