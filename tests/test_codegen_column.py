@@ -53,3 +53,18 @@ def test_compile_column_on_the_command_line(tmp_path):
         assert lint.returncode == 0, lint.stdout  # as clean as the whole network's module
     bad = subprocess.run(run[:-3] + ["9"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "error: --column 9: tiny has columns 1 to 3" in bad.stderr
+
+
+def test_a_column_module_costs_the_columns_macs():
+    """torch's flop counter (2 FLOPs per multiply-accumulate, convolutions and linear
+    layers) on the column module agrees with the graph's MACs of the nodes on the path."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = fractal_dsl.loads(TINY, "tiny.fdsl")
+    for k in range(1, net.columns + 1):
+        model = codegen.load_module(codegen.generate(net, column=k), f"col_macs_{k}").build().eval()
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            model(torch.randn(1, *net.input_shape))
+        on_path = semantics.column_path(net, k)[0]
+        assert counter.get_total_flops() == 2 * sum(net.node(n).macs for n in on_path)
