@@ -345,15 +345,19 @@ def train(file: str, out: str, no_regularization: bool, **options) -> None:
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @_recalibrate_bn_option
 @_allow_other_option
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--repeats", default=10, show_default=True, type=click.IntRange(min=1), metavar="N",
+              help="Latency is the median of N timed forward passes (batch 1 and the eval batch).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (schema in docs/results.md).")
 def evaluate(file: str, ckpt: str, column: int | None, data: str | None, cache_dir: str | None, device: str,
-             recalibrate_bn: int, allow_other_network: bool, as_json: bool) -> None:
-    """Test accuracy and speed (samples/s) of FILE's network with a checkpoint's weights, per column."""
+             recalibrate_bn: int, allow_other_network: bool, repeats: int, as_json: bool) -> None:
+    """The anytime table of FILE's network with a checkpoint's weights: accuracy, parameters,
+    MACs and latency per image of the whole network and of each column."""
     net = _load(file)
+    from .anytime import format_table
     from .train import evaluate_checkpoint
 
     result = evaluate_checkpoint(net, ckpt, column, data, cache_dir, device, recalibrate_bn,
-                                 allow_other_network, warn=lambda line: click.echo(line, err=True))
+                                 allow_other_network, warn=lambda line: click.echo(line, err=True), repeats=repeats)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -361,9 +365,10 @@ def evaluate(file: str, ckpt: str, column: int | None, data: str | None, cache_d
           else ", BatchNorm statistics as stored")
     click.echo(f"{result['network']} after epoch {result['epoch']}: {result['data']} test set "
                f"({result['test_samples']} samples) on {result['device']}{bn}")
-    for row in result["rows"]:
-        what = "whole network" if row["column"] is None else f"column {row['column']}"
-        click.echo(f"  {what:<14} accuracy {100 * row['accuracy']:6.2f}%  {row['samples_per_second']:>10,.0f} samples/s")
+    click.echo(format_table(result["rows"], result["eval_batch"]))
+    click.echo(f"  MACs: multiply-accumulates of the convolutions and linear layers per image, from the graph; "
+               f"latency: median of {result['latency_repeats']} runs, {result['threads']} CPU thread"
+               f"{'s' if result['threads'] != 1 else ''}")
 
 
 if __name__ == "__main__":  # pragma: no cover

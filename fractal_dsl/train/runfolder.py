@@ -25,7 +25,7 @@ from ..errors import braces
 from .config import TrainError
 
 LOCK = "fractal-dsl-run.lock"
-TOOL_FILES = ("model.py", "checkpoint.pt", "metrics.jsonl", "summary.json", "curves.png")
+TOOL_FILES = ("model.py", "checkpoint.pt", "metrics.jsonl", "summary.json", "curves.png", "anytime.png")
 _TEMP = re.compile(r"^\.(?:" + "|".join(re.escape(n) for n in TOOL_FILES) + r")\..*\.tmp$")
 
 
