@@ -93,7 +93,8 @@ def draw(ax, series: list[tuple[str, list[dict]]], title: str) -> None:
             ax.annotate("whole" if r["column"] is None else f"col {r['column']}", (r["macs"], 100 * r["accuracy"]),
                         textcoords="offset points", xytext=(5, -12 if i % 2 else 6), fontsize=8, color=color)
     ax.set_xscale("log")
+    ax.margins(x=0.12, y=0.12)  # room for the labels at the ends
     ax.set(xlabel="MACs per image (log scale)", ylabel="test accuracy (%)", title=title)
     ax.grid(alpha=0.3, which="both")
     if series:
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="best", fontsize=8)

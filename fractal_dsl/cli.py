@@ -291,9 +291,10 @@ _recalibrate_bn_option = click.option(
 
 
 @main.command()
-@click.argument("file", type=FILE)
+@click.argument("files", nargs=-1, required=True, type=FILE)
 @click.option("--out", "out", default="runs/latest", show_default=True, type=click.Path(file_okay=False),
-              help="Folder for model.py, checkpoint.pt, metrics.jsonl, summary.json, curves.png.")
+              help="Folder for model.py, checkpoint.pt, metrics.jsonl, summary.json, curves.png, anytime.png; "
+                   "with several files, the folder of one such folder per file and compare.png.")
 @click.option("--data", default="digits", show_default=True,
               help="digits (built in, offline), cifar10, cifar100, svhn (need torchvision) or an image folder.")
 @click.option("--cache-dir", default=None, type=click.Path(file_okay=False), help="Where datasets download to.")
@@ -322,9 +323,18 @@ _recalibrate_bn_option = click.option(
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars: one line per epoch, for logs.")
 @click.option("--force", is_flag=True, help="Write into an --out folder that holds files fractal-dsl did not write.")
 @_allow_other_option
-def train(file: str, out: str, no_regularization: bool, **options) -> None:
-    """Compile FILE and train it; under torchrun, data-parallel over all processes."""
-    net = _load(file)
+def train(files: tuple[str, ...], out: str, no_regularization: bool, **options) -> None:
+    """Compile FILES and train them; under torchrun, data-parallel over all processes.
+
+    With several files, each is trained in turn into OUT/NAME (NAME: the file's name without
+    .fdsl) and the runs are compared at the end (the table, and OUT/compare.png)."""
+    from pathlib import Path
+
+    nets = [_load(f) for f in files]  # every file is checked before any training starts
+    outs = [out] if len(files) == 1 else [str(Path(out) / Path(f).stem) for f in files]
+    if len(set(outs)) < len(outs):
+        same = next(o for o in outs if outs.count(o) > 1)
+        raise click.UsageError(f"two of the files would train into {same}: give the files different names")
     if no_regularization:
         given = [k for k in ("drop_path", "drop_path_local", "drop_path_global", "drop_path_per") if options[k] is not None]
         if given:
@@ -333,7 +343,36 @@ def train(file: str, out: str, no_regularization: bool, **options) -> None:
     from .train import TrainConfig
     from .train import train as run
 
-    run(net, TrainConfig(**options), out, log=click.echo)
+    for net, folder in zip(nets, outs):
+        if len(files) > 1:
+            click.echo(f"== {net.source_name} -> {folder}")
+        run(net, TrainConfig(**options), folder, log=click.echo)
+    if len(files) > 1 and int(os.environ.get("RANK", "0")) == 0:
+        _compare(outs, str(Path(out) / "compare.png"), force=False)
+
+
+@main.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.option("-o", "--output", "out", default=None, type=click.Path(dir_okay=False),
+              help="Also draw the runs' curves and anytime curves into this PNG.")
+@_force_option
+def compare(runs: tuple[str, ...], out: str | None, force: bool) -> None:
+    """Compare finished training runs (their --out folders): one table, and with -o one figure."""
+    _compare(list(runs), out, force)
+
+
+def _compare(runs: list[str], out: str | None, force: bool) -> None:
+    from .compare import format_table, read_runs, write_figure
+
+    found = read_runs(runs)
+    click.echo(format_table(found))
+    if out is not None:
+        try:
+            write_figure(found, out, force=force)
+        except ImportError:
+            click.echo("error: the figure needs matplotlib: pip install 'fractal-dsl[train]'", err=True)
+            sys.exit(1)
+        click.echo(f"wrote {out}", err=True)
 
 
 @main.command("eval")
