@@ -410,5 +410,26 @@ def evaluate(file: str, ckpt: str, column: int | None, data: str | None, cache_d
                f"{'s' if result['threads'] != 1 else ''}")
 
 
+@main.command()
+@click.argument("file", type=FILE)
+@click.option("--checkpoint", "ckpt", default=None, type=click.Path(dir_okay=False),
+              help="A checkpoint.pt from train (default: freshly initialised weights).")
+@click.option("--column", type=click.IntRange(min=1), default=None, help="Export column K alone (default: the whole network).")
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False), help="Where to write the .onnx file.")
+@_allow_other_option
+@_force_option
+def export(file: str, ckpt: str | None, column: int | None, out: str, allow_other_network: bool, force: bool) -> None:
+    """Export FILE's network in eval mode (or one column) to ONNX, batch size dynamic (needs fractal-dsl[onnx])."""
+    from .export import export_bytes, require_onnx
+    from .safeio import check_output, write_output
+
+    net = _load(file)
+    check_output(out, force=force, inputs=(file,))  # refuse before the slow part
+    require_onnx()
+    data = export_bytes(net, ckpt, column, allow_other_network, warn=lambda line: click.echo(line, err=True))
+    write_output(out, data, force=force, inputs=(file,))
+    click.echo(f"wrote {out}", err=True)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
