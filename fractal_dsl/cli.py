@@ -321,6 +321,8 @@ _recalibrate_bn_option = click.option(
               help="Train and test on the first N images of each split: a quick check that the network trains.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last finished epoch.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars: one line per epoch, for logs.")
+@click.option("--tensorboard", is_flag=True,
+              help="Also write the metrics as a TensorBoard event file in --out (needs fractal-dsl[tensorboard]).")
 @click.option("--force", is_flag=True, help="Write into an --out folder that holds files fractal-dsl did not write.")
 @_allow_other_option
 def train(files: tuple[str, ...], out: str, no_regularization: bool, **options) -> None:

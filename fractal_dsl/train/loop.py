@@ -26,7 +26,7 @@ from .. import codegen, fingerprint
 from ..anytime import column_costs
 from ..errors import UsageError, braces
 from ..expand import Network
-from . import checkpoint, distributed, runfolder
+from . import checkpoint, distributed, runfolder, tblog
 from . import data as datasets
 from .config import RESUME_KEYS, Interrupted, TrainConfig, TrainError, paper_milestones
 
@@ -77,6 +77,8 @@ class _Run:
         if cfg.batch_size % ctx.world:
             raise UsageError(f"{{batch_size}} {cfg.batch_size} must divide evenly over {ctx.world} processes", "batch_size")
         self.ckpt = self.out / "checkpoint.pt"
+        if cfg.tensorboard:
+            tblog.require()
         if ctx.main:
             if cfg.resume and not self.ckpt.is_file():
                 raise TrainError(f"{{resume}}: {braces(self.ckpt)} does not exist", "resume")
@@ -195,8 +197,10 @@ class _Run:
         self._write_metrics(history)
 
     def _write_metrics(self, history) -> None:
-        """metrics.jsonl and curves.png, from the history of every finished epoch."""
+        """metrics.jsonl, curves.png (and the TensorBoard events), from the history of every finished epoch."""
         self.folder.write("metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+        if self.cfg.tensorboard:
+            self.folder.write(tblog.NAME, tblog.event_file(history))
         try:
             from .plots import curves
 
