@@ -153,8 +153,9 @@ class _Run:
         if ctx.main:
             last = history[-1]
             accs = {None: last["test_acc"], **{k + 1: a for k, a in enumerate(last["column_acc"])}}
-            summary["anytime"] = {**latency_setup(data, LATENCY_REPEATS),
-                                  "rows": anytime_rows(self.net, model, data, accs, LATENCY_REPEATS)}
+            repeats = max(1, cfg.latency_repeats)
+            summary["anytime"] = {**latency_setup(data, repeats),
+                                  "rows": anytime_rows(self.net, model, data, accs, repeats)}
             self.folder.write("summary.json", json.dumps(summary, indent=2) + "\n")
             self._write_anytime(summary["anytime"]["rows"])
         cols = ", ".join(f"{k}: {100 * a:.1f}%" for k, a in summary["column_acc"].items())
