@@ -313,14 +313,15 @@ _recalibrate_bn_option = click.option(
 
 
 @main.command()
-@click.argument("file", type=FILE)
+@click.argument("files", nargs=-1, required=True, type=FILE)
 @click.option(
     "--out",
     "out",
     default="runs/latest",
     show_default=True,
     type=click.Path(file_okay=False),
-    help="Folder for model.py, checkpoint.pt, metrics.jsonl, summary.json, curves.png.",
+    help="Folder for model.py, checkpoint.pt, metrics.jsonl, summary.json, curves.png, anytime.png; "
+    "with several files, the folder of one such folder per file and compare.png.",
 )
 @click.option(
     "--data",
@@ -375,11 +376,25 @@ _recalibrate_bn_option = click.option(
 )
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last finished epoch.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars: one line per epoch, for logs.")
+@click.option(
+    "--tensorboard",
+    is_flag=True,
+    help="Also write the metrics as a TensorBoard event file in --out (needs fractal-dsl[tensorboard]).",
+)
 @click.option("--force", is_flag=True, help="Write into an --out folder that holds files fractal-dsl did not write.")
 @_allow_other_option
-def train(file: str, out: str, no_regularization: bool, **options) -> None:
-    """Compile FILE and train it; under torchrun, data-parallel over all processes."""
-    net = _load(file)
+def train(files: tuple[str, ...], out: str, no_regularization: bool, **options) -> None:
+    """Compile FILES and train them; under torchrun, data-parallel over all processes.
+
+    With several files, each is trained in turn into OUT/NAME (NAME: the file's name without
+    .fdsl) and the runs are compared at the end (the table, and OUT/compare.png)."""
+    from pathlib import Path
+
+    nets = [_load(f) for f in files]  # every file is checked before any training starts
+    outs = [out] if len(files) == 1 else [str(Path(out) / Path(f).stem) for f in files]
+    if len(set(outs)) < len(outs):
+        same = next(o for o in outs if outs.count(o) > 1)
+        raise click.UsageError(f"two of the files would train into {same}: give the files different names")
     if no_regularization:
         given = [
             k for k in ("drop_path", "drop_path_local", "drop_path_global", "drop_path_per") if options[k] is not None
@@ -390,7 +405,42 @@ def train(file: str, out: str, no_regularization: bool, **options) -> None:
     from .train import TrainConfig
     from .train import train as run
 
-    run(net, TrainConfig(**options), out, log=click.echo)
+    for net, folder in zip(nets, outs):
+        if len(files) > 1:
+            click.echo(f"== {net.source_name} -> {folder}")
+        run(net, TrainConfig(**options), folder, log=click.echo)
+    if len(files) > 1 and int(os.environ.get("RANK", "0")) == 0:
+        _compare(outs, str(Path(out) / "compare.png"), force=False)
+
+
+@main.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Also draw the runs' curves and anytime curves into this PNG.",
+)
+@_force_option
+def compare(runs: tuple[str, ...], out: str | None, force: bool) -> None:
+    """Compare finished training runs (their --out folders): one table, and with -o one figure."""
+    _compare(list(runs), out, force)
+
+
+def _compare(runs: list[str], out: str | None, force: bool) -> None:
+    from .compare import format_table, read_runs, write_figure
+
+    found = read_runs(runs)
+    click.echo(format_table(found))
+    if out is not None:
+        try:
+            write_figure(found, out, force=force)
+        except ImportError:
+            click.echo("error: the figure needs matplotlib: pip install 'fractal-dsl[train]'", err=True)
+            sys.exit(1)
+        click.echo(f"wrote {out}", err=True)
 
 
 @main.command("eval")
@@ -406,7 +456,15 @@ def train(file: str, out: str, no_regularization: bool, **options) -> None:
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @_recalibrate_bn_option
 @_allow_other_option
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--repeats",
+    default=10,
+    show_default=True,
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Latency is the median of N timed forward passes (batch 1 and the eval batch).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (schema in docs/results.md).")
 def evaluate(
     file: str,
     ckpt: str,
@@ -416,10 +474,13 @@ def evaluate(
     device: str,
     recalibrate_bn: int,
     allow_other_network: bool,
+    repeats: int,
     as_json: bool,
 ) -> None:
-    """Test accuracy and speed (samples/s) of FILE's network with a checkpoint's weights, per column."""
+    """The anytime table of FILE's network with a checkpoint's weights: accuracy, parameters,
+    MACs and latency per image of the whole network and of each column."""
     net = _load(file)
+    from .anytime import format_table
     from .train import evaluate_checkpoint
 
     result = evaluate_checkpoint(
@@ -432,6 +493,7 @@ def evaluate(
         recalibrate_bn,
         allow_other_network,
         warn=lambda line: click.echo(line, err=True),
+        repeats=repeats,
     )
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -445,11 +507,42 @@ def evaluate(
         f"{result['network']} after epoch {result['epoch']}: {result['data']} test set "
         f"({result['test_samples']} samples) on {result['device']}{bn}"
     )
-    for row in result["rows"]:
-        what = "whole network" if row["column"] is None else f"column {row['column']}"
-        click.echo(
-            f"  {what:<14} accuracy {100 * row['accuracy']:6.2f}%  {row['samples_per_second']:>10,.0f} samples/s"
-        )
+    click.echo(format_table(result["rows"], result["eval_batch"]))
+    click.echo(
+        f"  MACs: multiply-accumulates of the convolutions and linear layers per image, from the graph; "
+        f"latency: median of {result['latency_repeats']} runs, {result['threads']} CPU thread"
+        f"{'s' if result['threads'] != 1 else ''}"
+    )
+
+
+@main.command()
+@click.argument("file", type=FILE)
+@click.option(
+    "--checkpoint",
+    "ckpt",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="A checkpoint.pt from train (default: freshly initialised weights).",
+)
+@click.option(
+    "--column", type=click.IntRange(min=1), default=None, help="Export column K alone (default: the whole network)."
+)
+@click.option(
+    "-o", "--output", "out", required=True, type=click.Path(dir_okay=False), help="Where to write the .onnx file."
+)
+@_allow_other_option
+@_force_option
+def export(file: str, ckpt: str | None, column: int | None, out: str, allow_other_network: bool, force: bool) -> None:
+    """Export FILE's network in eval mode (or one column) to ONNX, batch size dynamic (needs fractal-dsl[onnx])."""
+    from .export import export_bytes, require_onnx
+    from .safeio import check_output, write_output
+
+    net = _load(file)
+    check_output(out, force=force, inputs=(file,))  # refuse before the slow part
+    require_onnx()
+    data = export_bytes(net, ckpt, column, allow_other_network, warn=lambda line: click.echo(line, err=True))
+    write_output(out, data, force=force, inputs=(file,))
+    click.echo(f"wrote {out}", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

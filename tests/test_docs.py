@@ -11,13 +11,15 @@ Fenced blocks are classified by their info string:
 * ``python``: run, in a folder where every example is compiled to ``NAME.py``; an excerpt
   of a compiled module (it starts ``# examples/NAME.fdsl:LINE``) must stand in that module
   word for word;
-* ``text``: prose laid out as a diagram; not code.
+* ``text``: prose laid out as a diagram; not code;
+* ``json``: must parse as JSON (a schema; ``tests/test_anytime.py`` uses it).
 
 Any other info string fails the test, so a new kind of snippet must be given a meaning here.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import runpy
 import shlex
@@ -60,6 +62,8 @@ def test_snippet(where, info, body, tmp_path, monkeypatch):
         check_shell(body, tmp_path, monkeypatch)
     elif info == "python":
         run_python(body, tmp_path, monkeypatch)
+    elif info == "json":
+        json.loads(body)
     elif info != "text":
         pytest.fail(f"{where}: unknown snippet kind {info!r}: give it a meaning in tests/test_docs.py")
 

@@ -64,7 +64,7 @@ def test_eval_cli(tiny_run):
     _, out, _ = tiny_run
     r = cli("eval", ROOT / "examples" / "tiny.fdsl", "--checkpoint", out / "checkpoint.pt", "--device", "cpu")
     assert r.returncode == 0, r.stderr
-    assert "whole network" in r.stdout and "column 3" in r.stdout and "samples/s" in r.stdout
+    assert "whole network" in r.stdout and "column 3" in r.stdout and "MACs/image" in r.stdout and "ms/image (batch 1)" in r.stdout
     assert "BatchNorm re-estimated per path on 1000 training images" in r.stdout  # the default
     r = cli("eval", ROOT / "examples" / "tiny.fdsl", "--checkpoint", out / "checkpoint.pt", "--device", "cpu",
             "--recalibrate-bn", "0", "--column", "2")

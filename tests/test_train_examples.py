@@ -35,7 +35,7 @@ PROGRAMS = programs()
 
 @pytest.mark.parametrize(("name", "net"), PROGRAMS, ids=[p[0] for p in PROGRAMS])
 def test_trains_one_epoch_on_the_default_data(name, net, tmp_path):
-    cfg = TrainConfig(epochs=1, batch_size=2, subset=2, recalibrate_bn=0, quiet=True)
+    cfg = TrainConfig(epochs=1, batch_size=2, subset=2, recalibrate_bn=0, quiet=True, latency_repeats=1)
     lines = []
     summary = train(net, cfg, tmp_path / "run", log=lines.append)
     assert summary["epochs"] == 1 and summary["data"] == "digits"

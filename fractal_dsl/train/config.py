@@ -68,6 +68,8 @@ class TrainConfig:
     subset: int | None = None  # train and test on the first N images of each split: a smoke test, not a result
     resume: bool = False
     quiet: bool = False
+    latency_repeats: int = 10  # the anytime table's latencies: the median of this many timed forward passes
+    tensorboard: bool = False  # also write the metrics as a TensorBoard event file (needs tensorboardX)
     force: bool = False  # write into an --out folder that holds files fractal-dsl did not write
     allow_other_network: bool = False  # --resume with a checkpoint of another network (tensors must fit)
 

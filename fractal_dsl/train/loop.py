@@ -1,8 +1,9 @@
 """The training loop: a validated Network -> compiled module -> trained weights and a results folder.
 
 :func:`train` writes into ``out``: ``model.py`` (the compiled module), ``checkpoint.pt``
-(after every epoch), ``metrics.jsonl`` (one line per epoch), ``curves.png`` and
-``summary.json``. :func:`evaluate_checkpoint` measures a saved run, column by column.
+(after every epoch), ``metrics.jsonl`` (one line per epoch), ``curves.png``,
+``summary.json`` (with the anytime table at the end) and ``anytime.png``.
+:func:`evaluate_checkpoint` measures a saved run, column by column.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import io
 import json
 import math
 import signal
+import statistics
 import sys
 import threading
 import time
@@ -22,13 +24,15 @@ import torch
 import torch.nn.functional as F
 
 from .. import codegen, fingerprint
+from ..anytime import column_costs
 from ..errors import UsageError, braces
 from ..expand import Network
-from . import checkpoint, distributed, runfolder
+from . import checkpoint, distributed, runfolder, tblog
 from . import data as datasets
 from .config import RESUME_KEYS, Interrupted, TrainConfig, TrainError, paper_milestones
 
 EVAL_BATCH = 500
+LATENCY_REPEATS = 10  # latency: the median of this many timed forward passes
 
 
 def train(net: Network, cfg: TrainConfig, out: str | Path, log=print) -> dict:
@@ -79,6 +83,8 @@ class _Run:
                 f"{{batch_size}} {cfg.batch_size} must divide evenly over {ctx.world} processes", "batch_size"
             )
         self.ckpt = self.out / "checkpoint.pt"
+        if cfg.tensorboard:
+            tblog.require()
         if ctx.main:
             if cfg.resume and not self.ckpt.is_file():
                 raise TrainError(f"{{resume}}: {braces(self.ckpt)} does not exist", "resume")
@@ -172,7 +178,15 @@ class _Run:
         summary = _summary(self.net, data, cfg, ctx, params, history)
         summary["weights_sha256"] = weights_digest(model)
         if ctx.main:
+            last = history[-1]
+            accs = {None: last["test_acc"], **{k + 1: a for k, a in enumerate(last["column_acc"])}}
+            repeats = max(1, cfg.latency_repeats)
+            summary["anytime"] = {
+                **latency_setup(data, repeats),
+                "rows": anytime_rows(self.net, model, data, accs, repeats),
+            }
             self.folder.write("summary.json", json.dumps(summary, indent=2) + "\n")
+            self._write_anytime(summary["anytime"]["rows"])
         cols = ", ".join(f"{k}: {100 * a:.1f}%" for k, a in summary["column_acc"].items())
         self.log(f"test accuracy {100 * summary['test_acc']:.1f}% (columns {cols}); wrote {self.out}")
         return summary
@@ -222,8 +236,10 @@ class _Run:
         self._write_metrics(history)
 
     def _write_metrics(self, history) -> None:
-        """metrics.jsonl and curves.png, from the history of every finished epoch."""
+        """metrics.jsonl, curves.png (and the TensorBoard events), from the history of every finished epoch."""
         self.folder.write("metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+        if self.cfg.tensorboard:
+            self.folder.write(tblog.NAME, tblog.event_file(history))
         try:
             from .plots import curves
 
@@ -232,6 +248,17 @@ class _Run:
             self.folder.write("curves.png", png.getvalue())
         except ImportError:
             self.log("note: matplotlib is not installed, so no curves.png (pip install 'fractal-dsl[train]')")
+
+    def _write_anytime(self, rows) -> None:
+        """anytime.png: accuracy against MACs per image, one point per column and the whole network."""
+        try:
+            from ..anytime import plot
+
+            png = io.BytesIO()
+            plot([(self.net.name, rows)], png, f"{self.net.name} on {self.cfg.data}: accuracy against compute")
+            self.folder.write("anytime.png", png.getvalue())
+        except ImportError:
+            self.log("note: matplotlib is not installed, so no anytime.png (pip install 'fractal-dsl[train]')")
 
     # ---- one epoch ----------------------------------------------------------------------
 
@@ -439,15 +466,20 @@ def evaluate_checkpoint(
     recalibrate_bn: int = TrainConfig.recalibrate_bn,
     allow_other_network: bool = False,
     warn=print,
+    repeats: int = LATENCY_REPEATS,
 ) -> dict:
     """Load ``path`` into ``net``'s compiled module and measure it on the test split it was trained with
-    (or ``data_spec``): rows of (what, accuracy, samples/s). The checkpoint's weights must match
-    their checksum and belong to ``net`` (see :func:`checkpoint.verify`)."""
+    (or ``data_spec``): the anytime table (:func:`anytime_rows`) of the whole network and every column
+    (or only ``column``), with the eval pass's samples/s. The checkpoint's weights must match
+    their checksum and belong to ``net`` (see :func:`checkpoint.verify`). The keys are those of
+    the schema in docs/results.md."""
     state = checkpoint.load(path)
     checkpoint.require(path, state, "model")
     _, model = compile_model(net)
     if column is not None and not 1 <= column <= model.num_columns:
         raise UsageError(f"{{column}} {column}: {net.name} has columns 1..{model.num_columns}", "column")
+    if repeats < 1:
+        raise UsageError("{repeats} must be at least 1", "repeats")
     checkpoint.verify(path, state, net, model, allow_other_network, warn=warn)
     model.load_state_dict(state["model"])
     dev = distributed.pick_device(device)
@@ -457,20 +489,76 @@ def evaluate_checkpoint(
     model.to(dev)
     accuracy(model, data, batch=min(EVAL_BATCH, len(data.y_test)))  # warm-up: first-call costs stay out of the speed
     targets = [column] if column is not None else [None, *range(1, model.num_columns + 1)]
-    rows = []
-    for k in targets:
-        acc, speed = accuracy(model, data, column=k, recalibrate_bn=recalibrate_bn)
-        rows.append({"column": k, "accuracy": acc, "samples_per_second": speed})
+    measured = {k: accuracy(model, data, column=k, recalibrate_bn=recalibrate_bn) for k in targets}
+    rows = anytime_rows(net, model, data, {k: a for k, (a, _) in measured.items()}, repeats)
+    for row in rows:
+        row["samples_per_second"] = measured[row["column"]][1]
     return {
         "network": net.name,
+        "file": net.source_name,
         "checkpoint": str(path),
         "epoch": state.get("epoch"),
         "data": data.name,
         "test_samples": len(data.y_test),
         "device": str(dev),
         "recalibrate_bn": min(recalibrate_bn, len(data.y_train)),
+        **latency_setup(data, repeats),
         "rows": rows,
     }
+
+
+# ---- the anytime table ----------------------------------------------------------------------
+
+
+def latency_setup(data: datasets.Data, repeats: int) -> dict:
+    """How latency was measured: the two batch sizes, repeats, and torch's CPU threads."""
+    return {
+        "eval_batch": min(EVAL_BATCH, len(data.y_test)),
+        "latency_repeats": repeats,
+        "threads": torch.get_num_threads(),
+    }
+
+
+@torch.no_grad()
+def latency(model, x, column: int | None, repeats: int) -> float:
+    """Median seconds of ``repeats`` eval-mode forward passes of ``x`` (after one warm-up)."""
+    was_training = model.training
+    model.eval()
+    times = []
+    try:
+        for i in range(repeats + 1):
+            _sync(x.device)
+            t0 = time.perf_counter()
+            model(x, column=column)
+            _sync(x.device)
+            if i:
+                times.append(time.perf_counter() - t0)
+    finally:
+        model.train(was_training)
+    return statistics.median(times)
+
+
+def anytime_rows(
+    net: Network, model, data: datasets.Data, accuracies: dict, repeats: int = LATENCY_REPEATS
+) -> list[dict]:
+    """One row per key of ``accuracies`` (None: the whole network, k: column k alone, in that
+    order): the graph's layers, parameters and MACs per image (:func:`anytime.column_costs`),
+    the given accuracy, and the measured latency per image at batch 1 and at the eval batch
+    (the median of ``repeats`` runs on the first test images, in milliseconds)."""
+    costs = {r["column"]: r for r in column_costs(net)}
+    batch = min(EVAL_BATCH, len(data.y_test))
+    one, many = data.prepare(data.x_test[:1]), data.prepare(data.x_test[:batch])
+    rows = []
+    for k, acc in accuracies.items():
+        rows.append(
+            {
+                **costs[k],
+                "accuracy": acc,
+                "latency_ms_batch1": 1000 * latency(model, one, k, repeats),
+                "latency_ms_per_image": 1000 * latency(model, many, k, repeats) / batch,
+            }
+        )
+    return rows
 
 
 # ---- files and lines ------------------------------------------------------------------------

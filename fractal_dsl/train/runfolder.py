@@ -25,7 +25,15 @@ from ..errors import braces
 from .config import TrainError
 
 LOCK = "fractal-dsl-run.lock"
-TOOL_FILES = ("model.py", "checkpoint.pt", "metrics.jsonl", "summary.json", "curves.png")
+TOOL_FILES = (
+    "model.py",
+    "checkpoint.pt",
+    "metrics.jsonl",
+    "summary.json",
+    "curves.png",
+    "anytime.png",
+    "events.out.tfevents.fractal-dsl",
+)
 _TEMP = re.compile(r"^\.(?:" + "|".join(re.escape(n) for n in TOOL_FILES) + r")\..*\.tmp$")
 
 

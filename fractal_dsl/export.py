@@ -1,0 +1,107 @@
+"""``fractal-dsl export``: the network in eval mode (or one column alone) as an ONNX file.
+
+Needs the optional extra ``fractal-dsl[onnx]`` (onnx, onnxscript; torch's exporter,
+``torch.onnx.export(..., dynamo=True)``). The input is ``images`` (batch x channels x
+height x width, the batch dimension dynamic), the output ``logits`` (batch x classes).
+A column's file holds only the weights of the layers on that column's path. The file's
+``doc_string`` carries the tool's marker, so :mod:`safeio` lets a later export replace it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import warnings
+
+from .errors import RunError, UsageError
+from .expand import Network
+
+INSTALL = "ONNX export needs onnx and onnxscript: pip install 'fractal-dsl[onnx]'"
+
+
+class ExportError(RunError):
+    """The exporter is missing or failed (exit 1)."""
+
+
+def require_onnx() -> None:
+    try:
+        import onnx  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise ExportError(INSTALL) from None
+
+
+def export_bytes(
+    net: Network,
+    checkpoint_path: str | os.PathLike | None = None,
+    column: int | None = None,
+    allow_other_network: bool = False,
+    warn=print,
+) -> bytes:
+    """The serialized ONNX model of ``net`` in eval mode (``column``: that column alone), with the
+    weights of ``checkpoint_path`` (checked as ``eval`` checks them) or, without one, freshly
+    initialised weights."""
+    require_onnx()
+    import torch
+
+    from . import __version__
+    from .safeio import marker_text
+    from .train import checkpoint
+    from .train.loop import compile_model
+
+    _, model = compile_model(net)
+    if column is not None and not 1 <= column <= model.num_columns:
+        raise UsageError(f"{{column}} {column}: {net.name} has columns 1..{model.num_columns}", "column")
+    if checkpoint_path is not None:
+        state = checkpoint.load(checkpoint_path)
+        checkpoint.require(checkpoint_path, state, "model")
+        checkpoint.verify(checkpoint_path, state, net, model, allow_other_network, warn=warn)
+        model.load_state_dict(state["model"])
+    wrapper = _Column(model, column).eval()
+    x = torch.randn(2, *net.input_shape)
+    quiet = io.StringIO()
+    onnx_log = logging.getLogger("torch.onnx")
+    level = onnx_log.level
+    try:
+        onnx_log.setLevel(logging.ERROR)  # "torchvision is not installed. Skipping ..." and friends
+        with warnings.catch_warnings(), contextlib.redirect_stdout(quiet):
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                wrapper,
+                (x,),
+                dynamo=True,
+                input_names=["images"],
+                output_names=["logits"],
+                dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
+                verbose=False,
+            )
+    except Exception as exc:  # noqa: BLE001 -- the exporter's errors are many and undocumented; say which and stop
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise ExportError(f"ONNX export of {net.name} failed: {type(exc).__name__}: {first}") from None
+    finally:
+        onnx_log.setLevel(level)
+    proto = program.model_proto
+    what = f"column {column} of " if column is not None else ""
+    proto.doc_string = f"{marker_text(__version__)}: {what}network {net.name} from {net.source_name}" + (
+        f", weights of {os.fspath(checkpoint_path)}" if checkpoint_path is not None else ", untrained weights"
+    )
+    return proto.SerializeToString()
+
+
+class _Column:
+    """Built lazily (torch is imported only when exporting): ``model(x, column=k)`` as ``forward(x)``."""
+
+    def __new__(cls, model, column):
+        import torch
+
+        class Column(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = model
+
+            def forward(self, x):
+                return self.model(x, column=column)
+
+        return Column()
