@@ -19,7 +19,8 @@ from click.testing import CliRunner
 from conftest import EXAMPLES, ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_fuzz import mutated
+from test_fuzz import RULE_PROGRAM, mutated
+from test_fuzz import expr as rule_expr
 
 from fractal_dsl import FractalError, loads
 from fractal_dsl.cli import main
@@ -133,32 +134,12 @@ def test_a_statement_too_long_for_one_line_is_refused_where_it_starts():
 
 # ---- hypothesis: random layouts and random programs ----------------------------------
 
-RULE_PROGRAM = """network r {{
-  input 2x8x8
-  classes 3
-  key {{
-    conv(c) = conv3x3(c) . relu
-    wide(c) = conv1x1(c)
-    join = {join}
-    pool = identity
-    head = gap . flatten . linear(classes)
-  }}
-  f[1] = {base}
-  f[C+1] = {rule}
-  columns {columns}
-  blocks 4 4
-}}
-"""
+# test_fuzz's random rule programs, with calls that take arguments and groups as leaves too
+LEAVES = ("conv", "wide", "f[C]", "f[1]", "conv(2)", "(wide . conv)")
 
 
-def expr(depth: int = 0):
-    leaf = st.sampled_from(["conv", "wide", "f[C]", "f[1]", "conv(2)", "(wide . conv)"])
-    if depth >= 2:
-        return leaf
-    sub = st.deferred(lambda: expr(depth + 1))
-    join = st.lists(sub, min_size=2, max_size=3).map(lambda bs: "join(" + ", ".join(bs) + ")")
-    seq = st.lists(st.one_of(leaf, join), min_size=1, max_size=3).map(" . ".join)
-    return st.one_of(leaf, join, seq)
+def expr():
+    return rule_expr(leaves=LEAVES)
 
 
 programs = st.one_of(

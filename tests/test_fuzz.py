@@ -136,11 +136,12 @@ RULE_PROGRAM = """network r {{
 """
 
 
-def expr(depth: int = 0):
-    leaf = st.sampled_from(["conv", "wide", "f[C]", "f[1]"])
+def expr(depth: int = 0, leaves: tuple[str, ...] = ("conv", "wide", "f[C]", "f[1]")):
+    """Random right-hand sides of RULE_PROGRAM's recursive rule, built from ``leaves``."""
+    leaf = st.sampled_from(list(leaves))
     if depth >= 2:
         return leaf
-    sub = st.deferred(lambda: expr(depth + 1))
+    sub = st.deferred(lambda: expr(depth + 1, leaves))
     join = st.lists(sub, min_size=2, max_size=3).map(lambda bs: "join(" + ", ".join(bs) + ")")
     seq = st.lists(st.one_of(leaf, join), min_size=1, max_size=3).map(" . ".join)
     return st.one_of(leaf, join, seq)
