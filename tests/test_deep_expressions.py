@@ -185,3 +185,50 @@ def test_random_deep_rules_are_a_network_or_a_positioned_error(shape):
         shown = exc.show()
         assert re.match(r"deep\.fdsl:\d+:\d+: error: ", shown), shown
         assert (DEEP in shown) == (depth > MAX_NESTING or bracket_depth(text) > MAX_NESTING), shown
+
+
+# ---- long flat chains: not deep, but long --------------------------------------------------
+
+
+def long_chain(layers: int) -> str:
+    """tiny.fdsl, one column and one block, whose unit is a key entry of ``layers`` relus
+    written 140 to a line: just under the 64 KiB a file may hold."""
+    names = ["relu"] * layers
+    chain = " .\n      ".join(" . ".join(names[i : i + 140]) for i in range(0, layers, 140))
+    text = TINY.replace("columns 3", "columns 1").replace("blocks (16, 0.0) (32, 0.1) (64, 0.2)", "blocks (16, 0.0)")
+    return text.replace("join = mean", f"join = mean\n    r = {chain}").replace("f[1] = conv", "f[1] = conv . r")
+
+
+@pytest.mark.parametrize("command", sorted(set(COMMANDS) - {"fmt", "fmt --check"}) + ["render svg"])
+def test_a_long_flat_chain_works_in_every_command(tmp_path, command):
+    path = tmp_path / "long.fdsl"
+    path.write_text(long_chain(8600))
+    assert 60_000 < path.stat().st_size < 64 << 10
+    args = ["render", path, "-o", tmp_path / "net.svg"] if command == "render svg" else COMMANDS[command](path, tmp_path)
+    r = cli(*args)  # the diagram's tooltip for the unit is cut: Graphviz refuses strings over 16 KiB
+    assert r.exit_code == 0, r.output
+
+
+def test_fmt_refuses_to_join_a_long_chain_onto_one_line(tmp_path):
+    path = tmp_path / "long.fdsl"
+    path.write_text(long_chain(8600))
+    r = cli("fmt", path)
+    assert r.exit_code == 1 and "cannot format this file: this statement would become one line" in r.output
+    assert path.read_text() == long_chain(8600)
+
+
+def test_a_graphviz_failure_while_drawing_the_page_is_one_line(tmp_path, monkeypatch):
+    import graphviz
+
+    from fractal_dsl import webview
+
+    def fail(*args, **kwargs):
+        raise graphviz.CalledProcessError(1, ["neato"], stderr=b"Error: something Graphviz did not like\n")
+
+    monkeypatch.setattr(webview, "page", fail)
+    path = tmp_path / "tiny.fdsl"
+    path.write_text(TINY)
+    r = cli("render", path, "-o", tmp_path / "net.html")
+    assert r.exit_code == 1 and r.exception is None or isinstance(r.exception, SystemExit)
+    assert r.output == f"error: cannot write {tmp_path / 'net.html'}: dot failed: Error: something Graphviz did not like\n"
+    assert not (tmp_path / "net.html").exists()
