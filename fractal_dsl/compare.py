@@ -141,7 +141,8 @@ def check_record(h, columns: int) -> None:
     _need(isinstance(h, dict), "record", "an object", h)
     _need(_is_count(h.get("epoch")) and h["epoch"] >= 1, "epoch", "a whole number from 1", h.get("epoch"))
     _need(_is_accuracy(h.get("test_acc")), "test_acc", _ACCURACY, h.get("test_acc"))
-    _need(_is_number(h.get("train_loss")), "train_loss", "a number", h.get("train_loss"))
+    loss = h.get("train_loss")
+    _need(_is_number(loss) and loss >= 0, "train_loss", "a number at least 0", loss)
     cols = h.get("column_acc")
     _need(
         isinstance(cols, list) and len(cols) == columns,

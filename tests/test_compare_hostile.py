@@ -147,7 +147,7 @@ def test_a_summary_that_is_not_a_summary_is_one_line(tmp_path, raw):
 
 WRONG_RECORD = [
     ("0", "not an object"), ("0.epoch", None), ("0.epoch", 0), ("0.epoch", "1"), ("0.test_acc", None),
-    ("0.test_acc", 1.5), ("0.train_loss", "low"), ("0.column_acc", [0.4]), ("0.column_acc", []),
+    ("0.test_acc", 1.5), ("0.train_loss", "low"), ("0.train_loss", -1.0), ("0.column_acc", [0.4]), ("0.column_acc", []),
     ("0.column_acc", "0.4"), ("0.column_acc.1", None), ("1.column_acc", [0.4, 0.5, 0.6]),
 ]
 
