@@ -33,6 +33,7 @@ from pathlib import PurePosixPath
 from urllib.parse import unquote, urlparse
 
 from lsprotocol import types as lsp
+from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 
@@ -582,7 +583,17 @@ def symbols(program: Program, text: str, encoding: str = UTF16) -> list[lsp.Docu
 
 
 class _Protocol(LanguageServerProtocol):
-    """pygls's protocol, except that an error answered to the client never carries a traceback."""
+    """pygls's protocol, except that an error answered to the client never carries a traceback,
+    and a request whose parameters do not fit the protocol is answered with an error (pygls
+    logs it and answers nothing, so the client would wait for ever)."""
+
+    def structure_message(self, data):
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as exc:
+            if isinstance(data, dict) and "method" in data and isinstance(data.get("id"), (int, str)):
+                self._send_response(data["id"], error=exc.to_response_error())
+            raise
 
     def _send_response(self, msg_id, result=None, error=None):
         if error is not None:

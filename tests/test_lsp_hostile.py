@@ -9,6 +9,7 @@ a traceback; and after all of it the server still answers.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 
@@ -167,3 +168,75 @@ def test_an_error_answered_to_the_client_never_carries_a_traceback(monkeypatch):
     server.protocol._send_response(1, error=error)
     (out,) = sent
     assert out.data is None and out.message == "IsADirectoryError: [Errno 21] Is a directory: '/etc'"
+
+
+class RawClient:
+    """The server as a subprocess spoken to in raw JSON-RPC frames: what pygls's own client
+    cannot send (parameters that do not fit the protocol)."""
+
+    def __init__(self) -> None:
+        import subprocess
+        import sys
+
+        from conftest import ROOT
+
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        self.proc = subprocess.Popen([sys.executable, "-m", "fractal_dsl.cli", "lsp"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT, env=env)
+
+    def send(self, message: dict) -> None:
+        body = json.dumps({"jsonrpc": "2.0", **message}).encode()
+        self.proc.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        self.proc.stdin.flush()
+
+    def answer(self, msg_id, timeout: float = TIMEOUT) -> dict:
+        """The response to request ``msg_id`` (notifications in between are skipped)."""
+        import select
+
+        end = time.monotonic() + timeout
+        while True:
+            ready, _, _ = select.select([self.proc.stdout], [], [], max(0.0, end - time.monotonic()))
+            assert ready, f"no answer to request {msg_id} within {timeout} s"
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                head += self.proc.stdout.read(1)
+            length = int(head.split(b"Content-Length:")[1].split(b"\r\n")[0])
+            message = json.loads(self.proc.stdout.read(length))
+            if message.get("id") == msg_id and "method" not in message:
+                return message
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait(TIMEOUT)
+
+
+BAD_PARAMS = [
+    None,
+    [1, 2],
+    {"textDocument": {"uri": 5}, "position": {"line": 0, "character": 0}},
+    {"textDocument": {"uri": URI}, "position": {"line": -1, "character": "a"}},
+    {"textDocument": {"uri": URI}},
+]
+
+
+def test_every_request_is_answered_even_with_parameters_that_do_not_fit():
+    client = RawClient()
+    try:
+        client.send({"id": 0, "method": "initialize", "params": {"capabilities": {}}})
+        assert client.answer(0)["result"]["serverInfo"]["name"] == "fractal-dsl"
+        client.send({"method": "initialized", "params": {}})
+        for i, params in enumerate(BAD_PARAMS, start=1):
+            client.send({"id": i, "method": "textDocument/hover", **({} if params is None else {"params": params})})
+            got = client.answer(i)  # an answer: nothing (a URI of 5 is read as "5") or an error without a traceback
+            error = got.get("error", {"code": -32602, "message": ""})
+            assert got.get("result") is None and error["code"] == -32602 and "data" not in error, (params, got)
+            assert "Traceback" not in error["message"]
+        # and it goes on answering: a completion about a file it was never given, then a clean shutdown
+        client.send({"id": 50, "method": "textDocument/completion",
+                     "params": {"textDocument": {"uri": "file:///etc/passwd"}, "position": {"line": 0, "character": 0}}})
+        labels = {i["label"] for i in client.answer(50)["result"]["items"]}
+        assert "conv3x3" in labels and "root" not in labels
+        client.send({"id": 51, "method": "shutdown"})
+        assert client.answer(51)["result"] is None
+    finally:
+        client.close()
