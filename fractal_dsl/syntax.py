@@ -14,17 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from lark import (
-    Lark,
-    Token,
-    Transformer,
-    Tree,
-    UnexpectedCharacters,
-    UnexpectedEOF,
-    UnexpectedInput,
-    UnexpectedToken,
-    v_args,
-)
+from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, v_args
 
 from ._resources import resource_dir
 from .errors import Collector, Diagnostic, FractalError, Source, Span
@@ -532,11 +522,11 @@ def _precheck(source: Source) -> None:
 _NESTING_RULES = frozenset({"add", "sub", "mul", "div", "neg", "join"})
 
 
-def _check_depth(source: Source, tree: Tree) -> None:
+def _check_depth(source: Source, tree) -> None:
     """Refuse an expression deeper than :data:`MAX_NESTING`, whatever makes it deep (long
     sums, chains of unary minus, nested joins or groups), without recursing: the transformer,
     the binder, ``fmt`` and the language server all walk the tree recursively."""
-    stack: list[tuple[Tree, int, str]] = [(tree, 0, "")]
+    stack = [(tree, 0, "")]  # (lark Tree, depth of its parent, its parent's rule)
     while stack:
         node, depth, parent = stack.pop()
         kind = str(node.data)
@@ -547,7 +537,7 @@ def _check_depth(source: Source, tree: Tree) -> None:
                 msg = f"expression nested more than {MAX_NESTING} levels deep"
                 hint = "each operator, join and bracketed group is a level (a sum of n terms has n - 1): simplify it"
                 raise FractalError(source, [Diagnostic(Span.point(at.line, at.column), msg, hint=hint)])
-        stack.extend((c, depth, kind) for c in reversed(node.children) if isinstance(c, Tree))
+        stack.extend((c, depth, kind) for c in reversed(node.children) if c is not None and not isinstance(c, Token))
 
 
 # comments may hold any text but control and format characters (NUL, ESC, direction

@@ -222,3 +222,12 @@ def test_fmt_check_on_a_folder_fails_for_a_file_it_cannot_read(tmp_path):
         f"error: cannot read {tmp_path / 'pipe.fdsl'}: not a regular file (a FIFO)",
         "0 files would be reformatted, 1 file already formatted, 2 files not formatted (errors above)",
     ]
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads a file of mode 000")
+def test_fmt_check_on_a_folder_fails_for_a_real_unreadable_file(tmp_path):
+    locked = tmp_path / "locked.fdsl"
+    locked.write_text(FORMATTED, "utf-8")
+    os.chmod(locked, 0)
+    r = run("fmt", "--check", tmp_path)
+    assert r.exit_code == 1 and f"error: cannot read {locked}: Permission denied" in r.stderr
