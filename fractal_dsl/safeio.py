@@ -192,6 +192,10 @@ class Snapshot:
     identity: tuple[int, int, int, int]  # device, inode, size, modification time (ns)
 
 
+def _owner(st: os.stat_result) -> tuple[int, int]:
+    return (st.st_uid, st.st_gid)
+
+
 def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
@@ -241,7 +245,7 @@ def replace_in_place(path: str | os.PathLike, data: bytes | str, read: Snapshot)
             raise OutputError(f"cannot write {shown}: it changed while fractal-dsl was reading it; left as it is")
 
     try:
-        _replace(target, lambda fh: fh.write(payload), owner=(st.st_uid, st.st_gid), before_rename=unchanged)
+        _replace(target, lambda fh: fh.write(payload), owner=_owner(st), before_rename=unchanged)
     except PermissionError as exc:
         raise OutputError(f"cannot write {shown}: {exc.strerror or exc}; left as it is") from None
     except OSError as exc:
@@ -262,7 +266,7 @@ def _replace(target: Path, writer, owner: tuple[int, int] | None = None, before_
             writer(fh)
             fh.flush()
             os.fsync(fh.fileno())
-            if owner is not None and owner != (os.fstat(fh.fileno()).st_uid, os.fstat(fh.fileno()).st_gid):
+            if owner is not None and owner != _owner(os.fstat(fh.fileno())):
                 os.fchown(fh.fileno(), *owner)  # as root, or a group the user is in; else PermissionError
         os.chmod(tmp, mode)
         if before_rename is not None:
