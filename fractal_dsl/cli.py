@@ -113,18 +113,24 @@ def fmt(paths: tuple[str, ...], check_only: bool, show_diff: bool) -> None:
     """Lay out .fdsl files in the canonical style, comments kept.
 
     PATHS are files, folders (every *.fdsl file below them) or `-` (standard input to
-    standard output). A file that does not parse is left untouched and its errors printed.
+    standard output). A file that does not parse is left untouched and its errors printed;
+    so is a file that is read-only, has several hard links, or changes while fmt runs.
     """
     from pathlib import Path
 
     from .fmt import format_source, unified_diff, write_atomic
-    from .syntax import decode_source
+    from .safeio import OutputError, read_snapshot
+    from .syntax import MAX_FILE_BYTES, decode_source
 
     files: list[str] = []
+    unlisted = 0  # folders that could not be read
     for path in paths:
         if path != "-" and Path(path).is_dir():
-            found = sorted(str(p) for p in Path(path).rglob("*.fdsl") if p.is_file())
-            if not found:
+            found, unreadable = _fdsl_files(path)
+            for folder, exc in unreadable:  # never skipped in silence: `fmt --check` must not pass
+                click.echo(f"error: cannot read folder {folder}: {exc.strerror or exc}", err=True)
+            unlisted += len(unreadable)
+            if not found and not unreadable:
                 click.echo(f"{path}: no .fdsl files", err=True)
             files.extend(found)
         else:
@@ -133,11 +139,11 @@ def fmt(paths: tuple[str, ...], check_only: bool, show_diff: bool) -> None:
     for path in files:
         try:
             if path == "-":
-                data = sys.stdin.buffer.read()
+                data, read = sys.stdin.buffer.read(MAX_FILE_BYTES + 1), None
                 name = STDIN_NAME
             else:
-                data = Path(path).read_bytes()
-                name = path
+                read = read_snapshot(path, MAX_FILE_BYTES)  # as check reads: no FIFO, no device, 64 KiB
+                data, name = read.data, path
             source = decode_source(data, name)
             new = format_source(source)
         except FractalError as exc:
@@ -163,9 +169,9 @@ def fmt(paths: tuple[str, ...], check_only: bool, show_diff: bool) -> None:
                 click.echo(f"would reformat {name}", err=True)
             continue
         try:
-            write_atomic(path, new)
-        except OSError as exc:
-            click.echo(f"error: cannot write {path}: {exc.strerror or exc}", err=True)
+            write_atomic(path, new, read)
+        except OutputError as exc:
+            _fail(exc)
             failed += 1
             changed -= 1
             continue
@@ -176,8 +182,21 @@ def fmt(paths: tuple[str, ...], check_only: bool, show_diff: bool) -> None:
         parts = [f"{_count(changed, 'file')} {done}", f"{_count(unchanged, 'file')} {kept}"]
         if failed:
             parts.append(f"{_count(failed, 'file')} not formatted (errors above)")
+        if unlisted:
+            parts.append(f"{_count(unlisted, 'folder')} not read (errors above)")
         click.echo(", ".join(parts), err=True)
-    sys.exit(1 if failed or (check_only and changed) else 0)
+    sys.exit(1 if failed or unlisted or (check_only and changed) else 0)
+
+
+def _fdsl_files(folder: str) -> tuple[list[str], list[tuple[str, OSError]]]:
+    """Every ``*.fdsl`` name below ``folder`` that is not a folder (symbolic links to folders
+    are not followed; a FIFO or a broken link is listed, and refused when read), and each
+    folder that could not be listed, with why."""
+    found: list[str] = []
+    unreadable: list[tuple[str, OSError]] = []
+    for top, _, names in os.walk(folder, onerror=lambda exc: unreadable.append((exc.filename, exc))):
+        found.extend(os.path.join(top, n) for n in names if n.endswith(".fdsl"))
+    return sorted(found), unreadable
 
 
 def _count(n: int, noun: str) -> str:

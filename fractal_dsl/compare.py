@@ -5,17 +5,23 @@ the end of a run, with the anytime table) and ``metrics.jsonl`` (one line per ep
 :func:`format_table` prints one row per run, :func:`figure` draws the runs' curves
 overlaid and their anytime curves on one figure. Runs of networks with different numbers
 of columns share the table: a column a network lacks is shown as ``-``.
+
+A run folder is read as hostile input: each file must be a regular file within its size
+limit, and every field compare uses is checked for its type and range (:func:`check_summary`,
+:func:`check_record`), so a damaged or forged file is one line naming it, never a traceback.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import RunError, braces
+from .errors import RunError
 
 
 @dataclass
@@ -49,35 +55,172 @@ class CompareError(RunError):
     """A folder that is not a finished fractal-dsl run (exit 1)."""
 
 
+SUMMARY_BYTES = 16 << 20
+METRICS_BYTES = 64 << 20
+MAX_COLUMNS = 64  # as the language allows
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,199}")
+
+
+_ACCURACY = "an accuracy between 0 and 1"
+
+
+class BadRun(ValueError):
+    """A field of a run file that is missing or of the wrong type or range; the message says which."""
+
+
+def _json_kind(value) -> str:
+    if value is None:
+        return "null"
+    for kind, name in ((bool, "true/false"), ((int, float), "a number"), (str, "a string"), (list, "a list")):
+        if isinstance(value, kind):
+            return name
+    return "an object" if isinstance(value, dict) else type(value).__name__
+
+
+def _need(ok: bool, where: str, what: str, value) -> None:
+    if not ok:
+        shown = repr(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else _json_kind(value)
+        raise BadRun(f"`{where}` must be {what}, not {shown}")
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _is_accuracy(v) -> bool:
+    return _is_number(v) and 0 <= v <= 1
+
+
+def check_summary(s) -> None:
+    """Raise :class:`BadRun` unless ``s`` holds, with the right types, what compare reads of a summary.json."""
+    _need(isinstance(s, dict), "summary", "an object", s)
+    cols = s.get("column_acc")
+    _need(isinstance(cols, dict) and 1 <= len(cols) <= MAX_COLUMNS, "column_acc", "an object of 1 to 64 columns", cols)
+    _need(set(cols) == {str(k) for k in range(1, len(cols) + 1)}, "column_acc", 'keyed "1", "2", ...', cols)
+    for k, v in cols.items():
+        _need(_is_accuracy(v), f"column_acc.{k}", _ACCURACY, v)
+    _need(
+        s.get("network") is None or bool(isinstance(s["network"], str) and _NAME.fullmatch(s["network"])),
+        "network",
+        "a network name",
+        s.get("network"),
+    )
+    for key, ok, what in (
+        ("test_acc", _is_accuracy, _ACCURACY),
+        ("params", _is_count, "a whole number"),
+        ("epochs", _is_count, "a whole number"),
+        ("train_seconds", lambda v: _is_number(v) and v >= 0, "a number of seconds"),
+    ):
+        _need(s.get(key) is None or ok(s[key]), key, what, s.get(key))
+    anytime = s.get("anytime")
+    if anytime is None:
+        return
+    _need(isinstance(anytime, dict), "anytime", "an object", anytime)
+    rows = anytime.get("rows", [])
+    _need(isinstance(rows, list) and len(rows) <= MAX_COLUMNS + 1, "anytime.rows", "a list of at most 65 rows", rows)
+    for i, row in enumerate(rows):
+        where = f"anytime.rows[{i}]"
+        _need(isinstance(row, dict), where, "an object", row)
+        column = row.get("column")
+        _need(
+            column is None or (_is_count(column) and 1 <= column <= MAX_COLUMNS),
+            f"{where}.column",
+            "null or a column number",
+            column,
+        )
+        _need(_is_count(row.get("macs")), f"{where}.macs", "a whole number", row.get("macs"))
+        _need(_is_accuracy(row.get("accuracy")), f"{where}.accuracy", _ACCURACY, row.get("accuracy"))
+
+
+def check_record(h, columns: int) -> None:
+    """Raise :class:`BadRun` unless ``h`` is one epoch of metrics.jsonl for a network of ``columns`` columns."""
+    _need(isinstance(h, dict), "record", "an object", h)
+    _need(_is_count(h.get("epoch")) and h["epoch"] >= 1, "epoch", "a whole number from 1", h.get("epoch"))
+    _need(_is_accuracy(h.get("test_acc")), "test_acc", _ACCURACY, h.get("test_acc"))
+    loss = h.get("train_loss")
+    _need(_is_number(loss) and loss >= 0, "train_loss", "a number at least 0", loss)
+    cols = h.get("column_acc")
+    _need(
+        isinstance(cols, list) and len(cols) == columns,
+        "column_acc",
+        f"a list of {columns} accuracies (as summary.json has)",
+        cols,
+    )
+    for k, v in enumerate(cols, start=1):
+        _need(_is_accuracy(v), f"column_acc[{k - 1}]", _ACCURACY, v)
+
+
+def _load_json(text: bytes | str):
+    """``json.loads``, with nesting too deep for the parser a :class:`BadRun` rather than a RecursionError."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise BadRun("JSON nested too deeply") from None
+
+
 def read_run(path: str | os.PathLike, name: str | None = None) -> Run:
     """The finished run in folder ``path`` (its summary.json, and metrics.jsonl when present)."""
-    from .safeio import read_input
-
     folder = Path(path)
-    shown = braces(name or os.fspath(path))
+    shown = name or os.fspath(path)  # CompareError names no options: braces are shown as they are
     summary_path = folder / "summary.json"
     if not folder.is_dir():
         what = "does not exist" if not folder.exists() else "is not a folder"
         raise CompareError(f"{shown} {what}: give the --out folder of a train run")
-    if not summary_path.exists():
+    try:
+        os.lstat(summary_path)
+    except FileNotFoundError:
         raise CompareError(
             f"{shown}: no summary.json, so not a finished fractal-dsl train run (a run writes it after its last epoch)"
-        )
-    try:
-        summary = json.loads(read_input(summary_path, 16 << 20))
-        if not isinstance(summary, dict) or not isinstance(summary.get("column_acc"), dict):
-            raise TypeError("not a fractal-dsl summary")
-        history = []
-        metrics = folder / "metrics.jsonl"
-        if metrics.exists():
-            history = [json.loads(line) for line in read_input(metrics, 64 << 20).decode().splitlines() if line.strip()]
-            if not all(
-                isinstance(h, dict) and {"epoch", "test_acc", "column_acc", "train_loss"} <= h.keys() for h in history
-            ):
-                raise TypeError("metrics.jsonl: not fractal-dsl metrics")
-    except (OSError, ValueError, TypeError) as exc:
-        raise CompareError(f"{shown}: cannot read the run ({braces(exc)})") from None
+        ) from None
+    except OSError as exc:
+        where = os.path.join(shown, "summary.json")
+        raise CompareError(f"{where}: cannot read the run: {exc.strerror or exc}") from None
+    summary = _read_json(summary_path, SUMMARY_BYTES, shown, check_summary)
+    history: list[dict] = []
+    metrics = folder / "metrics.jsonl"
+    if os.path.lexists(metrics):
+        columns = len(summary["column_acc"])
+        data = _read_bytes(metrics, METRICS_BYTES, shown)
+        try:
+            lines = data.decode("utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            where = os.path.join(shown, "metrics.jsonl")
+            raise CompareError(f"{where}: cannot read the run: not UTF-8 text ({exc.reason})") from None
+        for n, line in enumerate(lines, start=1):
+            if line.strip():
+                where = f"{os.path.join(shown, 'metrics.jsonl')}:{n}"
+                history.append(_parse(line, where, lambda h: check_record(h, columns)))
     return Run(name or os.fspath(path), summary, history)
+
+
+def _read_bytes(path: Path, limit: int, shown: str) -> bytes:
+    from .safeio import read_input
+
+    where = os.path.join(shown, path.name)
+    try:
+        data = read_input(path, limit)  # a regular file only, at most limit + 1 bytes
+    except OSError as exc:
+        raise CompareError(f"{where}: cannot read the run: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise CompareError(f"{where}: cannot read the run: larger than {limit >> 20} MiB")
+    return data
+
+
+def _read_json(path: Path, limit: int, shown: str, check) -> dict:
+    return _parse(_read_bytes(path, limit, shown), os.path.join(shown, path.name), check)
+
+
+def _parse(text: bytes | str, where: str, check):
+    try:
+        value = _load_json(text)
+        check(value)
+    except ValueError as exc:  # json's errors, UnicodeDecodeError, BadRun
+        raise CompareError(f"{where}: cannot read the run: {exc}") from None
+    return value
 
 
 def read_runs(paths) -> list[Run]:

@@ -282,7 +282,8 @@ def unified_diff(before: str, after: str, name: str) -> str:
     return "".join(difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True), name, name))
 
 
-def write_atomic(path: str | Path, text: str) -> None:
-    """Replace the file at ``path`` with ``text`` in one step, keeping its permissions
-    (:func:`fractal_dsl.safeio.replace_in_place`)."""
-    safeio.replace_in_place(path, text)
+def write_atomic(path: str | Path, text: str, read: safeio.Snapshot) -> None:
+    """Replace the file at ``path``, last read as ``read``, with ``text`` in one step, keeping
+    its owner and permissions, unless it changed meanwhile
+    (:func:`fractal_dsl.safeio.replace_in_place`, which says what else it refuses)."""
+    safeio.replace_in_place(path, text, read)

@@ -11,6 +11,12 @@
   the rule that defines it; **document symbols** (the outline); **formatting** with
   :mod:`fractal_dsl.fmt`, the code of ``fractal-dsl fmt``.
 
+The server works on the documents the client opened, with the text the client sent: it never
+reads a file itself (a request about a document that is not open is answered with nothing),
+and a document over the CLI's 64 KiB limit gets one diagnostic saying so and no analysis.  A
+bug in a handler is logged and answered as an empty result, and no error sent to the client
+carries a traceback, so the server keeps answering.
+
 Network facts come from the public :func:`fractal_dsl.summary.describe` (the ``inspect --json``
 object) and the AST of :mod:`fractal_dsl.syntax`; nothing here imports torch.  pygls and
 lsprotocol are the optional extra ``fractal-dsl[lsp]``.
@@ -19,6 +25,7 @@ lsprotocol are the optional extra ``fractal-dsl[lsp]``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from dataclasses import dataclass, field
@@ -26,12 +33,14 @@ from pathlib import PurePosixPath
 from urllib.parse import unquote, urlparse
 
 from lsprotocol import types as lsp
+from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
 
 from . import __version__, load_source
 from .errors import Diagnostic, FractalError, Source, Span
 from .fmt import format_source
-from .syntax import INIT_SCHEMES, Call, FractalRef, Join, KeyDef, Program, Rule, Seq, parse
+from .syntax import INIT_SCHEMES, MAX_FILE_BYTES, Call, FractalRef, Join, KeyDef, Program, Rule, Seq, parse
 
 logger = logging.getLogger(__name__)
 DEBOUNCE_S = 0.3  # diagnostics wait this long after the last change before they are computed
@@ -90,10 +99,19 @@ class Analysis:
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
 
+def too_large(text: str) -> bool:
+    """True for a document over the size limit of ``check`` (:data:`MAX_FILE_BYTES` of UTF-8)."""
+    return len(text) > MAX_FILE_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES
+
+
 def analyse(text: str, name: str) -> Analysis:
     from .summary import describe
 
     result = Analysis(text)
+    if too_large(text):  # as `check` refuses the file: one diagnostic, nothing parsed
+        message = f"document is larger than {MAX_FILE_BYTES // 1024} KiB; this is not a fractal-dsl program"
+        result.diagnostics = [Diagnostic(Span.point(1, 1), message)]
+        return result
     source = Source(name, text.removeprefix("\ufeff"))
     try:
         result.program = parse(source)
@@ -564,14 +582,46 @@ def symbols(program: Program, text: str, encoding: str = UTF16) -> list[lsp.Docu
 # ---- the server ----------------------------------------------------------------------
 
 
+class _Protocol(LanguageServerProtocol):
+    """pygls's protocol, except that an error answered to the client never carries a traceback,
+    and a request whose parameters do not fit the protocol is answered with an error (pygls
+    logs it and answers nothing, so the client would wait for ever)."""
+
+    def structure_message(self, data):
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as exc:
+            if isinstance(data, dict) and "method" in data and isinstance(data.get("id"), (int, str)):
+                self._send_response(data["id"], error=exc.to_response_error())
+            raise
+
+    def _send_response(self, msg_id, result=None, error=None):
+        if error is not None:
+            first = str(error.message).strip().split("\n", 1)[0][:200]
+            error = lsp.ResponseError(code=error.code, message=first or "internal error", data=None)
+        super()._send_response(msg_id, result, error)
+
+
 class FdslServer(LanguageServer):
     def __init__(self) -> None:
-        super().__init__("fractal-dsl", __version__, text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental)
+        super().__init__(
+            "fractal-dsl",
+            __version__,
+            text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental,
+            protocol_cls=_Protocol,
+        )
         self.analyses: dict[str, tuple[int | None, Analysis]] = {}
         self.pending: dict[str, asyncio.Task] = {}
 
-    def analysis(self, uri: str) -> Analysis:
-        doc = self.workspace.get_text_document(uri)
+    def document(self, uri: str):
+        """The document the client opened at ``uri``, or None.  Never pygls's
+        ``get_text_document``, which reads an unopened URI's path from disk."""
+        return self.workspace.text_documents.get(unquote(uri))
+
+    def analysis(self, uri: str) -> Analysis | None:
+        doc = self.document(uri)
+        if doc is None:
+            return None
         cached = self.analyses.get(uri)
         if cached is not None and cached[0] == doc.version and cached[1].text == doc.source:
             return cached[1]
@@ -593,8 +643,10 @@ class FdslServer(LanguageServer):
     async def _publish(self, uri: str, delay: float) -> None:
         if delay:
             await asyncio.sleep(delay)
-        doc = self.workspace.get_text_document(uri)
+        doc = self.document(uri)
         a = self.analysis(uri)
+        if doc is None or a is None:
+            return  # closed meanwhile, or never opened: nothing to say about it
         lines = _lines(a.text)
         diags = [to_lsp_diagnostic(lines, d, self.encoding) for d in a.diagnostics]
         self.text_document_publish_diagnostics(
@@ -610,6 +662,23 @@ def _display_name(uri: str) -> str:
 server = FdslServer()
 
 
+def _answers(default):
+    """A handler that logs a bug of its own and answers ``default``, rather than fail the request."""
+
+    def wrap(handler):
+        @functools.wraps(handler)
+        def guarded(ls: FdslServer, params):
+            try:
+                return handler(ls, params)
+            except Exception:
+                logger.exception("answering %s", type(params).__name__)
+                return default() if callable(default) else default
+
+        return guarded
+
+    return wrap
+
+
 @server.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
 def did_open(ls: FdslServer, params: lsp.DidOpenTextDocumentParams) -> None:
     ls.schedule(params.text_document.uri, 0)
@@ -622,7 +691,8 @@ def did_change(ls: FdslServer, params: lsp.DidChangeTextDocumentParams) -> None:
 
 @server.feature(lsp.TEXT_DOCUMENT_DID_SAVE)
 def did_save(ls: FdslServer, params: lsp.DidSaveTextDocumentParams) -> None:
-    ls.schedule(params.text_document.uri, 0)
+    if ls.document(params.text_document.uri) is not None:  # a save of a file the client never opened says nothing
+        ls.schedule(params.text_document.uri, 0)
 
 
 @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
@@ -635,15 +705,16 @@ def did_close(ls: FdslServer, params: lsp.DidCloseTextDocumentParams) -> None:
     ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
 
 
-def _hit(ls: FdslServer, params) -> tuple[Analysis, Hit | None]:
+def _hit(ls: FdslServer, params) -> tuple[Analysis | None, Hit | None]:
     a = ls.analysis(params.text_document.uri)
-    if a.program is None:
+    if a is None or a.program is None:
         return a, None
     line, col = from_position(_lines(a.text), params.position, ls.encoding)
     return a, find(a.program, a.text, line, col)
 
 
 @server.feature(lsp.TEXT_DOCUMENT_HOVER)
+@_answers(None)
 def hover(ls: FdslServer, params: lsp.HoverParams) -> lsp.Hover | None:
     a, hit = _hit(ls, params)
     if hit is None:
@@ -655,12 +726,17 @@ def hover(ls: FdslServer, params: lsp.HoverParams) -> lsp.Hover | None:
 
 
 @server.feature(lsp.TEXT_DOCUMENT_COMPLETION, lsp.CompletionOptions(trigger_characters=[".", "("]))
+@_answers(lambda: lsp.CompletionList(is_incomplete=False, items=[]))
 def completion(ls: FdslServer, params: lsp.CompletionParams) -> lsp.CompletionList:
-    doc = ls.workspace.get_text_document(params.text_document.uri)
-    return lsp.CompletionList(is_incomplete=False, items=completions(doc.source))
+    doc = ls.document(params.text_document.uri)
+    # the language's own words always; the file's key entries only from an open document of a
+    # size `check` reads
+    text = doc.source if doc is not None and not too_large(doc.source) else ""
+    return lsp.CompletionList(is_incomplete=False, items=completions(text))
 
 
 @server.feature(lsp.TEXT_DOCUMENT_DEFINITION)
+@_answers(None)
 def definition(ls: FdslServer, params: lsp.DefinitionParams) -> lsp.Location | None:
     a, hit = _hit(ls, params)
     if hit is None:
@@ -677,14 +753,18 @@ def definition(ls: FdslServer, params: lsp.DefinitionParams) -> lsp.Location | N
 
 
 @server.feature(lsp.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
+@_answers(list)
 def document_symbol(ls: FdslServer, params: lsp.DocumentSymbolParams) -> list[lsp.DocumentSymbol]:
     a = ls.analysis(params.text_document.uri)
-    return symbols(a.program, a.text, ls.encoding) if a.program is not None else []
+    return symbols(a.program, a.text, ls.encoding) if a is not None and a.program is not None else []
 
 
 @server.feature(lsp.TEXT_DOCUMENT_FORMATTING)
+@_answers(list)
 def formatting(ls: FdslServer, params: lsp.DocumentFormattingParams) -> list[lsp.TextEdit]:
-    doc = ls.workspace.get_text_document(params.text_document.uri)
+    doc = ls.document(params.text_document.uri)
+    if doc is None or too_large(doc.source):
+        return []
     try:
         new = format_source(Source(_display_name(params.text_document.uri), doc.source.removeprefix("\ufeff")))
     except FractalError:

@@ -194,7 +194,10 @@ def write(net: Network, out: str | Path, fmt: str, view: View = View(), *, force
             from . import webview
 
             safeio.check_output(out, force=force, inputs=inputs)
-            page = webview.page(net, view)
+            try:
+                page = webview.page(net, view)
+            except (graphviz.CalledProcessError, graphviz.ExecutableNotFound) as exc:
+                raise _graphviz_failed(exc, out) from None
             safeio.write_output(out, f"<!-- {safeio.marker_text()} -->\n" + page, force=force, inputs=inputs)
             return
         source = f"// {safeio.marker_text()}\n" + drawing.source()
@@ -234,6 +237,14 @@ def _run_graphviz(drawing: _Drawing, source: str, fmt: str, nodes: int, out) -> 
     return proc.stdout
 
 
+def _graphviz_failed(exc: Exception, out) -> ImageError:
+    """The python-graphviz error of the page's drawing as the one-line error of :func:`_run_graphviz`."""
+    if isinstance(exc, graphviz.ExecutableNotFound):
+        return GraphvizMissing(f"cannot write {out}: the Graphviz 'neato' program was not found; {INSTALL_HINT}.")
+    said = (getattr(exc, "stderr", None) or b"").decode("utf-8", "replace").strip().splitlines()
+    return ImageError(f"cannot write {out}: dot failed: {said[-1] if said else getattr(exc, 'returncode', '?')}")
+
+
 def _fallback(out: Path, source: str, force: bool, inputs) -> str:
     """Write the DOT source beside ``out`` (same rule as any output); say where, or why not."""
     fallback = out.with_suffix(".dot")
@@ -255,6 +266,18 @@ def _mark(data: bytes, fmt: str) -> bytes:
 
 def _shape(shape: tuple[int, ...]) -> str:
     return "×".join(str(n) for n in shape)
+
+
+TOOLTIP_CHARS = 2000  # Graphviz refuses a quoted string over 16 KiB: a long chain is cut
+
+
+def _chain(layers) -> str:
+    """``conv3x3(c=16) → batchnorm → relu``: the layers of one unit, cut after
+    :data:`TOOLTIP_CHARS` characters with the count of layers."""
+    text = " → ".join(_call(layer.type, dict(layer.args)) for layer in layers)
+    if len(text) <= TOOLTIP_CHARS:
+        return text
+    return text[:TOOLTIP_CHARS].rsplit(" → ", 1)[0] + f" → … ({len(layers):,} layers in all)"
 
 
 def _call(op: str, args: dict) -> str:
@@ -332,7 +355,7 @@ class _Drawing:
         else:
             colour = self.colours[data.op if kind == "layer" else kind]
             attrs = {"label": f"{_call(data.op, dict(data.args))}\\n{shape}", "fillcolor": colour}
-            attrs["tooltip"] = f"{v}: " + " → ".join(_call(layer.type, dict(layer.args)) for layer in data.layers)
+            attrs["tooltip"] = f"{v}: " + _chain(data.layers)
         if kind == "layer":
             attrs |= {"width": str(LANE), "group": f"b{data.block}c{data.column}"}  # group: straight lanes
         if state == "faded":

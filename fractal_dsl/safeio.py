@@ -17,6 +17,12 @@ go through :func:`write_output`:
 
 **Inputs** (programs, checkpoints, images) are opened with :func:`open_input`, which
 refuses anything but a regular file at once, without blocking on a FIFO.
+
+**The user's own files**, rewritten in place by ``fmt``, go through :func:`read_snapshot`
+and :func:`replace_in_place`: the file is read like any input, and replaced atomically
+only if it is still what was read (same inode, size, modification time and bytes, checked
+just before the rename), it is writable (some write permission bit set), it has one hard
+link, and the new file can be given the old one's owner, group and mode.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import os
 import re
 import stat
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import RunError
@@ -177,17 +184,78 @@ def write_output_with(path: str | os.PathLike, writer, *, force: bool = False, i
     return target
 
 
-def replace_in_place(path: str | os.PathLike, data: bytes | str) -> None:
-    """Replace the user's own file at ``path`` (a symlink's target) with ``data`` in one step,
-    keeping its permissions, for tools that edit a file the user asked them to (``fmt``):
-    a crash leaves the old file or the new one, never a mix, and no temporary file."""
+@dataclass(frozen=True)
+class Snapshot:
+    """A file as it was read: its bytes, and what tells whether it changed since."""
+
+    data: bytes
+    identity: tuple[int, int, int, int]  # device, inode, size, modification time (ns)
+
+
+def _owner(st: os.stat_result) -> tuple[int, int]:
+    return (st.st_uid, st.st_gid)
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def read_snapshot(path: str | os.PathLike, limit: int) -> Snapshot:
+    """:func:`read_input` (at most ``limit + 1`` bytes), with what :func:`replace_in_place`
+    needs to see that the file was not changed meanwhile."""
+    with open_input(path) as fh:
+        before = os.fstat(fh.fileno())
+        data = fh.read(limit + 1)
+    return Snapshot(data, _identity(before))
+
+
+def replace_in_place(path: str | os.PathLike, data: bytes | str, read: Snapshot) -> None:
+    """Replace the user's own file at ``path`` (a symlink's target), last read as ``read``,
+    with ``data`` in one step, for tools that edit a file the user asked them to (``fmt``):
+    a crash leaves the old file or the new one, never a mix, and no temporary file.
+
+    Refused with :class:`OutputError`, the file untouched: a file changed since ``read``
+    (an editor saved it meanwhile), a read-only file, a file with several hard links
+    (replacing it would split them), one whose owner or group the new file cannot be given.
+    """
     payload = data.encode("utf-8") if isinstance(data, str) else data
-    _replace(Path(os.path.realpath(path)), lambda fh: fh.write(payload))
+    shown = os.fspath(path)
+    target = Path(os.path.realpath(path))
+    try:
+        st = os.stat(target)
+    except OSError as exc:
+        raise OutputError(f"cannot write {shown}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise OutputError(f"cannot write {shown}: it is {_kind(st.st_mode)}, not a regular file")
+    if not st.st_mode & 0o222:
+        raise OutputError(f"cannot write {shown}: it is read-only (mode {stat.S_IMODE(st.st_mode):04o}); left as it is")
+    if st.st_nlink > 1:
+        raise OutputError(
+            f"cannot write {shown}: it has {st.st_nlink} hard links, which replacing it would split; left as it is"
+        )
+
+    def unchanged() -> None:
+        try:
+            with open_input(target) as fh:
+                now = os.fstat(fh.fileno())
+                same = _identity(now) == read.identity and fh.read(len(read.data) + 1) == read.data
+        except OSError:
+            same = False
+        if not same:
+            raise OutputError(f"cannot write {shown}: it changed while fractal-dsl was reading it; left as it is")
+
+    try:
+        _replace(target, lambda fh: fh.write(payload), owner=_owner(st), before_rename=unchanged)
+    except PermissionError as exc:
+        raise OutputError(f"cannot write {shown}: {exc.strerror or exc}; left as it is") from None
+    except OSError as exc:
+        raise OutputError(f"cannot write {shown}: {exc.strerror or exc}") from None
 
 
-def _replace(target: Path, writer) -> None:
+def _replace(target: Path, writer, owner: tuple[int, int] | None = None, before_rename=None) -> None:
     """The one atomic write: a unique temporary file beside ``target``, flushed to disk,
-    given ``target``'s mode and renamed over it; removed if anything fails."""
+    given ``target``'s mode (and ``owner``, a uid and gid, when given) and renamed over it;
+    removed if anything fails.  ``before_rename()`` may raise to leave ``target`` as it is."""
     try:
         mode = stat.S_IMODE(os.stat(target).st_mode)
     except FileNotFoundError:
@@ -198,7 +266,11 @@ def _replace(target: Path, writer) -> None:
             writer(fh)
             fh.flush()
             os.fsync(fh.fileno())
+            if owner is not None and owner != _owner(os.fstat(fh.fileno())):
+                os.fchown(fh.fileno(), *owner)  # as root, or a group the user is in; else PermissionError
         os.chmod(tmp, mode)
+        if before_rename is not None:
+            before_rename()
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -22,7 +22,7 @@ from .safeio import read_input
 
 MAX_FILE_BYTES = 64 << 10  # a real program is a few hundred bytes; lark needs ~20 us a token
 MAX_LINE_CHARS = 1000
-MAX_NESTING = 64
+MAX_NESTING = 64  # brackets, and the depth of an expression (see _check_depth)
 MAX_SYNTAX_ERRORS = 10
 # looking for the next syntax error parses the file again: stop after about four 64 KiB files'
 # worth (a second or two), so a large file with many errors is still answered quickly
@@ -440,6 +440,7 @@ def parse(source: Source) -> Program:
             text = "\n".join(lines)
     if found:
         raise FractalError(source, found)
+    _check_depth(source, tree)  # every later stage recurses over the tree: bound it here
     name, stmts, span = _ToAst().transform(tree)
     return _assemble(source, name, stmts, span)
 
@@ -514,6 +515,29 @@ def _precheck(source: Source) -> None:
             depth = max(0, depth - 1)
         elif not ch.isprintable() and ch not in "\t\r":
             raise FractalError(source, [Diagnostic(Span.point(line, col), _control(ch))])
+
+
+# the tree nodes that put an expression one level deeper: an operator of arithmetic (a
+# sum of n terms is n - 1 levels, as it is evaluated), a join, a bracketed composition
+_NESTING_RULES = frozenset({"add", "sub", "mul", "div", "neg", "join"})
+
+
+def _check_depth(source: Source, tree) -> None:
+    """Refuse an expression deeper than :data:`MAX_NESTING`, whatever makes it deep (long
+    sums, chains of unary minus, nested joins or groups), without recursing: the transformer,
+    the binder, ``fmt`` and the language server all walk the tree recursively."""
+    stack = [(tree, 0, "")]  # (lark Tree, depth of its parent, its parent's rule)
+    while stack:
+        node, depth, parent = stack.pop()
+        kind = str(node.data)
+        if kind in _NESTING_RULES or (kind == "expr" and parent == "expr"):
+            depth += 1
+            if depth > MAX_NESTING:
+                at = Span.from_meta(node.meta)
+                msg = f"expression nested more than {MAX_NESTING} levels deep"
+                hint = "each operator, join and bracketed group is a level (a sum of n terms has n - 1): simplify it"
+                raise FractalError(source, [Diagnostic(Span.point(at.line, at.column), msg, hint=hint)])
+        stack.extend((c, depth, kind) for c in reversed(node.children) if c is not None and not isinstance(c, Token))
 
 
 # comments may hold any text but control and format characters (NUL, ESC, direction

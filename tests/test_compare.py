@@ -91,3 +91,22 @@ def test_train_refuses_two_files_of_one_name(tmp_path):
     r = cli("train", a, b, "--out", tmp_path / "runs", "--epochs", "1")
     assert r.returncode == 2 and "two of the files would train into" in r.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_real_run_passes_the_checks_compare_makes_and_has_the_fields_of_the_hostile_tests(runs):
+    import json
+
+    from test_compare_hostile import RECORDS, SUMMARY
+
+    from fractal_dsl.compare import check_record, check_summary
+
+    root, _ = runs
+    for name in ("small", "wide"):
+        folder = root / "runs" / name
+        summary = json.loads((folder / "summary.json").read_text())
+        check_summary(summary)
+        assert set(SUMMARY) <= set(summary) and set(SUMMARY["anytime"]["rows"][0]) <= set(summary["anytime"]["rows"][0])
+        for line in (folder / "metrics.jsonl").read_text().splitlines():
+            record = json.loads(line)
+            check_record(record, len(summary["column_acc"]))
+            assert set(RECORDS[0]) <= set(record)
