@@ -17,7 +17,9 @@ from pathlib import Path
 from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, v_args
 
 from ._resources import resource_dir
-from .errors import Collector, Diagnostic, FractalError, Source, Span
+from .errors import Collector, Diagnostic, Fix, FractalError, Source, Span
+from .habits import python_style, recognise
+from .layers import BUILTINS
 from .safeio import read_input
 
 MAX_FILE_BYTES = 64 << 10  # a real program is a few hundred bytes; lark needs ~20 us a token
@@ -419,8 +421,8 @@ def parse(source: Source) -> Program:
             tree = _parser().parse(text)
             break
         except UnexpectedInput as exc:
-            unclosed = _unclosed_brace(source) if not found else None
-            if unclosed is not None:  # one report at the brace, not a cascade after it
+            unclosed = (python_style(source) or _unclosed_brace(source)) if not found else None
+            if unclosed is not None:  # one report at the brace (or ':'), not a cascade after it
                 raise FractalError(source, [unclosed]) from None
             diag = _syntax_diagnostic(exc, Source(source.name, text))
             if found and diag.span.line <= found[-1].span.line:
@@ -571,6 +573,11 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
     span = Span.point(line, col)
     if isinstance(exc, UnexpectedCharacters):
         ch = source.text[exc.pos_in_stream] if exc.pos_in_stream < len(source.text) else "?"
+        allowed = sorted({_describe(t) for t in exc.allowed or ()})
+        char = Token("CHAR", ch, exc.pos_in_stream, line, col, line, col + 1, exc.pos_in_stream + 1)
+        habit = recognise(source, char, allowed)
+        if habit is not None:
+            return habit
         return Diagnostic(span, f"unexpected character {ch!r}", hint=_char_hint(source.text, exc.pos_in_stream, ch))
     expected = sorted({_describe(t) for t in getattr(exc, "expected", set()) or getattr(exc, "accepts", set())})
     want = ", ".join(expected[:8]) + (", ..." if len(expected) > 8 else "")
@@ -585,6 +592,9 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
         missing_dot = _missing_dot(source.text, tok, expected)
         if missing_dot is not None:
             return missing_dot
+        habit = recognise(source, tok, expected)
+        if habit is not None:
+            return habit
         if expected == ["end of file"] and tok.type == "NETWORK":
             return Diagnostic(
                 span,
@@ -600,8 +610,17 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
             word, at = prev
             close = difflib.get_close_matches(word, _STATEMENTS, n=1)
             wspan = Span(span.line, span.column, span.line, span.column) if at is None else at
+            if word in BUILTINS:
+                return Diagnostic(
+                    wspan,
+                    f"`{word}` is a layer, not a statement: layers belong in the key",
+                    hint="compose it into a key entry, e.g. `conv(c, p) = conv3x3(c) . dropout(p) . batchnorm . relu`,"
+                    " and give each block its value: `blocks (64, 0.1) (128, 0.2)`",
+                )
             if close:
-                return Diagnostic(wspan, f"unknown statement `{word}`; did you mean `{close[0]}`?")
+                return Diagnostic(
+                    wspan, f"unknown statement `{word}`; did you mean `{close[0]}`?", fix=Fix(wspan, close[0])
+                )
             return Diagnostic(
                 wspan,
                 f"unknown statement `{word}`",
@@ -611,7 +630,11 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
         if want:
             msg += f"; expected {want}"
         hint = _char_hint(source.text, tok.start_pos, str(tok)) if tok.type != "$END" else None
-        return Diagnostic(span, msg, hint=hint or _hint_for(tok, expected))
+        fix = None
+        for habit, spelling in (("->", "."), ("//", "#")):
+            if tok.type != "$END" and source.text.startswith(habit, tok.start_pos):
+                fix = Fix(Span(tok.line, tok.column, tok.line, tok.column + len(habit)), spelling)
+        return Diagnostic(span, msg, hint=hint or _hint_for(tok, expected), fix=fix)
     return Diagnostic(span, "syntax error")
 
 
@@ -657,7 +680,10 @@ def _missing_dot(text: str, tok: Token, expected: list[str]) -> Diagnostic | Non
     left = re.findall(r"[A-Za-z_][A-Za-z0-9_]*\)?$|\)$|\]$", head.rstrip())
     shown = (left[0] if left else head.rstrip()[-1:]) + " " + word
     return Diagnostic(
-        at, f"two layers side by side: `{shown}`", hint=f"compose them with '.', e.g. `{shown.replace(' ', ' . ')}`"
+        at,
+        f"two layers side by side: `{shown}`",
+        hint=f"compose them with '.', e.g. `{shown.replace(' ', ' . ')}`",
+        fix=Fix(Span(at.line, at.column, at.line, at.column), ". "),
     )
 
 
@@ -697,8 +723,6 @@ def _hint_for(tok: Token, expected: list[str]) -> str | None:
         return "blocks are written `blocks (64, 0.1) (128, 0.2)`, or `blocks 64 128` for one value each"
     if str(tok) in ("+", "-") and "']'" in expected:
         return "an index is written `f[1]`, `f[C]`, `f[C+1]` or `f[C-1]`: the variable first, then a whole number"
-    if str(tok)[:1] in ("+", "-") and "'['" not in expected and "an integer" not in expected:
-        return "fractal indices use square brackets, e.g. `f[C+1]`"
     if str(tok).startswith(".") and str(tok)[1:2].isdigit():
         return "a whole number is needed here"
     if tok.type == "$END" and "'}'" in expected:
@@ -734,6 +758,7 @@ def _assemble(source: Source, name: Token, stmts: list, span: Span) -> Program:
                 hint=f"did you mean `{close[0]}`?"
                 if close
                 else "use " + ", ".join(f"`init {s}`" for s in INIT_SCHEMES),
+                fix=Fix(sspan, close[0]) if close else None,
             )
         else:
             found[kind] = (value, sspan)
