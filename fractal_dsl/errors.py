@@ -82,10 +82,14 @@ class Diagnostic:
     fix: Fix | None = None
 
     def format(self, source: Source) -> str:
+        if not source.text:  # an unread or empty file has no position and no line to show
+            return "\n".join(
+                [f"{source.name}: {self.severity}: {self.message}"] + ([f"    hint: {self.hint}"] if self.hint else [])
+            )
         head = f"{source.name}:{self.span.line}:{self.span.column}: {self.severity}: {self.message}"
         lines = [head]
         text = source.line_text(self.span.line)
-        if text is not None and source.text:  # an unread or empty file has no line to show
+        if text is not None:
             shown, caret_at = _clip(text, self.span.column - 1)
             width = 1
             if self.span.end_line == self.span.line:
