@@ -245,11 +245,13 @@ def _fallback(out: Path, source: str, force: bool, inputs) -> str:
 
 
 def _mark(data: bytes, fmt: str) -> bytes:
-    """The image with fractal-dsl's marker where the format has room for one (not PDF)."""
+    """The image with fractal-dsl's marker (so that writing it again is allowed)."""
     if fmt == "svg":
         return safeio.mark_svg(data)
     if fmt == "png":
         return safeio.mark_png(data)
+    if fmt == "pdf":
+        return safeio.mark_pdf(data)
     return data
 
 
