@@ -92,7 +92,8 @@ def describe(net: Network) -> dict:
 def one_line(net: Network) -> str:
     depth = sum(b["depth"] for b in block_facts(net))
     return (
-        f"{net.name}: {plural(net.columns, 'column')}, {plural(net.blocks, 'block')}, depth {depth}, {net.params:,} parameters"
+        f"{net.name}: {plural(net.columns, 'column')}, {plural(net.blocks, 'block')}, depth {depth}, "
+        f"{net.params:,} parameters"
     )
 
 
