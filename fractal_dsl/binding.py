@@ -524,6 +524,10 @@ class KeyBinder:
             rewritten = f"{self._call_without(call, (arg,))} . {arg.value.value}"
             hint = f"a layer is composed after it with '.': write `{rewritten}`"
             fix = Fix(call.span, rewritten)
+        elif arg.value.is_name and arg.value.value.lower() in ("softmax", "log_softmax", "logsoftmax"):
+            rewritten = self._call_without(call, (arg,))
+            hint = f"the training loss (cross-entropy) applies the softmax itself: write `{rewritten}`"
+            fix = Fix(call.span, rewritten)
         elif close:
             right = lowered[close[0]]
             hint = f"did you mean `{right}`?"

@@ -80,16 +80,13 @@ class Diagnostic:
     severity: str = "error"
     hint: str | None = None
     fix: Fix | None = None
+    positioned: bool = True  # False: about the file as a whole (it cannot be read), shown without line:column
 
     def format(self, source: Source) -> str:
-        if not source.text:  # an unread or empty file has no position and no line to show
-            return "\n".join(
-                [f"{source.name}: {self.severity}: {self.message}"] + ([f"    hint: {self.hint}"] if self.hint else [])
-            )
-        head = f"{source.name}:{self.span.line}:{self.span.column}: {self.severity}: {self.message}"
-        lines = [head]
+        where = f"{source.name}:{self.span.line}:{self.span.column}" if self.positioned else source.name
+        lines = [f"{where}: {self.severity}: {self.message}"]
         text = source.line_text(self.span.line)
-        if text is not None:
+        if text is not None and source.text and self.positioned:  # an empty file has no line to show
             shown, caret_at = _clip(text, self.span.column - 1)
             width = 1
             if self.span.end_line == self.span.line:

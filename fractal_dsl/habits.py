@@ -220,11 +220,16 @@ def _statement_habits(text: str, tok: Token, expected: list[str]) -> Diagnostic 
     keyword, start, end = found
     body = text[start:end]
     span = Span.from_token(tok)
-    if keyword == "blocks" and str(tok) == ",":
-        rewritten = " ".join(p.strip() for p in _split(body, ","))
+    if keyword == "blocks" and str(tok) in (",", ";", "["):
+        listed = body.strip()
+        if listed.startswith("[") and listed.endswith("]"):  # a Python list
+            listed = listed[1:-1]
+        rewritten = " ".join(q.strip() for p in _split(listed, ",") for q in _split(p, ";") if q.strip())
         return Diagnostic(
             span,
-            "blocks are separated by spaces, not ','",
+            "blocks are separated by spaces, not written as a list"
+            if str(tok) == "["
+            else f"blocks are separated by spaces, not {str(tok)!r}",
             hint=f"write `blocks {rewritten}`",
             fix=Fix(_span(text, start, end), " " + rewritten),
         )
@@ -325,7 +330,8 @@ def python_style(source: Source) -> Diagnostic | None:
     return Diagnostic(
         Span.point(line, col),
         "fractal-dsl groups statements with braces, not ':' and indentation",
-        hint=f"write `{opened}` and close it with `}}` where its lines end (the same for `key {{`)",
+        hint=f"write `{opened}` and close it with `}}` where its lines end"
+        + ("" if opened.startswith("key") else " (the same for `key {`)"),
         fix=Fix(whole, fixed),
     )
 

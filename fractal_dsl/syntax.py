@@ -374,7 +374,8 @@ def read_source(path: str | Path, display_name: str | None = None) -> Source:
     try:
         data = read_input(path, MAX_FILE_BYTES)  # a FIFO or a device is refused, not waited on
     except OSError as exc:
-        raise FractalError(empty, [Diagnostic(Span.point(1, 1), f"cannot read file: {exc.strerror or exc}")]) from None
+        unread = Diagnostic(Span.point(1, 1), f"cannot read file: {exc.strerror or exc}", positioned=False)
+        raise FractalError(empty, [unread]) from None
     return decode_source(data, name)
 
 
@@ -438,7 +439,11 @@ def parse(source: Source) -> Program:
                 or any(culprit.count(o) != culprit.count(c) for o, c in ("()", "[]", "{}"))
             ):
                 break
-            lines[diag.span.line - 1] = " " * len(lines[diag.span.line - 1])
+            last = diag.span.line
+            if diag.fix is not None and diag.fix.span.line <= diag.span.line:
+                last = max(last, diag.fix.span.end_line)  # the lines the fix rewrites hold no other error
+            for i in range(diag.span.line - 1, last):
+                lines[i] = " " * len(lines[i])
             text = "\n".join(lines)
     if found:
         raise FractalError(source, found)

@@ -71,7 +71,7 @@ def test_inspect_of_a_bad_program_exits_1():
         result = run(*args)
         assert result.exit_code == 1
         assert result.stdout == ""
-        assert result.stderr.startswith("tests/fixtures/bad/empty.fdsl: error: empty program")
+        assert result.stderr.startswith("tests/fixtures/bad/empty.fdsl:1:1: error: empty program")
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from fractal_dsl.cli import main
 
 BAD = ROOT / "tests" / "fixtures" / "bad"
 CASES = sorted(BAD.glob("*.fdsl"))
-HEAD = re.compile(r"^(?P<file>[^:\n]+)(:(?P<line>\d+):(?P<col>\d+))?: error: \S")  # an empty file has no position
+HEAD = re.compile(r"^(?P<file>[^:\n]+):(?P<line>\d+):(?P<col>\d+): error: \S")
 
 
 @pytest.mark.parametrize("case", CASES, ids=[p.stem for p in CASES])

@@ -157,20 +157,34 @@ def test_any_name_value_in_droppath(droppath):
     assert "drop-path options are a word and a value" in message
 
 
-@pytest.mark.parametrize("blocks", ["blocks 32, 64", "blocks (32, 0.1),(64, 0.2)", "blocks (c=32, p=0.1), (c=64, p=0)"])
-def test_blocks_separated_by_commas(blocks):
+@pytest.mark.parametrize(
+    "blocks",
+    [
+        "blocks 32, 64",
+        "blocks (32, 0.1),(64, 0.2)",
+        "blocks (c=32, p=0.1), (c=64, p=0)",
+        "blocks [32, 64]",
+        "blocks (32, 0.1); (64, 0.2)",
+        "blocks (32, 0.1),\n         (64, 0.2)",  # over two lines: still one error
+    ],
+)
+def test_blocks_separated_by_commas_or_written_as_a_list(blocks):
     key = "unit(c) = conv3x3(c) . relu" if "(" not in blocks else DEFAULTS["KEY"]
     message, _ = _one_fixed(_program(BLOCKS=blocks, KEY=key))
-    assert message == "blocks are separated by spaces, not ','"
+    assert message.startswith("blocks are separated by spaces")
 
 
-def test_any_python_style_program():
+@pytest.mark.parametrize("indent", ["  ", "    ", "\t"])
+def test_any_python_style_program(indent):
     text = "network resnet_ish:\n  input 3x32x32\n  classes 10\n  columns 2\n  key:\n    unit(c) = conv3x3(c) . relu\n"
     text += "    head = gap . flatten . linear(classes)\n\n  f[1] = unit\n  f[C+1] = join(f[C] . f[C], unit)\n"
     text += "  blocks 16 32   # channels\n"
-    message, fixed = _one_fixed(text)
+    message, fixed = _one_fixed(text.replace("  ", indent))
     assert "braces" in message
     assert fixed.count("{") == fixed.count("}") == 2
+    only_key = _program().replace("key {", "key:").replace("  }\n  RULES", "  RULES")
+    message, _ = _one_fixed(only_key.replace("\n  }\n  f[1]", "\n  f[1]"))
+    assert "braces" in message
 
 
 @pytest.mark.parametrize(
@@ -216,7 +230,36 @@ def test_head_never_suggests_a_parameter_it_cannot_take():
     assert "dropout(0.2)" in fixed
 
 
-@pytest.mark.parametrize(("layer", "spelling"), [("Conv2d(16, 64, 3)", "conv3x3(c)"), ("Conv2D(64, 5)", "conv5x5(c)")])
+@pytest.mark.parametrize(
+    ("layer", "spelling"),
+    [
+        ("Conv2d(16, 64, 3)", "conv3x3(c)"),
+        ("Conv2D(64, 5)", "conv5x5(c)"),
+        ("Conv2d(16, 64, kernel_size=3, stride=1)", "conv3x3(c, stride=1)"),
+        ("conv3x3(c) . BatchNorm2d(c)", "conv3x3(c) . batchnorm"),
+        ("conv3x3(c) . batchnorm2d", "conv3x3(c) . batchnorm"),
+    ],
+)
 def test_pytorch_and_keras_layers_get_their_fdsl_spelling(layer, spelling):
     message, fixed = _one_fixed(_program(KEY=f"unit(c, p) = {layer} . dropout(p) . relu"))
     assert spelling in fixed
+
+
+@pytest.mark.parametrize(
+    ("head", "spelling"),
+    [
+        ("gap . flatten . Linear(64, 10)", "linear(10)"),
+        ("gap . flatten . Dense(10)", "linear(10)"),
+        ("AdaptiveAvgPool2d(1) . flatten . linear(classes)", "gap . flatten"),
+        ("gap . flatten . linear(classes, activation=softmax)", "linear(classes)"),
+    ],
+)
+def test_a_head_written_as_in_pytorch_or_keras(head, spelling):
+    message, fixed = _one_fixed(_program().replace("head = gap . flatten . linear(classes)", f"head = {head}"))
+    assert spelling in fixed
+
+
+def test_a_stem_never_suggests_a_parameter_it_cannot_take():
+    text = _program().replace("join = mean", "join = mean\n    stem = conv3x3(c) . relu")
+    message, fixed = _one_fixed(text)
+    assert "stem = conv3x3(32)" in fixed
