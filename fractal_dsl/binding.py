@@ -487,18 +487,25 @@ class KeyBinder:
     def _is_layer(self, v: Value) -> bool:
         return v.is_name and (v.value in BUILTINS or self.is_entry(v.value))
 
-    def _no_arguments(self, call: Call) -> None:
-        """A built-in without parameters given arguments: ``batchnorm(c)``, ``relu(conv)``."""
+    def _layer_arguments(self, call: Call) -> bool:
+        """A layer given to a built-in as an argument, ``relu(conv)``, ``dropout(conv, 0.1)``:
+        reported with the composition written out; whether it was."""
         layers = [a for a in call.args if a.name is None and self._is_layer(a.value)]
-        if layers and len(layers) == len(call.args):
-            before = " . ".join(self._text(a.span) for a in layers)
-            self.once(
-                call.span,
-                f"`{call.name}` takes no arguments, and a layer is not called on another layer",
-                hint=f"layers compose with '.', data flowing left to right: write `{before} . {call.name}`",
-                fix=Fix(call.span, f"{before} . {call.name}"),
-            )
-            return
+        if not layers:
+            return False
+        before = " . ".join(self._text(a.span) for a in layers)
+        rewritten = f"{before} . {self._call_without(call, layers)}"
+        self.once(
+            call.span,
+            "a layer is not called on another layer"
+            + (f": `{call.name}` takes no arguments" if not BUILTINS[call.name].params else ""),
+            hint=f"layers compose with '.', data flowing left to right: write `{rewritten}`",
+            fix=Fix(call.span, rewritten),
+        )
+        return True
+
+    def _no_arguments(self, call: Call) -> None:
+        """A built-in without parameters given arguments: ``batchnorm(c)``."""
         why = "its channels are inferred from its input" if BUILTINS[call.name].type == "batchnorm2d" else None
         self.once(
             call.span,
@@ -542,6 +549,8 @@ class KeyBinder:
     def _resolve_builtin(self, call: Call, scope: _Scope) -> list[Layer]:
         b = BUILTINS[call.name]
         names = [p for p, _ in b.params]
+        if self._layer_arguments(call):
+            return []
         if not names and call.args:
             self._no_arguments(call)
             return []

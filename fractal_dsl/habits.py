@@ -23,6 +23,7 @@ from collections.abc import Callable
 from lark import Token, UnexpectedInput
 
 from .errors import Diagnostic, Fix, Source, Span
+from .layers import BUILTINS
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DP_OPTION = r"((local|global) -?[0-9.]+|per \w+|off)"
@@ -158,47 +159,62 @@ def _comma_composition(text: str, tok: Token, expected: list[str]) -> Diagnostic
     )
 
 
-def _unnest(expr: str) -> str | None:
+def _layer_names(text: str) -> set[str]:
+    """The built-in layers and the names the file defines in its key (``name(...) = ...``)."""
+    defined = re.findall(r"^\s*(?:key\s*\{\s*)?([A-Za-z_][A-Za-z0-9_]*)\s*(?:\([^)]*\))?\s*=(?!=)", text, re.M)
+    return set(BUILTINS) | set(defined)
+
+
+def _unnest(expr: str, layers: set[str]) -> str | None:
     """``relu(batchnorm(conv3x3(c)))`` as ``conv3x3(c) . batchnorm . relu``; None when a
-    call takes more than one layer (no composition says what that means)."""
+    call takes more than one layer (no composition says what that means).  An argument is
+    a layer if it is a call, a fractal ``f[...]``, or a name in ``layers``."""
     terms = []
     for part in _split(expr, "."):
-        term = _unnest_term(part.strip())
+        term = _unnest_term(part.strip(), layers)
         if term is None:
             return None
         terms.append(term)
     return " . ".join(terms)
 
 
-def _unnest_term(term: str) -> str | None:
+def _unnest_term(term: str, names: set[str]) -> str | None:
     m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)\s*\((.*)\)", term, re.S)
     if m is None:
         return term
     name, inner = m.groups()
     args = [a.strip() for a in _split(inner, ",")]
     if name == "join":
-        branches = [_unnest(a) for a in args]
+        branches = [_unnest(a, names) for a in args]
         return None if None in branches else f"join({', '.join(branches)})"
-    layers = [a for a in args if re.match(r"[A-Za-z_][A-Za-z0-9_]*\s*[(\[]", a)]
+    layers = [a for a in args if re.match(r"[A-Za-z_][A-Za-z0-9_]*\s*[(\[]", a) or a in names]
     if not layers:
         return term
     if len(layers) > 1:
         return None
-    inside = _unnest(layers[0])
+    inside = _unnest(layers[0], names)
     rest = [a for a in args if a is not layers[0]]
     return None if inside is None else f"{inside} . {name}" + (f"({', '.join(rest)})" if rest else "")
 
 
 def _nested_call(text: str, tok: Token, expected: list[str]) -> Diagnostic | None:
-    if tok.type != "LPAR" or "'='" not in expected or not re.search(r"[A-Za-z0-9_]\s*$", text[: tok.start_pos]):
+    if tok.type not in ("LPAR", "LSQB") or "'='" not in expected:
+        return None
+    if not re.search(r"[A-Za-z0-9_]\s*$", text[: tok.start_pos]):
         return None
     right = _right_side(text, tok.start_pos)
     if right is None:
         return None
     start, end, left = right
-    rewritten = _unnest(text[start:end])
-    outer = _NAME.match(text, start)
-    message = "a layer is not called on another layer" + (f": `{outer.group()}(...)`" if outer else "")
+    rewritten = _unnest(text[start:end], _layer_names(text))
+    called = []  # the names whose '(' is open where the error is: the last is called on a layer
+    for m in re.finditer(r"([A-Za-z_][A-Za-z0-9_]*)?\s*([()])", text[start : tok.start_pos]):
+        if m.group(2) == "(":
+            called.append(m.group(1))
+        elif called:
+            called.pop()
+    outer = called[-1] if called and called[-1] != "join" else None
+    message = "a layer is not called on another layer" + (f": `{outer}(...)`" if outer else "")
     hint = "layers compose with '.', data flowing left to right"
     if rewritten is None or rewritten == text[start:end]:
         return Diagnostic(Span.from_token(tok), message, hint=hint + ", e.g. `conv3x3(c) . batchnorm . relu`")

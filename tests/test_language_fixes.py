@@ -149,6 +149,23 @@ def test_commas_anywhere_between_composed_layers_and_any_nested_call(key, habit)
 
 
 @pytest.mark.parametrize(
+    "rules",
+    [
+        "f[1] = relu(unit)",
+        "f[1] = dropout(unit, 0.1)",
+        "f[1] = unit\n  f[C+1] = join(relu(f[C]) . f[C], unit)",
+        "f[1] = unit\n  f[C+1] = join(f[C] . f[C], relu(bn(unit)))",
+        "f[1] = unit, relu",
+    ],
+)
+def test_the_same_habits_in_rules(rules):
+    if "C+1" not in rules:
+        rules += "\n  f[C+1] = join(f[C] . f[C], unit)"
+    message, _ = _one_fixed(_program(RULES=rules))
+    assert NESTED in message or COMMAS in message
+
+
+@pytest.mark.parametrize(
     "droppath",
     ["droppath local=0.1", "droppath local = 0.1 global=0.4", "droppath global: 0.5, local: 0.1", "droppath(local=0.2)"],
 )
