@@ -134,7 +134,8 @@ def _checked(source: Source, diag: Diagnostic) -> Diagnostic:
     except UnexpectedInput as exc:
         line = getattr(exc, "line", 0) or 0
         if diag.fix.span.line <= line <= diag.fix.span.end_line + diag.fix.text.count("\n"):
-            return Diagnostic(diag.span, diag.message, hint=diag.hint.split(": write", 1)[0] if diag.hint else None)
+            kept = diag.hint.split(": write", 1)[0] if diag.hint and ": write" in diag.hint else None
+            return Diagnostic(diag.span, diag.message, hint=kept)
     return diag
 
 
@@ -241,12 +242,13 @@ def _statement_habits(text: str, tok: Token, expected: list[str]) -> Diagnostic 
         if listed.startswith("[") and listed.endswith("]"):  # a Python list
             listed = listed[1:-1]
         rewritten = " ".join(q.strip() for p in _split(listed, ",") for q in _split(p, ";") if q.strip())
+        rewritten = " ".join(rewritten.split())  # one line, however many the statement took
         return Diagnostic(
             span,
             "blocks are separated by spaces, not written as a list"
             if str(tok) == "["
             else f"blocks are separated by spaces, not {str(tok)!r}",
-            hint=f"write `blocks {rewritten}`",
+            hint=f"one block after another: write `blocks {rewritten}`",
             fix=Fix(_span(text, start, end), " " + rewritten),
         )
     if keyword == "droppath":
@@ -257,7 +259,7 @@ def _statement_habits(text: str, tok: Token, expected: list[str]) -> Diagnostic 
         return Diagnostic(
             span,
             f"unexpected {str(tok)!r}: drop-path options are a word and a value, without '=' or ','",
-            hint=f"write `droppath {rewritten}`",
+            hint=f"each option word, then its value: write `droppath {rewritten}`",
             fix=Fix(_span(text, start, end), " " + rewritten),
         )
     if keyword == "network" and expected in (["'{'"], ["a name"]):
@@ -271,7 +273,7 @@ def _statement_habits(text: str, tok: Token, expected: list[str]) -> Diagnostic 
         return Diagnostic(
             _span(text, at, at + len(written)) if written else span,
             f"`{written}` cannot name a network: a name is letters, digits and '_', and does not start with a digit",
-            hint=f"write `network {name} {{`",
+            hint=f"join words with '_': write `network {name} {{`",
             fix=Fix(_span(text, at, at + len(written)), name) if written else None,
         )
     return None

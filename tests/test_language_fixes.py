@@ -49,6 +49,7 @@ def _diagnostics(case):
 @pytest.mark.parametrize("case", CASES, ids=[p.stem for p in CASES])
 def test_a_suggested_spelling_is_carried_as_a_fix(case):
     for d in _diagnostics(case):
+        assert "\n" not in d.message + (d.hint or ""), d  # one line each
         if d.hint and SUGGESTS.search(d.hint):
             assert d.fix is not None, (case.name, d.hint)
 
@@ -122,6 +123,15 @@ def _one_fixed(text: str) -> tuple[str, str]:
     fixed = d.fix.apply(text)
     assert _problems(fixed) == [], [p.message for p in _problems(fixed)]
     return d.message, fixed
+
+
+def test_a_rewrite_that_would_not_parse_is_not_suggested():
+    """Blocks over two lines, one of them broken: the commas are named, but no spelling is
+    suggested, since rewriting them would not parse either (found by tests/test_fuzz.py)."""
+    text = _program(BLOCKS="blocks (32, 0.1) \n64, 0.2) (64, 0.3)")
+    (d,) = _problems(text)
+    assert d.message == "blocks are separated by spaces, not ','"
+    assert d.fix is None and (d.hint is None or "write" not in d.hint)
 
 
 def test_the_default_program_checks_clean():
