@@ -345,12 +345,15 @@ def python_style(source: Source) -> Diagnostic | None:
     whole = Span(1, 1, last, len(lines[-1]) + 1)
     line, col = colon
     opened = out[line - 1].split("#", 1)[0].strip()  # nothing is inserted before the first ':' line
-    return Diagnostic(
-        Span.point(line, col),
-        "fractal-dsl groups statements with braces, not ':' and indentation",
-        hint=f"write `{opened}` and close it with `}}` where its lines end"
-        + ("" if opened.startswith("key") else " (the same for `key {`)"),
-        fix=Fix(whole, fixed),
+    return _checked(
+        source,
+        Diagnostic(
+            Span.point(line, col),
+            "fractal-dsl groups statements with braces, not ':' and indentation",
+            hint=f"a block opens with '{{' and closes with '}}': write `{opened}` and close it where its lines end"
+            + ("" if opened.startswith("key") else " (the same for `key {`)"),
+            fix=Fix(whole, fixed),
+        ),
     )
 
 
