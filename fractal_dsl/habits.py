@@ -25,7 +25,6 @@ from lark import Token, UnexpectedInput
 from .errors import Diagnostic, Fix, Source, Span
 from .layers import BUILTINS
 
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DP_OPTION = r"((local|global) -?[0-9.]+|per \w+|off)"
 _OPEN, _CLOSE = "([{", ")]}"
 
