@@ -12,7 +12,10 @@ parses (:func:`_checked`), so following a hint never leads to a second syntax er
 * ``name=value`` (or commas, parentheses, colons) in ``droppath``;
 * a network name that is not a name, ``network my-net``;
 * ``+`` between parts, ``f[C] + f[C]``;
-* Python-style ``network t:`` blocks with indented lines.
+* ``columns: 3``, ``classes = 10``: a statement with ':' or '=';
+* Python-style ``network t:`` blocks with indented lines (:func:`python_style`);
+* PyTorch and Keras layers, ``Conv2d(64, 3)``, ``BatchNorm2d(64)``, ``Dense(10)``
+  (:func:`foreign_layer`, used when binding the key).
 """
 
 from __future__ import annotations
@@ -70,14 +73,25 @@ def _code_line(text: str, pos: int) -> tuple[int, int]:
     return start, start + len(code)
 
 
+def _uncommented(text: str) -> str:
+    """``text`` with its comments blanked out, every offset kept."""
+    return re.sub(r"#[^\n]*", lambda m: " " * len(m.group()), text)
+
+
 def _right_side(text: str, pos: int) -> tuple[int, int, str] | None:
-    """The right side of the definition or rule (``... = RIGHT``) on the line of ``pos``:
-    its offsets and the left side's text; None when the line has no ``=`` outside brackets
-    before ``pos``."""
-    start, end = _code_line(text, pos)
-    line = text[start:end]
+    """The right side of the definition or rule (``... = RIGHT``) holding ``pos``: its
+    offsets and the left side's text; None when there is no ``=`` outside brackets before
+    ``pos``.  The right side may go on over lines that end or start with ``.`` or ``,``, or
+    inside open brackets; a one-line ``key { a = b }`` ends at its ``}``."""
+    code = _uncommented(text)
+    start = code.rfind("\n", 0, pos) + 1
+    while start > 0 and (
+        code[: start - 1].rstrip().endswith((".", ",", "(")) or code[start:].lstrip(" \t").startswith((".", ","))
+    ):
+        start = code.rfind("\n", 0, start - 1) + 1  # the statement began on an earlier line
     depth, eq = 0, None
-    for i, ch in enumerate(line[: pos - start]):
+    for i in range(start, pos):
+        ch = code[i]
         if ch in _OPEN:
             depth += 1
         elif ch in _CLOSE:
@@ -87,30 +101,37 @@ def _right_side(text: str, pos: int) -> tuple[int, int, str] | None:
     if eq is None:
         return None
     right_start = eq + 1
-    while right_start < len(line) and line[right_start] == " ":
+    while right_start < len(code) and code[right_start] in " \t":
         right_start += 1
-    depth, right_end = 0, len(line)
-    for i in range(right_start, len(line)):  # a one-line `key { a = b }` ends at its `}`
-        if line[i] in _OPEN:
+    depth, right_end = 0, len(code)
+    for i in range(right_start, len(code)):
+        ch = code[i]
+        if ch in _OPEN:
             depth += 1
-        elif line[i] in _CLOSE:
+        elif ch in _CLOSE:
             depth -= 1
             if depth < 0:
                 right_end = i
                 break
-    left = line[:eq].strip().split("{")[-1].strip()
-    return start + right_start, start + len(line[:right_end].rstrip()), left
+        elif ch == "\n" and depth == 0:
+            rest = code[i + 1 :].lstrip(" \t")
+            if not code[right_start:i].rstrip().endswith((".", ",")) and not rest.startswith((".", ",")):
+                right_end = i
+                break
+    right_end = right_start + len(code[right_start:right_end].rstrip())
+    left = code[start:eq].strip().split("{")[-1].strip()
+    return right_start, right_end, " ".join(left.split())
 
 
 def _statement(text: str, pos: int) -> tuple[str, int, int] | None:
-    """The statement keyword (``blocks``, ``droppath``, ``network``) that the lines holding
+    """The statement keyword (``blocks``, ``droppath``, ``network``, ...) that the lines holding
     ``pos`` continue, with the offsets after the keyword and at the end of its last line."""
     lines = text.split("\n")
     line_no = text.count("\n", 0, pos)
     first = line_no
     while first > 0 and re.match(r"\s*[(0-9-]", lines[first].split("#", 1)[0]):
         first -= 1  # a `blocks` statement may go on over lines that start with a value
-    m = re.match(r"\s*(blocks|droppath|network)\b", lines[first])
+    m = re.match(r"\s*(blocks|droppath|network|input|classes|columns|init)\b", lines[first])
     if m is None:
         return None
     last = line_no
@@ -150,7 +171,7 @@ def _comma_composition(text: str, tok: Token, expected: list[str]) -> Diagnostic
     start, end, left = right
     if _depth(text[start : tok.start_pos]) != 0:
         return None  # not between the parts of the composition itself
-    rewritten = " . ".join(p.strip() for p in _split(text[start:end], ","))
+    rewritten = " . ".join(" ".join(p.split()) for p in _split(_uncommented(text)[start:end], ",") if p.strip())
     return Diagnostic(
         Span.from_token(tok),
         "layers are composed with '.', not ','",
@@ -206,7 +227,8 @@ def _nested_call(text: str, tok: Token, expected: list[str]) -> Diagnostic | Non
     if right is None:
         return None
     start, end, left = right
-    rewritten = _unnest(text[start:end], _layer_names(text))
+    written = " ".join(_uncommented(text)[start:end].split())
+    rewritten = _unnest(written, _layer_names(text))
     called = []  # the names whose '(' is open where the error is: the last is called on a layer
     for m in re.finditer(r"([A-Za-z_][A-Za-z0-9_]*)?\s*([()])", text[start : tok.start_pos]):
         if m.group(2) == "(":
@@ -216,7 +238,7 @@ def _nested_call(text: str, tok: Token, expected: list[str]) -> Diagnostic | Non
     outer = called[-1] if called and called[-1] != "join" else None
     message = "a layer is not called on another layer" + (f": `{outer}(...)`" if outer else "")
     hint = "layers compose with '.', data flowing left to right"
-    if rewritten is None or rewritten == text[start:end]:
+    if rewritten is None or rewritten == written:
         return Diagnostic(Span.from_token(tok), message, hint=hint + ", e.g. `conv3x3(c) . batchnorm . relu`")
     return Diagnostic(
         Span.from_token(tok),
@@ -236,6 +258,14 @@ def _statement_habits(text: str, tok: Token, expected: list[str]) -> Diagnostic 
     keyword, start, end = found
     body = text[start:end]
     span = Span.from_token(tok)
+    if str(tok) in (":", "=") and body.lstrip().startswith(str(tok)) and keyword not in ("network", "droppath"):
+        rewritten = " ".join(body.lstrip()[1:].split())  # `columns: 3`, `classes = 10`
+        return Diagnostic(
+            span,
+            f"unexpected {str(tok)!r}: a statement is its keyword, then its value",
+            hint=f"statements take no {str(tok)!r}: write `{keyword} {rewritten}`",
+            fix=Fix(_span(text, start, end), " " + rewritten),
+        )
     if keyword == "blocks" and str(tok) in (",", ";", "["):
         listed = body.strip()
         if listed.startswith("[") and listed.endswith("]"):  # a Python list
@@ -285,7 +315,7 @@ def _plus_between_parts(text: str, tok: Token, expected: list[str]) -> Diagnosti
     right = _right_side(text, tok.start_pos)
     if right is not None:
         start, end, left = right
-        parts = [p.strip() for p in _split(text[start:end], "+")]
+        parts = [" ".join(p.split()) for p in _split(_uncommented(text)[start:end], "+")]
         if len(parts) > 1 and all(parts):
             rewritten = f"join({', '.join(parts)})"
             return Diagnostic(

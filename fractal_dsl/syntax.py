@@ -439,10 +439,10 @@ def parse(source: Source) -> Program:
                 or any(culprit.count(o) != culprit.count(c) for o, c in ("()", "[]", "{}"))
             ):
                 break
-            last = diag.span.line
-            if diag.fix is not None and diag.fix.span.line <= diag.span.line:
-                last = max(last, diag.fix.span.end_line)  # the lines the fix rewrites hold no other error
-            for i in range(diag.span.line - 1, last):
+            first = last = diag.span.line
+            if diag.fix is not None and diag.fix.span.line <= diag.span.line <= diag.fix.span.end_line:
+                first, last = diag.fix.span.line, diag.fix.span.end_line  # the lines it rewrites hold no other error
+            for i in range(first - 1, last):
                 lines[i] = " " * len(lines[i])
             text = "\n".join(lines)
     if found:

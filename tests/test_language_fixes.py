@@ -148,6 +148,10 @@ NESTED = "not called on another layer"
         ("unit(c, p) = conv3x3(c),dropout(p),bn,relu", COMMAS),
         ("unit(c, p) = conv(c, kernel=5, stride=1) , bn , relu . dropout(p)", COMMAS),
         ("unit(c, p) = dropout(p), conv3x3(c) . relu, bn", COMMAS),
+        ("unit(c, p) = conv3x3(c),   # over lines\n      dropout(p), bn,\n      relu", COMMAS),
+        ("unit(c, p) = conv3x3(c) .\n      dropout(p), bn . relu", COMMAS),
+        ("unit(c, p) = conv3x3(c)\n      , dropout(p)\n      , relu", COMMAS),
+        ("unit(c, p) = relu(\n      bn(conv3x3(c))) . dropout(p)", NESTED),
         ("unit(c, p) = relu(bn(conv3x3(c, bias=false)) . dropout(p))", NESTED),
         ("unit(c, p) = dropout(relu(conv3x3(c)), p)", NESTED),
         ("unit(c, p) = dropout(relu(bn(conv(c, kernel=5))), p=p)", NESTED),
@@ -249,6 +253,17 @@ def test_any_parameterless_layer_given_arguments(layer):
 def test_any_network_name_that_is_not_a_name(name):
     message, fixed = _one_fixed(_program().replace("network t", f"network {name}"))
     assert "cannot name a network" in message
+
+
+@pytest.mark.parametrize(
+    ("line", "written"),
+    [("columns 2", "columns: 2"), ("columns 2", "columns = 2"), ("classes 10", "classes=10"),
+     ("input 3x32x32", "input: 3x32x32"), ("blocks (32, 0.1) (64, 0.2)", "blocks = (32, 0.1) (64, 0.2)")],
+)  # fmt: skip
+def test_a_statement_written_with_a_colon_or_equals(line, written):
+    message, fixed = _one_fixed(_program().replace(line, written))
+    assert "a statement is its keyword, then its value" in message
+    assert fixed == _program()
 
 
 def test_head_never_suggests_a_parameter_it_cannot_take():
