@@ -191,6 +191,8 @@ class KeyBinder:
         self.used.add(name)
         d = self.key[name]
         scope = _Scope(None, {}, env, column)
+        if call is not None and self._layer_keyword(call, d.params):
+            return Bound(None, ())
         args = [] if call is None else self._args(call, d.params, scope)
         if any(v is None for _, v in args):
             return Bound(None, ())
@@ -455,6 +457,8 @@ class KeyBinder:
                     continue
                 self.used.add(call.name)
                 inner = self.key[call.name]
+                if self._layer_keyword(call, inner.params):
+                    continue
                 args = self._args(call, inner.params, scope)
                 if any(v is None for _, v in args):
                     continue
@@ -475,6 +479,22 @@ class KeyBinder:
         """``call``'s arguments evaluated in ``scope``; one named other than ``names`` is left
         as written (its name is the problem, reported as such, not its value)."""
         return [(a.name, a.value if a.name not in (None, *names) else self._value(a.value, scope)) for a in call.args]
+
+    def _layer_keyword(self, call: Call, names) -> bool:
+        """A key entry given a layer by a keyword it does not have, ``conv(activation=relu)``:
+        reported with the composition written out; whether it was."""
+        for a in call.args:
+            if a.name is not None and a.name not in names and self._is_layer(a.value):
+                rewritten = f"{self._call_without(call, (a,))} . {a.value.value}"
+                self.once(
+                    call.span,
+                    f"`{call.name}` has no parameter `{a.name}`"
+                    + (f" (its parameters are {', '.join(names)})" if names else ""),
+                    f"a layer is composed after it with '.': write `{rewritten}`",
+                    Fix(call.span, rewritten),
+                )
+                return True
+        return False
 
     def _text(self, span: Span) -> str:
         return self.diags.source.text_of(span)

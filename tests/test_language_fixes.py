@@ -235,6 +235,13 @@ def test_any_unknown_keyword_argument_lists_the_real_ones(key, names):
         assert _problems(problems[0].fix.apply(_program(KEY=key))) == []
 
 
+def test_a_key_entry_given_an_activation_keyword():
+    text = _program(RULES="f[1] = unit\n  f[C+1] = join(f[C] . f[C], unit(activation=relu))")
+    message, fixed = _one_fixed(text)
+    assert message == "`unit` has no parameter `activation` (its parameters are c, p)"
+    assert "join(f[C] . f[C], unit . relu)" in fixed
+
+
 @pytest.mark.parametrize("layer", ["bn(c)", "batchnorm(64)", "relu(0.1)", "gap(1)", "flatten(1)"])
 def test_any_parameterless_layer_given_arguments(layer):
     key = f"unit(c, p) = conv3x3(c) . dropout(p) . {layer} . relu"
