@@ -327,8 +327,31 @@ def _plus_between_parts(text: str, tok: Token, expected: list[str]) -> Diagnosti
     return Diagnostic(Span.from_token(tok), f"unexpected {str(tok)!r}", hint=hint)
 
 
+_OTHER_COMPOSITIONS = ("->", ">>", "|>", "|", "*", "\u2218", "\u00b7", "@")  # F#, Haskell, shell, maths
+
+
+def _other_composition(text: str, tok: Token, expected: list[str]) -> Diagnostic | None:
+    """``conv -> relu``, ``conv >> relu``, ``conv | relu``, ``f[C] * f[C]``, ``f ∘ g``."""
+    if tok.type == "$END" or "'.'" not in expected:
+        return None
+    op = next((o for o in _OTHER_COMPOSITIONS if text.startswith(o, tok.start_pos)), None)
+    if op is None:
+        return None
+    at = Span(tok.line, tok.column, tok.line, tok.column + len(op))
+    left = re.search(r"([^\s(,=]+)\s*$", text[: tok.start_pos])
+    right = re.match(r"\s*([^\s.,)]+)", text[tok.start_pos + len(op) :])
+    shown = f"{left.group(1) if left else 'a'} . {right.group(1) if right else 'b'}"
+    return Diagnostic(
+        at,
+        f"layers are composed with '.', not `{op}`",
+        hint=f"data flows left to right through `a . b`: write `{shown}`",
+        fix=Fix(at, "."),
+    )
+
+
 _RECOGNISERS: tuple[Callable[[str, Token, list[str]], Diagnostic | None], ...] = (
     _comma_composition,
+    _other_composition,
     _nested_call,
     _statement_habits,
     _plus_between_parts,

@@ -636,9 +636,8 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
             msg += f"; expected {want}"
         hint = _char_hint(source.text, tok.start_pos, str(tok)) if tok.type != "$END" else None
         fix = None
-        for habit, spelling in (("->", "."), ("//", "#")):
-            if tok.type != "$END" and source.text.startswith(habit, tok.start_pos):
-                fix = Fix(Span(tok.line, tok.column, tok.line, tok.column + len(habit)), spelling)
+        if tok.type != "$END" and source.text.startswith("//", tok.start_pos):  # a C comment
+            fix = Fix(Span(tok.line, tok.column, tok.line, tok.column + 2), "#")
         return Diagnostic(span, msg, hint=hint or _hint_for(tok, expected), fix=fix)
     return Diagnostic(span, "syntax error")
 

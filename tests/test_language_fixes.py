@@ -235,6 +235,14 @@ def test_any_unknown_keyword_argument_lists_the_real_ones(key, names):
         assert _problems(problems[0].fix.apply(_program(KEY=key))) == []
 
 
+@pytest.mark.parametrize("op", ["->", ">>", "|", "*", "\u2218", "|>"])
+def test_composition_written_as_in_other_languages(op):
+    message, fixed = _one_fixed(_program(KEY=f"unit(c, p) = conv3x3(c) {op} dropout(p) . bn . relu"))
+    assert message == f"layers are composed with '.', not `{op}`"
+    message, _ = _one_fixed(_program(RULES=f"f[1] = unit\n  f[C+1] = join(f[C] {op} f[C], unit)"))
+    assert message == f"layers are composed with '.', not `{op}`"
+
+
 def test_a_key_entry_given_an_activation_keyword():
     text = _program(RULES="f[1] = unit\n  f[C+1] = join(f[C] . f[C], unit(activation=relu))")
     message, fixed = _one_fixed(text)
