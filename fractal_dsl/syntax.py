@@ -791,7 +791,13 @@ def _droppath(opts, span: Span, diags: Collector) -> DropPathSpec:
             continue
         got[kind] = value
         if kind in ("local", "global") and not 0.0 <= value <= 1.0:
-            diags.error(ospan, f"drop-path {kind} probability must be between 0 and 1, got {value:g}")
+            percent = 1 < value < 100 and value == int(value)
+            diags.error(
+                ospan,
+                f"drop-path {kind} probability must be between 0 and 1, got {value:g}",
+                hint=f"a probability, not a percentage: did you mean `{kind} {value / 100:g}`?" if percent else None,
+                fix=Fix(ospan, f"{kind} {value / 100:g}") if percent else None,
+            )
         if kind == "per" and value not in ("batch", "sample"):
             diags.error(ospan, f"drop-path is sampled `per batch` or `per sample`, not `per {value}`")
         if kind == "local" and value == 1.0:

@@ -243,6 +243,12 @@ def test_composition_written_as_in_other_languages(op):
     assert message == f"layers are composed with '.', not `{op}`"
 
 
+@pytest.mark.parametrize(("written", "meant"), [("local 15", "local 0.15"), ("local 0.1 global 50", "global 0.5")])
+def test_drop_path_given_as_a_percentage(written, meant):
+    message, fixed = _one_fixed(_program(DROPPATH=f"droppath {written}"))
+    assert "probability must be between 0 and 1" in message and meant in fixed
+
+
 def test_a_key_entry_given_an_activation_keyword():
     text = _program(RULES="f[1] = unit\n  f[C+1] = join(f[C] . f[C], unit(activation=relu))")
     message, fixed = _one_fixed(text)
