@@ -394,7 +394,9 @@ _recalibrate_bn_option = click.option(
     help="Train and test on the first N images of each split: a quick check that the network trains.",
 )
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last finished epoch.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars: one line per epoch, for logs.")
+@click.option(
+    "--quiet", "-q", is_flag=True, help="No progress bars: one line per epoch (also when stderr is not a terminal)."
+)
 @click.option(
     "--tensorboard",
     is_flag=True,

@@ -300,6 +300,51 @@ def mark_png(data: bytes, version: str | None = None) -> bytes:
     return data[:end] + chunk + data[end:]
 
 
+def mark_pdf(data: bytes, version: str | None = None) -> bytes:
+    """``data`` (a PDF with a classic cross-reference table, as Graphviz's cairo writes it)
+    with the marker in a comment after the header, where :func:`is_tool_file` finds it, and
+    as the document's ``/Producer``; the table's offsets are moved to match.  A PDF of
+    another layout is returned unchanged."""
+    marker = marker_text(version).encode("latin-1")
+    header = re.match(rb"%PDF-\d\.\d[^\r\n]*\r?\n(%[^\r\n]*\r?\n)?", data)
+    if header is None:
+        return data
+    edits = [(header.end(), 0, b"% " + marker + b"\n")]
+    producer = re.search(rb"/Producer \((?:[^()\\]|\\.|\([^()]*\))*\)", data)  # balanced parentheses
+    if producer is not None:
+        edits.append((producer.start(), producer.end() - producer.start(), b"/Producer (" + marker + b")"))
+    for at, length, text in reversed(edits):  # from the end: earlier positions stay valid
+        shifted = _pdf_replace(data, at, length, text)
+        if shifted is None:
+            return data
+        data = shifted
+    return data
+
+
+def _pdf_replace(data: bytes, at: int, length: int, text: bytes) -> bytes | None:
+    """``data`` with ``length`` bytes at ``at`` replaced by ``text``, the cross-reference
+    offsets after ``at`` and ``startxref`` moved by the change; None if the PDF has no
+    single classic table (an incremental update, a cross-reference stream)."""
+    delta = len(text) - length
+    found = re.search(rb"startxref\s+(\d+)\s+%%EOF\s*$", data)
+    if found is None or b"/Prev" in data[int(found.group(1)) : found.start()]:
+        return None
+    xref = int(found.group(1))
+    table = re.match(rb"xref\r?\n((?:\d+ \d+\r?\n(?:\d{10} \d{5} [nf](?: \n|\r\n| \r))*)+)trailer", data[xref:])
+    if table is None or xref <= at:
+        return None
+
+    def move(entry: re.Match) -> bytes:
+        offset = int(entry.group(1))
+        if entry.group(3) == b"n" and offset >= at:
+            offset += delta
+        return b"%010d" % offset + entry.group(2) + entry.group(3) + entry.group(4)
+
+    entries = re.sub(rb"(\d{10})( \d{5} )([nf])( \n|\r\n| \r)", move, table.group(1))
+    tail = data[xref + table.end(1) : found.start(1)] + str(xref + delta).encode() + data[found.end(1) :]
+    return data[:at] + text + data[at + length : xref] + data[xref : xref + table.start(1)] + entries + tail
+
+
 def mark_svg(data: bytes, version: str | None = None) -> bytes:
     """``data`` (an SVG) with an XML comment carrying the marker after the XML declaration."""
     comment = f"<!-- {marker_text(version)} -->\n".encode()

@@ -83,25 +83,23 @@ def load(spec: str, input_shape: tuple[int, ...], classes: int, cache_dir: str |
             f"{data.name} images are {_shape(data.shape)} but the network takes {_shape(input_shape)}"
             " (change the `input` line, or pick data of that shape)"
         )
-    if spec == "digits" and classes != data.classes:
-        data = _digits_for(data, classes)
-    elif data.classes != classes:
-        raise TrainError(
-            f"{data.name} has {data.classes} classes but the network predicts {classes} (change the `classes` line)"
-        )
+    if classes != data.classes:
+        data = _classes_for(data, classes, "digits" if spec == "digits" else "classes")
     return data
 
 
-def _digits_for(data: Data, classes: int) -> Data:
-    """The digits for a network with another number of classes: a wider classifier learns
-    labels 0-9 of its outputs; a narrower one gets only the digits 0 to classes - 1."""
-    if classes > data.classes:  # labels 0-9 are valid outputs of a wider classifier
-        note = f"labels 0-9 of the network's {classes} classes"
+def _classes_for(data: Data, classes: int, what: str = "classes") -> Data:
+    """The data for a network with another number of classes (the digits, an image folder,
+    a torchvision set alike): a wider classifier learns labels 0 to N - 1 of its outputs; a
+    narrower one gets only the classes 0 to classes - 1 (an image folder's first class
+    folders in sorted order).  The conversion is said in the run's first line."""
+    if classes > data.classes:  # labels 0 to N - 1 are valid outputs of a wider classifier
+        note = f"labels 0-{data.classes - 1} of the network's {classes} classes"
         return dataclasses.replace(data, conversion=_also(data.conversion, note))
     if classes < 2:
-        raise TrainError(f"the built-in digits need a network of at least 2 classes, not {classes}")
+        raise TrainError(f"{data.name} needs a network of at least 2 classes, not {classes}")
     train, test = data.y_train < classes, data.y_test < classes
-    note = f"digits 0-{classes - 1} only"
+    note = f"{what} 0-{classes - 1} only" if what == "digits" else f"the first {classes} of its {data.classes} classes"
     return dataclasses.replace(
         data,
         x_train=data.x_train[train],

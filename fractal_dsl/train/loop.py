@@ -140,6 +140,16 @@ class _Run:
             + f", {ctx.device}"
             + (f" x {ctx.world} processes" if ctx.distributed else "")
         )
+        # a --subset smoke test gets a batch that fits it; a small data set is said to be one
+        n, steps = len(data.y_train), math.ceil(len(data.y_train) / cfg.batch_size)
+        self.batch = fitted_batch(n, cfg.batch_size, ctx.world) if cfg.subset else cfg.batch_size
+        few = f"{n} training images at batch size {cfg.batch_size} are {steps} step{'s' if steps > 1 else ''} an epoch"
+        if self.batch != cfg.batch_size:
+            self.log(
+                f"{few}, too few to learn from: batch size {self.batch} instead ({math.ceil(n / self.batch)} steps)"
+            )
+        elif steps < MIN_STEPS:
+            self.log(f"note: {few}, too few to learn from; a smaller --batch-size gives more")
         recal = min(cfg.recalibrate_bn, len(data.y_train))
         self.log(
             "evaluation: "
@@ -176,6 +186,7 @@ class _Run:
                         f"interrupted: {braces(self.ckpt)} holds epoch {epoch + 1}; continue with {{resume}}", "resume"
                     )
         summary = _summary(self.net, data, cfg, ctx, params, history)
+        summary["batch_size"] = self.batch
         summary["weights_sha256"] = weights_digest(model)
         if ctx.main:
             last = history[-1]
@@ -271,7 +282,7 @@ class _Run:
         flips = shifts = None
         if cfg.augment:
             flips, shifts = datasets.augmentation(len(data.y_train), cfg.seed, epoch)
-        per_rank = cfg.batch_size // ctx.world
+        per_rank = self.batch // ctx.world
         steps = math.ceil(len(order) / per_rank)
         bar = _progress(steps, f"epoch {epoch + 1}/{cfg.epochs}", cfg.quiet or not ctx.main)
         ddp.train()
@@ -318,13 +329,29 @@ class _Run:
         return total[0] / total[2], total[1] / total[2]
 
 
+MIN_STEPS = 10  # an epoch of fewer steps (a small --subset at the default batch) barely moves the weights
+
+
+def fitted_batch(n: int, batch_size: int, world: int = 1) -> int:
+    """The global batch for ``n`` training images: ``batch_size``, made smaller (a multiple
+    of ``world``) when it would leave fewer than :data:`MIN_STEPS` steps an epoch; never
+    below 2 a process, nor leaving a last batch of one image (BatchNorm cannot train on one
+    value per channel)."""
+    if math.ceil(n / batch_size) >= MIN_STEPS:
+        return batch_size
+    batch = max(2, n // (MIN_STEPS * world)) * world
+    while n % batch == 1 and batch + world <= batch_size:
+        batch += world
+    return min(batch, batch_size)
+
+
 def _progress(steps: int, desc: str, disable: bool):
     try:
         from tqdm import tqdm
     except ImportError:
         disable = True
         tqdm = None
-    if disable:
+    if disable or not sys.stderr.isatty():  # without a terminal (a log file): the epoch lines alone
         return _NoBar()
     return tqdm(total=steps, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
 
