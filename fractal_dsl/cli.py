@@ -41,6 +41,8 @@ class _Main(click.Group):
         except SystemExit as done:
             code = done.code
         except OSError as exc:
+            if not _from_stdout(exc):
+                _os_error(exc)
             _stdout_failed(exc)
         try:
             if not sys.stdout.closed:
@@ -71,6 +73,26 @@ def _read_stdin():
     from .syntax import MAX_FILE_BYTES, decode_source
 
     return decode_source(sys.stdin.buffer.read(MAX_FILE_BYTES + 1), STDIN_NAME)
+
+
+def _from_stdout(exc: OSError) -> bool:
+    """Whether ``exc`` was raised while writing standard output: in :func:`click.echo` (every
+    line the commands print goes through it) or in flushing ``sys.stdout``."""
+    tb = exc.__traceback__
+    codes = {click.utils.echo.__code__}
+    while tb is not None:
+        if tb.tb_frame.f_code in codes:
+            return exc.filename is None
+        tb = tb.tb_next
+    return False
+
+
+def _os_error(exc: OSError) -> None:
+    """An OSError no command turned into a message: one line naming the file(s) and the reason, exit 1."""
+    files = " -> ".join(os.fspath(f) for f in (exc.filename, exc.filename2) if f is not None)
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    click.echo(f"error: {files}: {reason}" if files else f"error: {reason} ({type(exc).__name__})", err=True)
+    sys.exit(1)
 
 
 def _stdout_failed(exc: OSError) -> None:
@@ -347,7 +369,7 @@ _recalibrate_bn_option = click.option(
     help="Divided by 10 each time the remaining epochs halve.",
 )
 @click.option("--weight-decay", default=0.0, show_default=True, type=click.FloatRange(min=0))
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1))
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @click.option("--amp", is_flag=True, help="Mixed precision (float16 autocast; CUDA only).")
 @click.option("--drop-path/--no-drop-path", "drop_path", default=None, help="Override the file's drop-path switch.")

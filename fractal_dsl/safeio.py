@@ -34,6 +34,9 @@ from .errors import RunError
 #: comment in DOT and SVG, a PNG text chunk).
 MARKER_RE = re.compile(rb"(?:compiled|generated) by fractal-dsl\b")
 MARKER_BYTES = 4096
+#: The lock file of a training run's folder (:mod:`fractal_dsl.train.runfolder`): never an
+#: output of another command, so ``compile -o`` cannot replace a live run's lock.
+RUN_LOCK = "fractal-dsl-run.lock"
 
 
 def marker_text(version: str | None = None) -> str:
@@ -122,6 +125,8 @@ def check_output(path: str | os.PathLike, *, force: bool = False, inputs=(), own
     if text.endswith(("/", os.sep)) or os.path.basename(text) in ("", ".", ".."):
         raise OutputError(f"cannot write {text}: it names a directory; give a file name")
     target = Path(os.path.realpath(text))
+    if not owned:
+        _not_in_a_run(text, target)
     try:
         st = os.stat(target)
     except FileNotFoundError:
@@ -146,6 +151,32 @@ def check_output(path: str | os.PathLike, *, force: bool = False, inputs=(), own
             "use --force to overwrite it, or choose another output"
         )
     return target
+
+
+def _not_in_a_run(text: str, target: Path) -> None:
+    """Refuse a run folder's lock file, and any file in the folder of a training run that is
+    still going (it holds the lock): that run owns the folder until it ends."""
+    if target.name == RUN_LOCK:
+        raise OutputError(f"cannot write {text}: it is the lock file of a training run's folder")
+    lock = target.parent / RUN_LOCK
+    if not lock.is_file():
+        return
+    import fcntl
+
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise OutputError(
+                f"cannot write {text}: a fractal-dsl train is running in {target.parent}; "
+                "wait for it to finish or write elsewhere"
+            ) from None
+    finally:
+        os.close(fd)
 
 
 def _same(a: Path, b) -> bool:

@@ -32,6 +32,7 @@ from . import data as datasets
 from .config import RESUME_KEYS, Interrupted, TrainConfig, TrainError, paper_milestones
 
 EVAL_BATCH = 500
+MAX_SEED = 2**32 - 1  # numpy's and torch's generators and the sampler take any seed up to here
 LATENCY_REPEATS = 10  # latency: the median of this many timed forward passes
 
 
@@ -78,6 +79,8 @@ class _Run:
             raise UsageError(
                 "{epochs} and {batch_size} must be at least 1 and {lr} positive", "epochs", "batch_size", "lr"
             )
+        if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed <= MAX_SEED:
+            raise UsageError(f"{{seed}} {braces(repr(cfg.seed))}: must be a whole number from 0 to {MAX_SEED}", "seed")
         if cfg.batch_size % ctx.world:
             raise UsageError(
                 f"{{batch_size}} {cfg.batch_size} must divide evenly over {ctx.world} processes", "batch_size"

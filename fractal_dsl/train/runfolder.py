@@ -18,13 +18,14 @@ import errno
 import fcntl
 import os
 import re
+import stat
 from pathlib import Path
 
 from .. import safeio
 from ..errors import braces
 from .config import TrainError
 
-LOCK = "fractal-dsl-run.lock"
+LOCK = safeio.RUN_LOCK
 TOOL_FILES = (
     "model.py",
     "checkpoint.pt",
@@ -91,6 +92,16 @@ class RunFolder:
             raise TrainError(
                 f"cannot write in {{out}} {braces(self.path)}: {braces(exc.strerror or exc)}", "out"
             ) from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:  # never truncate a file shared with another name
+            os.close(fd)
+            self._remove_created()
+            raise TrainError(
+                f"{{out}} {braces(self.path)}: {braces(LOCK)} is not a plain file of fractal-dsl's "
+                f"({'it has several hard links' if st.st_nlink > 1 else 'not a regular file'}); "
+                "remove it or pick another {out}",
+                "out",
+            )
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -104,14 +115,16 @@ class RunFolder:
             raise TrainError(f"cannot lock {lock}: {exc.strerror or exc}") from None
         self._fd = fd
         os.ftruncate(fd, 0)
-        os.write(fd, f"{safeio.marker_text()}: training run, process {os.getpid()}\n".encode())
+        # no safeio marker: the lock file is not an output another command may replace
+        with contextlib.suppress(OSError):  # informative only; a full disk must not stop the claim here
+            os.write(fd, f"fractal-dsl training run lock, process {os.getpid()}\n".encode())
 
     def _check_contents(self, force: bool) -> None:
         names = sorted(p.name for p in self.path.iterdir() if p.name != LOCK)
-        for name in names:
-            if _TEMP.match(name):  # a temporary file of a run that was killed mid-write
-                (self.path / name).unlink(missing_ok=True)
-        names = [n for n in names if not _TEMP.match(n)]
+        # a temporary file of a run killed mid-write is the tool's only inside a run folder;
+        # elsewhere a file of that name is the user's and counts as foreign
+        temps = [n for n in names if self.had_lock_file and _TEMP.match(n) and self._plain(n)]
+        names = [n for n in names if n not in temps]
         foreign = [n for n in names if not (self.had_lock_file and n in TOOL_FILES and self._plain(n))]
         if foreign and not force:
             shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
@@ -126,6 +139,8 @@ class RunFolder:
                 "out",
                 "force",
             )
+        for name in temps:  # removed only once the folder is known to be a run folder and accepted
+            (self.path / name).unlink(missing_ok=True)
 
     def _plain(self, name: str) -> bool:
         """A regular file, not a link: a ``model.py`` linking elsewhere is not the tool's to replace."""
