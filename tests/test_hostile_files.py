@@ -11,6 +11,7 @@ import fcntl
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -147,3 +148,165 @@ def test_an_oserror_names_its_file_not_standard_output(tmp_path):
         r = subprocess.run([sys.executable, "-m", "fractal_dsl.cli", "inspect", str(net)], stdout=full,
                            stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=60, env=ENV, check=False)
     assert one_line_error(r) == "error: cannot write to standard output: No space left on device"
+
+
+# ---- class 2: a checkpoint's tensors are checked before their data is read ------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    from fractal_dsl.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("files")
+    cfg = TrainConfig(epochs=1, batch_size=50, subset=100, quiet=True, recalibrate_bn=0)
+    train(loads(SMALL, "small.fdsl"), cfg, root / "run", log=lambda *a: None)
+    write_net(root)
+    return root
+
+
+def _state(small_run):
+    import torch
+
+    return torch.load(small_run / "run" / "checkpoint.pt", weights_only=True)
+
+
+def _save(state, path, resum=True):
+    import torch
+
+    from fractal_dsl.train import checkpoint
+
+    if resum:
+        state["weights_sha256"] = checkpoint.tensors_sha256(state["model"])
+    torch.save(state, path)
+    return path
+
+
+def _huge_view(strides):
+    import torch
+
+    return torch.zeros(200_000).as_strided((100_000, 100_000), strides)  # 800 KB of storage, 40 GB of view
+
+
+def _bad_tensor_cases():
+    import torch
+
+    return {
+        "stride 0": (lambda s: s["model"].__setitem__("head.2.weight", _huge_view((0, 0))), "strided view"),
+        "overlapping": (lambda s: s["model"].__setitem__("head.2.weight", _huge_view((1, 1))), "strided view"),
+        "offset": (lambda s: s["model"].__setitem__("head.2.weight", torch.zeros(10_000)[5000:5160].view(10, 16)),
+                   "strided view|rather than an array of its own"),
+        "shared storage": (lambda s: s["model"].__setitem__("head.2.weight", torch.zeros(10_000)[:160].view(10, 16)),
+                           "rather than an array of its own"),
+        "momentum stride 0": (lambda s: s["optimizer"]["state"][0].__setitem__("momentum_buffer", _huge_view((0, 0))),
+                              "strided view"),
+        "complex": (lambda s: s["model"].__setitem__("head.2.weight", torch.zeros(10, 16, dtype=torch.complex64)),
+                    "of type torch.complex64"),
+        "a set": (lambda s: s["config"].__setitem__("subset", {1, 2}), r"'config'\]\['subset'\] is a set"),
+        "billion laughs": (lambda s: s["config"].__setitem__("seed", _laughs()), "more than 1,000,000 values"),
+    }
+
+
+def _laughs():
+    x = [1]
+    for _ in range(60):
+        x = [x, x]
+    return x
+
+
+@pytest.mark.parametrize("case", sorted(_bad_tensor_cases()))
+def test_a_checkpoint_tensor_that_lies_about_its_size_is_refused_before_its_data_is_read(small_run, tmp_path, case):
+    from fractal_dsl.train import TrainError, checkpoint
+
+    change, message = _bad_tensor_cases()[case]
+    state = _state(small_run)
+    change(state)
+    bad = _save(state, tmp_path / "bad.pt", resum=False)
+    assert bad.stat().st_size < 2_000_000
+    with pytest.raises(TrainError, match=f"damaged checkpoint: .*({message})"):
+        checkpoint.load(bad)
+
+
+def test_every_command_that_reads_a_checkpoint_refuses_a_huge_view_in_little_memory(small_run, tmp_path):
+    import resource
+
+    state = _state(small_run)
+    state["model"]["head.2.weight"] = _huge_view((0, 0))  # 40 GB if materialised
+    net = small_run / "small.fdsl"
+    bad = _save(state, tmp_path / "bad.pt", resum=False)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    for args in (("eval", net, "--checkpoint", bad), ("export", net, "--checkpoint", bad, "-o", tmp_path / "x.onnx")):
+        r = proc(*args)
+        if "needs onnx" in r.stderr:
+            continue
+        assert "head.2.weight'] is a strided view" in one_line_error(r)
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("model.py", "metrics.jsonl", "curves.png", "fractal-dsl-run.lock"):
+        if (small_run / "run" / name).exists():
+            (run / name).write_bytes((small_run / "run" / name).read_bytes())
+    (run / "checkpoint.pt").write_bytes(bad.read_bytes())
+    r = proc("train", net, "--out", run, "--resume", "--epochs", "1", "--subset", "100", "--batch-size", "50", "-q",
+             "--recalibrate-bn", "0")
+    assert "is a strided view" in one_line_error(r)
+    assert (run / "checkpoint.pt").read_bytes() == bad.read_bytes()
+    assert max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) < 2_000_000  # KiB: under 2 GB
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float16", "int64"])
+def test_a_weight_of_another_type_is_refused_even_with_a_matching_checksum(small_run, tmp_path, dtype):
+    import torch
+
+    from fractal_dsl.train import TrainError, evaluate_checkpoint
+
+    state = _state(small_run)
+    state["model"]["head.2.weight"] = state["model"]["head.2.weight"].to(getattr(torch, dtype))
+    bad = _save(state, tmp_path / "bad.pt")
+    with pytest.raises(TrainError, match=f"does not fit network 'small': head.2.weight is 10x16 {dtype} here 10x16"):
+        evaluate_checkpoint(loads(SMALL, "small.fdsl"), bad, device="cpu", recalibrate_bn=0)
+
+
+def test_a_momentum_buffer_of_another_shape_is_refused_on_resume(small_run, tmp_path):
+    import shutil
+
+    import torch
+
+    state = _state(small_run)
+    state["optimizer"]["state"][0]["momentum_buffer"] = torch.zeros(3)
+    run = tmp_path / "run"
+    shutil.copytree(small_run / "run", run)
+    _save(state, run / "checkpoint.pt")
+    r = proc("train", small_run / "small.fdsl", "--out", run, "--resume", "--epochs", "1", "--subset", "100",
+             "--batch-size", "50", "-q", "--recalibrate-bn", "0")
+    assert "optimizer momentum_buffer of parameter 0 is 3, the parameter" in one_line_error(r)
+
+
+def _rewrite(src: Path, out: Path, compression, pickle_bytes=None):
+    import zipfile
+
+    with zipfile.ZipFile(src) as z, zipfile.ZipFile(out, "w", compression) as o:
+        for n in z.namelist():
+            o.writestr(n, pickle_bytes if pickle_bytes is not None and n.endswith("data.pkl") else z.read(n))
+    return out
+
+
+def test_compressed_legacy_and_deeply_nested_checkpoints_are_refused(small_run, tmp_path):
+    import pickle
+    import pickletools
+    import zipfile
+
+    import torch
+
+    from fractal_dsl.train import TrainError, checkpoint
+
+    src = small_run / "run" / "checkpoint.pt"
+    with pytest.raises(TrainError, match="record .* is compressed or larger than the file"):
+        checkpoint.load(_rewrite(src, tmp_path / "deflated.pt", zipfile.ZIP_DEFLATED))
+    torch.save(_state(small_run), tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    with pytest.raises(TrainError, match="not the zip archive torch.save writes"):
+        checkpoint.load(tmp_path / "legacy.pt")
+    plain = {"format": "fractal-dsl-checkpoint", "version": 2, "config": {"x": []}}
+    p = pickletools.optimize(pickle.dumps(plain, protocol=2))
+    n = 50_000  # lists in lists, 50,000 deep, in 100 KB
+    deep = p.replace(b"]", b"]" * n + b"a" * (n - 1))
+    with pytest.raises(TrainError, match="nested more than 32 deep"):
+        checkpoint.load(_rewrite(src, tmp_path / "deep.pt", zipfile.ZIP_STORED, deep))

@@ -204,6 +204,7 @@ class _Run:
         if diffs:
             was = ", ".join(f"{k}={saved.get(k)!r} (now {mine[k]!r})" for k in diffs)
             raise TrainError(f"{self.ckpt}: the run was started with {was}; resume with the same options")
+        checkpoint.check_optimizer(self.ckpt, state["optimizer"], opt)
         try:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
