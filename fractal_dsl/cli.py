@@ -473,8 +473,17 @@ def _compare(runs: list[str], out: str | None, force: bool) -> None:
 @click.option(
     "--column", type=click.IntRange(min=1), default=None, help="Only column K (default: whole network and each column)."
 )
-@click.option("--data", default=None, help="Test data (default: what the checkpoint was trained on).")
-@click.option("--cache-dir", default=None, type=click.Path(file_okay=False))
+@click.option(
+    "--data",
+    default=None,
+    help="Test data (default: the built-in or torchvision set the checkpoint was trained on; a folder must be given).",
+)
+@click.option(
+    "--cache-dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Where torchvision sets download to (default: ~/.cache/fractal-dsl, never the checkpoint's).",
+)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @_recalibrate_bn_option
 @_allow_other_option

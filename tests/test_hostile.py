@@ -379,8 +379,8 @@ def test_a_checkpoint_of_another_network_with_the_same_shapes_is_refused(small_r
         evaluate_checkpoint(other, small_run / "checkpoint.pt", device="cpu", recalibrate_bn=0)
     if change == "gelu":
         said = []
-        result = evaluate_checkpoint(other, small_run / "checkpoint.pt", device="cpu", recalibrate_bn=0,
-                                     allow_other_network=True, warn=said.append)
+        result = evaluate_checkpoint(other, small_run / "checkpoint.pt", data_spec=str(small_run.parent / "data"),
+                                     device="cpu", recalibrate_bn=0, allow_other_network=True, warn=said.append)
         assert result["rows"] and "holds the weights of another network 'small'" in said[0]
 
 
@@ -429,8 +429,8 @@ def test_an_old_checkpoint_without_hashes_is_read_with_a_warning(small_run, tmp_
     state["version"] = 1
     torch.save(state, tmp_path / "old.pt")
     said = []
-    evaluate_checkpoint(loads(SMALL, "small.fdsl"), tmp_path / "old.pt", device="cpu", recalibrate_bn=0,
-                        warn=said.append)
+    evaluate_checkpoint(loads(SMALL, "small.fdsl"), tmp_path / "old.pt", data_spec=str(small_run.parent / "data"),
+                        device="cpu", recalibrate_bn=0, warn=said.append)
     assert said and "written by an older fractal-dsl" in said[0]
 
 

@@ -310,3 +310,33 @@ def test_compressed_legacy_and_deeply_nested_checkpoints_are_refused(small_run, 
     deep = p.replace(b"]", b"]" * n + b"a" * (n - 1))
     with pytest.raises(TrainError, match="nested more than 32 deep"):
         checkpoint.load(_rewrite(src, tmp_path / "deep.pt", zipfile.ZIP_STORED, deep))
+
+
+# ---- class 4: a checkpoint does not choose what eval reads -------------------------------------------
+
+
+@pytest.mark.parametrize("stored", ["folder", "cache"])
+def test_eval_reads_no_folder_and_writes_no_download_where_a_checkpoint_says(small_run, tmp_path, stored):
+    from PIL import Image
+
+    state = _state(small_run)
+    elsewhere = tmp_path / "elsewhere"
+    if stored == "folder":  # an edited checkpoint points at a folder the user never named
+        for k in range(10):
+            (elsewhere / str(k)).mkdir(parents=True)
+            for i in range(5):
+                Image.new("L", (8, 8), 20 * i).save(elsewhere / str(k) / f"{i}.png")
+        state["config"]["data"] = str(elsewhere)
+    else:  # or at a cache folder where a torchvision download would be written
+        state["config"]["data"], state["config"]["cache_dir"] = "digits", str(elsewhere)
+    bad = _save(state, tmp_path / "edited.pt")
+    r = proc("eval", small_run / "small.fdsl", "--checkpoint", bad, "--recalibrate-bn", "0", "--repeats", "1")
+    if stored == "folder":
+        line = one_line_error(r, code=2)
+        assert f"was trained on '{elsewhere}'; eval reads a folder only when it is given: add --data {elsewhere}" in line
+        r = proc("eval", small_run / "small.fdsl", "--checkpoint", bad, "--recalibrate-bn", "0", "--repeats", "1",
+                 "--data", elsewhere)  # named by the user: read
+        assert r.returncode == 0 and f"{elsewhere} test set" in r.stdout, r.stderr
+    else:
+        assert r.returncode == 0 and "digits test set" in r.stdout, r.stderr
+        assert not elsewhere.exists()

@@ -487,9 +487,8 @@ def evaluate_checkpoint(
     checkpoint.verify(path, state, net, model, allow_other_network, warn=warn)
     model.load_state_dict(state["model"])
     dev = distributed.pick_device(device)
-    config = state.get("config", {})
-    spec = data_spec or config.get("data", "digits")
-    data = datasets.load(spec, net.input_shape, net.classes, cache_dir or config.get("cache_dir")).to(dev)
+    spec = data_spec or _checkpoint_data(path, state)
+    data = datasets.load(spec, net.input_shape, net.classes, cache_dir).to(dev)
     model.to(dev)
     accuracy(model, data, batch=min(EVAL_BATCH, len(data.y_test)))  # warm-up: first-call costs stay out of the speed
     targets = [column] if column is not None else [None, *range(1, model.num_columns + 1)]
@@ -509,6 +508,21 @@ def evaluate_checkpoint(
         **latency_setup(data, repeats),
         "rows": rows,
     }
+
+
+def _checkpoint_data(path, state: dict) -> str:
+    """The data set ``eval`` reads when no ``--data`` is given: the checkpoint's, if it is a
+    built-in name. A checkpoint is not trusted to choose a folder to read (or, through its
+    cache folder, where a download is written), so a folder must be named on the command
+    line, and downloads go to ``--cache-dir`` or the default cache, never to a stored path."""
+    spec = state.get("config", {}).get("data", "digits")
+    if spec == "digits" or spec in datasets.VISION:
+        return spec
+    raise UsageError(
+        f"{braces(path)} was trained on {braces(repr(spec))}; eval reads a folder only when it is given: "
+        f"add {{data}} {braces(spec)} to evaluate on it",
+        "data",
+    )
 
 
 # ---- the anytime table ----------------------------------------------------------------------
