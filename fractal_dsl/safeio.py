@@ -203,9 +203,24 @@ def write_output_with(path: str | os.PathLike, writer, *, force: bool = False, i
     target = check_output(path, force=force, inputs=inputs, owned=owned)
     try:
         _replace(target, writer)
-    except OSError as exc:
-        raise OutputError(f"cannot write {os.fspath(path)}: {exc.strerror or exc}") from None
+    except Exception as exc:  # noqa: BLE001 - narrowed to failed I/O just below
+        failed = _os_error_in(exc)
+        if failed is None:
+            raise
+        raise OutputError(f"cannot write {os.fspath(path)}: {failed.strerror or failed}") from None
     return target
+
+
+def _os_error_in(exc: BaseException) -> OSError | None:
+    """The OSError behind ``exc``: itself, or the one a library turned into another error
+    while handling it (``torch.save`` on a full disk raises a RuntimeError from the OSError)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def replace_in_place(path: str | os.PathLike, data: bytes | str) -> None:

@@ -340,3 +340,83 @@ def test_eval_reads_no_folder_and_writes_no_download_where_a_checkpoint_says(sma
     else:
         assert r.returncode == 0 and "digits test set" in r.stdout, r.stderr
         assert not elsewhere.exists()
+
+
+# ---- class 6: a full disk ---------------------------------------------------------------------------
+
+
+def test_a_write_that_a_library_fails_on_a_full_disk_is_one_message_and_keeps_the_old_file(tmp_path):
+    import errno
+
+    from fractal_dsl import safeio
+
+    target = tmp_path / "checkpoint.pt"
+    target.write_bytes(b"the previous checkpoint")
+
+    def torch_like(fh):  # torch.save turns the OSError of a failed write into a RuntimeError
+        fh.write(b"half of it")
+        try:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 2048 vs 1942") from None
+
+    with pytest.raises(safeio.OutputError, match=r"^cannot write .*checkpoint.pt: No space left on device$"):
+        safeio.write_output_with(target, torch_like, owned=True)
+    assert target.read_bytes() == b"the previous checkpoint"
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+    def unrelated(fh):
+        raise RuntimeError("not an I/O failure")
+
+    with pytest.raises(RuntimeError, match="not an I/O failure"):  # a bug is not dressed up as a full disk
+        safeio.write_output_with(target, unrelated, owned=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MB tmpfs (needs root, as in CI's container); skipped where mounting is not allowed."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True, check=False)
+    if r.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _fill(folder: Path) -> None:
+    with open(folder / "filler", "wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+        except OSError:
+            pass
+
+
+def test_train_on_a_disk_that_fills_up_ends_in_one_line_and_keeps_the_last_checkpoint(small_disk, tmp_path):
+    import time
+
+    import torch
+    from test_train_support import popen
+
+    net = write_net(tmp_path)
+    out = small_disk / "run"
+    p = popen("train", net, "--out", out, "--epochs", "4", "--subset", "400", "--batch-size", "20", "-q",
+              "--recalibrate-bn", "0")
+    deadline = time.monotonic() + 120
+    while not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text().strip()):
+        assert p.poll() is None, p.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    _fill(small_disk)
+    stdout, stderr = p.communicate(timeout=120)
+    r = subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr)
+    assert "No space left on device" in one_line_error(r) and "cannot write" in stderr
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert saved["epoch"] == 1
+    assert not [n for n in os.listdir(out) if n.endswith(".tmp")]
+    os.remove(small_disk / "filler")
+    r = proc("train", net, "--out", out, "--resume", "--epochs", "4", "--subset", "400", "--batch-size", "20", "-q",
+             "--recalibrate-bn", "0")
+    assert r.returncode == 0 and "resuming after epoch 1 of 4" in r.stdout, r.stderr
