@@ -565,11 +565,12 @@ def evaluate(
 @_force_option
 def export(file: str, ckpt: str | None, column: int | None, out: str, allow_other_network: bool, force: bool) -> None:
     """Export FILE's network in eval mode (or one column) to ONNX, batch size dynamic (needs fractal-dsl[onnx])."""
-    from .export import export_bytes, require_onnx
+    from .export import check_size, export_bytes, require_onnx
     from .safeio import check_output, write_output
 
     net = _load(file)
     check_output(out, force=force, inputs=(file,))  # refuse before the slow part
+    check_size(net, column)
     require_onnx()
     data = export_bytes(net, ckpt, column, allow_other_network, warn=lambda line: click.echo(line, err=True))
     write_output(out, data, force=force, inputs=(file,))

@@ -420,3 +420,31 @@ def test_train_on_a_disk_that_fills_up_ends_in_one_line_and_keeps_the_last_check
     r = proc("train", net, "--out", out, "--resume", "--epochs", "4", "--subset", "400", "--batch-size", "20", "-q",
              "--recalibrate-bn", "0")
     assert r.returncode == 0 and "resuming after epoch 1 of 4" in r.stdout, r.stderr
+
+
+# ---- class 8: an export over ONNX's 2 GB limit -------------------------------------------------------
+
+
+@pytest.mark.parametrize("column", [None, "2"])
+def test_an_export_over_onnxs_limit_is_refused_up_front(tmp_path, column):
+    import time
+
+    net = write_net(tmp_path, SMALL.replace("blocks (8, 0.1) (16, 0.1)", "blocks (8500, 0.1) (16, 0.1)"), "big.fdsl")
+    out = tmp_path / "big.onnx"
+    t0 = time.monotonic()
+    r = proc("export", net, "-o", out, *(("--column", column) if column else ()), timeout=60)
+    line = one_line_error(r)
+    assert time.monotonic() - t0 < 30  # no model is built
+    assert "parameters take 2.6" in line and "GB as float32, over the 2.08 GB an ONNX file can hold" in line
+    assert ("column 2 of small" if column else "cannot export small:") in line
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["big.fdsl"]
+
+
+def test_the_library_refuses_the_same_before_building_the_module():
+    from fractal_dsl.export import ExportError, check_size, export_bytes
+
+    big = loads(SMALL.replace("blocks (8, 0.1) (16, 0.1)", "blocks (8500, 0.1) (16, 0.1)"), "big.fdsl")
+    with pytest.raises(ExportError, match="over the 2.08 GB an ONNX file can hold"):
+        export_bytes(big)
+    check_size(big, column=1)  # column 1 (one 1-channel conv and the head) fits
+    check_size(loads(SMALL, "small.fdsl"))
