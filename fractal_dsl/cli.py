@@ -334,6 +334,16 @@ _recalibrate_bn_option = click.option(
 )
 
 
+_max_memory_option = click.option(
+    "--max-memory",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="GB",
+    help="Refuse a run whose data, weights and activations would exceed GB gigabytes "
+    "(default: 80% of this machine's memory).",
+)
+
+
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=FILE)
 @click.option(
@@ -396,6 +406,7 @@ _recalibrate_bn_option = click.option(
     metavar="N",
     help="Train and test on the first N images of each split: a quick check that the network trains.",
 )
+@_max_memory_option
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last finished epoch.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars: one line per epoch, for logs.")
 @click.option(
@@ -495,6 +506,7 @@ def _compare(runs: list[str], out: str | None, force: bool) -> None:
     metavar="N",
     help="Latency is the median of N timed forward passes (batch 1 and the eval batch).",
 )
+@_max_memory_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (schema in docs/results.md).")
 def evaluate(
     file: str,
@@ -506,6 +518,7 @@ def evaluate(
     recalibrate_bn: int,
     allow_other_network: bool,
     repeats: int,
+    max_memory: float | None,
     as_json: bool,
 ) -> None:
     """The anytime table of FILE's network with a checkpoint's weights: accuracy, parameters,
@@ -525,6 +538,7 @@ def evaluate(
         allow_other_network,
         warn=lambda line: click.echo(line, err=True),
         repeats=repeats,
+        max_memory=max_memory,
     )
     if as_json:
         click.echo(json.dumps(result, indent=2))

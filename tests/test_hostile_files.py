@@ -448,3 +448,72 @@ def test_the_library_refuses_the_same_before_building_the_module():
         export_bytes(big)
     check_size(big, column=1)  # column 1 (one 1-channel conv and the head) fits
     check_size(loads(SMALL, "small.fdsl"))
+
+
+# ---- class 7: runs too large to hold ------------------------------------------------------------------
+
+
+def test_subset_chooses_the_same_images_before_converting_them():
+    from fractal_dsl.train import data as datasets
+
+    whole = datasets.load("digits", (3, 12, 12), 10)
+    first = datasets.load("digits", (3, 12, 12), 10, first=50)
+    assert first.x_train.shape == (50, 3, 12, 12) and len(first.y_test) == 50
+    assert (first.x_train == whole.x_train[:50]).all() and (first.y_test == whole.y_test[:50]).all()
+    assert first.conversion == "resized from 8x8 to 12x12, grey repeated to 3 channels, first 50 images of each split"
+    narrow = datasets.load("digits", (1, 8, 8), 4, first=30)  # the digits 0-3, then the first 30 of them
+    assert narrow.x_train.shape[0] == 30 and int(narrow.y_train.max()) <= 3
+    assert "first 30 images of each split" in narrow.conversion and "digits 0-3 only" in narrow.conversion
+
+
+def test_subset_reads_only_the_images_it_keeps(tmp_path):
+    from PIL import Image
+
+    from fractal_dsl.train import data as datasets
+
+    for split, n in (("train", 6), ("test", 3)):
+        for cls in ("a", "b"):
+            (tmp_path / split / cls).mkdir(parents=True)
+            for i in range(n):
+                Image.new("L", (8, 8), 30 * i).save(tmp_path / split / cls / f"{i}.png")
+    (tmp_path / "train" / "b" / "9.png").write_bytes(b"not an image")  # last in order: never read with a subset
+    data = datasets.load(str(tmp_path), (1, 8, 8), 2, first=4)
+    assert len(data.y_train) == 4 and len(data.y_test) == 4 and data.conversion == "first 4 images of each split"
+    from fractal_dsl.train import TrainError
+
+    with pytest.raises(TrainError, match="9.png: not a readable image"):
+        datasets.load(str(tmp_path), (1, 8, 8), 2)
+
+
+HUGE = SMALL.replace("input 1x8x8", "input 1x4096x4096")
+
+
+@pytest.mark.parametrize("subset", [None, "4"])
+def test_a_run_too_large_to_hold_is_refused_before_converting_its_data(tmp_path, subset):
+    import resource
+
+    net = write_net(tmp_path, HUGE, "huge.fdsl")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    r = proc("train", net, "--out", tmp_path / "run", "--epochs", "1", "-q", "--max-memory", "16",
+             *(("--subset", subset) if subset else ()))
+    line = one_line_error(r)
+    images = "8 digits" if subset else "1,797 digits"
+    assert f"data {'0.54' if subset else '120.59'} GB ({images} of 1x4096x4096 as float32)" in line
+    assert "over the limit of 16.00 GB (--max-memory 16); use --subset, a smaller input or batch" in line
+    assert max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) < 1_500_000  # KiB: nothing converted
+    assert not (tmp_path / "run").exists()
+    r = proc("check", net)  # the program itself is valid
+    assert r.returncode == 0
+
+
+def test_the_bound_is_raised_on_purpose_and_applies_to_eval_too(small_run):
+    from fractal_dsl.errors import Error
+    from fractal_dsl.train import evaluate_checkpoint
+
+    net = loads(SMALL, "small.fdsl")
+    ckpt = small_run / "run" / "checkpoint.pt"
+    said = (r"data 0.5 MB \(1,797 digits of 1x8x8 as float32\), weights 0.0 MB, activations 3.1 MB \(eval batch 500\), "
+            r"over the limit of 0.1 MB \(`max_memory` 0.0001\); use a smaller input")
+    with pytest.raises(Error, match=said):
+        evaluate_checkpoint(net, ckpt, device="cpu", recalibrate_bn=0, repeats=1, max_memory=0.0001)
+    assert evaluate_checkpoint(net, ckpt, device="cpu", recalibrate_bn=0, repeats=1, max_memory=1)["rows"]

@@ -130,7 +130,9 @@ def _check_archive(path, fh) -> None:
         with zipfile.ZipFile(fh) as archive:
             records = archive.infolist()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
-        raise TrainError(f"{path}: not a readable checkpoint (not the zip archive torch.save writes: {exc})") from None
+        raise TrainError(
+            f"{path}: not a readable checkpoint (truncated or corrupt?): not the zip archive torch.save writes ({exc})"
+        ) from None
     for record in records:
         if record.compress_type != zipfile.ZIP_STORED or record.file_size > size:
             raise TrainError(

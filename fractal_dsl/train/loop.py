@@ -27,7 +27,7 @@ from .. import codegen, fingerprint
 from ..anytime import column_costs
 from ..errors import UsageError, braces
 from ..expand import Network
-from . import checkpoint, distributed, runfolder, tblog
+from . import checkpoint, distributed, memory, runfolder, tblog
 from . import data as datasets
 from .config import RESUME_KEYS, Interrupted, TrainConfig, TrainError, paper_milestones
 
@@ -101,8 +101,11 @@ class _Run:
     # ---- setup --------------------------------------------------------------------------
 
     def _data(self) -> datasets.Data:
+        cfg = self.cfg
+        budget = memory.budget(self.net, cfg.batch_size // self.ctx.world, cfg.max_memory)
+
         def load():
-            return datasets.load(self.cfg.data, self.net.input_shape, self.net.classes, self.cfg.cache_dir)
+            return datasets.load(cfg.data, self.net.input_shape, self.net.classes, cfg.cache_dir, cfg.subset, budget)
 
         if self.ctx.local_rank == 0:  # downloads happen once per machine
             d = load()
@@ -110,7 +113,7 @@ class _Run:
         else:
             distributed.barrier(self.ctx)
             d = load()
-        return datasets.subset(d, self.cfg.subset).to(self.ctx.device)
+        return d.to(self.ctx.device)
 
     def run(self) -> dict:
         cfg, ctx = self.cfg, self.ctx
@@ -471,6 +474,7 @@ def evaluate_checkpoint(
     allow_other_network: bool = False,
     warn=print,
     repeats: int = LATENCY_REPEATS,
+    max_memory: float | None = None,
 ) -> dict:
     """Load ``path`` into ``net``'s compiled module and measure it on the test split it was trained with
     (or ``data_spec``): the anytime table (:func:`anytime_rows`) of the whole network and every column
@@ -488,7 +492,8 @@ def evaluate_checkpoint(
     model.load_state_dict(state["model"])
     dev = distributed.pick_device(device)
     spec = data_spec or _checkpoint_data(path, state)
-    data = datasets.load(spec, net.input_shape, net.classes, cache_dir).to(dev)
+    budget = memory.budget(net, 0, max_memory)  # no training batch: only the eval passes' activations
+    data = datasets.load(spec, net.input_shape, net.classes, cache_dir, budget=budget).to(dev)
     model.to(dev)
     accuracy(model, data, batch=min(EVAL_BATCH, len(data.y_test)))  # warm-up: first-call costs stay out of the speed
     targets = [column] if column is not None else [None, *range(1, model.num_columns + 1)]
