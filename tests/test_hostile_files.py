@@ -517,3 +517,27 @@ def test_the_bound_is_raised_on_purpose_and_applies_to_eval_too(small_run):
     with pytest.raises(Error, match=said):
         evaluate_checkpoint(net, ckpt, device="cpu", recalibrate_bn=0, repeats=1, max_memory=0.0001)
     assert evaluate_checkpoint(net, ckpt, device="cpu", recalibrate_bn=0, repeats=1, max_memory=1)["rows"]
+
+
+def test_an_unreadable_image_folder_is_named(tmp_path, monkeypatch):
+    import errno
+
+    from PIL import Image
+
+    from fractal_dsl.train import TrainError
+    from fractal_dsl.train import data as datasets
+
+    for cls in ("a", "b"):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        for i in range(5):
+            Image.new("L", (8, 8), 40 * i).save(tmp_path / "data" / cls / f"{i}.png")
+    listed = Path.iterdir
+
+    def iterdir(self):  # as for a folder without read permission (root reads any, so it is simulated)
+        if self.name == "b":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+        return listed(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    with pytest.raises(TrainError, match=r"^cannot read the image folder .*/data/b: Permission denied$"):
+        datasets.load(str(tmp_path / "data"), (1, 8, 8), 2)

@@ -88,7 +88,10 @@ def load(
         if budget is not None:
             budget(len(data.y_train), len(data.y_test), math.prod(data.shape), f"{data.name} images as uint8")
     elif os.path.isdir(spec):
-        data = _folder(Path(spec), input_shape, first, budget)
+        try:
+            data = _folder(Path(spec), input_shape, first, budget)
+        except OSError as exc:  # a folder that cannot be listed (images themselves are read by _read_image)
+            raise TrainError(f"cannot read the image folder {exc.filename or spec}: {exc.strerror or exc}") from None
     else:
         raise UsageError(
             f"{{data}} {braces(repr(spec))}: not digits, cifar10, cifar100, svhn or an existing folder", "data"

@@ -120,7 +120,10 @@ class RunFolder:
             os.write(fd, f"fractal-dsl training run lock, process {os.getpid()}\n".encode())
 
     def _check_contents(self, force: bool) -> None:
-        names = sorted(p.name for p in self.path.iterdir() if p.name != LOCK)
+        try:
+            names = sorted(p.name for p in self.path.iterdir() if p.name != LOCK)
+        except OSError as exc:
+            raise TrainError(f"cannot list {{out}} {braces(self.path)}: {braces(exc.strerror or exc)}", "out") from None
         # a temporary file of a run killed mid-write is the tool's only inside a run folder;
         # elsewhere a file of that name is the user's and counts as foreign
         temps = [n for n in names if self.had_lock_file and _TEMP.match(n) and self._plain(n)]
