@@ -8,6 +8,8 @@ go through :func:`write_output`:
 * A symbolic link is followed: the file it points to is replaced, the link stays.
 * A file with more than one hard link is refused (replacing it would split the links).
 * The input program itself is refused (compared by inode, so links to it count too).
+* A run folder's lock file (:data:`RUN_LOCK`) is refused, and so is any file in the folder
+  of a training run that still holds that lock (unless the caller is that run: ``owned``).
 * An existing file is replaced only if fractal-dsl wrote it (its first 4 KiB carry the
   marker, see :func:`is_tool_file`), or with ``force=True`` (``--force``).
 * The new content goes to a uniquely named temporary file next to the target, which is

@@ -6,7 +6,11 @@
   ``force`` (``--force``), so a user's own ``model.py`` or ``metrics.jsonl`` is never
   overwritten by accident.
 * While a run lives it holds an exclusive ``flock`` on :data:`LOCK`; a second run into the
-  same folder is refused at once (the lock goes with the process, even when it is killed).
+  same folder is refused at once (the lock goes with the process, even when it is killed),
+  and :mod:`safeio` refuses other commands' outputs there. The lock file carries no safeio
+  marker (it is no command's output) and is never truncated if it has other hard links.
+* Temporary files of a run killed mid-write are removed only in a run folder that was
+  accepted; in any other folder files of such names are the user's.
 * A run that fails or is interrupted before it saved its first checkpoint removes what it
   wrote, the lock file, and the folders it created, so no empty ``--out`` is left behind.
 """
