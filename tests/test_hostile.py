@@ -466,8 +466,9 @@ def test_image_folders_too_small_or_inconsistent_are_messages(tmp_path, monkeypa
     with pytest.raises(TrainError, match=r"test has class folders that .*train lacks \(c\)"):
         datasets.load(str(tmp_path / "split"), (1, 8, 8), 2)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)  # an 8x8 image is now a "bomb" (> 2 x 10 pixels)
+    _images(tmp_path / "ok", {"a": 5, "b": 5})  # a folder that splits, so its images are read
     with pytest.raises(TrainError, match="image too large to decode safely"):
-        datasets.load(str(tmp_path / "one"), (1, 8, 8), 2)
+        datasets.load(str(tmp_path / "ok"), (1, 8, 8), 2)
 
 
 def test_the_pipeline_fuzzer_runs_and_reports(capsys):
