@@ -102,7 +102,7 @@ class _Run:
 
     def _data(self) -> datasets.Data:
         cfg = self.cfg
-        budget = memory.budget(self.net, cfg.batch_size // self.ctx.world, cfg.max_memory)
+        budget = memory.budget(self.net, cfg.batch_size // self.ctx.world, cfg.max_memory, self.ctx.device)
 
         def load():
             return datasets.load(cfg.data, self.net.input_shape, self.net.classes, cfg.cache_dir, cfg.subset, budget)
@@ -492,7 +492,7 @@ def evaluate_checkpoint(
     model.load_state_dict(state["model"])
     dev = distributed.pick_device(device)
     spec = data_spec or _checkpoint_data(path, state)
-    budget = memory.budget(net, 0, max_memory)  # no training batch: only the eval passes' activations
+    budget = memory.budget(net, 0, max_memory, dev)  # no training batch: only the eval passes' activations
     data = datasets.load(spec, net.input_shape, net.classes, cache_dir, budget=budget).to(dev)
     model.to(dev)
     accuracy(model, data, batch=min(EVAL_BATCH, len(data.y_test)))  # warm-up: first-call costs stay out of the speed

@@ -23,14 +23,20 @@ FLOAT = 4  # bytes of a float32
 DEFAULT_SHARE = 0.8  # of physical memory, when no --max-memory is given
 
 
-def limit_bytes(max_memory_gb: float | None) -> int:
-    """The bound in bytes: ``max_memory_gb`` GB, or :data:`DEFAULT_SHARE` of physical memory."""
+def limit_bytes(max_memory_gb: float | None, device=None) -> int:
+    """The bound in bytes: ``max_memory_gb`` GB, or :data:`DEFAULT_SHARE` of physical memory
+    (and of the GPU's, on a CUDA ``device``, where the data and activations then live)."""
     if max_memory_gb is not None:
         return int(max_memory_gb * 1e9)
     try:
-        return int(DEFAULT_SHARE * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+        limit = int(DEFAULT_SHARE * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):  # no sysconf: no bound beyond what is asked
-        return 1 << 62
+        limit = 1 << 62
+    if getattr(device, "type", None) == "cuda":  # not verified on a GPU in this project's CI
+        import torch
+
+        limit = min(limit, int(DEFAULT_SHARE * torch.cuda.get_device_properties(device).total_memory))
+    return limit
 
 
 def activation_values(net: Network) -> tuple[int, int]:
@@ -55,14 +61,22 @@ def estimate(net: Network, train_batch: int, eval_batch: int) -> tuple[int, int]
 
 
 def check(
-    net: Network, data_bytes: int, data_what: str, train_batch: int, eval_batch: int, max_memory_gb: float | None
+    net: Network,
+    data_bytes: int,
+    data_what: str,
+    train_batch: int,
+    eval_batch: int,
+    max_memory_gb: float | None,
+    device=None,
 ) -> None:
     """Refuse a run whose data, weights and activations would exceed the limit (see the module doc)."""
     weights, activations = estimate(net, train_batch, eval_batch)
-    need, limit = data_bytes + weights + activations, limit_bytes(max_memory_gb)
+    need, limit = data_bytes + weights + activations, limit_bytes(max_memory_gb, device)
     if need <= limit:
         return
     said = f"{{max_memory}} {max_memory_gb:g}" if max_memory_gb is not None else "80% of this machine's memory"
+    if max_memory_gb is None and getattr(device, "type", None) == "cuda":
+        said += " or of the GPU's"
     if train_batch:
         held = f"weights with gradients and momentum {_gb(weights)}, "
         held += f"activations {_gb(activations)} (batch {train_batch}"
@@ -77,7 +91,7 @@ def check(
     )
 
 
-def budget(net: Network, batch: int, max_memory_gb: float | None):
+def budget(net: Network, batch: int, max_memory_gb: float | None, device=None):
     """The ``budget`` callback of :func:`.data.load` for a run of ``net`` at ``batch`` images a
     step (0: evaluation only): :func:`check` once the number of images is known."""
 
@@ -92,6 +106,7 @@ def budget(net: Network, batch: int, max_memory_gb: float | None):
             min(batch, n_train),
             min(EVAL_BATCH, max(n_test, n_train)),
             max_memory_gb,
+            device,
         )
 
     return fits
