@@ -502,7 +502,7 @@ def _compare(runs: list[str], out: str | None, force: bool) -> None:
     "--repeats",
     default=10,
     show_default=True,
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 10_000),
     metavar="N",
     help="Latency is the median of N timed forward passes (batch 1 and the eval batch).",
 )
