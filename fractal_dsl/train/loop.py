@@ -27,11 +27,12 @@ from .. import codegen, fingerprint
 from ..anytime import column_costs
 from ..errors import UsageError, braces
 from ..expand import Network
-from . import checkpoint, distributed, runfolder, tblog
+from . import checkpoint, distributed, memory, runfolder, tblog
 from . import data as datasets
 from .config import RESUME_KEYS, Interrupted, TrainConfig, TrainError, paper_milestones
 
 EVAL_BATCH = 500
+MAX_SEED = 2**32 - 1  # numpy's and torch's generators and the sampler take any seed up to here
 LATENCY_REPEATS = 10  # latency: the median of this many timed forward passes
 
 
@@ -78,6 +79,8 @@ class _Run:
             raise UsageError(
                 "{epochs} and {batch_size} must be at least 1 and {lr} positive", "epochs", "batch_size", "lr"
             )
+        if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed <= MAX_SEED:
+            raise UsageError(f"{{seed}} {braces(repr(cfg.seed))}: must be a whole number from 0 to {MAX_SEED}", "seed")
         if cfg.batch_size % ctx.world:
             raise UsageError(
                 f"{{batch_size}} {cfg.batch_size} must divide evenly over {ctx.world} processes", "batch_size"
@@ -98,8 +101,11 @@ class _Run:
     # ---- setup --------------------------------------------------------------------------
 
     def _data(self) -> datasets.Data:
+        cfg = self.cfg
+        budget = memory.budget(self.net, cfg.batch_size // self.ctx.world, cfg.max_memory, self.ctx.device)
+
         def load():
-            return datasets.load(self.cfg.data, self.net.input_shape, self.net.classes, self.cfg.cache_dir)
+            return datasets.load(cfg.data, self.net.input_shape, self.net.classes, cfg.cache_dir, cfg.subset, budget)
 
         if self.ctx.local_rank == 0:  # downloads happen once per machine
             d = load()
@@ -107,7 +113,7 @@ class _Run:
         else:
             distributed.barrier(self.ctx)
             d = load()
-        return datasets.subset(d, self.cfg.subset).to(self.ctx.device)
+        return d.to(self.ctx.device)
 
     def run(self) -> dict:
         cfg, ctx = self.cfg, self.ctx
@@ -212,6 +218,7 @@ class _Run:
         if diffs:
             was = ", ".join(f"{k}={saved.get(k)!r} (now {mine[k]!r})" for k in diffs)
             raise TrainError(f"{self.ckpt}: the run was started with {was}; resume with the same options")
+        checkpoint.check_optimizer(self.ckpt, state["optimizer"], opt)
         try:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
@@ -494,6 +501,7 @@ def evaluate_checkpoint(
     allow_other_network: bool = False,
     warn=print,
     repeats: int = LATENCY_REPEATS,
+    max_memory: float | None = None,
 ) -> dict:
     """Load ``path`` into ``net``'s compiled module and measure it on the test split it was trained with
     (or ``data_spec``): the anytime table (:func:`anytime_rows`) of the whole network and every column
@@ -510,9 +518,9 @@ def evaluate_checkpoint(
     checkpoint.verify(path, state, net, model, allow_other_network, warn=warn)
     model.load_state_dict(state["model"])
     dev = distributed.pick_device(device)
-    config = state.get("config", {})
-    spec = data_spec or config.get("data", "digits")
-    data = datasets.load(spec, net.input_shape, net.classes, cache_dir or config.get("cache_dir")).to(dev)
+    spec = data_spec or _checkpoint_data(path, state)
+    budget = memory.budget(net, 0, max_memory, dev)  # no training batch: only the eval passes' activations
+    data = datasets.load(spec, net.input_shape, net.classes, cache_dir, budget=budget).to(dev)
     model.to(dev)
     accuracy(model, data, batch=min(EVAL_BATCH, len(data.y_test)))  # warm-up: first-call costs stay out of the speed
     targets = [column] if column is not None else [None, *range(1, model.num_columns + 1)]
@@ -532,6 +540,21 @@ def evaluate_checkpoint(
         **latency_setup(data, repeats),
         "rows": rows,
     }
+
+
+def _checkpoint_data(path, state: dict) -> str:
+    """The data set ``eval`` reads when no ``--data`` is given: the checkpoint's, if it is a
+    built-in name. A checkpoint is not trusted to choose a folder to read (or, through its
+    cache folder, where a download is written), so a folder must be named on the command
+    line, and downloads go to ``--cache-dir`` or the default cache, never to a stored path."""
+    spec = state.get("config", {}).get("data", "digits")
+    if spec == "digits" or spec in datasets.VISION:
+        return spec
+    raise UsageError(
+        f"{braces(path)} was trained on {braces(repr(spec))}; eval reads a folder only when it is given: "
+        f"add {{data}} {braces(spec)} to evaluate on it",
+        "data",
+    )
 
 
 # ---- the anytime table ----------------------------------------------------------------------
