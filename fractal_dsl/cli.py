@@ -17,10 +17,11 @@ from .errors import Error, FractalError
 from .syntax import INIT_SCHEMES
 
 
-def _load(path: str):
+def _load(path: str, settings: tuple[str, ...] = ()):
     from . import load
+    from .overrides import parse_settings
 
-    return load(path)
+    return load(path, set=parse_settings(settings))
 
 
 def _fail(exc: Error) -> None:
@@ -58,6 +59,14 @@ class _Main(click.Group):
 
 
 FILE = click.Path(exists=True, dir_okay=False, readable=True)
+_set_option = click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Change a value of the program before it is checked: columns=4, c=32, block2.c=64, droppath.local=0.2, "
+    "conv.p=0.1, ... (repeatable; the names are in docs/LANGUAGE.md).",
+)
 _force_option = click.option(
     "--force", is_flag=True, help="Overwrite an existing output file that fractal-dsl did not write."
 )
@@ -88,15 +97,17 @@ def main() -> None:
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=FILE_OR_STDIN)
-def check(files: tuple[str, ...]) -> None:
+@_set_option
+def check(files: tuple[str, ...], settings: tuple[str, ...]) -> None:
     """Validate FILES (`-` reads standard input); print one line per valid file."""
     from . import load_source
+    from .overrides import parse_settings
     from .summary import one_line
 
     failed = False
     for path in files:
         try:
-            net = load_source(_read_stdin()) if path == "-" else _load(path)
+            net = load_source(_read_stdin(), parse_settings(settings)) if path == "-" else _load(path, settings)
         except FractalError as exc:
             _fail(exc)
             failed = True
@@ -200,11 +211,12 @@ def lsp() -> None:
 @main.command()
 @click.argument("file", type=FILE)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (structure, totals, graph).")
-def inspect(file: str, as_json: bool) -> None:
+@_set_option
+def inspect(file: str, as_json: bool, settings: tuple[str, ...]) -> None:
     """Summarise FILE: blocks, joins, depth, parameters, MACs."""
     from .summary import describe, format_text
 
-    net = _load(file)
+    net = _load(file, settings)
     if as_json:
         click.echo(json.dumps(describe(net), indent=2))
     else:
@@ -242,6 +254,7 @@ def inspect(file: str, as_json: bool) -> None:
     help="Draw one drop-path sample (train mode) with dropped paths faded; imports torch.",
 )
 @_force_option
+@_set_option
 def render(
     file: str,
     out: str,
@@ -251,11 +264,12 @@ def render(
     column: int | None,
     sample: int | None,
     force: bool,
+    settings: tuple[str, ...],
 ) -> None:
     """Draw FILE as a diagram like Figure 1 of the FractalNet paper."""
     from . import render as draw
 
-    net = _load(file)
+    net = _load(file, settings)
     fmt = draw.output_format(out, fmt.lower() if fmt else None)
     view = draw.make_view(net, block=block, collapse=collapse, column=column, sample=sample)
     draw.write(net, out, fmt, view, force=force, inputs=(file,))
@@ -280,12 +294,13 @@ def render(
     help="Only column K: its layers under the whole network's names, always run as column K.",
 )
 @_force_option
-def compile_(file: str, out: str | None, column: int | None, force: bool) -> None:
+@_set_option
+def compile_(file: str, out: str | None, column: int | None, force: bool, settings: tuple[str, ...]) -> None:
     """Compile FILE to a standalone PyTorch module (one .py file)."""
     from .codegen import generate
     from .safeio import write_output
 
-    source = generate(_load(file), column)
+    source = generate(_load(file, settings), column)
     if out is None:
         click.echo(source, nl=False)
         return
@@ -383,14 +398,18 @@ _recalibrate_bn_option = click.option(
 )
 @click.option("--force", is_flag=True, help="Write into an --out folder that holds files fractal-dsl did not write.")
 @_allow_other_option
-def train(files: tuple[str, ...], out: str, no_regularization: bool, **options) -> None:
+@_set_option
+def train(files: tuple[str, ...], out: str, no_regularization: bool, settings: tuple[str, ...], **options) -> None:
     """Compile FILES and train them; under torchrun, data-parallel over all processes.
 
     With several files, each is trained in turn into OUT/NAME (NAME: the file's name without
     .fdsl) and the runs are compared at the end (the table, and OUT/compare.png)."""
     from pathlib import Path
 
-    nets = [_load(f) for f in files]  # every file is checked before any training starts
+    from .overrides import parse_settings
+
+    options["overrides"] = parse_settings(settings)
+    nets = [_load(f, settings) for f in files]  # every file is checked before any training starts
     outs = [out] if len(files) == 1 else [str(Path(out) / Path(f).stem) for f in files]
     if len(set(outs)) < len(outs):
         same = next(o for o in outs if outs.count(o) > 1)
@@ -465,6 +484,7 @@ def _compare(runs: list[str], out: str | None, force: bool) -> None:
     help="Latency is the median of N timed forward passes (batch 1 and the eval batch).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (schema in docs/results.md).")
+@_set_option
 def evaluate(
     file: str,
     ckpt: str,
@@ -476,10 +496,11 @@ def evaluate(
     allow_other_network: bool,
     repeats: int,
     as_json: bool,
+    settings: tuple[str, ...],
 ) -> None:
     """The anytime table of FILE's network with a checkpoint's weights: accuracy, parameters,
     MACs and latency per image of the whole network and of each column."""
-    net = _load(file)
+    net = _load(file, settings)
     from .anytime import format_table
     from .train import evaluate_checkpoint
 
@@ -532,12 +553,21 @@ def evaluate(
 )
 @_allow_other_option
 @_force_option
-def export(file: str, ckpt: str | None, column: int | None, out: str, allow_other_network: bool, force: bool) -> None:
+@_set_option
+def export(
+    file: str,
+    ckpt: str | None,
+    column: int | None,
+    out: str,
+    allow_other_network: bool,
+    force: bool,
+    settings: tuple[str, ...],
+) -> None:
     """Export FILE's network in eval mode (or one column) to ONNX, batch size dynamic (needs fractal-dsl[onnx])."""
     from .export import export_bytes, require_onnx
     from .safeio import check_output, write_output
 
-    net = _load(file)
+    net = _load(file, settings)
     check_output(out, force=force, inputs=(file,))  # refuse before the slow part
     require_onnx()
     data = export_bytes(net, ckpt, column, allow_other_network, warn=lambda line: click.echo(line, err=True))

@@ -6,7 +6,7 @@ Kept free of torch so the CLI can build and check a configuration before importi
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import errors
 from ..errors import RunError
@@ -72,6 +72,9 @@ class TrainConfig:
     tensorboard: bool = False  # also write the metrics as a TensorBoard event file (needs tensorboardX)
     force: bool = False  # write into an --out folder that holds files fractal-dsl did not write
     allow_other_network: bool = False  # --resume with a checkpoint of another network (tensors must fit)
+    # the --set NAME=VALUE values the program was loaded with (already written into it):
+    # recorded in summary.json as "set"
+    overrides: dict = field(default_factory=dict)
 
     def model_overrides(self) -> dict:
         """Keyword arguments for the compiled module's ``build`` that differ from the file's."""

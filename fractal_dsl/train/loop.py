@@ -128,6 +128,7 @@ class _Run:
             history = self._restore(model, opt, sched, scaler)
         if ctx.main:
             self.folder.write("model.py", source)
+            self.folder.write("program.fdsl", _program_as_run(self.net))
             if history:  # rebuilt from the checkpoint, in case it was deleted (a finished run included)
                 self._write_metrics(history)
         params = sum(p.numel() for p in model.parameters())
@@ -592,4 +593,12 @@ def _summary(net: Network, data, cfg: TrainConfig, ctx, params: int, history: li
         "device": str(ctx.device),
         "processes": ctx.world,
         "config": cfg.as_dict(),
+        "set": dict(cfg.overrides),
     }
+
+
+def _program_as_run(net: Network) -> str:
+    """program.fdsl: the program the network was loaded from, --set values written in, laid out by fmt."""
+    from ..overrides import program_as_run
+
+    return program_as_run(net.source_text, net.source_name)

@@ -33,6 +33,7 @@ TOOL_FILES = (
     "curves.png",
     "anytime.png",
     "events.out.tfevents.fractal-dsl",
+    "program.fdsl",
 )
 _TEMP = re.compile(r"^\.(?:" + "|".join(re.escape(n) for n in TOOL_FILES) + r")\..*\.tmp$")
 
