@@ -356,10 +356,23 @@ _recalibrate_bn_option = click.option(
 )
 @click.option(
     "--lr",
-    default=0.02,
-    show_default=True,
+    default=None,
     type=click.FloatRange(min=0, min_open=True),
-    help="Divided by 10 each time the remaining epochs halve.",
+    help="Learning rate (default: 0.02 for sgd, as in the paper; 0.001 for adamw).",
+)
+@click.option(
+    "--optimizer",
+    default="sgd",
+    show_default=True,
+    type=click.Choice(["sgd", "adamw"]),
+    help="sgd: the paper's SGD with momentum 0.9; adamw: AdamW.",
+)
+@click.option(
+    "--schedule",
+    default="paper",
+    show_default=True,
+    type=click.Choice(["paper", "cosine"]),
+    help="paper: the rate drops tenfold each time the remaining epochs halve; cosine: a cosine to zero.",
 )
 @click.option("--weight-decay", default=0.0, show_default=True, type=click.FloatRange(min=0))
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -389,7 +402,11 @@ _recalibrate_bn_option = click.option(
     metavar="N",
     help="Train and test on the first N images of each split: a quick check that the network trains.",
 )
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last finished epoch.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --out from its last finished epoch; with a larger --epochs, extend a finished run.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars: one line per epoch, for logs.")
 @click.option(
     "--tensorboard",

@@ -29,7 +29,7 @@ from ..errors import UsageError, braces
 from ..expand import Network
 from . import checkpoint, distributed, runfolder, tblog
 from . import data as datasets
-from .config import RESUME_KEYS, Interrupted, TrainConfig, TrainError, paper_milestones
+from .config import DATA_NAMES, RESUME_DEFAULTS, RESUME_KEYS, Interrupted, TrainConfig, TrainError, lr_factor
 
 EVAL_BATCH = 500
 LATENCY_REPEATS = 10  # latency: the median of this many timed forward passes
@@ -52,6 +52,21 @@ def train(net: Network, cfg: TrainConfig, out: str | Path, log=print) -> dict:
 
 def _silent(*_args, **_kwargs) -> None:
     pass
+
+
+def make_optimizer(model, cfg: TrainConfig):
+    """The paper's SGD with momentum (``cfg.optimizer == "sgd"``) or AdamW, at ``cfg.lr``."""
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def _same_option(name: str, saved, now) -> bool:
+    """Whether a resumed run's option matches the checkpoint's (an image folder saved as a
+    relative path, before paths were stored absolute, matches the same folder now)."""
+    if name == "data" and isinstance(saved, str) and saved not in DATA_NAMES and saved != now:
+        return Path(saved).resolve() == Path(str(now)).resolve()
+    return saved == now
 
 
 def compile_model(net: Network, generator=None, **overrides):
@@ -119,9 +134,8 @@ class _Run:
         except ValueError as exc:  # the module checks drop-path values
             raise TrainError(str(exc)) from None
         model.to(ctx.device)
-        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        milestones = paper_milestones(cfg.epochs)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 0.1 ** sum(e >= m for m in milestones))
+        opt = make_optimizer(model, cfg)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: lr_factor(cfg, e))
         scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp)
         history: list[dict] = []
         if cfg.resume:
@@ -133,7 +147,12 @@ class _Run:
                 self._write_metrics(history)
         params = sum(p.numel() for p in model.parameters())
         if history:
-            self.log(f"resuming after epoch {len(history)} of {cfg.epochs}")
+            done = len(history)
+            extended = self.saved_epochs != cfg.epochs
+            self.log(
+                f"resuming after epoch {done} of {cfg.epochs}"
+                + (f" (the run had {self.saved_epochs}; the schedule is now that of {cfg.epochs})" if extended else "")
+            )
         self.log(
             f"{self.net.name}: {params:,} parameters, {data.name} {len(data.y_train)} train / "
             f"{len(data.y_test)} test"
@@ -196,9 +215,10 @@ class _Run:
         state = checkpoint.load(self.ckpt)
         checkpoint.require(self.ckpt, state, "model", "optimizer", "scheduler", "history", "config", "epoch")
         checkpoint.verify(self.ckpt, state, self.net, model, self.cfg.allow_other_network, warn=self.log)
-        saved = state["config"]
+        saved = {**RESUME_DEFAULTS, **state["config"]}
+        self.saved_epochs = saved.get("epochs")
         mine = {**self.cfg.as_dict(), "file_droppath": repr(self.net.droppath)}
-        diffs = [k for k in (*RESUME_KEYS, "file_droppath") if saved.get(k) != mine[k]]
+        diffs = [k for k in (*RESUME_KEYS, "file_droppath") if not _same_option(k, saved.get(k), mine[k])]
         if diffs:
             was = ", ".join(f"{k}={saved.get(k)!r} (now {mine[k]!r})" for k in diffs)
             raise TrainError(f"{self.ckpt}: the run was started with {was}; resume with the same options")
@@ -213,6 +233,14 @@ class _Run:
             raise TrainError(f"{self.ckpt}: damaged training state ({type(exc).__name__}: {exc})") from None
         if len(history) != state.get("epoch"):
             raise TrainError(f"{self.ckpt}: damaged training state (epoch and metrics disagree)")
+        if self.cfg.epochs < len(history):
+            raise TrainError(
+                f"{braces(self.ckpt)} holds {len(history)} epochs; {{epochs}} {self.cfg.epochs} would end the run "
+                "before that (give at least as many to resume it, more to extend it)",
+                "epochs",
+            )
+        for group, base in zip(opt.param_groups, sched.base_lrs):  # the schedule of cfg.epochs from here on
+            group["lr"] = base * lr_factor(self.cfg, len(history))
         return history
 
     def _save(self, model, opt, sched, scaler, history) -> None:
