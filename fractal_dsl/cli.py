@@ -450,6 +450,103 @@ def train(files: tuple[str, ...], out: str, no_regularization: bool, settings: t
 
 
 @main.command()
+@click.argument("file", type=FILE)
+@click.option(
+    "--space",
+    "space",
+    multiple=True,
+    required=True,
+    metavar="NAME=LOW..HIGH|NAME=A,B,C",
+    help="A --set name and its values: a range (whole numbers: ints; else floats) or a choice. Repeatable.",
+)
+@click.option("--trials", default=10, show_default=True, type=click.IntRange(min=0), help="Trials to run (more).")
+@click.option(
+    "--out",
+    "sweep_out",
+    default="runs/sweep",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="The sweep folder: study.db, trials/NNNN (one run folder each), trials.csv, pareto.png, best.fdsl, front/.",
+)
+@click.option(
+    "--objective",
+    default="whole",
+    show_default=True,
+    help="Test accuracy of the whole network, or of column K alone (column:K).",
+)
+@click.option("--no-macs", is_flag=True, help="Score by accuracy alone (one objective) instead of accuracy and MACs.")
+@click.option(
+    "--prune", is_flag=True, help="Stop unpromising trials early on their per-epoch accuracy (with --no-macs)."
+)
+@click.option(
+    "--storage",
+    default=None,
+    metavar="URL|FILE",
+    help="Where the study lives (default: OUT/study.db): a database URL such as postgresql://user@host/db, "
+    "or a journal file path shared by processes on one machine.",
+)
+@click.option("--study", "study_name", default=None, help="The study's name in the storage (default: FILE's name).")
+@click.option(
+    "--heartbeat",
+    default=60,
+    show_default=True,
+    type=click.IntRange(min=1),
+    metavar="SECONDS",
+    help="With a database, a trial whose worker is silent for twice this is failed.",
+)
+def sweep(
+    file: str,
+    space: tuple[str, ...],
+    trials: int,
+    sweep_out: str,
+    objective: str,
+    no_macs: bool,
+    prune: bool,
+    storage: str | None,
+    study_name: str | None,
+    heartbeat: int,
+    settings: tuple[str, ...],
+    no_regularization: bool,
+    **options,
+) -> None:
+    """Train variants of FILE chosen by Optuna and find the best for their cost.
+
+    Every train option applies to every trial. Each trial is a run folder OUT/trials/NNNN,
+    scored by test accuracy and MACs per image; the Pareto front is printed and written
+    (trials.csv, pareto.png, best.fdsl, front/). Calling sweep again adds --trials more."""
+    from pathlib import Path
+
+    from .overrides import parse_settings
+    from .sweep import Sweep, parse_objective, parse_space, require_optuna
+
+    dims = parse_space(space)
+    column = parse_objective(objective)
+    if prune and not no_macs:
+        raise click.UsageError("--prune needs one objective: add --no-macs (Optuna prunes single-objective studies)")
+    require_optuna()
+    if no_regularization:
+        options.update(drop_path=False, dropout=False)
+    if storage is not None and "://" not in storage:
+        storage = os.path.abspath(storage)
+    job = Sweep(
+        file=Path(file).resolve(),
+        space=dims,
+        out=Path(sweep_out),
+        options=options,
+        fixed=parse_settings(settings),
+        column=column,
+        macs=not no_macs,
+        prune=prune,
+        storage=storage,
+        study_name=study_name,
+        heartbeat=heartbeat,
+        seed=options["seed"],
+        log=click.echo,
+    )
+    job.run(trials)
+
+
+@main.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path())
 @click.option(
     "-o",
@@ -477,6 +574,10 @@ def _compare(runs: list[str], out: str | None, force: bool) -> None:
             click.echo("error: the figure needs matplotlib: pip install 'fractal-dsl[train]'", err=True)
             sys.exit(1)
         click.echo(f"wrote {out}", err=True)
+
+
+# every train option applies to every trial of a sweep
+sweep.params.extend(p for p in train.params if p.name not in ("files", "out", "resume", "force", "allow_other_network"))
 
 
 @main.command("eval")

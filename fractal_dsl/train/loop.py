@@ -35,15 +35,19 @@ EVAL_BATCH = 500
 LATENCY_REPEATS = 10  # latency: the median of this many timed forward passes
 
 
-def train(net: Network, cfg: TrainConfig, out: str | Path, log=print) -> dict:
+def train(net: Network, cfg: TrainConfig, out: str | Path, log=print, on_epoch=None) -> dict:
     """Train ``net`` as ``cfg`` says, writing into ``out``; returns the summary (also in summary.json).
 
     Under ``torchrun`` every process calls this; only rank 0 writes files and logs.
+    ``on_epoch(record)`` is called after each epoch's checkpoint with its metrics.jsonl record
+    (a sweep reports it to its pruner; an exception it raises ends the run, the checkpoint kept).
     """
     ctx = distributed.setup(cfg.device)
     try:
         with runfolder.claimed(out, cfg.force, active=ctx.main) as folder:
-            summary = _Run(net, cfg, folder, ctx, log if ctx.main else _silent).run()
+            run = _Run(net, cfg, folder, ctx, log if ctx.main else _silent)
+            run.on_epoch = on_epoch
+            summary = run.run()
             distributed.barrier(ctx)  # no rank tears the group down while another still writes or reduces
         return summary
     finally:
@@ -83,6 +87,8 @@ def _seed(*parts: int) -> int:
 
 
 class _Run:
+    on_epoch = None  # called with each epoch's record (see train)
+
     def __init__(
         self, net: Network, cfg: TrainConfig, folder: runfolder.RunFolder, ctx: distributed.Context, log
     ) -> None:
@@ -191,6 +197,8 @@ class _Run:
                 if ctx.main:
                     self._save(model, opt, sched, scaler, history)
                 self.log(_epoch_line(record, cfg.epochs))
+                if self.on_epoch is not None:
+                    self.on_epoch(record)
                 if distributed.all_sum(ctx, [float(stop.is_set())])[0]:  # all ranks stop together
                     raise Interrupted(
                         f"interrupted: {braces(self.ckpt)} holds epoch {epoch + 1}; continue with {{resume}}", "resume"
