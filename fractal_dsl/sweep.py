@@ -172,11 +172,18 @@ class Sweep:
         meta = out / SWEEP_FILE
         if out.exists() and not out.is_dir():
             raise UsageError(f"{{out}} {braces(out)} is a file, not a folder", "out")
-        if meta.exists():
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            if not meta.exists():
+                others = [p for p in out.iterdir() if not p.name.startswith(".")]
+                if others and not meta.exists():  # (a worker starting beside this one may have made it)
+                    raise UsageError(
+                        f"{{out}} {braces(out)} holds files and is not a sweep folder; pick another {{out}}", "out"
+                    )
+                _create_once(meta, json.dumps({"study": name, "file": str(self.file)}, indent=2) + "\n")
             try:
-                saved = json.loads(safeio.read_input(meta, 1 << 20))
-                saved_name = saved["study"]
-            except (OSError, ValueError, TypeError, KeyError):
+                saved_name = json.loads(safeio.read_input(meta, 1 << 20))["study"]
+            except (ValueError, TypeError, KeyError):
                 raise SweepError(f"{braces(meta)} is damaged; pick another {{out}}", "out") from None
             if saved_name != name:
                 raise UsageError(
@@ -185,16 +192,9 @@ class Sweep:
                     "out",
                     "study",
                 )
-        elif out.exists() and any(out.iterdir()):
-            raise UsageError(
-                f"{{out}} {braces(out)} holds files and is not a sweep folder; pick another {{out}}", "out"
-            )
-        try:
-            (out / "trials").mkdir(parents=True, exist_ok=True)
+            (out / "trials").mkdir(exist_ok=True)
         except OSError as exc:
-            raise SweepError(f"cannot create {braces(out)}: {braces(exc.strerror or exc)}") from None
-        if not meta.exists():
-            self._write(SWEEP_FILE, json.dumps({"study": name, "file": str(self.file)}, indent=2) + "\n")
+            raise SweepError(f"cannot use {braces(out)}: {braces(exc.strerror or exc)}") from None
 
     def storage_object(self):
         import warnings
@@ -226,21 +226,29 @@ class Sweep:
     def study(self):
         optuna = require_optuna()
         optuna.logging.set_verbosity(optuna.logging.ERROR)
-        storage = self.storage_object()
         directions = ["maximize", "minimize"] if self.macs else ["maximize"]
         pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if self.prune else None
-        try:
-            study = optuna.create_study(
-                storage=storage, study_name=self.study_name, directions=directions, pruner=pruner, load_if_exists=True
-            )
-        except ValueError as exc:  # another number of objectives than the study was made with
-            raise SweepError(f"study {braces(self.study_name)!r}: {braces(exc)}") from None
+        # workers of one machine create the storage's tables and the study one at a time (for
+        # workers on several machines, start one first: it creates them)
+        with self._locked():
+            storage = self.storage_object()
+            try:
+                study = optuna.create_study(
+                    storage=storage,
+                    study_name=self.study_name,
+                    directions=directions,
+                    pruner=pruner,
+                    load_if_exists=True,
+                )
+            except ValueError as exc:  # another number of objectives than the study was made with
+                raise SweepError(f"study {braces(self.study_name)!r}: {braces(exc)}") from None
         if len(study.directions) != len(directions):
-            raise UsageError(
-                f"study {braces(self.study_name)!r} has {len(study.directions)} objective(s); "
-                "give {no_macs} as when it was started",
-                "no_macs",
+            fix = (
+                "one objective (accuracy): add {no_macs}"
+                if len(study.directions) == 1
+                else ("two objectives (accuracy and MACs): drop {no_macs}")
             )
+            raise UsageError(f"study {braces(self.study_name)!r} was started with " + fix, "no_macs")
         _fail_dead_local_trials(study)
         # a worker's own random stream: the study's size and this process make it differ
         # between workers, and a fresh single-worker sweep is reproducible from --seed
@@ -435,7 +443,7 @@ class Sweep:
 
     @contextlib.contextmanager
     def _locked(self):
-        """One worker at a time writes the reports."""
+        """One worker of this machine at a time (creating the study, writing the reports)."""
         fd = os.open(self.out / ".sweep.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
@@ -458,6 +466,18 @@ def _storage_errors():
         if type(exc).__module__.split(".")[0] not in ("optuna", "sqlalchemy"):
             raise
         raise SweepError(f"the study storage failed: {braces(type(exc).__name__)}: {braces(exc)}") from None
+
+
+def _create_once(path: Path, text: str) -> None:
+    """Write ``path`` unless it exists, atomically: two workers starting together agree on one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
 
 
 def _accuracy(whole: float, columns: list, column: int | None) -> float:
