@@ -31,6 +31,7 @@ __all__ = [
     "load",
     "load_source",
     "loads",
+    "train",
 ]
 
 
@@ -80,3 +81,13 @@ def build(source: str | Path, set: Mapping[str, Any] | None = None, **overrides:
 
     module = codegen.load_module(codegen.generate(net), f"fractal_dsl_built_{net.name}")
     return module.build(**overrides)
+
+
+def train(program, train_loader, test_loader, out: str | Path = "runs/latest", **options: Any) -> dict:
+    """Train ``program`` (text, a ``.fdsl`` path or a Network) on your own DataLoaders of
+    ``(images, labels)`` into the run folder ``out``, as ``fractal-dsl train`` does (per-column
+    evaluation, anytime table, checkpoints); returns the summary. See
+    :func:`fractal_dsl.train.custom.train` for the options. Imports torch."""
+    from .train.custom import train as train_on
+
+    return train_on(program, train_loader, test_loader, out, **options)

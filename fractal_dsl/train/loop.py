@@ -35,18 +35,20 @@ EVAL_BATCH = 500
 LATENCY_REPEATS = 10  # latency: the median of this many timed forward passes
 
 
-def train(net: Network, cfg: TrainConfig, out: str | Path, log=print, on_epoch=None) -> dict:
+def train(net: Network, cfg: TrainConfig, out: str | Path, log=print, on_epoch=None, data=None) -> dict:
     """Train ``net`` as ``cfg`` says, writing into ``out``; returns the summary (also in summary.json).
 
     Under ``torchrun`` every process calls this; only rank 0 writes files and logs.
     ``on_epoch(record)`` is called after each epoch's checkpoint with its metrics.jsonl record
     (a sweep reports it to its pruner; an exception it raises ends the run, the checkpoint kept).
+    ``data`` (a :class:`~fractal_dsl.train.data.Data`) replaces loading ``cfg.data`` (the
+    user's own loaders, :mod:`fractal_dsl.train.custom`).
     """
     ctx = distributed.setup(cfg.device)
     try:
         with runfolder.claimed(out, cfg.force, active=ctx.main) as folder:
             run = _Run(net, cfg, folder, ctx, log if ctx.main else _silent)
-            run.on_epoch = on_epoch
+            run.on_epoch, run.given_data = on_epoch, data
             summary = run.run()
             distributed.barrier(ctx)  # no rank tears the group down while another still writes or reduces
         return summary
@@ -88,6 +90,7 @@ def _seed(*parts: int) -> int:
 
 class _Run:
     on_epoch = None  # called with each epoch's record (see train)
+    given_data = None  # the data to train on, instead of loading cfg.data (see train)
 
     def __init__(
         self, net: Network, cfg: TrainConfig, folder: runfolder.RunFolder, ctx: distributed.Context, log
@@ -122,6 +125,8 @@ class _Run:
         def load():
             return datasets.load(self.cfg.data, self.net.input_shape, self.net.classes, self.cfg.cache_dir)
 
+        if self.given_data is not None:
+            return datasets.subset(self.given_data, self.cfg.subset).to(self.ctx.device)
         if self.ctx.local_rank == 0:  # downloads happen once per machine
             d = load()
             distributed.barrier(self.ctx)
