@@ -417,18 +417,22 @@ class Sweep:
                 label="Pareto front" if self.macs else "best",
                 zorder=3,
             )
+            at: dict[tuple, list[str]] = {}  # front points on one spot share one label
             for t in line:
-                label = ", ".join(str(t.user_attrs["set"].get(d.name)) for d in self.space)
-                ax.annotate(label, (t.user_attrs["macs"], 100 * t.user_attrs["accuracy"]), fontsize=7,
-                            textcoords="offset points", xytext=(5, -9), annotation_clip=True)  # fmt: skip
+                spot = (t.user_attrs["macs"], 100 * t.user_attrs["accuracy"])
+                at.setdefault(spot, []).append(", ".join(str(t.user_attrs["set"].get(d.name)) for d in self.space))
+            for spot, labels in at.items():
+                ax.annotate("; ".join(labels), spot, fontsize=7, textcoords="offset points", xytext=(5, -9))
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter())
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("MACs per image" + (f" (column {self.column})" if self.column else ""))
         ax.set_ylabel("test accuracy (%)" + (f", column {self.column}" if self.column else ""))
         ax.set_title(f"{self.file.stem}: {len(complete)} trials, accuracy against MACs", fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
         names = ", ".join(d.name for d in self.space)
-        ax.legend(fontsize=8, loc="lower right", title=f"front points: {names}", title_fontsize=7)
+        ax.legend(fontsize=8, loc="best", title=f"front points: {names}", title_fontsize=7)
         fig.tight_layout()
         png = io.BytesIO()
         fig.savefig(png, format="png", metadata={"Software": None})
