@@ -31,6 +31,7 @@ import json
 import os
 import re
 import socket
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -196,7 +197,8 @@ class Sweep:
         except OSError as exc:
             raise SweepError(f"cannot use {braces(out)}: {braces(exc.strerror or exc)}") from None
 
-    def storage_object(self):
+    def storage_object(self, raw=lambda exc: False):
+        """The Optuna storage; an exception for which ``raw(exc)`` holds is raised as it is."""
         import warnings
 
         optuna = require_optuna()
@@ -211,6 +213,8 @@ class Sweep:
             except ImportError as exc:
                 raise SweepError(f"{{storage}} {braces(url)}: a driver is missing ({braces(exc)})", "storage") from None
             except Exception as exc:  # sqlalchemy's errors: a bad URL, an unreachable server
+                if raw(exc):
+                    raise
                 raise SweepError(
                     f"{{storage}} {braces(url)}: cannot open the study storage ({braces(type(exc).__name__)}: "
                     f"{braces(str(exc).splitlines()[0] if str(exc) else '')})",
@@ -231,17 +235,26 @@ class Sweep:
         # workers of one machine create the storage's tables and the study one at a time (for
         # workers on several machines, start one first: it creates them)
         with self._locked():
-            storage = self.storage_object()
-            try:
-                study = optuna.create_study(
-                    storage=storage,
-                    study_name=self.study_name,
-                    directions=directions,
-                    pruner=pruner,
-                    load_if_exists=True,
-                )
-            except ValueError as exc:  # another number of objectives than the study was made with
-                raise SweepError(f"study {braces(self.study_name)!r}: {braces(exc)}") from None
+            for attempt in range(5):
+                try:
+                    storage = self.storage_object(raw=_racing)
+                    study = optuna.create_study(
+                        storage=storage,
+                        study_name=self.study_name,
+                        directions=directions,
+                        pruner=pruner,
+                        load_if_exists=True,
+                    )
+                    break
+                except Error:
+                    raise
+                except ValueError as exc:  # another number of objectives than the study was made with
+                    raise SweepError(f"study {braces(self.study_name)!r}: {braces(exc)}") from None
+                except Exception as exc:  # a worker of another folder or machine creating the tables too
+                    if attempt == 4 or not _racing(exc):
+                        what = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                        raise SweepError(f"cannot open the study: {braces(what)}") from None
+                    time.sleep(1 + attempt)
         if len(study.directions) != len(directions):
             fix = (
                 "one objective (accuracy): add {no_macs}"
@@ -335,12 +348,12 @@ class Sweep:
     # -- reports ---------------------------------------------------------------------------------
     def report(self, study) -> list:
         optuna = require_optuna()
-        trials = study.get_trials(deepcopy=False)
-        complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-        front = sorted(
-            study.best_trials if complete else [], key=lambda t: (-t.user_attrs["accuracy"], t.user_attrs["macs"])
-        )
-        with self._locked():
+        with self._locked():  # the study as it is once this worker may write (another may just have)
+            trials = study.get_trials(deepcopy=False)
+            complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+            front = sorted(
+                study.best_trials if complete else [], key=lambda t: (-t.user_attrs["accuracy"], t.user_attrs["macs"])
+            )
             self._write("trials.csv", self._csv(trials))
             if front:
                 self._write_programs(front)
@@ -470,6 +483,12 @@ def _storage_errors():
         if type(exc).__module__.split(".")[0] not in ("optuna", "sqlalchemy"):
             raise
         raise SweepError(f"the study storage failed: {braces(type(exc).__name__)}: {braces(exc)}") from None
+
+
+def _racing(exc: Exception) -> bool:
+    """Whether ``exc`` is what a worker meets when another creates the same tables or study."""
+    name = type(exc).__name__
+    return name in ("IntegrityError", "DuplicatedStudyError") or (name == "OperationalError" and "locked" in str(exc))
 
 
 def _create_once(path: Path, text: str) -> None:

@@ -146,7 +146,7 @@ def test_a_sweep_writes_its_files_and_continues(program, tmp_path):
 def test_objective_column_and_single_objective_pruning(program, tmp_path):
     out = tmp_path / "s"
     r = CliRunner().invoke(main, [*sweep_args(program, out, 2), "--objective", "column:1", "--no-macs", "--prune",
-                                  "--epochs", "2"])  # fmt: skip
+                                  "--epochs", "2", "--set", "block2.c=6"])  # fmt: skip
     assert r.exit_code == 0, r.output
     for g in rows(out):
         assert g["state"] in ("complete", "pruned")
@@ -154,6 +154,7 @@ def test_objective_column_and_single_objective_pruning(program, tmp_path):
             run = out / "trials" / f"{int(g['trial']):04d}"
             summary = json.loads((run / "summary.json").read_text())
             assert float(g["accuracy"]) == pytest.approx(summary["column_acc"]["1"], abs=1e-4)
+            assert summary["set"]["block2.c"] == "6" and "blocks 4 6" in (run / "program.fdsl").read_text()
             column1 = next(r for r in summary["anytime"]["rows"] if r["column"] == 1)
             assert int(g["macs"]) == column1["macs"]
     r = CliRunner().invoke(main, sweep_args(program, out, 1))  # now with two objectives: not this study
@@ -171,27 +172,34 @@ def test_another_folder_is_refused(program, tmp_path):
     assert r.exit_code == 2 and "holds the sweep of study 'mini', not 'other'" in r.stderr
 
 
-@pytest.mark.parametrize("storage", ["sqlite", "journal"])
+@pytest.mark.parametrize("storage", ["sqlite", "journal", "sqlite-url"])
 def test_two_workers_share_one_study(program, tmp_path, storage):
-    """Two processes on one storage (the sweep folder's SQLite file, or a journal file): every
-    trial runs once, in its own run folder, and both see all of them."""
-    out = tmp_path / "shared"
-    extra = ["--storage", str(tmp_path / "study.journal")] if storage == "journal" else []
+    """Two processes on one storage (the sweep folder's SQLite file, a journal file, or one
+    SQLite URL with a sweep folder each): every trial runs once, in its own run folder."""
+    outs = [tmp_path / "shared"] * 2
+    extra = []
+    if storage == "journal":
+        extra = ["--storage", str(tmp_path / "study.journal")]
+    elif storage == "sqlite-url":
+        outs = [tmp_path / "a", tmp_path / "b"]
+        extra = ["--storage", f"sqlite:///{tmp_path / 'study.db'}", "--study", "together"]
     procs = [
         subprocess.Popen([sys.executable, "-m", "fractal_dsl.cli", *sweep_args(program, out, 2, *extra)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)  # fmt: skip
-        for _ in range(2)
+        for out in outs
     ]
     for p in procs:
         stdout, stderr = p.communicate(timeout=600)
         assert p.returncode == 0, stderr
-    got = rows(out)
+    folders = [p for out in set(outs) for p in (out / "trials").iterdir()]
+    assert sorted(f.name for f in folders) == ["0000", "0001", "0002", "0003"]  # no trial twice
+    for f in folders:
+        assert json.loads((f / "summary.json").read_text())["epochs"] == 1
+    last = max(set(outs), key=lambda out: (out / "trials.csv").stat().st_mtime)
+    got = rows(last)  # the worker that finished last saw every trial finished
     assert sorted(int(g["trial"]) for g in got) == [0, 1, 2, 3]
     assert all(g["state"] == "complete" for g in got)
-    assert sorted(p.name for p in (out / "trials").iterdir()) == ["0000", "0001", "0002", "0003"]
-    for name in ("0000", "0001", "0002", "0003"):
-        assert json.loads((out / "trials" / name / "summary.json").read_text())["epochs"] == 1
-    assert (out / "study.db").exists() == (storage == "sqlite")
+    assert (tmp_path / "shared" / "study.db").exists() == (storage == "sqlite")
 
 
 def test_a_worker_that_dies_leaves_its_trial_failed(program, tmp_path):
