@@ -138,6 +138,11 @@ def test_a_sweep_writes_its_files_and_continues(program, tmp_path):
     assert r.exit_code == 0, r.output
     assert [g["trial"] for g in rows(out)] == ["0", "1", "2", "3"]
     assert sorted(p.name for p in (out / "trials").iterdir()) == ["0000", "0001", "0002", "0003"]
+    # --trials 0 writes the reports again from the study, training nothing
+    before = (out / "trials.csv").read_text()
+    (out / "best.fdsl").unlink()
+    r = CliRunner().invoke(main, sweep_args(program, out, 0))
+    assert r.exit_code == 0 and (out / "trials.csv").read_text() == before and (out / "best.fdsl").exists()
     # compare reads every trial's run
     c = CliRunner().invoke(main, ["compare", str(out / "trials")])
     assert c.exit_code == 0 and len(c.stdout.splitlines()) == 5
