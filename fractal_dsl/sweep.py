@@ -211,7 +211,10 @@ class Sweep:
                     url, engine_kwargs=kwargs, heartbeat_interval=self.heartbeat, grace_period=2 * self.heartbeat
                 )
             except ImportError as exc:
-                raise SweepError(f"{{storage}} {braces(url)}: a driver is missing ({braces(exc)})", "storage") from None
+                hint = " (for postgresql://: pip install 'psycopg[binary]')" if url.startswith("postgresql") else ""
+                raise SweepError(
+                    f"{{storage}} {braces(url)}: its database driver is not installed{hint}: {braces(exc)}", "storage"
+                ) from None
             except Exception as exc:  # sqlalchemy's errors: a bad URL, an unreachable server
                 if raw(exc):
                     raise

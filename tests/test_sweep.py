@@ -177,13 +177,23 @@ def test_another_folder_is_refused(program, tmp_path):
     assert r.exit_code == 2 and "holds the sweep of study 'mini', not 'other'" in r.stderr
 
 
-@pytest.mark.parametrize("storage", ["sqlite", "journal", "sqlite-url"])
+@pytest.mark.parametrize("storage", ["sqlite", "journal", "sqlite-url", "postgresql"])
 def test_two_workers_share_one_study(program, tmp_path, storage):
-    """Two processes on one storage (the sweep folder's SQLite file, a journal file, or one
-    SQLite URL with a sweep folder each): every trial runs once, in its own run folder."""
+    """Two processes on one storage (the sweep folder's SQLite file, a journal file, one SQLite
+    URL with a sweep folder each, or a PostgreSQL database as on many machines): every trial
+    runs once, in its own run folder. The PostgreSQL case runs where FDSL_TEST_POSTGRES_URL
+    names a database it may write (and psycopg is installed), e.g.
+    postgresql://postgres@127.0.0.1:54329/sweeps; CI has none, so it is skipped there."""
     outs = [tmp_path / "shared"] * 2
     extra = []
-    if storage == "journal":
+    if storage == "postgresql":
+        url = os.environ.get("FDSL_TEST_POSTGRES_URL")
+        if not url:
+            pytest.skip("no FDSL_TEST_POSTGRES_URL")
+        pytest.importorskip("psycopg")  # SQLAlchemy's driver for postgresql:// URLs
+        outs = [tmp_path / "a", tmp_path / "b"]
+        extra = ["--storage", url, "--study", f"test-{os.getpid()}-{time.time_ns()}"]
+    elif storage == "journal":
         extra = ["--storage", str(tmp_path / "study.journal")]
     elif storage == "sqlite-url":
         outs = [tmp_path / "a", tmp_path / "b"]
