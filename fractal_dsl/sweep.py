@@ -316,8 +316,11 @@ class Sweep:
 
                 cfg = TrainConfig(**self.options, overrides=settings)
                 summary = train_run(net, cfg, folder, log=self._train_log, on_epoch=on_epoch)
-            except Interrupted:
-                raise
+            except Interrupted:  # Ctrl-C: the trial is failed and the sweep stops (its checkpoint stays)
+                raise Interrupted(
+                    f"interrupted: trial {trial.number} is recorded as failed ({braces(folder)} keeps its last "
+                    "checkpoint); call sweep again to go on with more trials"
+                ) from None
             except FractalError as exc:
                 raise _TrialFailed(exc.show()) from None
             except Error as exc:

@@ -234,3 +234,21 @@ def test_a_worker_that_dies_leaves_its_trial_failed(program, tmp_path):
     got = rows(out)
     assert [(g["trial"], g["state"]) for g in got] == [("0", "fail"), ("1", "complete")]
     assert os.path.isdir(out / "trials" / "0000") and (out / "trials" / "0001" / "summary.json").exists()
+
+
+def test_ctrl_c_stops_the_sweep_and_fails_its_trial(program, tmp_path):
+    out = tmp_path / "s"
+    proc = subprocess.Popen([sys.executable, "-m", "fractal_dsl.cli", *sweep_args(program, out, 3), "--epochs", "30"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not (out / "trials" / "0000" / "metrics.jsonl").exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted: trial 0 is recorded as failed" in err and "Traceback" not in err
+    r = CliRunner().invoke(main, sweep_args(program, out, 0))
+    assert r.exit_code == 0
+    assert [(g["trial"], g["state"]) for g in rows(out)] == [("0", "fail")]
