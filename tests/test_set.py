@@ -205,12 +205,13 @@ def test_parse_settings():
     assert parse_settings(["columns=4", " c = 8 "]) == {"columns": "4", "c": "8"}
 
 
-def test_check_with_set_does_not_import_torch(program):
+def test_check_inspect_compile_render_with_set_do_not_import_torch(program):
     probe = (
         "import sys\nfrom fractal_dsl.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as exc:\n"
         "    print('exit', exc.code, 'torch' in sys.modules)\n"
     )
-    for command in (["check"], ["inspect", "--json"], ["compile"]):
+    dot = str(program.parent / "t.dot")
+    for command in (["check"], ["inspect", "--json"], ["compile"], ["render", "-o", dot]):
         proc = subprocess.run(
             [sys.executable, "-c", probe, *command, str(program), "--set", "columns=3", "--set", "conv.p=0.1"],
             capture_output=True,
