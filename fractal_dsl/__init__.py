@@ -11,6 +11,7 @@ to the compiled PyTorch module, in memory.  Every problem is raised as one
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,43 +32,63 @@ __all__ = [
     "load",
     "load_source",
     "loads",
+    "train",
 ]
 
 
-def load(path: str | Path, display_name: str | None = None) -> Network:
-    """Read, parse, expand and validate a ``.fdsl`` file."""
+def load(path: str | Path, display_name: str | None = None, set: Mapping[str, Any] | None = None) -> Network:
+    """Read, parse, expand and validate a ``.fdsl`` file.
+
+    ``set`` changes values of the program before it is checked, as ``--set NAME=VALUE``
+    does (``{"columns": 4, "c": 32}``; the names are in docs/LANGUAGE.md, "Changing values:
+    --set"); the network's ``source_text`` is then the program with the values written in."""
     from .syntax import read_source
 
-    return load_source(read_source(path, display_name))
+    return load_source(read_source(path, display_name), set)
 
 
-def loads(text: str, name: str = "<string>") -> Network:
+def loads(text: str, name: str = "<string>", set: Mapping[str, Any] | None = None) -> Network:
     """Like :func:`load`, for program text held in memory."""
-    return load_source(Source(name, text.removeprefix("\ufeff")))  # as read_source does for files
+    return load_source(Source(name, text.removeprefix("\ufeff")), set)  # as read_source does for files
 
 
-def load_source(source: Source) -> Network:
+def load_source(source: Source, set: Mapping[str, Any] | None = None) -> Network:
     from .expand import expand
     from .syntax import parse
     from .validate import validate
 
+    if set:
+        from .overrides import apply
+
+        source = apply(source, set)
     return validate(expand(parse(source)), source)
 
 
-def build(source: str | Path, **overrides: Any) -> Any:
+def build(source: str | Path, set: Mapping[str, Any] | None = None, **overrides: Any) -> Any:
     """Compile a program and return the network as a ``torch.nn.Module``, in memory.
 
     ``source`` is program text if it is a ``str`` that contains a newline or ``{`` (no
     file name does in practice; every program does), else the path of a ``.fdsl`` file.
     ``overrides`` are the generated class's keyword arguments (``num_classes``,
     ``drop_path``, ``drop_path_per``, ``dropout``, ``compute_all``, ``generator``,
-    ``init``, ...).  The module is the same source ``fractal-dsl compile`` writes, loaded
-    with :func:`codegen.load_module` without touching the disk.  Imports torch (only this
+    ``init``, ...); ``set`` changes the program's values first, as :func:`load` does.
+    The module is the same source ``fractal-dsl compile`` writes, loaded with
+    :func:`codegen.load_module` without touching the disk.  Imports torch (only this
     function does).  A :class:`FractalError` is raised for an invalid program.
     """
     text_given = isinstance(source, str) and ("\n" in source or "{" in source)
-    net = loads(source) if text_given else load(source)
+    net = loads(source, set=set) if text_given else load(source, set=set)
     from . import codegen
 
     module = codegen.load_module(codegen.generate(net), f"fractal_dsl_built_{net.name}")
     return module.build(**overrides)
+
+
+def train(program, train_loader, test_loader, out: str | Path = "runs/latest", **options: Any) -> dict:
+    """Train ``program`` (text, a ``.fdsl`` path or a Network) on your own DataLoaders of
+    ``(images, labels)`` into the run folder ``out``, as ``fractal-dsl train`` does (per-column
+    evaluation, anytime table, checkpoints); returns the summary. See
+    :func:`fractal_dsl.train.custom.train` for the options. Imports torch."""
+    from .train.custom import train as train_on
+
+    return train_on(program, train_loader, test_loader, out, **options)

@@ -17,10 +17,11 @@ from .errors import Error, FractalError
 from .syntax import INIT_SCHEMES
 
 
-def _load(path: str):
+def _load(path: str, settings: tuple[str, ...] = ()):
     from . import load
+    from .overrides import parse_settings
 
-    return load(path)
+    return load(path, set=parse_settings(settings))
 
 
 def _fail(exc: Error) -> None:
@@ -60,6 +61,14 @@ class _Main(click.Group):
 
 
 FILE = click.Path(exists=True, dir_okay=False, readable=True)
+_set_option = click.option(
+    "--set",
+    "settings",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Change a value of the program before it is checked: columns=4, c=32, block2.c=64, droppath.local=0.2, "
+    "conv.p=0.1, ... (repeatable; the names are in docs/LANGUAGE.md).",
+)
 _force_option = click.option(
     "--force", is_flag=True, help="Overwrite an existing output file that fractal-dsl did not write."
 )
@@ -110,15 +119,17 @@ def main() -> None:
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=FILE_OR_STDIN)
-def check(files: tuple[str, ...]) -> None:
+@_set_option
+def check(files: tuple[str, ...], settings: tuple[str, ...]) -> None:
     """Validate FILES (`-` reads standard input); print one line per valid file."""
     from . import load_source
+    from .overrides import parse_settings
     from .summary import one_line
 
     failed = False
     for path in files:
         try:
-            net = load_source(_read_stdin()) if path == "-" else _load(path)
+            net = load_source(_read_stdin(), parse_settings(settings)) if path == "-" else _load(path, settings)
         except FractalError as exc:
             _fail(exc)
             failed = True
@@ -241,11 +252,12 @@ def lsp() -> None:
 @main.command()
 @click.argument("file", type=FILE)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (structure, totals, graph).")
-def inspect(file: str, as_json: bool) -> None:
+@_set_option
+def inspect(file: str, as_json: bool, settings: tuple[str, ...]) -> None:
     """Summarise FILE: blocks, joins, depth, parameters, MACs."""
     from .summary import describe, format_text
 
-    net = _load(file)
+    net = _load(file, settings)
     if as_json:
         click.echo(json.dumps(describe(net), indent=2))
     else:
@@ -283,6 +295,7 @@ def inspect(file: str, as_json: bool) -> None:
     help="Draw one drop-path sample (train mode) with dropped paths faded; imports torch.",
 )
 @_force_option
+@_set_option
 def render(
     file: str,
     out: str,
@@ -292,11 +305,12 @@ def render(
     column: int | None,
     sample: int | None,
     force: bool,
+    settings: tuple[str, ...],
 ) -> None:
     """Draw FILE as a diagram like Figure 1 of the FractalNet paper."""
     from . import render as draw
 
-    net = _load(file)
+    net = _load(file, settings)
     fmt = draw.output_format(out, fmt.lower() if fmt else None)
     view = draw.make_view(net, block=block, collapse=collapse, column=column, sample=sample)
     draw.write(net, out, fmt, view, force=force, inputs=(file,))
@@ -321,12 +335,13 @@ def render(
     help="Only column K: its layers under the whole network's names, always run as column K.",
 )
 @_force_option
-def compile_(file: str, out: str | None, column: int | None, force: bool) -> None:
+@_set_option
+def compile_(file: str, out: str | None, column: int | None, force: bool, settings: tuple[str, ...]) -> None:
     """Compile FILE to a standalone PyTorch module (one .py file)."""
     from .codegen import generate
     from .safeio import write_output
 
-    source = generate(_load(file), column)
+    source = generate(_load(file, settings), column)
     if out is None:
         click.echo(source, nl=False)
         return
@@ -392,10 +407,23 @@ _max_memory_option = click.option(
 )
 @click.option(
     "--lr",
-    default=0.02,
-    show_default=True,
+    default=None,
     type=click.FloatRange(min=0, min_open=True),
-    help="Divided by 10 each time the remaining epochs halve.",
+    help="Learning rate (default: 0.02 for sgd, as in the paper; 0.001 for adamw).",
+)
+@click.option(
+    "--optimizer",
+    default="sgd",
+    show_default=True,
+    type=click.Choice(["sgd", "adamw"]),
+    help="sgd: the paper's SGD with momentum 0.9; adamw: AdamW.",
+)
+@click.option(
+    "--schedule",
+    default="paper",
+    show_default=True,
+    type=click.Choice(["paper", "cosine"]),
+    help="paper: the rate drops tenfold each time the remaining epochs halve; cosine: a cosine to zero.",
 )
 @click.option("--weight-decay", default=0.0, show_default=True, type=click.FloatRange(min=0))
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1))
@@ -426,7 +454,11 @@ _max_memory_option = click.option(
     help="Train and test on the first N images of each split: a quick check that the network trains.",
 )
 @_max_memory_option
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last finished epoch.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --out from its last finished epoch; with a larger --epochs, extend a finished run.",
+)
 @click.option(
     "--quiet", "-q", is_flag=True, help="No progress bars: one line per epoch (also when stderr is not a terminal)."
 )
@@ -437,14 +469,18 @@ _max_memory_option = click.option(
 )
 @click.option("--force", is_flag=True, help="Write into an --out folder that holds files fractal-dsl did not write.")
 @_allow_other_option
-def train(files: tuple[str, ...], out: str, no_regularization: bool, **options) -> None:
+@_set_option
+def train(files: tuple[str, ...], out: str, no_regularization: bool, settings: tuple[str, ...], **options) -> None:
     """Compile FILES and train them; under torchrun, data-parallel over all processes.
 
     With several files, each is trained in turn into OUT/NAME (NAME: the file's name without
     .fdsl) and the runs are compared at the end (the table, and OUT/compare.png)."""
     from pathlib import Path
 
-    nets = [_load(f) for f in files]  # every file is checked before any training starts
+    from .overrides import parse_settings
+
+    options["overrides"] = parse_settings(settings)
+    nets = [_load(f, settings) for f in files]  # every file is checked before any training starts
     outs = [out] if len(files) == 1 else [str(Path(out) / Path(f).stem) for f in files]
     if len(set(outs)) < len(outs):
         same = next(o for o in outs if outs.count(o) > 1)
@@ -465,6 +501,103 @@ def train(files: tuple[str, ...], out: str, no_regularization: bool, **options) 
         run(net, TrainConfig(**options), folder, log=click.echo)
     if len(files) > 1 and int(os.environ.get("RANK", "0")) == 0:
         _compare(outs, str(Path(out) / "compare.png"), force=False)
+
+
+@main.command()
+@click.argument("file", type=FILE)
+@click.option(
+    "--space",
+    "space",
+    multiple=True,
+    required=True,
+    metavar="NAME=LOW..HIGH|NAME=A,B,C",
+    help="A --set name and its values: a range (whole numbers: ints; else floats) or a choice. Repeatable.",
+)
+@click.option("--trials", default=10, show_default=True, type=click.IntRange(min=0), help="Trials to run (more).")
+@click.option(
+    "--out",
+    "sweep_out",
+    default="runs/sweep",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="The sweep folder: study.db, trials/NNNN (one run folder each), trials.csv, pareto.png, best.fdsl, front/.",
+)
+@click.option(
+    "--objective",
+    default="whole",
+    show_default=True,
+    help="Test accuracy of the whole network, or of column K alone (column:K).",
+)
+@click.option("--no-macs", is_flag=True, help="Score by accuracy alone (one objective) instead of accuracy and MACs.")
+@click.option(
+    "--prune", is_flag=True, help="Stop unpromising trials early on their per-epoch accuracy (with --no-macs)."
+)
+@click.option(
+    "--storage",
+    default=None,
+    metavar="URL|FILE",
+    help="Where the study lives (default: OUT/study.db): a database URL such as postgresql://user@host/db, "
+    "or a journal file path shared by processes on one machine.",
+)
+@click.option("--study", "study_name", default=None, help="The study's name in the storage (default: FILE's name).")
+@click.option(
+    "--heartbeat",
+    default=60,
+    show_default=True,
+    type=click.IntRange(min=1),
+    metavar="SECONDS",
+    help="With a database, a trial whose worker is silent for twice this is failed.",
+)
+def sweep(
+    file: str,
+    space: tuple[str, ...],
+    trials: int,
+    sweep_out: str,
+    objective: str,
+    no_macs: bool,
+    prune: bool,
+    storage: str | None,
+    study_name: str | None,
+    heartbeat: int,
+    settings: tuple[str, ...],
+    no_regularization: bool,
+    **options,
+) -> None:
+    """Train variants of FILE chosen by Optuna and find the best for their cost.
+
+    Every train option applies to every trial. Each trial is a run folder OUT/trials/NNNN,
+    scored by test accuracy and MACs per image; the Pareto front is printed and written
+    (trials.csv, pareto.png, best.fdsl, front/). Calling sweep again adds --trials more."""
+    from pathlib import Path
+
+    from .overrides import parse_settings
+    from .sweep import Sweep, parse_objective, parse_space, require_optuna
+
+    dims = parse_space(space)
+    column = parse_objective(objective)
+    if prune and not no_macs:
+        raise click.UsageError("--prune needs one objective: add --no-macs (Optuna prunes single-objective studies)")
+    require_optuna()
+    if no_regularization:
+        options.update(drop_path=False, dropout=False)
+    if storage is not None and "://" not in storage:
+        storage = os.path.abspath(storage)
+    job = Sweep(
+        file=Path(file).resolve(),
+        space=dims,
+        out=Path(sweep_out),
+        options=options,
+        fixed=parse_settings(settings),
+        column=column,
+        macs=not no_macs,
+        prune=prune,
+        storage=storage,
+        study_name=study_name,
+        heartbeat=heartbeat,
+        seed=options["seed"],
+        log=click.echo,
+    )
+    job.run(trials)
 
 
 @main.command()
@@ -495,6 +628,10 @@ def _compare(runs: list[str], out: str | None, force: bool) -> None:
             click.echo("error: the figure needs matplotlib: pip install 'fractal-dsl[train]'", err=True)
             sys.exit(1)
         click.echo(f"wrote {out}", err=True)
+
+
+# every train option applies to every trial of a sweep
+sweep.params.extend(p for p in train.params if p.name not in ("files", "out", "resume", "force", "allow_other_network"))
 
 
 @main.command("eval")
@@ -529,6 +666,7 @@ def _compare(runs: list[str], out: str | None, force: bool) -> None:
 )
 @_max_memory_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (schema in docs/results.md).")
+@_set_option
 def evaluate(
     file: str,
     ckpt: str,
@@ -541,10 +679,11 @@ def evaluate(
     repeats: int,
     max_memory: float | None,
     as_json: bool,
+    settings: tuple[str, ...],
 ) -> None:
     """The anytime table of FILE's network with a checkpoint's weights: accuracy, parameters,
     MACs and latency per image of the whole network and of each column."""
-    net = _load(file)
+    net = _load(file, settings)
     from .anytime import format_table
     from .train import evaluate_checkpoint
 
@@ -598,12 +737,21 @@ def evaluate(
 )
 @_allow_other_option
 @_force_option
-def export(file: str, ckpt: str | None, column: int | None, out: str, allow_other_network: bool, force: bool) -> None:
+@_set_option
+def export(
+    file: str,
+    ckpt: str | None,
+    column: int | None,
+    out: str,
+    allow_other_network: bool,
+    force: bool,
+    settings: tuple[str, ...],
+) -> None:
     """Export FILE's network in eval mode (or one column) to ONNX, batch size dynamic (needs fractal-dsl[onnx])."""
     from .export import check_size, export_bytes, require_onnx
     from .safeio import check_output, write_output
 
-    net = _load(file)
+    net = _load(file, settings)
     check_output(out, force=force, inputs=(file,))  # refuse before the slow part
     check_size(net, column)
     require_onnx()

@@ -224,7 +224,32 @@ def _parse(text: bytes | str, where: str, check):
 
 
 def read_runs(paths) -> list[Run]:
-    return [read_run(p) for p in paths]
+    """The runs in ``paths``; a folder that is not a run but holds runs (what a several-file
+    ``train`` or a ``sweep`` writes) stands for every run below it, in name order."""
+    runs = []
+    for p in paths:
+        runs.extend(read_run(q) for q in runs_in(p) or [p])
+    return runs
+
+
+def runs_in(path: str | os.PathLike, depth: int = 2) -> list[str]:
+    """The finished runs (folders with a summary.json) up to ``depth`` levels below ``path``,
+    when ``path`` is not a run itself; sorted by name, numbers in names compared as numbers."""
+    folder = Path(path)
+    if not folder.is_dir() or (folder / "summary.json").exists():
+        return []
+    found = []
+    for sub in sorted(folder.iterdir(), key=lambda q: _natural(q.name)):
+        if sub.is_dir() and not sub.is_symlink():
+            if (sub / "summary.json").is_file():
+                found.append(os.path.join(os.fspath(path), sub.name))
+            elif depth > 1:
+                found.extend(runs_in(os.path.join(os.fspath(path), sub.name), depth - 1))
+    return found
+
+
+def _natural(name: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
 def format_table(runs: list[Run]) -> str:

@@ -6,16 +6,18 @@ Kept free of torch so the CLI can build and check a configuration before importi
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import math
+import os
+from dataclasses import dataclass, field
 
 from .. import errors
 from ..errors import RunError
 
-#: Options that change the trained weights: a resumed run must use the same values.
+#: Options that change the trained weights: a resumed run must use the same values
+#: (``epochs`` may grow: the run is extended, see :func:`lr_factor`).
 RESUME_KEYS = (
     "data",
     "augment",
-    "epochs",
     "batch_size",
     "lr",
     "momentum",
@@ -29,7 +31,16 @@ RESUME_KEYS = (
     "amp",
     "init",
     "subset",
+    "optimizer",
+    "schedule",
 )
+#: what a checkpoint written before an option existed was trained with
+RESUME_DEFAULTS = {"optimizer": "sgd", "schedule": "paper"}
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("paper", "cosine")
+#: the learning rate when none is given: the paper's for SGD, AdamW's usual one
+DEFAULT_LR = {"sgd": 0.02, "adamw": 0.001}
+DATA_NAMES = ("digits", "cifar10", "cifar100", "svhn")
 
 
 class TrainError(RunError):
@@ -49,7 +60,7 @@ class TrainConfig:
     augment: bool = False
     epochs: int = 20
     batch_size: int = 100  # the paper's; the global batch, split evenly over processes
-    lr: float = 0.02  # the paper's
+    lr: float | None = None  # None: DEFAULT_LR of the optimizer (the paper's 0.02 for SGD)
     momentum: float = 0.9
     weight_decay: float = 0.0
     seed: int = 0
@@ -73,6 +84,24 @@ class TrainConfig:
     tensorboard: bool = False  # also write the metrics as a TensorBoard event file (needs tensorboardX)
     force: bool = False  # write into an --out folder that holds files fractal-dsl did not write
     allow_other_network: bool = False  # --resume with a checkpoint of another network (tensors must fit)
+    # the --set NAME=VALUE values the program was loaded with (already written into it):
+    # recorded in summary.json as "set"
+    overrides: dict = field(default_factory=dict)
+    optimizer: str = "sgd"  # the paper's SGD with momentum, or AdamW
+    schedule: str = "paper"  # the paper's tenfold drops (paper_milestones), or cosine to zero
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise TrainError(f"{{optimizer}} {self.optimizer!r}: use one of {', '.join(OPTIMIZERS)}", "optimizer")
+        if self.schedule not in SCHEDULES:
+            raise TrainError(f"{{schedule}} {self.schedule!r}: use one of {', '.join(SCHEDULES)}", "schedule")
+        if self.lr is None:
+            object.__setattr__(self, "lr", DEFAULT_LR[self.optimizer])
+        # a run folder travels: an image folder and the download cache are kept as absolute paths
+        if self.data not in DATA_NAMES and os.path.exists(self.data):
+            object.__setattr__(self, "data", os.path.abspath(self.data))
+        if self.cache_dir is not None:
+            object.__setattr__(self, "cache_dir", os.path.abspath(self.cache_dir))
 
     def model_overrides(self) -> dict:
         """Keyword arguments for the compiled module's ``build`` that differ from the file's."""
@@ -85,6 +114,17 @@ class TrainConfig:
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def lr_factor(cfg: TrainConfig, epoch: int) -> float:
+    """The learning rate of (0-based) ``epoch`` as a multiple of ``cfg.lr``: the paper's tenfold
+    drops at :func:`paper_milestones` of ``cfg.epochs``, or a cosine from 1 to 0 over ``cfg.epochs``.
+
+    A run extended with ``--resume --epochs N`` goes on with the schedule of an N-epoch run from
+    the epoch it stopped at (the epochs already trained are not repeated)."""
+    if cfg.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * epoch / cfg.epochs))
+    return 0.1 ** sum(epoch >= m for m in paper_milestones(cfg.epochs))
 
 
 def paper_milestones(epochs: int) -> tuple[int, ...]:

@@ -29,22 +29,28 @@ from ..errors import UsageError, braces
 from ..expand import Network
 from . import checkpoint, distributed, memory, runfolder, tblog
 from . import data as datasets
-from .config import RESUME_KEYS, Interrupted, TrainConfig, TrainError, paper_milestones
+from .config import DATA_NAMES, RESUME_DEFAULTS, RESUME_KEYS, Interrupted, TrainConfig, TrainError, lr_factor
 
 EVAL_BATCH = 500
 MAX_SEED = 2**32 - 1  # numpy's and torch's generators and the sampler take any seed up to here
 LATENCY_REPEATS = 10  # latency: the median of this many timed forward passes
 
 
-def train(net: Network, cfg: TrainConfig, out: str | Path, log=print) -> dict:
+def train(net: Network, cfg: TrainConfig, out: str | Path, log=print, on_epoch=None, data=None) -> dict:
     """Train ``net`` as ``cfg`` says, writing into ``out``; returns the summary (also in summary.json).
 
     Under ``torchrun`` every process calls this; only rank 0 writes files and logs.
+    ``on_epoch(record)`` is called after each epoch's checkpoint with its metrics.jsonl record
+    (a sweep reports it to its pruner; an exception it raises ends the run, the checkpoint kept).
+    ``data`` (a :class:`~fractal_dsl.train.data.Data`) replaces loading ``cfg.data`` (the
+    user's own loaders, :mod:`fractal_dsl.train.custom`).
     """
     ctx = distributed.setup(cfg.device)
     try:
         with runfolder.claimed(out, cfg.force, active=ctx.main) as folder:
-            summary = _Run(net, cfg, folder, ctx, log if ctx.main else _silent).run()
+            run = _Run(net, cfg, folder, ctx, log if ctx.main else _silent)
+            run.on_epoch, run.given_data = on_epoch, data
+            summary = run.run()
             distributed.barrier(ctx)  # no rank tears the group down while another still writes or reduces
         return summary
     finally:
@@ -53,6 +59,21 @@ def train(net: Network, cfg: TrainConfig, out: str | Path, log=print) -> dict:
 
 def _silent(*_args, **_kwargs) -> None:
     pass
+
+
+def make_optimizer(model, cfg: TrainConfig):
+    """The paper's SGD with momentum (``cfg.optimizer == "sgd"``) or AdamW, at ``cfg.lr``."""
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def _same_option(name: str, saved, now) -> bool:
+    """Whether a resumed run's option matches the checkpoint's (an image folder saved as a
+    relative path, before paths were stored absolute, matches the same folder now)."""
+    if name == "data" and isinstance(saved, str) and saved not in DATA_NAMES and saved != now:
+        return Path(saved).resolve() == Path(str(now)).resolve()
+    return saved == now
 
 
 def compile_model(net: Network, generator=None, **overrides):
@@ -69,6 +90,9 @@ def _seed(*parts: int) -> int:
 
 
 class _Run:
+    on_epoch = None  # called with each epoch's record (see train)
+    given_data = None  # the data to train on, instead of loading cfg.data (see train)
+
     def __init__(
         self, net: Network, cfg: TrainConfig, folder: runfolder.RunFolder, ctx: distributed.Context, log
     ) -> None:
@@ -107,6 +131,8 @@ class _Run:
         def load():
             return datasets.load(cfg.data, self.net.input_shape, self.net.classes, cfg.cache_dir, cfg.subset, budget)
 
+        if self.given_data is not None:
+            return datasets.subset(self.given_data, self.cfg.subset).to(self.ctx.device)
         if self.ctx.local_rank == 0:  # downloads happen once per machine
             d = load()
             distributed.barrier(self.ctx)
@@ -125,20 +151,25 @@ class _Run:
         except ValueError as exc:  # the module checks drop-path values
             raise TrainError(str(exc)) from None
         model.to(ctx.device)
-        opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        milestones = paper_milestones(cfg.epochs)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 0.1 ** sum(e >= m for m in milestones))
+        opt = make_optimizer(model, cfg)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: lr_factor(cfg, e))
         scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp)
         history: list[dict] = []
         if cfg.resume:
             history = self._restore(model, opt, sched, scaler)
         if ctx.main:
             self.folder.write("model.py", source)
+            self.folder.write("program.fdsl", _program_as_run(self.net))
             if history:  # rebuilt from the checkpoint, in case it was deleted (a finished run included)
                 self._write_metrics(history)
         params = sum(p.numel() for p in model.parameters())
         if history:
-            self.log(f"resuming after epoch {len(history)} of {cfg.epochs}")
+            done = len(history)
+            extended = self.saved_epochs != cfg.epochs
+            self.log(
+                f"resuming after epoch {done} of {cfg.epochs}"
+                + (f" (the run had {self.saved_epochs}; the schedule is now that of {cfg.epochs})" if extended else "")
+            )
         self.log(
             f"{self.net.name}: {params:,} parameters, {data.name} {len(data.y_train)} train / "
             f"{len(data.y_test)} test"
@@ -187,6 +218,8 @@ class _Run:
                 if ctx.main:
                     self._save(model, opt, sched, scaler, history)
                 self.log(_epoch_line(record, cfg.epochs))
+                if self.on_epoch is not None:
+                    self.on_epoch(record)
                 if distributed.all_sum(ctx, [float(stop.is_set())])[0]:  # all ranks stop together
                     raise Interrupted(
                         f"interrupted: {braces(self.ckpt)} holds epoch {epoch + 1}; continue with {{resume}}", "resume"
@@ -212,9 +245,10 @@ class _Run:
         state = checkpoint.load(self.ckpt)
         checkpoint.require(self.ckpt, state, "model", "optimizer", "scheduler", "history", "config", "epoch")
         checkpoint.verify(self.ckpt, state, self.net, model, self.cfg.allow_other_network, warn=self.log)
-        saved = state["config"]
+        saved = {**RESUME_DEFAULTS, **state["config"]}
+        self.saved_epochs = saved.get("epochs")
         mine = {**self.cfg.as_dict(), "file_droppath": repr(self.net.droppath)}
-        diffs = [k for k in (*RESUME_KEYS, "file_droppath") if saved.get(k) != mine[k]]
+        diffs = [k for k in (*RESUME_KEYS, "file_droppath") if not _same_option(k, saved.get(k), mine[k])]
         if diffs:
             was = ", ".join(f"{k}={saved.get(k)!r} (now {mine[k]!r})" for k in diffs)
             raise TrainError(f"{self.ckpt}: the run was started with {was}; resume with the same options")
@@ -230,6 +264,14 @@ class _Run:
             raise TrainError(f"{self.ckpt}: damaged training state ({type(exc).__name__}: {exc})") from None
         if len(history) != state.get("epoch"):
             raise TrainError(f"{self.ckpt}: damaged training state (epoch and metrics disagree)")
+        if self.cfg.epochs < len(history):
+            raise TrainError(
+                f"{braces(self.ckpt)} holds {len(history)} epochs; {{epochs}} {self.cfg.epochs} would end the run "
+                "before that (give at least as many to resume it, more to extend it)",
+                "epochs",
+            )
+        for group, base in zip(opt.param_groups, sched.base_lrs):  # the schedule of cfg.epochs from here on
+            group["lr"] = base * lr_factor(self.cfg, len(history))
         return history
 
     def _save(self, model, opt, sched, scaler, history) -> None:
@@ -642,4 +684,12 @@ def _summary(net: Network, data, cfg: TrainConfig, ctx, params: int, history: li
         "device": str(ctx.device),
         "processes": ctx.world,
         "config": cfg.as_dict(),
+        "set": dict(cfg.overrides),
     }
+
+
+def _program_as_run(net: Network) -> str:
+    """program.fdsl: the program the network was loaded from, --set values written in, laid out by fmt."""
+    from ..overrides import program_as_run
+
+    return program_as_run(net.source_text, net.source_name)

@@ -38,6 +38,7 @@ TOOL_FILES = (
     "curves.png",
     "anytime.png",
     "events.out.tfevents.fractal-dsl",
+    "program.fdsl",
 )
 # what a lock file holds: nothing yet, this version's line or an older version's
 _LOCK_TEXT = re.compile(
