@@ -312,6 +312,14 @@ def compile_(file: str, out: str | None, column: int | None, force: bool) -> Non
     click.echo(f"wrote {out}", err=True)
 
 
+_threads_option = click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="CPU threads for torch (default: one per core; on a shared machine 1 is often faster, see README).",
+)
+
 _allow_other_option = click.option(
     "--allow-other-network",
     is_flag=True,
@@ -369,6 +377,7 @@ _recalibrate_bn_option = click.option(
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @click.option("--amp", is_flag=True, help="Mixed precision (float16 autocast; CUDA only).")
+@_threads_option
 @click.option("--drop-path/--no-drop-path", "drop_path", default=None, help="Override the file's drop-path switch.")
 @click.option("--drop-path-local", type=click.FloatRange(0, 1), default=None, help="Override the local drop rate.")
 @click.option(
@@ -473,6 +482,7 @@ def _compare(runs: list[str], out: str | None, force: bool) -> None:
 @click.option("--data", default=None, help="Test data (default: what the checkpoint was trained on).")
 @click.option("--cache-dir", default=None, type=click.Path(file_okay=False))
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
+@_threads_option
 @_recalibrate_bn_option
 @_allow_other_option
 @click.option(
@@ -491,6 +501,7 @@ def evaluate(
     data: str | None,
     cache_dir: str | None,
     device: str,
+    threads: int | None,
     recalibrate_bn: int,
     allow_other_network: bool,
     repeats: int,
@@ -513,6 +524,7 @@ def evaluate(
         allow_other_network,
         warn=lambda line: click.echo(line, err=True),
         repeats=repeats,
+        threads=threads,
     )
     if as_json:
         click.echo(json.dumps(result, indent=2))

@@ -54,6 +54,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     seed: int = 0
     device: str = "auto"
+    threads: int | None = None  # torch's CPU threads (None: torch's default, one per core)
     amp: bool = False
     drop_path: bool | None = None
     drop_path_local: float | None = None

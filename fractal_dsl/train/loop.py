@@ -27,7 +27,7 @@ from .. import codegen, fingerprint
 from ..anytime import column_costs
 from ..errors import UsageError, braces
 from ..expand import Network
-from . import checkpoint, distributed, runfolder, tblog
+from . import checkpoint, distributed, runfolder, speed, tblog
 from . import data as datasets
 from .config import RESUME_KEYS, Interrupted, TrainConfig, TrainError, paper_milestones
 
@@ -40,6 +40,7 @@ def train(net: Network, cfg: TrainConfig, out: str | Path, log=print) -> dict:
 
     Under ``torchrun`` every process calls this; only rank 0 writes files and logs.
     """
+    speed.use_threads(cfg.threads)
     ctx = distributed.setup(cfg.device)
     try:
         with runfolder.claimed(out, cfg.force, active=ctx.main) as folder:
@@ -467,12 +468,14 @@ def evaluate_checkpoint(
     allow_other_network: bool = False,
     warn=print,
     repeats: int = LATENCY_REPEATS,
+    threads: int | None = None,
 ) -> dict:
     """Load ``path`` into ``net``'s compiled module and measure it on the test split it was trained with
     (or ``data_spec``): the anytime table (:func:`anytime_rows`) of the whole network and every column
     (or only ``column``), with the eval pass's samples/s. The checkpoint's weights must match
     their checksum and belong to ``net`` (see :func:`checkpoint.verify`). The keys are those of
-    the schema in docs/results.md."""
+    the schema in docs/results.md. ``threads``: torch's CPU threads (None: as they are)."""
+    speed.use_threads(threads)
     state = checkpoint.load(path)
     checkpoint.require(path, state, "model")
     _, model = compile_model(net)
