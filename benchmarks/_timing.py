@@ -14,6 +14,10 @@ import statistics
 import time
 from collections.abc import Callable
 
+import torch
+
+from fractal_dsl import codegen
+
 
 def interleaved(
     variants: dict[str, Callable[[], object]],
@@ -62,3 +66,25 @@ def ratio_line(label: str, a: list[float], b: list[float]) -> str:
 
 def ms(t: list[float]) -> str:
     return f"mean {1e3 * statistics.fmean(t):.1f} ms, median {1e3 * statistics.median(t):.1f} ms"
+
+
+def train_step(net, batch: int, seed: int = 0, dtype: torch.dtype | None = None, **build):
+    """A function that runs one training step of ``net``'s compiled module at ``batch``
+    (random data, drop-path on, the SGD update included; the forward pass under CPU autocast
+    to ``dtype`` unless it is None)."""
+    module = codegen.load_module(codegen.generate(net), f"bench_{net.name}")
+    torch.manual_seed(seed)
+    model = module.build(generator=torch.Generator().manual_seed(seed + 1), **build).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, *net.input_shape, generator=g)
+    y = torch.randint(net.classes, (batch,), generator=g)
+
+    def step() -> None:
+        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step

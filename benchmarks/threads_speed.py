@@ -18,29 +18,9 @@ import subprocess
 import sys
 
 import torch
-from _timing import interleaved, ms, ratio_line
+from _timing import interleaved, ms, ratio_line, train_step
 
 import fractal_dsl
-from fractal_dsl import codegen
-
-
-def train_step(net, batch: int, seed: int = 0, **build):
-    """A function that runs one training step of ``net``'s compiled module at ``batch``
-    (random data, drop-path on, the SGD update included)."""
-    module = codegen.load_module(codegen.generate(net), f"bench_{net.name}")
-    torch.manual_seed(seed)
-    model = module.build(generator=torch.Generator().manual_seed(seed + 1), **build).train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, *net.input_shape, generator=g)
-    y = torch.randint(net.classes, (batch,), generator=g)
-
-    def step() -> None:
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    return step
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -376,7 +376,11 @@ _recalibrate_bn_option = click.option(
 @click.option("--weight-decay", default=0.0, show_default=True, type=click.FloatRange(min=0))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
-@click.option("--amp", is_flag=True, help="Mixed precision (float16 autocast; CUDA only).")
+@click.option(
+    "--amp",
+    is_flag=True,
+    help="Mixed precision: float16 autocast on CUDA, bfloat16 on a CPU that supports it (see README).",
+)
 @_threads_option
 @click.option("--drop-path/--no-drop-path", "drop_path", default=None, help="Override the file's drop-path switch.")
 @click.option("--drop-path-local", type=click.FloatRange(0, 1), default=None, help="Override the local drop rate.")
@@ -483,6 +487,7 @@ def _compare(runs: list[str], out: str | None, force: bool) -> None:
 @click.option("--cache-dir", default=None, type=click.Path(file_okay=False))
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @_threads_option
+@click.option("--amp", is_flag=True, help="Accuracy and latency under autocast, as train --amp.")
 @_recalibrate_bn_option
 @_allow_other_option
 @click.option(
@@ -502,6 +507,7 @@ def evaluate(
     cache_dir: str | None,
     device: str,
     threads: int | None,
+    amp: bool,
     recalibrate_bn: int,
     allow_other_network: bool,
     repeats: int,
@@ -525,6 +531,7 @@ def evaluate(
         warn=lambda line: click.echo(line, err=True),
         repeats=repeats,
         threads=threads,
+        amp=amp,
     )
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -536,7 +543,7 @@ def evaluate(
     )
     click.echo(
         f"{result['network']} after epoch {result['epoch']}: {result['data']} test set "
-        f"({result['test_samples']} samples) on {result['device']}{bn}"
+        f"({result['test_samples']} samples) on {result['device']}, {result['precision']}{bn}"
     )
     click.echo(format_table(result["rows"], result["eval_batch"]))
     click.echo(

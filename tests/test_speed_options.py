@@ -53,3 +53,45 @@ def test_threads_on_the_command_line(tmp_path, small_run):
     assert trained.returncode == 0, trained.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["config"]["threads"] == 1 and summary["anytime"]["threads"] == 1
+
+
+def test_amp_on_the_cpu_is_bfloat16_and_close_to_float32(small_run):
+    """Where the CPU has bfloat16 kernels, eval --amp runs under bfloat16 autocast and scores as float32 does."""
+    if not speed.cpu_supports_bf16():
+        pytest.skip("this CPU has no native bfloat16 (the fallback is tested below)")
+    net = loads(SMALL, "small.fdsl")
+    fp32 = evaluate_checkpoint(net, small_run / "checkpoint.pt", device="cpu", repeats=1, recalibrate_bn=0)
+    bf16 = evaluate_checkpoint(net, small_run / "checkpoint.pt", device="cpu", repeats=1, recalibrate_bn=0, amp=True)
+    assert (fp32["precision"], bf16["precision"]) == ("float32", "bfloat16")
+    for a, b in zip(fp32["rows"], bf16["rows"]):
+        assert abs(a["accuracy"] - b["accuracy"]) <= 0.03  # 100 test images: at most 3 answers change
+
+
+def test_amp_trains_in_bfloat16_on_the_cpu(tmp_path):
+    if not speed.cpu_supports_bf16():
+        pytest.skip("this CPU has no native bfloat16 (the fallback is tested below)")
+    net = loads(SMALL, "small.fdsl")
+    seen = []
+    runs = {}
+    for amp in (False, True):
+        cfg = TrainConfig(epochs=1, subset=100, amp=amp, device="cpu", quiet=True, recalibrate_bn=0)
+        runs[amp] = train(net, cfg, tmp_path / f"run{amp}", log=seen.append)
+    assert (runs[False]["anytime"]["precision"], runs[True]["anytime"]["precision"]) == ("float32", "bfloat16")
+    assert not any("--amp" in line for line in seen)
+    # the same seed, data and samples: only the forward pass's precision differs, and it shows
+    assert runs[False]["weights_sha256"] != runs[True]["weights_sha256"]
+    assert abs(runs[False]["test_acc"] - runs[True]["test_acc"]) <= 0.1
+
+
+def test_amp_without_bf16_says_so_in_one_line_and_runs_float32(tmp_path, monkeypatch):
+    monkeypatch.setattr(speed, "cpu_supports_bf16", lambda: False)
+    seen = []
+    summary = train(loads(SMALL, "small.fdsl"),
+                    TrainConfig(epochs=1, subset=100, amp=True, device="cpu", quiet=True, recalibrate_bn=0),
+                    tmp_path / "run", log=seen.append)
+    assert summary["anytime"]["precision"] == "float32"
+    notes = [line for line in seen if "--amp" in line]
+    assert notes == ["note: --amp: this CPU has no native bfloat16 (AVX-512 BF16 or AMX), so the run stays in float32"]
+    assert speed.amp_dtype(torch.device("mps"), True, seen.append) is None
+    assert seen[-1] == "note: --amp: no mixed precision on mps, so the run stays in float32"
+    assert speed.amp_dtype(torch.device("cuda"), True) is torch.float16

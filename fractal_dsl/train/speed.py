@@ -51,8 +51,13 @@ def amp_dtype(device: torch.device, amp: bool, warn=print) -> torch.dtype | None
     return None
 
 
+def precision(dtype: torch.dtype | None) -> dict:
+    """The anytime table's ``precision`` field: ``float32``, ``bfloat16`` or ``float16``."""
+    return {"precision": str(dtype or torch.float32).removeprefix("torch.")}
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None):
     """``torch.autocast`` to ``dtype`` on ``device``'s type, or nothing when ``dtype`` is None."""
-    if dtype is None:
+    if not dtype:  # None (or an old caller's False)
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)
