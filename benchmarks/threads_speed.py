@@ -3,9 +3,9 @@
     python benchmarks/threads_speed.py examples/fractal3.fdsl --batch 16 --threads 1 2 --blocks 6 --per-block 3
     python benchmarks/threads_speed.py examples/fractal3.fdsl --batch 16 --threads 1 2 --neighbour
 
-Compiles the example, then times one model's training steps (the paper's drop-path
-settings; the SGD update untimed) with ``torch.set_num_threads`` switched between blocks of
-steps, blocks in ABBA order (``benchmarks/_timing.py``), and prints each thread count's
+Compiles the example, then times training steps (forward, backward and SGD update; the
+paper's drop-path settings) of one model per thread count, seeded alike, with
+``torch.set_num_threads`` switched between blocks of steps, blocks in ABBA order (``benchmarks/_timing.py``), and prints each thread count's
 time and its ratio to the first one's with a bootstrap 95% interval. ``--neighbour`` runs a
 busy process (one core's worth of pure Python) for the whole measurement, as another
 user's job would on a shared machine.
@@ -36,12 +36,13 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --threads, --batch, --blocks and --per-block must be at least 1", file=sys.stderr)
         return 2
     net = fractal_dsl.load(args.example)
-    step = train_step(net, args.batch)
+    # a model per thread count, seeded alike: the i-th steps draw the same drop-path sample
+    steps = [train_step(net, args.batch) for _ in args.threads]
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.neighbour else None
     try:
         names = [f"{n} thread{'s' if n > 1 else ''}" for n in args.threads]
         times = interleaved(
-            dict.fromkeys(names, step),
+            dict(zip(names, steps)),
             args.blocks,
             args.per_block,
             before={name: (lambda n=n: torch.set_num_threads(n)) for name, n in zip(names, args.threads)},

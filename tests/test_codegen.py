@@ -201,7 +201,7 @@ def test_generated_code_imports_only_torch_and_stdlib():
             roots |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom):
             roots.add(node.module.split(".")[0])
-    assert roots <= {"__future__", "functools", "collections", "typing", "torch"}, roots
+    assert roots <= {"__future__", "functools", "itertools", "collections", "typing", "torch"}, roots
 
 
 EDGE = """network edge {
