@@ -320,6 +320,13 @@ _threads_option = click.option(
     help="CPU threads for torch (default: one per core; on a shared machine 1 is often faster, see README).",
 )
 
+_ort_latency_option = click.option(
+    "--ort-latency/--no-ort-latency",
+    default=True,
+    show_default=True,
+    help="Also time each path in ONNX Runtime (when onnxruntime and fractal-dsl[onnx] are installed).",
+)
+
 _allow_other_option = click.option(
     "--allow-other-network",
     is_flag=True,
@@ -382,6 +389,7 @@ _recalibrate_bn_option = click.option(
     help="Mixed precision: float16 autocast on CUDA, bfloat16 on a CPU that supports it (see README).",
 )
 @_threads_option
+@_ort_latency_option
 @click.option("--drop-path/--no-drop-path", "drop_path", default=None, help="Override the file's drop-path switch.")
 @click.option("--drop-path-local", type=click.FloatRange(0, 1), default=None, help="Override the local drop rate.")
 @click.option(
@@ -488,6 +496,7 @@ def _compare(runs: list[str], out: str | None, force: bool) -> None:
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @_threads_option
 @click.option("--amp", is_flag=True, help="Accuracy and latency under autocast, as train --amp.")
+@_ort_latency_option
 @_recalibrate_bn_option
 @_allow_other_option
 @click.option(
@@ -508,6 +517,7 @@ def evaluate(
     device: str,
     threads: int | None,
     amp: bool,
+    ort_latency: bool,
     recalibrate_bn: int,
     allow_other_network: bool,
     repeats: int,
@@ -532,6 +542,7 @@ def evaluate(
         repeats=repeats,
         threads=threads,
         amp=amp,
+        ort_latency=ort_latency,
     )
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -550,6 +561,11 @@ def evaluate(
         f"  MACs: multiply-accumulates of the convolutions and linear layers per image, from the graph; "
         f"latency: median of {result['latency_repeats']} runs, {result['threads']} CPU thread"
         f"{'s' if result['threads'] != 1 else ''}"
+        + (
+            f"; ORT: the path's ONNX export in onnxruntime {result['onnxruntime']} on the CPU, as many threads"
+            if result["onnxruntime"]
+            else ""
+        )
     )
 
 

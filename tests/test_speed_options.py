@@ -95,3 +95,52 @@ def test_amp_without_bf16_says_so_in_one_line_and_runs_float32(tmp_path, monkeyp
     assert speed.amp_dtype(torch.device("mps"), True, seen.append) is None
     assert seen[-1] == "note: --amp: no mixed precision on mps, so the run stays in float32"
     assert speed.amp_dtype(torch.device("cuda"), True) is torch.float16
+
+
+def test_onnx_runtime_column(tmp_path, small_run, monkeypatch):
+    """Each path's latency in ONNX Runtime joins the table where onnxruntime is installed,
+    follows the documented schema, and is null when switched off."""
+    from test_anytime import schema
+
+    from fractal_dsl.anytime import format_table
+    from fractal_dsl.train import ort
+
+    monkeypatch.delenv(ort.SKIP_ENV, raising=False)
+    if ort.available() is None:
+        pytest.skip("onnxruntime, onnx or onnxscript is not installed (pip install -e '.[dev]')")
+    import jsonschema
+
+    net = loads(SMALL, "small.fdsl")
+    result = evaluate_checkpoint(net, small_run / "checkpoint.pt", device="cpu", repeats=2, recalibrate_bn=0)
+    jsonschema.validate(result, schema())
+    assert result["onnxruntime"] == ort.available()
+    for row in result["rows"]:
+        assert row["ort_latency_ms_batch1"] > 0 and row["ort_latency_ms_per_image"] > 0
+    table = format_table(result["rows"], result["eval_batch"])
+    assert "ORT ms (batch 1)" in table.splitlines()[0]
+    off = evaluate_checkpoint(net, small_run / "checkpoint.pt", column=1, device="cpu", repeats=1, recalibrate_bn=0,
+                              ort_latency=False)
+    jsonschema.validate(off, schema())
+    assert off["onnxruntime"] is None and off["rows"][0]["ort_latency_ms_batch1"] is None
+    assert "ORT" not in format_table(off["rows"], off["eval_batch"])
+
+
+def test_onnx_runtime_column_is_skipped_without_onnxruntime(small_run, monkeypatch):
+    """Without onnxruntime the column is null, as documented (here: the import made to fail)."""
+    import builtins
+
+    from fractal_dsl.train import ort
+
+    monkeypatch.delenv(ort.SKIP_ENV, raising=False)
+    real_import = builtins.__import__
+
+    def no_onnxruntime(name, *args, **kwargs):
+        if name == "onnxruntime":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_onnxruntime)
+    assert ort.available() is None
+    result = evaluate_checkpoint(loads(SMALL, "small.fdsl"), small_run / "checkpoint.pt", column=1, device="cpu",
+                                 repeats=1, recalibrate_bn=0)
+    assert result["onnxruntime"] is None and result["rows"][0]["ort_latency_ms_per_image"] is None

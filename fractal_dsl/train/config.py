@@ -70,6 +70,7 @@ class TrainConfig:
     resume: bool = False
     quiet: bool = False
     latency_repeats: int = 10  # the anytime table's latencies: the median of this many timed forward passes
+    ort_latency: bool = True  # also time each path in ONNX Runtime where it is installed (train/ort.py)
     tensorboard: bool = False  # also write the metrics as a TensorBoard event file (needs tensorboardX)
     force: bool = False  # write into an --out folder that holds files fractal-dsl did not write
     allow_other_network: bool = False  # --resume with a checkpoint of another network (tensors must fit)

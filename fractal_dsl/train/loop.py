@@ -27,7 +27,7 @@ from .. import codegen, fingerprint
 from ..anytime import column_costs
 from ..errors import UsageError, braces
 from ..expand import Network
-from . import checkpoint, distributed, runfolder, speed, tblog
+from . import checkpoint, distributed, ort, runfolder, speed, tblog
 from . import data as datasets
 from .config import RESUME_KEYS, Interrupted, TrainConfig, TrainError, paper_milestones
 
@@ -183,7 +183,11 @@ class _Run:
             repeats = max(1, cfg.latency_repeats)
             with speed.autocast(ctx.device, self.amp):
                 rows = anytime_rows(self.net, model, data, accs, repeats)
-            summary["anytime"] = {**latency_setup(data, repeats), **speed.precision(self.amp), "rows": rows}
+            setup = {**latency_setup(data, repeats), **speed.precision(self.amp)}
+            setup |= ort.add_latencies(
+                rows, self.net, self.ckpt, data, setup["eval_batch"], repeats, self.log, cfg.ort_latency
+            )
+            summary["anytime"] = {**setup, "rows": rows}
             self.folder.write("summary.json", json.dumps(summary, indent=2) + "\n")
             self._write_anytime(summary["anytime"]["rows"])
         cols = ", ".join(f"{k}: {100 * a:.1f}%" for k, a in summary["column_acc"].items())
@@ -469,13 +473,15 @@ def evaluate_checkpoint(
     repeats: int = LATENCY_REPEATS,
     threads: int | None = None,
     amp: bool = False,
+    ort_latency: bool = True,
 ) -> dict:
     """Load ``path`` into ``net``'s compiled module and measure it on the test split it was trained with
     (or ``data_spec``): the anytime table (:func:`anytime_rows`) of the whole network and every column
     (or only ``column``), with the eval pass's samples/s. The checkpoint's weights must match
     their checksum and belong to ``net`` (see :func:`checkpoint.verify`). The keys are those of
     the schema in docs/results.md. ``threads``: torch's CPU threads (None: as they are);
-    ``amp``: accuracy and latency under autocast (:func:`speed.amp_dtype`)."""
+    ``amp``: accuracy and latency under autocast (:func:`speed.amp_dtype`); ``ort_latency``:
+    also each path's latency in ONNX Runtime where it is installed (:mod:`.ort`)."""
     speed.use_threads(threads)
     state = checkpoint.load(path)
     checkpoint.require(path, state, "model")
@@ -497,6 +503,8 @@ def evaluate_checkpoint(
     measured = {k: accuracy(model, data, column=k, amp=dtype, recalibrate_bn=recalibrate_bn) for k in targets}
     with speed.autocast(dev, dtype):
         rows = anytime_rows(net, model, data, {k: a for k, (a, _) in measured.items()}, repeats)
+    batch = min(EVAL_BATCH, len(data.y_test))
+    in_ort = ort.add_latencies(rows, net, path, data, batch, repeats, warn, ort_latency)
     for row in rows:
         row["samples_per_second"] = measured[row["column"]][1]
     return {
@@ -510,6 +518,7 @@ def evaluate_checkpoint(
         "recalibrate_bn": min(recalibrate_bn, len(data.y_train)),
         **latency_setup(data, repeats),
         **speed.precision(dtype),
+        **in_ort,
         "rows": rows,
     }
 
