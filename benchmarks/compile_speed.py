@@ -11,7 +11,9 @@ and building the model: what ``train`` and ``build`` add), and **render** (the w
 network's DOT source as ``render`` draws it by default (blocks collapsed when the network is large), ``render.to_dot``; Graphviz's layout is ``benchmarks/render_speed.py``'s).
 Peak memory is the process's maximum resident set (``ru_maxrss``): after check, compile
 and render (which never import torch), with the interpreter's at the start for reference,
-and after importing torch and building the model.
+and after importing torch and building the model. Last, the generated module's join-input
+offsets (``_FIRST``) computed the way the module did before issue 22 (quadratic in the
+joins) and the way it does now, on the module's own ``_JOINS``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import subprocess
 import sys
 
 STAGES = r"""
-import json, resource, sys, time
+import itertools, json, resource, sys, time
 sys.path.insert(0, "benchmarks")
 from render_speed import widened
 from fractal_dsl import budget, codegen, render
@@ -43,8 +45,16 @@ t = time.perf_counter(); render.to_dot(net); out["render_s"] = time.perf_counter
 out["peak_mb"] = rss()  # check, compile and render never import torch
 import torch
 out["torch_mb"] = rss()
-t = time.perf_counter(); codegen.load_module(source, "m").build(); out["import_s"] = time.perf_counter() - t
+t = time.perf_counter(); module = codegen.load_module(source, "m"); module.build()
+out["import_s"] = time.perf_counter() - t
 out["import_mb"] = rss()
+J = module._JOINS  # the module's join-input offsets, as computed before issue 22 (quadratic) and now
+t = time.perf_counter(); old = tuple(sum(len(j[2]) for j in J[:i]) for i in range(len(J)))
+out["first_old_ms"] = 1000 * (time.perf_counter() - t)
+t = time.perf_counter(); new = tuple(itertools.accumulate((len(j[2]) for j in J), initial=0))[:-1]
+out["first_new_ms"] = 1000 * (time.perf_counter() - t)
+assert old == new == module._FIRST
+out["joins"] = len(J)
 print(json.dumps(out))
 """
 
@@ -61,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(
         f"{'C':>3} {'units':>6} {'source':>9} {'check s':>8} {'compile s':>10} {'(syntax check)':>15} "
-        f"{'render s':>9} {'peak MB':>8} {'(at start)':>11} {'import+build s':>15} {'peak MB with torch':>19}"
+        f"{'render s':>9} {'peak MB':>8} {'(at start)':>11} {'import+build s':>15} {'peak MB with torch':>19} "
+        f"{'joins':>6} {'_FIRST ms (before / now)':>25}"
     )
     for c in args.columns:
         run = subprocess.run(
@@ -77,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{c:>3} {r['units']:>6} {r['source_kb']:>6.0f} KB {r['check_s']:>8.2f} {r['compile_s']:>10.2f} "
             f"{r['syntax_s']:>15.2f} {r['render_s']:>9.2f} {r['peak_mb']:>8.0f} {r['base_mb']:>11.0f} "
-            f"{r['import_s']:>15.2f} {r['import_mb']:>19.0f}"
+            f"{r['import_s']:>15.2f} {r['import_mb']:>19.0f} {r['joins']:>6} "
+            f"{r['first_old_ms']:>15.1f} / {r['first_new_ms']:.2f}"
         )
     return 0
 

@@ -144,3 +144,12 @@ def test_onnx_runtime_column_is_skipped_without_onnxruntime(small_run, monkeypat
     result = evaluate_checkpoint(loads(SMALL, "small.fdsl"), small_run / "checkpoint.pt", column=1, device="cpu",
                                  repeats=1, recalibrate_bn=0)
     assert result["onnxruntime"] is None and result["rows"][0]["ort_latency_ms_per_image"] is None
+
+
+def test_cli_defaults_match_the_config():
+    from fractal_dsl import cli
+
+    for command in (cli.train, cli.evaluate):
+        defaults = {p.name: p.default for p in command.params}
+        assert defaults["threads"] is TrainConfig().threads is None
+        assert defaults["ort_latency"] is TrainConfig().ort_latency is True
