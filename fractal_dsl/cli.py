@@ -562,7 +562,7 @@ def evaluate(
         f"latency: median of {result['latency_repeats']} runs, {result['threads']} CPU thread"
         f"{'s' if result['threads'] != 1 else ''}"
         + (
-            f"; ORT: the path's ONNX export in onnxruntime {result['onnxruntime']} on the CPU, as many threads"
+            f"; ORT: each path's ONNX export in onnxruntime {result['onnxruntime']} (CPU, the same threads, float32)"
             if result["onnxruntime"]
             else ""
         )
