@@ -14,13 +14,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .errors import Diagnostic, FractalError, Source, Span
+from .errors import Diagnostic, Fix, FractalError, Source, Span
 from .expand import DropPath, Network
 
 __version__ = "0.1.0"
 __all__ = [
     "Diagnostic",
     "DropPath",
+    "Fix",
     "FractalError",
     "Network",
     "Source",

@@ -25,7 +25,8 @@ import difflib
 import math
 from dataclasses import dataclass, field
 
-from .errors import Collector, Span
+from .errors import Collector, Fix, Span
+from .habits import foreign_layer
 from .layers import BUILTINS, REQUIRED, SAME, Layer, LayerError, resolve
 from .syntax import Arith, BlockSpec, Call, KeyDef, Program, Seq, Value, walk
 
@@ -141,7 +142,10 @@ def bind_blocks(blocks: tuple[BlockSpec, ...], names: list[str], diags: Collecto
                 close = difflib.get_close_matches(name, names, n=1)
                 hint = f"did you mean `{close[0]}`?" if close else f"the names that take block values are {listing}"
                 diags.error_once(
-                    at, f"block {b} gives `{name}`, but no key entry or rule uses a value of that name", hint=hint
+                    at,
+                    f"block {b} gives `{name}`, but no key entry or rule uses a value of that name",
+                    hint=hint,
+                    fix=Fix(at, close[0]) if close and nspan is not None else None,
                 )
             else:
                 values[name] = value
@@ -174,6 +178,7 @@ class KeyBinder:
     key: dict[str, KeyDef]
     classes: int
     diags: Collector
+    blocks: list[BlockEnv] = field(default_factory=list)  # for hints in `stem` and `head`
     used: set[str] = field(default_factory=set)  # key entries used anywhere
     _cache: dict = field(default_factory=dict)
     _suggestions: dict = field(default_factory=dict)
@@ -186,7 +191,9 @@ class KeyBinder:
         self.used.add(name)
         d = self.key[name]
         scope = _Scope(None, {}, env, column)
-        args = [] if call is None else [(a.name, self._value(a.value, scope)) for a in call.args]
+        if call is not None and self._layer_keyword(call, d.params):
+            return Bound(None, ())
+        args = [] if call is None else self._args(call, d.params, scope)
         if any(v is None for _, v in args):
             return Bound(None, ())
         bound = self._match(call.span if call is not None else d.span, d, args, scope, shadowed=None)
@@ -228,8 +235,39 @@ class KeyBinder:
             else str(out.value)
         )
 
-    def once(self, span: Span, message: str, hint: str | None = None) -> None:
-        self.diags.error_once(span, message, hint)
+    def once(self, span: Span, message: str, hint: str | None = None, fix: Fix | None = None) -> None:
+        self.diags.error_once(span, message, hint, fix)
+
+    def unknown_layer(self, call: Call, owner: str | None) -> None:
+        """``call`` names no key entry or built-in: a PyTorch or Keras layer is shown in its
+        ``.fdsl`` spelling, a misspelling gets the closest name."""
+        where = f" in the definition of `{owner}`" if owner else ""
+        unused = self._unused_params(owner) if owner in self.key else []
+        foreign = foreign_layer(call, self._text, unused[0] if len(unused) == 1 else None)
+        if foreign is not None:
+            spelling, note = foreign
+            hint = f"`{call.name}` is not a fractal-dsl layer; its `.fdsl` spelling is `{spelling}`{note}"
+            self.once(call.span, f"unknown layer `{call.name}`{where}", hint, Fix(call.span, spelling))
+            return
+        close = self.suggest(call.name)
+        name_span = Span(call.span.line, call.span.column, call.span.line, call.span.column + len(call.name))
+        if close:
+            hint = f"did you mean `{close}`?"
+            self.once(call.span, f"unknown layer `{call.name}`{where}", hint, Fix(name_span, close))
+        elif owner:
+            self.once(call.span, f"unknown layer `{call.name}`{where}")
+        else:
+            self.once(
+                call.span,
+                f"unknown layer `{call.name}`",
+                "define it in the key, e.g. `conv(c) = conv3x3(c) . batchnorm . relu`",
+            )
+
+    def _unused_params(self, name: str) -> list[str]:
+        """The parameters of key entry ``name`` that its definition does not use."""
+        d = self.key[name]
+        used = {n.value for c in d.chain for a in c.args for n in a.value.names()}
+        return [p for p in d.params if p not in used]
 
     # ---- values -----------------------------------------------------------------------
     def _value(self, v: Value, scope: _Scope) -> Value | None:
@@ -271,6 +309,19 @@ class KeyBinder:
                 f"unknown name `{v.value}`",
                 hint=f"block {scope.env.block} gives no value named `{v.value}`; add it, e.g. `({v.value}=...)`",
             )
+        elif scope.owner in ("head", "stem") and not self.key[scope.owner].params:
+            # these take no parameters: suggest a number, never `head(p) = ...`
+            env = (self.blocks[-1] if scope.owner == "head" else self.blocks[0]) if self.blocks else None
+            where = "after the last block" if scope.owner == "head" else "before the first block"
+            message = f"unknown name `{v.value}` in the definition of `{scope.owner}`"
+            hint = f"`{scope.owner}` is placed {where} and takes no parameters or block values"
+            value = self.literal(env.values[v.value]) if env is not None and v.value in env.values else None
+            if isinstance(value, (int, float)):
+                written = f"{value:g}" if isinstance(value, float) else str(value)
+                hint += f": write a number, e.g. `{written}` (block {env.block}'s `{v.value}`)"
+                self.once(v.span, message, hint, Fix(v.span, written))
+            else:
+                self.once(v.span, message, hint + ": write a number (or `classes`)")
         else:
             declared = self.key[scope.owner].params if scope.owner in self.key else ()
             hint = (
@@ -280,9 +331,11 @@ class KeyBinder:
             )
             if scope.env is not None:
                 hint += f"; block {scope.env.block} gives no value named `{v.value}`"
+            fix = None
             if v.value.lower() in CONSTANTS:
                 hint = f"fractal-dsl writes `{v.value.lower()}` in lower case"
-            self.once(v.span, f"unknown name `{v.value}` in the definition of `{scope.owner}`", hint)
+                fix = Fix(v.span, v.value.lower())
+            self.once(v.span, f"unknown name `{v.value}` in the definition of `{scope.owner}`", hint, fix)
 
     def _arith(self, v: Value, scope: _Scope) -> Value | None:
         arith = v.value
@@ -404,7 +457,9 @@ class KeyBinder:
                     continue
                 self.used.add(call.name)
                 inner = self.key[call.name]
-                args = [(a.name, self._value(a.value, scope)) for a in call.args]
+                if self._layer_keyword(call, inner.params):
+                    continue
+                args = self._args(call, inner.params, scope)
                 if any(v is None for _, v in args):
                     continue
                 shadowed = inner if call.name in BUILTINS else None
@@ -415,21 +470,117 @@ class KeyBinder:
                         self._resolve_chain(inner.chain, _Scope(call.name, sub, scope.env, scope.column), depth + 1)
                     )
             else:
-                close = self.suggest(call.name)
-                where = f" in the definition of `{scope.owner}`" if scope.owner else ""
-                self.once(
-                    call.span, f"unknown layer `{call.name}`{where}", f"did you mean `{close}`?" if close else None
-                )
+                self.unknown_layer(call, scope.owner)
         result = tuple(out)
         self._cache[memo] = result
         return result
 
+    def _args(self, call: Call, names, scope: _Scope) -> list[tuple[str | None, Value | None]]:
+        """``call``'s arguments evaluated in ``scope``; one named other than ``names`` is left
+        as written (its name is the problem, reported as such, not its value)."""
+        return [(a.name, a.value if a.name not in (None, *names) else self._value(a.value, scope)) for a in call.args]
+
+    def _layer_keyword(self, call: Call, names) -> bool:
+        """A key entry given a layer by a keyword it does not have, ``conv(activation=relu)``:
+        reported with the composition written out; whether it was."""
+        for a in call.args:
+            if a.name is not None and a.name not in names and self._is_layer(a.value):
+                rewritten = f"{self._call_without(call, (a,))} . {a.value.value}"
+                self.once(
+                    call.span,
+                    f"`{call.name}` has no parameter `{a.name}`"
+                    + (f" (its parameters are {', '.join(names)})" if names else ""),
+                    f"a layer is composed after it with '.': write `{rewritten}`",
+                    Fix(call.span, rewritten),
+                )
+                return True
+        return False
+
+    def _text(self, span: Span) -> str:
+        return self.diags.source.text_of(span)
+
+    def _call_without(self, call: Call, drop, name: str | None = None) -> str:
+        """``call`` written again without the arguments ``drop`` (and renamed ``name``)."""
+        kept = [self._text(a.span) for a in call.args if a not in drop]
+        return (name or call.name) + (f"({', '.join(kept)})" if kept else "")
+
+    def _is_layer(self, v: Value) -> bool:
+        return v.is_name and (v.value in BUILTINS or self.is_entry(v.value))
+
+    def _layer_arguments(self, call: Call) -> bool:
+        """A layer given to a built-in as an argument, ``relu(conv)``, ``dropout(conv, 0.1)``:
+        reported with the composition written out; whether it was."""
+        layers = [a for a in call.args if a.name is None and self._is_layer(a.value)]
+        if not layers:
+            return False
+        before = " . ".join(self._text(a.span) for a in layers)
+        rewritten = f"{before} . {self._call_without(call, layers)}"
+        self.once(
+            call.span,
+            "a layer is not called on another layer"
+            + (f": `{call.name}` takes no arguments" if not BUILTINS[call.name].params else ""),
+            hint=f"layers compose with '.', data flowing left to right: write `{rewritten}`",
+            fix=Fix(call.span, rewritten),
+        )
+        return True
+
+    def _no_arguments(self, call: Call) -> None:
+        """A built-in without parameters given arguments: ``batchnorm(c)``."""
+        why = "its channels are inferred from its input" if BUILTINS[call.name].type == "batchnorm2d" else None
+        self.once(
+            call.span,
+            f"`{call.name}` takes no arguments" + (f": {why}" if why else ""),
+            hint=f"write `{call.name}`",
+            fix=Fix(call.span, call.name),
+        )
+
+    def _unknown_argument(self, call: Call, arg, names: list[str]) -> None:
+        """``conv3x3(c, activation=relu)``, ``conv3x3(c, kernel=5)``, ``conv(c, Stride=2)``."""
+        k = arg.name
+        hint = fix = None
+        lowered = {n.lower(): n for n in names}
+        close = difflib.get_close_matches(k.lower(), list(lowered), n=1, cutoff=0.75)
+        if k == "kernel" and call.name.startswith("conv") and call.name != "conv":
+            rewritten = self._call_without(call, (), "conv")
+            hint = f"`{call.name}` has a fixed kernel; `conv` takes one: write `{rewritten}`"
+            fixed = self._text(arg.value.span)
+            if fixed in ("1", "3", "5", "7"):
+                hint += f" (or `{self._call_without(call, (arg,), f'conv{fixed}x{fixed}')}`)"
+            fix = Fix(call.span, rewritten)
+        elif self._is_layer(arg.value):
+            rewritten = f"{self._call_without(call, (arg,))} . {arg.value.value}"
+            hint = f"a layer is composed after it with '.': write `{rewritten}`"
+            fix = Fix(call.span, rewritten)
+        elif arg.value.is_name and arg.value.value.lower() in ("softmax", "log_softmax", "logsoftmax"):
+            rewritten = self._call_without(call, (arg,))
+            hint = f"the training loss (cross-entropy) applies the softmax itself: write `{rewritten}`"
+            fix = Fix(call.span, rewritten)
+        elif close:
+            right = lowered[close[0]]
+            hint = f"did you mean `{right}`?"
+            fix = Fix(Span(arg.span.line, arg.span.column, arg.span.line, arg.span.column + len(k)), right)
+        self.once(
+            call.span,
+            f"`{call.name}` has no argument `{k}`" + (f"; its arguments are {', '.join(names)}" if names else ""),
+            hint,
+            fix,
+        )
+
     def _resolve_builtin(self, call: Call, scope: _Scope) -> list[Layer]:
         b = BUILTINS[call.name]
-        args = [(a.name, self._value(a.value, scope)) for a in call.args]
+        names = [p for p, _ in b.params]
+        if self._layer_arguments(call):
+            return []
+        if not names and call.args:
+            self._no_arguments(call)
+            return []
+        for a in call.args:
+            if a.name is not None and a.name not in names:
+                self._unknown_argument(call, a, names)
+                return []
+        args = self._args(call, names, scope)
         if any(v is None for _, v in args):
             return []
-        names = [p for p, _ in b.params]
         given: dict[str, Value] = {}
         pos = [v for k, v in args if k is None]
         if len(pos) > len(names):
@@ -442,16 +593,6 @@ class KeyBinder:
         for k, v in args:
             if k is None:
                 continue
-            if k not in names:
-                lowered = {n.lower(): n for n in names}
-                hint = f"did you mean `{lowered[k.lower()]}`?" if k.lower() in lowered else None
-                self.once(
-                    call.span,
-                    f"`{call.name}` has no argument `{k}`"
-                    + (f"; its arguments are {', '.join(names)}" if names else ""),
-                    hint,
-                )
-                return []
             if k in given:
                 self.once(call.span, f"argument `{k}` of `{call.name}` is given twice")
                 return []
@@ -473,5 +614,6 @@ class KeyBinder:
             return [resolve(call.name, values)]
         except LayerError as exc:
             span = given[exc.arg].span if exc.arg in given else call.span
-            self.once(span, str(exc), exc.hint)
+            fix = Fix(span, exc.suggestion) if exc.suggestion is not None and exc.arg in given else None
+            self.once(span, str(exc), exc.hint, fix)
             return []

@@ -41,6 +41,8 @@ class _Main(click.Group):
         except SystemExit as done:
             code = done.code
         except OSError as exc:
+            if not _from_stdout(exc):
+                _os_error(exc)
             _stdout_failed(exc)
         try:
             if not sys.stdout.closed:
@@ -71,6 +73,26 @@ def _read_stdin():
     from .syntax import MAX_FILE_BYTES, decode_source
 
     return decode_source(sys.stdin.buffer.read(MAX_FILE_BYTES + 1), STDIN_NAME)
+
+
+def _from_stdout(exc: OSError) -> bool:
+    """Whether ``exc`` was raised while writing standard output: in :func:`click.echo` (every
+    line the commands print goes through it) or in flushing ``sys.stdout``."""
+    tb = exc.__traceback__
+    codes = {click.utils.echo.__code__}
+    while tb is not None:
+        if tb.tb_frame.f_code in codes:
+            return exc.filename is None
+        tb = tb.tb_next
+    return False
+
+
+def _os_error(exc: OSError) -> None:
+    """An OSError no command turned into a message: one line naming the file(s) and the reason, exit 1."""
+    files = " -> ".join(os.fspath(f) for f in (exc.filename, exc.filename2) if f is not None)
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    click.echo(f"error: {files}: {reason}" if files else f"error: {reason} ({type(exc).__name__})", err=True)
+    sys.exit(1)
 
 
 def _stdout_failed(exc: OSError) -> None:
@@ -346,6 +368,16 @@ _recalibrate_bn_option = click.option(
 )
 
 
+_max_memory_option = click.option(
+    "--max-memory",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="GB",
+    help="Refuse a run whose data, weights and activations would exceed GB gigabytes "
+    "(default: 80% of this machine's memory).",
+)
+
+
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=FILE)
 @click.option(
@@ -381,7 +413,7 @@ _recalibrate_bn_option = click.option(
     help="Divided by 10 each time the remaining epochs halve.",
 )
 @click.option("--weight-decay", default=0.0, show_default=True, type=click.FloatRange(min=0))
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1))
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @click.option(
     "--amp",
@@ -414,8 +446,11 @@ _recalibrate_bn_option = click.option(
     metavar="N",
     help="Train and test on the first N images of each split: a quick check that the network trains.",
 )
+@_max_memory_option
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last finished epoch.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress bars: one line per epoch, for logs.")
+@click.option(
+    "--quiet", "-q", is_flag=True, help="No progress bars: one line per epoch (also when stderr is not a terminal)."
+)
 @click.option(
     "--tensorboard",
     is_flag=True,
@@ -491,8 +526,17 @@ def _compare(runs: list[str], out: str | None, force: bool) -> None:
 @click.option(
     "--column", type=click.IntRange(min=1), default=None, help="Only column K (default: whole network and each column)."
 )
-@click.option("--data", default=None, help="Test data (default: what the checkpoint was trained on).")
-@click.option("--cache-dir", default=None, type=click.Path(file_okay=False))
+@click.option(
+    "--data",
+    default=None,
+    help="Test data (default: the built-in or torchvision set the checkpoint was trained on; a folder must be given).",
+)
+@click.option(
+    "--cache-dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Where torchvision sets download to (default: ~/.cache/fractal-dsl, never the checkpoint's).",
+)
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
 @_threads_option
 @click.option("--amp", is_flag=True, help="Accuracy and latency under autocast, as train --amp.")
@@ -503,10 +547,11 @@ def _compare(runs: list[str], out: str | None, force: bool) -> None:
     "--repeats",
     default=10,
     show_default=True,
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, 10_000),
     metavar="N",
     help="Latency is the median of N timed forward passes (batch 1 and the eval batch).",
 )
+@_max_memory_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (schema in docs/results.md).")
 def evaluate(
     file: str,
@@ -521,6 +566,7 @@ def evaluate(
     recalibrate_bn: int,
     allow_other_network: bool,
     repeats: int,
+    max_memory: float | None,
     as_json: bool,
 ) -> None:
     """The anytime table of FILE's network with a checkpoint's weights: accuracy, parameters,
@@ -543,6 +589,7 @@ def evaluate(
         threads=threads,
         amp=amp,
         ort_latency=ort_latency,
+        max_memory=max_memory,
     )
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -588,11 +635,12 @@ def evaluate(
 @_force_option
 def export(file: str, ckpt: str | None, column: int | None, out: str, allow_other_network: bool, force: bool) -> None:
     """Export FILE's network in eval mode (or one column) to ONNX, batch size dynamic (needs fractal-dsl[onnx])."""
-    from .export import export_bytes, require_onnx
+    from .export import check_size, export_bytes, require_onnx
     from .safeio import check_output, write_output
 
     net = _load(file)
     check_output(out, force=force, inputs=(file,))  # refuse before the slow part
+    check_size(net, column)
     require_onnx()
     data = export_bytes(net, ckpt, column, allow_other_network, warn=lambda line: click.echo(line, err=True))
     write_output(out, data, force=force, inputs=(file,))

@@ -53,19 +53,40 @@ class Span:
 
 
 @dataclass(frozen=True)
+class Fix:
+    """A suggested spelling, machine-readable: replace the text of ``span`` with ``text``.
+    A hint that suggests a spelling carries one, and following it must not lead to another
+    error (tests/test_language_fixes.py applies every fix in the bad-program corpus)."""
+
+    span: Span
+    text: str
+
+    def apply(self, source_text: str) -> str:
+        """``source_text`` with this fix applied."""
+        start, end = (
+            _offset(source_text, self.span.line, self.span.column),
+            _offset(source_text, self.span.end_line, self.span.end_column),
+        )
+        return source_text[:start] + self.text + source_text[end:]
+
+
+@dataclass(frozen=True)
 class Diagnostic:
-    """One problem: where it is, what it is, and optionally what to do about it."""
+    """One problem: where it is, what it is, and optionally what to do about it (``hint``,
+    and ``fix`` when the hint suggests a spelling)."""
 
     span: Span
     message: str
     severity: str = "error"
     hint: str | None = None
+    fix: Fix | None = None
+    positioned: bool = True  # False: about the file as a whole (it cannot be read), shown without line:column
 
     def format(self, source: Source) -> str:
-        head = f"{source.name}:{self.span.line}:{self.span.column}: {self.severity}: {self.message}"
-        lines = [head]
+        where = f"{source.name}:{self.span.line}:{self.span.column}" if self.positioned else source.name
+        lines = [f"{where}: {self.severity}: {self.message}"]
         text = source.line_text(self.span.line)
-        if text is not None:
+        if text is not None and source.text and self.positioned:  # an empty file has no line to show
             shown, caret_at = _clip(text, self.span.column - 1)
             width = 1
             if self.span.end_line == self.span.line:
@@ -76,6 +97,12 @@ class Diagnostic:
         if self.hint:
             lines.append(f"    hint: {self.hint}")
         return "\n".join(lines)
+
+
+def _offset(text: str, line: int, column: int) -> int:
+    """The character offset in ``text`` of 1-based ``line`` and ``column``."""
+    lines = text.split("\n")
+    return sum(len(ln) + 1 for ln in lines[: line - 1]) + column - 1
 
 
 def _clip(text: str, col: int) -> tuple[str, int]:
@@ -100,6 +127,11 @@ class Source:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_lines", tuple(self.text.split("\n")))
+
+    def text_of(self, span: Span) -> str:
+        """The source text ``span`` covers."""
+        start = _offset(self.text, span.line, span.column)
+        return self.text[start : _offset(self.text, span.end_line, span.end_column)]
 
     def line_text(self, line: int) -> str | None:
         if 1 <= line <= len(self._lines):
@@ -181,15 +213,15 @@ class Collector:
         self.diagnostics: list[Diagnostic] = []
         self._seen: set[tuple[Span, str]] = set()
 
-    def error(self, span: Span, message: str, hint: str | None = None) -> None:
-        self.diagnostics.append(Diagnostic(span, message, hint=hint))
+    def error(self, span: Span, message: str, hint: str | None = None, fix: Fix | None = None) -> None:
+        self.diagnostics.append(Diagnostic(span, message, hint=hint, fix=fix))
 
-    def error_once(self, span: Span, message: str, hint: str | None = None) -> None:
+    def error_once(self, span: Span, message: str, hint: str | None = None, fix: Fix | None = None) -> None:
         """Report a problem unless the same message was already reported at ``span`` (a
         layer unit is bound once per use, and many uses share one mistake)."""
         if (span, message) not in self._seen:
             self._seen.add((span, message))
-            self.error(span, message, hint)
+            self.error(span, message, hint, fix)
 
     def raise_if_any(self) -> None:
         if self.diagnostics:

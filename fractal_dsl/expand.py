@@ -29,7 +29,8 @@ import networkx as nx
 from . import budget, semantics
 from .binding import CONSTANTS, RESERVED_VALUES, SPECIAL_KEYS, BlockEnv, KeyBinder, bind_blocks, value_names
 from .budget import index_text, refs, rule_for
-from .errors import Collector, Span
+from .errors import Collector, Fix, Span
+from .habits import foreign_layer
 from .ir import HEAD, LAYER, POOL, STEM, Edge, Node
 from .layers import BUILTINS, JOIN_MODES, SAME
 from .syntax import Call, FractalRef, Join, KeyDef, Program, Rule, Seq
@@ -161,7 +162,7 @@ def expand(program: Program) -> Network:
 
     block_problems = Collector(program.source)  # reported with the binding problems, not before them
     envs = bind_blocks(blocks, value_names(program, key), block_problems)
-    binder = KeyBinder(key, classes, diags)
+    binder = KeyBinder(key, classes, diags, blocks=envs)
     builder = _Builder(program, binder, join_mode, flat, diags)
     try:
         tree = _instantiate(fname, base, rec, columns, program.columns[1], diags)
@@ -228,7 +229,15 @@ def _require(program: Program, diags: Collector):
         return None
     shape, sspan = program.input_shape
     if len(shape) != 3:
-        diags.error(sspan, f"input must be an image shape CxHxW, got {'x'.join(map(str, shape))}")
+        meant = (1, *shape) if len(shape) == 2 else shape[-3:] if len(shape) > 3 else None
+        why = "one channel of HxW pixels" if len(shape) == 2 else "no batch size"
+        written = f"input {'x'.join(map(str, meant))}" if meant else None
+        diags.error(
+            sspan,
+            f"input must be an image shape CxHxW, got {'x'.join(map(str, shape))}",
+            hint=f"{why}: did you mean `{written}`?" if written else None,
+            fix=Fix(sspan, written) if written else None,
+        )
     elif any(d < 1 for d in shape):
         diags.error(sspan, "input dimensions must be at least 1")
     elif shape[0] * shape[1] * shape[2] > 1 << 28:
@@ -365,13 +374,15 @@ def _rule_table(program: Program, diags: Collector):
                     )
             elif ref.index.var is None:
                 if ref.index.offset not in base:
+                    smaller = index_text(fname, type(r.index)(r.index.var, r.index.offset - 1, r.index.span))
                     diags.error(
                         ref.span,
                         (
                             f"`{fname}[{ref.index.offset}]` is not a base case; a recursive rule may only use fixed "
                             "indices that a base case defines"
                         ),
-                        hint=f"write `{fname}[{r.index.var}]`, or add a base case `{fname}[{ref.index.offset}] = ...`",
+                        hint=f"write `{smaller}`, or add a base case `{fname}[{ref.index.offset}] = ...`",
+                        fix=Fix(ref.span, smaller),
                     )
             elif ref.index.var != r.index.var:
                 diags.error(
@@ -554,14 +565,7 @@ class _Builder:
                 f"fractal indices use square brackets, e.g. `{call.name}[C]`",
             )
         else:
-            close = self.binder.suggest(call.name)
-            self.binder.once(
-                call.span,
-                f"unknown layer `{call.name}`",
-                f"did you mean `{close}`?"
-                if close
-                else "define it in the key, e.g. `conv(c) = conv3x3(c) . batchnorm . relu`",
-            )
+            self.binder.unknown_layer(call, None)
         n = self._node(
             kind="layer", op=call.name, block=env.block, cols=leaf.cols, layers=layers, args={}, span=call.span
         )
@@ -683,6 +687,9 @@ def _check_usage(program: Program, key: dict[str, KeyDef], used: set[str], diags
                 hint="use it in a rule, or remove it",
             )
         names_in_body = {n.value for c in d.chain for a in c.args for n in a.value.names()}
+        text_of = program.source.text_of
+        if any(c.name not in BUILTINS and c.name not in key and foreign_layer(c, text_of, None) for c in d.chain):
+            continue  # a PyTorch layer is reported with its spelling, which uses the parameter
         for p in d.params:
             if p not in names_in_body and not p.startswith("_"):
                 diags.error(

@@ -5,6 +5,8 @@ Needs the optional extra ``fractal-dsl[onnx]`` (onnx, onnxscript; torch's export
 height x width, the batch dimension dynamic), the output ``logits`` (batch x classes).
 A column's file holds only the weights of the layers on that column's path. The file's
 ``doc_string`` carries the tool's marker, so :mod:`safeio` lets a later export replace it.
+A network whose weights do not fit in one ONNX file (protobuf's 2 GiB) is refused before
+anything is built (:func:`check_size`); no external-data files are written.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from .errors import RunError, UsageError
 from .expand import Network
 
 INSTALL = "ONNX export needs onnx and onnxscript: pip install 'fractal-dsl[onnx]'"
+#: One .onnx file is one protobuf message, which cannot exceed 2 GiB; the weights must fit in
+#: it with room for the graph and the BatchNorm statistics.
+ONNX_LIMIT = 2**31 - 1
+ROOM = 64 << 20
 
 
 class ExportError(RunError):
@@ -43,6 +49,7 @@ def export_bytes(
     """The serialized ONNX model of ``net`` in eval mode (``column``: that column alone), with the
     weights of ``checkpoint_path`` (checked as ``eval`` checks them) or, without one, freshly
     initialised weights."""
+    check_size(net, column)
     require_onnx()
     import torch
 
@@ -88,6 +95,26 @@ def export_bytes(
         f", weights of {os.fspath(checkpoint_path)}" if checkpoint_path is not None else ", untrained weights"
     )
     return proto.SerializeToString()
+
+
+def check_size(net: Network, column: int | None = None) -> None:
+    """Refuse, before building anything, a network (or column) whose float32 weights do not
+    fit in one ONNX file: ``torch.onnx`` would spend minutes and gigabytes before protobuf
+    failed. (fractal-dsl writes one self-contained file; it does not write external data.)"""
+    from .anytime import column_costs
+
+    costs = column_costs(net)
+    if column is not None and not 1 <= column < len(costs):
+        return  # the column's range is checked, with its message, where the module is built
+    params = costs[0 if column is None else column]["params"]
+    size = 4 * params
+    if size > ONNX_LIMIT - ROOM:
+        what = f"column {column} of {net.name}" if column is not None else net.name
+        raise ExportError(
+            f"cannot export {what}: its {params:,} parameters take {size / 1e9:.2f} GB as float32, over the "
+            f"{(ONNX_LIMIT - ROOM) / 1e9:.2f} GB an ONNX file can hold (protobuf's 2 GiB limit, less room for the "
+            "graph); export a column with --column, or a smaller network"
+        )
 
 
 class _Column:

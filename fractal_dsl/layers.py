@@ -55,10 +55,13 @@ def _fmt(v) -> str:
 class LayerError(ValueError):
     """A layer cannot be built or applied; ``arg`` names the argument at fault, if any."""
 
-    def __init__(self, message: str, arg: str | None = None, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, arg: str | None = None, hint: str | None = None, suggestion: str | None = None
+    ) -> None:
         super().__init__(message)
         self.arg = arg
         self.hint = hint
+        self.suggestion = suggestion  # a value to write instead of ``arg``'s, when one is clearly meant
 
 
 @dataclass(frozen=True)
@@ -357,6 +360,13 @@ register(
 
 def _dropout_resolve(name: str, args: dict) -> Layer:
     p = _float(args, "p")
+    if 1.0 <= p < 100.0 and p == int(p):  # a whole percentage
+        raise LayerError(
+            f"dropout probability must be in [0, 1), got {p:g}",
+            "p",
+            hint=f"a probability, not a percentage: did you mean `{p / 100:g}`?",
+            suggestion=f"{p / 100:g}",
+        )
     if not 0.0 <= p < 1.0:
         raise LayerError(f"dropout probability must be in [0, 1), got {p:g}", "p")
     return Layer(name, (("p", p),))

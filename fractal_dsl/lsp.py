@@ -776,6 +776,42 @@ def formatting(ls: FdslServer, params: lsp.DocumentFormattingParams) -> list[lsp
     return [lsp.TextEdit(range=lsp.Range(start=lsp.Position(line=0, character=0), end=end), new_text=new)]
 
 
+def _key(p: lsp.Position) -> tuple[int, int]:
+    return p.line, p.character
+
+
+def quick_fixes(a: Analysis, uri: str, want: lsp.Range, encoding: str = UTF16) -> list[lsp.CodeAction]:
+    """A quick fix for each diagnostic in ``want`` whose hint suggests a spelling (its ``fix``)."""
+    lines = _lines(a.text)
+    out = []
+    for d in a.diagnostics:
+        if d.fix is None:
+            continue
+        at = to_range(lines, d.span, encoding)
+        if _key(at.end) < _key(want.start) or _key(want.end) < _key(at.start):
+            continue  # not in the range asked about
+        text = " ".join(d.fix.text.split())
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        title = "Rewrite with braces" if "\n" in d.fix.text else f"Write `{shown}`"
+        edit = lsp.TextEdit(range=to_range(lines, d.fix.span, encoding), new_text=d.fix.text)
+        out.append(
+            lsp.CodeAction(
+                title=title,
+                kind=lsp.CodeActionKind.QuickFix,
+                diagnostics=[to_lsp_diagnostic(lines, d, encoding)],
+                edit=lsp.WorkspaceEdit(changes={uri: [edit]}),
+                is_preferred=True,
+            )
+        )
+    return out
+
+
+@server.feature(lsp.TEXT_DOCUMENT_CODE_ACTION, lsp.CodeActionOptions(code_action_kinds=[lsp.CodeActionKind.QuickFix]))
+def code_action(ls: FdslServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
+    uri = params.text_document.uri
+    return quick_fixes(ls.analysis(uri), uri, params.range, ls.encoding)
+
+
 def serve() -> None:
     """Serve one client on standard input and output until it exits."""
     server.start_io()

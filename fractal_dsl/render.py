@@ -25,6 +25,7 @@ from . import layout, safeio, semantics
 from .errors import RunError, UsageError, braces
 from .expand import Network
 from .ir import POOL
+from .summary import plural
 
 FORMATS = ("svg", "png", "pdf", "dot", "html")
 COLLAPSE_ABOVE = 150  # nodes; larger networks are drawn with one box per block by default
@@ -167,9 +168,16 @@ def to_dot(net: Network, view: View = View()) -> str:
     return _drawing(net, view).source()
 
 
+def collapsed(net: Network, view: View) -> bool:
+    """Whether ``view`` draws one box per block: as asked, else when the whole network is
+    large and has several blocks (a single block collapsed would be an empty box)."""
+    if view.collapse is not None:
+        return view.collapse
+    return view.block is None and len(net.graph) > COLLAPSE_ABOVE and net.blocks > 1
+
+
 def _drawing(net: Network, view: View) -> _Drawing:
-    collapse = view.collapse if view.collapse is not None else (view.block is None and len(net.graph) > COLLAPSE_ABOVE)
-    return _Drawing(net, view, collapse)
+    return _Drawing(net, view, collapsed(net, view))
 
 
 def write(net: Network, out: str | Path, fmt: str, view: View = View(), *, force: bool = False, inputs=()) -> None:
@@ -256,11 +264,13 @@ def _fallback(out: Path, source: str, force: bool, inputs) -> str:
 
 
 def _mark(data: bytes, fmt: str) -> bytes:
-    """The image with fractal-dsl's marker where the format has room for one (not PDF)."""
+    """The image with fractal-dsl's marker (so that writing it again is allowed)."""
     if fmt == "svg":
         return safeio.mark_svg(data)
     if fmt == "png":
         return safeio.mark_png(data)
+    if fmt == "pdf":
+        return safeio.mark_pdf(data)
     return data
 
 
@@ -453,8 +463,8 @@ class _Drawing:
 
     def _title(self) -> str:
         net = self.net
-        where = f"block {self.view.block} of {net.blocks}" if self.view.block else f"{net.blocks} blocks"
-        return f"{net.name}: {where}, {net.columns} columns, join = {net.join_mode}"
+        where = f"block {self.view.block} of {net.blocks}" if self.view.block else plural(net.blocks, "block")
+        return f"{net.name}: {where}, {plural(net.columns, 'column')}, join = {net.join_mode}"
 
     def _placed(self, by_block: dict[int | None, list[str]], rows: dict[int, list[list[str]]]) -> layout.Placed:
         """Every node's place from its column and row (module layout), top to bottom: the

@@ -8,6 +8,8 @@ go through :func:`write_output`:
 * A symbolic link is followed: the file it points to is replaced, the link stays.
 * A file with more than one hard link is refused (replacing it would split the links).
 * The input program itself is refused (compared by inode, so links to it count too).
+* A run folder's lock file (:data:`RUN_LOCK`) is refused, and so is any file in the folder
+  of a training run that still holds that lock (unless the caller is that run: ``owned``).
 * An existing file is replaced only if fractal-dsl wrote it (its first 4 KiB carry the
   marker, see :func:`is_tool_file`), or with ``force=True`` (``--force``).
 * The new content goes to a uniquely named temporary file next to the target, which is
@@ -41,6 +43,9 @@ from .errors import RunError
 #: comment in DOT and SVG, a PNG text chunk).
 MARKER_RE = re.compile(rb"(?:compiled|generated) by fractal-dsl\b")
 MARKER_BYTES = 4096
+#: The lock file of a training run's folder (:mod:`fractal_dsl.train.runfolder`): never an
+#: output of another command, so ``compile -o`` cannot replace a live run's lock.
+RUN_LOCK = "fractal-dsl-run.lock"
 
 
 def marker_text(version: str | None = None) -> str:
@@ -129,6 +134,8 @@ def check_output(path: str | os.PathLike, *, force: bool = False, inputs=(), own
     if text.endswith(("/", os.sep)) or os.path.basename(text) in ("", ".", ".."):
         raise OutputError(f"cannot write {text}: it names a directory; give a file name")
     target = Path(os.path.realpath(text))
+    if not owned:
+        _not_in_a_run(text, target)
     try:
         st = os.stat(target)
     except FileNotFoundError:
@@ -155,6 +162,32 @@ def check_output(path: str | os.PathLike, *, force: bool = False, inputs=(), own
     return target
 
 
+def _not_in_a_run(text: str, target: Path) -> None:
+    """Refuse a run folder's lock file, and any file in the folder of a training run that is
+    still going (it holds the lock): that run owns the folder until it ends."""
+    if target.name == RUN_LOCK:
+        raise OutputError(f"cannot write {text}: it is the lock file of a training run's folder")
+    lock = target.parent / RUN_LOCK
+    if not lock.is_file():
+        return
+    import fcntl
+
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise OutputError(
+                f"cannot write {text}: a fractal-dsl train is running in {target.parent}; "
+                "wait for it to finish or write elsewhere"
+            ) from None
+    finally:
+        os.close(fd)
+
+
 def _same(a: Path, b) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -179,9 +212,24 @@ def write_output_with(path: str | os.PathLike, writer, *, force: bool = False, i
     target = check_output(path, force=force, inputs=inputs, owned=owned)
     try:
         _replace(target, writer)
-    except OSError as exc:
-        raise OutputError(f"cannot write {os.fspath(path)}: {exc.strerror or exc}") from None
+    except Exception as exc:  # noqa: BLE001 - narrowed to failed I/O just below
+        failed = _os_error_in(exc)
+        if failed is None:
+            raise
+        raise OutputError(f"cannot write {os.fspath(path)}: {failed.strerror or failed}") from None
     return target
+
+
+def _os_error_in(exc: BaseException) -> OSError | None:
+    """The OSError behind ``exc``: itself, or the one a library turned into another error
+    while handling it (``torch.save`` on a full disk raises a RuntimeError from the OSError)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 @dataclass(frozen=True)
@@ -298,6 +346,51 @@ def mark_png(data: bytes, version: str | None = None) -> bytes:
     body = b"tEXt" + b"Software\0" + marker_text(version).encode("latin-1")
     chunk = struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body) & 0xFFFFFFFF)
     return data[:end] + chunk + data[end:]
+
+
+def mark_pdf(data: bytes, version: str | None = None) -> bytes:
+    """``data`` (a PDF with a classic cross-reference table, as Graphviz's cairo writes it)
+    with the marker in a comment after the header, where :func:`is_tool_file` finds it, and
+    as the document's ``/Producer``; the table's offsets are moved to match.  A PDF of
+    another layout is returned unchanged."""
+    marker = marker_text(version).encode("latin-1")
+    header = re.match(rb"%PDF-\d\.\d[^\r\n]*\r?\n(%[^\r\n]*\r?\n)?", data)
+    if header is None:
+        return data
+    edits = [(header.end(), 0, b"% " + marker + b"\n")]
+    producer = re.search(rb"/Producer \((?:[^()\\]|\\.|\([^()]*\))*\)", data)  # balanced parentheses
+    if producer is not None:
+        edits.append((producer.start(), producer.end() - producer.start(), b"/Producer (" + marker + b")"))
+    for at, length, text in reversed(edits):  # from the end: earlier positions stay valid
+        shifted = _pdf_replace(data, at, length, text)
+        if shifted is None:
+            return data
+        data = shifted
+    return data
+
+
+def _pdf_replace(data: bytes, at: int, length: int, text: bytes) -> bytes | None:
+    """``data`` with ``length`` bytes at ``at`` replaced by ``text``, the cross-reference
+    offsets after ``at`` and ``startxref`` moved by the change; None if the PDF has no
+    single classic table (an incremental update, a cross-reference stream)."""
+    delta = len(text) - length
+    found = re.search(rb"startxref\s+(\d+)\s+%%EOF\s*$", data)
+    if found is None or b"/Prev" in data[int(found.group(1)) : found.start()]:
+        return None
+    xref = int(found.group(1))
+    table = re.match(rb"xref\r?\n((?:\d+ \d+\r?\n(?:\d{10} \d{5} [nf](?: \n|\r\n| \r))*)+)trailer", data[xref:])
+    if table is None or xref <= at:
+        return None
+
+    def move(entry: re.Match) -> bytes:
+        offset = int(entry.group(1))
+        if entry.group(3) == b"n" and offset >= at:
+            offset += delta
+        return b"%010d" % offset + entry.group(2) + entry.group(3) + entry.group(4)
+
+    entries = re.sub(rb"(\d{10})( \d{5} )([nf])( \n|\r\n| \r)", move, table.group(1))
+    tail = data[xref + table.end(1) : found.start(1)] + str(xref + delta).encode() + data[found.end(1) :]
+    return data[:at] + text + data[at + length : xref] + data[xref : xref + table.start(1)] + entries + tail
 
 
 def mark_svg(data: bytes, version: str | None = None) -> bytes:

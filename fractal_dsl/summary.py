@@ -92,11 +92,13 @@ def describe(net: Network) -> dict:
 def one_line(net: Network) -> str:
     depth = sum(b["depth"] for b in block_facts(net))
     return (
-        f"{net.name}: {_n(net.columns, 'column')}, {_n(net.blocks, 'block')}, depth {depth}, {net.params:,} parameters"
+        f"{net.name}: {plural(net.columns, 'column')}, {plural(net.blocks, 'block')}, depth {depth}, "
+        f"{net.params:,} parameters"
     )
 
 
-def _n(count: int, noun: str) -> str:
+def plural(count: int, noun: str) -> str:
+    """``1 block``, ``3 blocks``."""
     return f"{count} {noun}{'' if count == 1 else 'es' if noun.endswith('s') else 's'}"
 
 
@@ -106,8 +108,8 @@ def format_text(net: Network) -> str:
     lines = [
         f"network {net.name}  ({net.source_name})",
         (
-            f"  input {shape_str(net.input_shape)}, {_n(net.classes, 'class')}, {_n(net.columns, 'column')}, "
-            f"{_n(net.blocks, 'block')}, join {net.join_mode} ({'flattened' if net.flat_joins else 'nested'})"
+            f"  input {shape_str(net.input_shape)}, {plural(net.classes, 'class')}, {plural(net.columns, 'column')}, "
+            f"{plural(net.blocks, 'block')}, join {net.join_mode} ({'flattened' if net.flat_joins else 'nested'})"
         ),
         "",
         f"  {'block':>5}  {'in':>12}  {'out':>12}  {'units':<20}  {'depth':>5}  {'params':>12}  joins by depth (arity)",

@@ -17,7 +17,9 @@ from pathlib import Path
 from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, v_args
 
 from ._resources import resource_dir
-from .errors import Collector, Diagnostic, FractalError, Source, Span
+from .errors import Collector, Diagnostic, Fix, FractalError, Source, Span
+from .habits import python_style, recognise
+from .layers import BUILTINS
 from .safeio import read_input
 
 MAX_FILE_BYTES = 64 << 10  # a real program is a few hundred bytes; lark needs ~20 us a token
@@ -372,7 +374,8 @@ def read_source(path: str | Path, display_name: str | None = None) -> Source:
     try:
         data = read_input(path, MAX_FILE_BYTES)  # a FIFO or a device is refused, not waited on
     except OSError as exc:
-        raise FractalError(empty, [Diagnostic(Span.point(1, 1), f"cannot read file: {exc.strerror or exc}")]) from None
+        unread = Diagnostic(Span.point(1, 1), f"cannot read file: {exc.strerror or exc}", positioned=False)
+        raise FractalError(empty, [unread]) from None
     return decode_source(data, name)
 
 
@@ -419,8 +422,8 @@ def parse(source: Source) -> Program:
             tree = _parser().parse(text)
             break
         except UnexpectedInput as exc:
-            unclosed = _unclosed_brace(source) if not found else None
-            if unclosed is not None:  # one report at the brace, not a cascade after it
+            unclosed = (python_style(source) or _unclosed_brace(source)) if not found else None
+            if unclosed is not None:  # one report at the brace (or ':'), not a cascade after it
                 raise FractalError(source, [unclosed]) from None
             diag = _syntax_diagnostic(exc, Source(source.name, text))
             if found and diag.span.line <= found[-1].span.line:
@@ -436,7 +439,11 @@ def parse(source: Source) -> Program:
                 or any(culprit.count(o) != culprit.count(c) for o, c in ("()", "[]", "{}"))
             ):
                 break
-            lines[diag.span.line - 1] = " " * len(lines[diag.span.line - 1])
+            first = last = diag.span.line
+            if diag.fix is not None and diag.fix.span.line <= diag.span.line <= diag.fix.span.end_line:
+                first, last = diag.fix.span.line, diag.fix.span.end_line  # the lines it rewrites hold no other error
+            for i in range(first - 1, last):
+                lines[i] = " " * len(lines[i])
             text = "\n".join(lines)
     if found:
         raise FractalError(source, found)
@@ -595,6 +602,11 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
     span = Span.point(line, col)
     if isinstance(exc, UnexpectedCharacters):
         ch = source.text[exc.pos_in_stream] if exc.pos_in_stream < len(source.text) else "?"
+        allowed = sorted({_describe(t) for t in exc.allowed or ()})
+        char = Token("CHAR", ch, exc.pos_in_stream, line, col, line, col + 1, exc.pos_in_stream + 1)
+        habit = recognise(source, char, allowed)
+        if habit is not None:
+            return habit
         return Diagnostic(span, f"unexpected character {ch!r}", hint=_char_hint(source.text, exc.pos_in_stream, ch))
     expected = sorted({_describe(t) for t in getattr(exc, "expected", set()) or getattr(exc, "accepts", set())})
     want = ", ".join(expected[:8]) + (", ..." if len(expected) > 8 else "")
@@ -609,6 +621,9 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
         missing_dot = _missing_dot(source.text, tok, expected)
         if missing_dot is not None:
             return missing_dot
+        habit = recognise(source, tok, expected)
+        if habit is not None:
+            return habit
         if expected == ["end of file"] and tok.type == "NETWORK":
             return Diagnostic(
                 span,
@@ -624,8 +639,17 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
             word, at = prev
             close = difflib.get_close_matches(word, _STATEMENTS, n=1)
             wspan = Span(span.line, span.column, span.line, span.column) if at is None else at
+            if word in BUILTINS:
+                return Diagnostic(
+                    wspan,
+                    f"`{word}` is a layer, not a statement: layers belong in the key",
+                    hint="compose it into a key entry, e.g. `conv(c, p) = conv3x3(c) . dropout(p) . batchnorm . relu`,"
+                    " and give each block its value: `blocks (64, 0.1) (128, 0.2)`",
+                )
             if close:
-                return Diagnostic(wspan, f"unknown statement `{word}`; did you mean `{close[0]}`?")
+                return Diagnostic(
+                    wspan, f"unknown statement `{word}`; did you mean `{close[0]}`?", fix=Fix(wspan, close[0])
+                )
             return Diagnostic(
                 wspan,
                 f"unknown statement `{word}`",
@@ -635,7 +659,10 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
         if want:
             msg += f"; expected {want}"
         hint = _char_hint(source.text, tok.start_pos, str(tok)) if tok.type != "$END" else None
-        return Diagnostic(span, msg, hint=hint or _hint_for(tok, expected))
+        fix = None
+        if tok.type != "$END" and source.text.startswith("//", tok.start_pos):  # a C comment
+            fix = Fix(Span(tok.line, tok.column, tok.line, tok.column + 2), "#")
+        return Diagnostic(span, msg, hint=hint or _hint_for(tok, expected), fix=fix)
     return Diagnostic(span, "syntax error")
 
 
@@ -681,7 +708,10 @@ def _missing_dot(text: str, tok: Token, expected: list[str]) -> Diagnostic | Non
     left = re.findall(r"[A-Za-z_][A-Za-z0-9_]*\)?$|\)$|\]$", head.rstrip())
     shown = (left[0] if left else head.rstrip()[-1:]) + " " + word
     return Diagnostic(
-        at, f"two layers side by side: `{shown}`", hint=f"compose them with '.', e.g. `{shown.replace(' ', ' . ')}`"
+        at,
+        f"two layers side by side: `{shown}`",
+        hint=f"compose them with '.', e.g. `{shown.replace(' ', ' . ')}`",
+        fix=Fix(Span(at.line, at.column, at.line, at.column), ". "),
     )
 
 
@@ -721,8 +751,6 @@ def _hint_for(tok: Token, expected: list[str]) -> str | None:
         return "blocks are written `blocks (64, 0.1) (128, 0.2)`, or `blocks 64 128` for one value each"
     if str(tok) in ("+", "-") and "']'" in expected:
         return "an index is written `f[1]`, `f[C]`, `f[C+1]` or `f[C-1]`: the variable first, then a whole number"
-    if str(tok)[:1] in ("+", "-") and "'['" not in expected and "an integer" not in expected:
-        return "fractal indices use square brackets, e.g. `f[C+1]`"
     if str(tok).startswith(".") and str(tok)[1:2].isdigit():
         return "a whole number is needed here"
     if tok.type == "$END" and "'}'" in expected:
@@ -758,6 +786,7 @@ def _assemble(source: Source, name: Token, stmts: list, span: Span) -> Program:
                 hint=f"did you mean `{close[0]}`?"
                 if close
                 else "use " + ", ".join(f"`init {s}`" for s in INIT_SCHEMES),
+                fix=Fix(sspan, close[0]) if close else None,
             )
         else:
             found[kind] = (value, sspan)
@@ -786,7 +815,13 @@ def _droppath(opts, span: Span, diags: Collector) -> DropPathSpec:
             continue
         got[kind] = value
         if kind in ("local", "global") and not 0.0 <= value <= 1.0:
-            diags.error(ospan, f"drop-path {kind} probability must be between 0 and 1, got {value:g}")
+            percent = 1 < value < 100 and value == int(value)
+            diags.error(
+                ospan,
+                f"drop-path {kind} probability must be between 0 and 1, got {value:g}",
+                hint=f"a probability, not a percentage: did you mean `{kind} {value / 100:g}`?" if percent else None,
+                fix=Fix(ospan, f"{kind} {value / 100:g}") if percent else None,
+            )
         if kind == "per" and value not in ("batch", "sample"):
             diags.error(ospan, f"drop-path is sampled `per batch` or `per sample`, not `per {value}`")
         if kind == "local" and value == 1.0:

@@ -16,7 +16,7 @@ from dataclasses import replace
 import networkx as nx
 
 from . import semantics
-from .errors import Collector, Diagnostic, Source, Span
+from .errors import Collector, Diagnostic, Fix, Source, Span
 from .expand import Network
 from .ir import INPUT, JOIN, Node
 from .layers import LayerError, infer, shape_str
@@ -88,15 +88,28 @@ def _join_shape(net: Network, node: Node, shapes, out: list[Diagnostic], reporte
         problem = f"{net.join_mode} join needs inputs of the same shape"
     if not ok and (node.span, problem) not in reported:
         reported.add((node.span, problem))
-        listed = ", ".join(shape_str(s) for s in shapes)
-        hint = (
-            "a join's branches must keep the same channels and spatial size; check strides, pools and channel "
-            "counts in the branches"
-        )
-        if net.join_mode != "concat" and len({s[1:] for s in shapes}) == 1:
+        listed = ", ".join(f"{_branch(net, u)} gives {shape_str(s)}" for s, u in zip(shapes, net.inputs(node.id)))
+        if len({s[1:] for s in shapes}) == 1:
             hint = "branches end with different channel counts: give them the same channels, or use `join = concat`"
-        out.append(Diagnostic(node.span, f"{problem}, got {listed} (block {node.block})", hint=hint))
+        else:
+            keeps = "channels and " if net.join_mode != "concat" else ""
+            hint = (
+                f"a stride or a pool in a branch changes its height and width; every branch of a {net.join_mode} join "
+                f"must keep the same {keeps}height and width"
+                + (" (concat adds up the channels, which may differ)" if net.join_mode == "concat" else "")
+            )
+        out.append(Diagnostic(node.span, f"{problem} (block {node.block}): {listed}", hint=hint))
     return result
+
+
+def _branch(net: Network, n: str) -> str:
+    """How a diagnostic names the unit ending a join's branch: its text, and where it is."""
+    node = net.node(n)
+    at = f"{node.span.line}:{node.span.column}"
+    if node.kind == JOIN:
+        return f"the branch ending in the join at {at}"
+    text = " ".join(Source(net.source_name, net.source_text).text_of(node.span).split())
+    return f"the branch ending in `{text if len(text) <= 40 else node.op}` ({at})"
 
 
 def _channels_last(net: Network) -> Iterator[Diagnostic]:
@@ -107,6 +120,7 @@ def _channels_last(net: Network) -> Iterator[Diagnostic]:
             net.node("input").span,
             f"input {c}x{h}x{w} is {c} channels of {h}x{w} pixels",
             hint=f"shapes are CxHxW (channels first): did you mean `input {w}x{c}x{h}`?",
+            fix=Fix(net.node("input").span, f"input {w}x{c}x{h}"),
         )
 
 

@@ -61,9 +61,7 @@ def _shape(shape) -> str | None:
 def view_data(net: Network, view: render.View | None = None) -> dict:
     """Everything the page shows, from the same drawing as the static render."""
     view = view or render.View()
-    collapse = (
-        view.collapse if view.collapse is not None else (view.block is None and len(net.graph) > render.COLLAPSE_ABOVE)
-    )
+    collapse = render.collapsed(net, view)
     drawing = render._Drawing(
         net,
         render.View(block=view.block, collapse=False, kept=view.kept, bold=view.bold, note=view.note),

@@ -58,8 +58,11 @@ def test_build_passes_overrides_and_reports_bad_programs(tmp_path):
     assert all(m.p == 0.0 for m in model.modules() if isinstance(m, torch.nn.Dropout))
     with pytest.raises(fractal_dsl.FractalError, match="is missing"):
         fractal_dsl.build("network bad {\n  columns 0\n}\n")
-    with pytest.raises(fractal_dsl.FractalError, match="cannot read file"):
-        fractal_dsl.build(str(tmp_path / "missing.fdsl"))  # no newline, no brace: a path
+    missing = tmp_path / "missing.fdsl"
+    with pytest.raises(fractal_dsl.FractalError, match="cannot read file") as info:
+        fractal_dsl.build(str(missing))  # no newline, no brace: a path
+    # no position, no empty source line and caret: there is no text to point into
+    assert info.value.show() == f"{missing}: error: cannot read file: No such file or directory\n1 error in {missing}"
     with pytest.raises(TypeError):
         fractal_dsl.build(str(TINY), no_such_option=1)
 

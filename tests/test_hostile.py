@@ -171,8 +171,7 @@ def test_a_fifo_as_checkpoint_or_image_is_refused_at_once(tmp_path):
     os.mkfifo(tmp_path / "c.pt")
     box = finishes(lambda: ckpt.load(tmp_path / "c.pt"))
     assert isinstance(box.get("error"), TrainError) and "a FIFO" in str(box["error"])
-    for c in ("a", "b"):
-        (tmp_path / "img" / c).mkdir(parents=True)
+    _images(tmp_path / "img", {"a": 4, "b": 5})  # enough to split: the FIFO is among the images read
     os.mkfifo(tmp_path / "img" / "a" / "x.png")
     box = finishes(lambda: datasets.load(str(tmp_path / "img"), (1, 8, 8), 2))
     assert isinstance(box.get("error"), TrainError) and "x.png: not a readable image (not a regular file (a FIFO))" in str(box["error"])
@@ -379,8 +378,8 @@ def test_a_checkpoint_of_another_network_with_the_same_shapes_is_refused(small_r
         evaluate_checkpoint(other, small_run / "checkpoint.pt", device="cpu", recalibrate_bn=0)
     if change == "gelu":
         said = []
-        result = evaluate_checkpoint(other, small_run / "checkpoint.pt", device="cpu", recalibrate_bn=0,
-                                     allow_other_network=True, warn=said.append)
+        result = evaluate_checkpoint(other, small_run / "checkpoint.pt", data_spec=str(small_run.parent / "data"),
+                                     device="cpu", recalibrate_bn=0, allow_other_network=True, warn=said.append)
         assert result["rows"] and "holds the weights of another network 'small'" in said[0]
 
 
@@ -429,8 +428,8 @@ def test_an_old_checkpoint_without_hashes_is_read_with_a_warning(small_run, tmp_
     state["version"] = 1
     torch.save(state, tmp_path / "old.pt")
     said = []
-    evaluate_checkpoint(loads(SMALL, "small.fdsl"), tmp_path / "old.pt", device="cpu", recalibrate_bn=0,
-                        warn=said.append)
+    evaluate_checkpoint(loads(SMALL, "small.fdsl"), tmp_path / "old.pt", data_spec=str(small_run.parent / "data"),
+                        device="cpu", recalibrate_bn=0, warn=said.append)
     assert said and "written by an older fractal-dsl" in said[0]
 
 
@@ -467,8 +466,9 @@ def test_image_folders_too_small_or_inconsistent_are_messages(tmp_path, monkeypa
     with pytest.raises(TrainError, match=r"test has class folders that .*train lacks \(c\)"):
         datasets.load(str(tmp_path / "split"), (1, 8, 8), 2)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)  # an 8x8 image is now a "bomb" (> 2 x 10 pixels)
+    _images(tmp_path / "ok", {"a": 5, "b": 5})  # a folder that splits, so its images are read
     with pytest.raises(TrainError, match="image too large to decode safely"):
-        datasets.load(str(tmp_path / "one"), (1, 8, 8), 2)
+        datasets.load(str(tmp_path / "ok"), (1, 8, 8), 2)
 
 
 def test_the_pipeline_fuzzer_runs_and_reports(capsys):

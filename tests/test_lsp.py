@@ -214,6 +214,29 @@ def test_a_document_that_does_not_parse_gets_diagnostics_completion_and_no_edits
     run_session(body)
 
 
+def test_a_suggested_spelling_is_a_quick_fix():
+    broken = TINY.replace("batchnorm . relu", "batchnorm(c) . relu")
+
+    async def body(client: Client) -> None:
+        client.text_document_did_open(lsp.DidOpenTextDocumentParams(
+            text_document=lsp.TextDocumentItem(uri=URI, language_id="fdsl", version=1, text=broken)))
+        (d,) = (await client.next_diagnostics()).diagnostics
+        actions = await client.text_document_code_action_async(lsp.CodeActionParams(
+            text_document=_doc(), range=d.range, context=lsp.CodeActionContext(diagnostics=[d])))
+        (action,) = actions
+        assert action.kind == lsp.CodeActionKind.QuickFix and action.title == "Write `batchnorm`"
+        (edit,) = action.edit.changes[URI]
+        lines = broken.split("\n")
+        line = lines[edit.range.start.line]
+        lines[edit.range.start.line] = line[: edit.range.start.character] + edit.new_text + line[edit.range.end.character :]
+        assert "\n".join(lines) == TINY  # the quick fix gives back the valid program
+        nowhere = lsp.Range(start=_pos(0, 0), end=_pos(0, 1))
+        assert not await client.text_document_code_action_async(lsp.CodeActionParams(
+            text_document=_doc(), range=nowhere, context=lsp.CodeActionContext(diagnostics=[])))
+
+    run_session(body)
+
+
 # ---- the pieces, without a client ------------------------------------------------------
 
 

@@ -347,6 +347,30 @@ def test_collapsed_page_opens_with_every_block_shut_and_a_c8_block_draws_every_n
         page.page.close()
 
 
+@needs_graphviz
+@needs_chromium
+def test_a_large_single_block_opens_drawn_not_as_an_empty_box(browser, tmp_path):
+    """One block of seven columns is over the collapse threshold, but one box for one
+    block would show nothing: the page opens with its layers drawn, titled `1 block`."""
+    seven = tmp_path / "seven.fdsl"
+    text = (ROOT / "examples" / "tiny.fdsl").read_text().replace("columns 3", "columns 7")
+    seven.write_text(re.sub(r"blocks [^\n#]*", "blocks (16, 0.1)", text), encoding="utf-8")
+    net = fractal_dsl.load(seven)
+    assert net.blocks == 1 and len(net.graph) > render.COLLAPSE_ABOVE
+    page = Page(browser, written(tmp_path, source=seven))
+    try:
+        assert page.errors == []
+        assert page.ids("g.node.fd-hidden") == set()
+        assert page.page.query_selector("#fd-box1") is None
+        shown = page.ids('g.node[id^="fd-n"]')
+        assert {n.id for n in net.nodes() if n.kind == "layer"} <= shown
+        assert page.page.is_visible("#fd-n1")  # a layer at the top of the block is on screen
+        assert page.data["title"].startswith(f"{net.name}: 1 block, 7 columns")
+    finally:
+        page.page.close()
+    assert render.collapsed(fractal_dsl.loads(text), render.View())  # the same columns in three blocks: boxes
+
+
 def test_sample_page_starts_with_the_compiled_modules_sample(tmp_path):
     out = written(tmp_path, "--sample", "3", source=ROOT / "examples" / "tiny.fdsl")
     data = json.loads(re.search(r'id="fd-data">(.*?)</script>', out.read_text("utf-8"), re.DOTALL).group(1))

@@ -103,6 +103,50 @@ def test_the_built_in_digits_fit_any_network_and_say_how(tmp_path, change, said)
     assert said in json.loads((tmp_path / "run" / "summary.json").read_text())["data_conversion"]
 
 
+def test_a_subset_gets_a_batch_that_fits_and_a_log_file_gets_one_line_an_epoch(tmp_path):
+    """--subset 100 at the default batch of 100 would be one step an epoch: the batch shrinks
+    to 10 and says so; without a terminal there is no progress bar, one line per epoch."""
+    r = cli("train", write_net(tmp_path), "--out", tmp_path / "run", "--epochs", "2", "--subset", "100",
+            "--recalibrate-bn", "0")  # not -q: stderr is a pipe, not a terminal
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ""  # no progress-bar updates in a log
+    said = ("100 training images at batch size 100 are 1 step an epoch, too few to learn from: "
+            "batch size 10 instead (10 steps)")
+    assert said in r.stdout.splitlines()
+    assert [line.split()[1] for line in r.stdout.splitlines() if line.startswith("epoch ")] == ["1/2", "2/2"]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["batch_size"] == 10 and summary["config"]["batch_size"] == 100
+
+
+def test_the_batch_fits_a_subset_and_the_bar_needs_a_terminal(monkeypatch):
+    from fractal_dsl.train import loop
+
+    assert loop.fitted_batch(100, 100) == 10 and loop.fitted_batch(5000, 100) == 100
+    assert loop.fitted_batch(100, 100, world=4) == 8 and loop.fitted_batch(7, 100) == 4  # 2 and 3 leave one image last
+    assert loop.fitted_batch(101, 100) == 11  # 10 would leave a last batch of one image
+    assert loop.fitted_batch(2, 2) == 2
+
+    class Terminal:
+        def __init__(self, tty):
+            self.tty = tty
+
+        def isatty(self):
+            return self.tty
+
+        def write(self, text):
+            return len(text)
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr("sys.stderr", Terminal(False))
+    assert isinstance(loop._progress(10, "epoch 1/1", False), loop._NoBar)
+    monkeypatch.setattr("sys.stderr", Terminal(True))
+    bar = loop._progress(10, "epoch 1/1", False)
+    assert not isinstance(bar, loop._NoBar)
+    bar.close()
+
+
 def test_missing_torchvision_or_folder_is_one_line(tmp_path):
     r = cli("train", write_net(tmp_path), "--out", tmp_path / "run", "--data", "nowhere/at/all")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not digits, cifar10" in r.stderr
@@ -231,8 +275,12 @@ def test_image_folder_without_split_is_split_and_converted(tmp_path):
     data = datasets.load(str(tmp_path), (1, 8, 8), 3)
     assert data.shape == (1, 8, 8) and len(data.y_train) == 12 and len(data.y_test) == 3
     assert sorted(data.y_test.tolist()) == [0, 1, 2]  # stratified
-    with pytest.raises(TrainError, match="has 3 classes but the network predicts 10"):
-        datasets.load(str(tmp_path), (1, 8, 8), 10)
+    # another class count is fitted as the digits' is, and said
+    wider = datasets.load(str(tmp_path), (1, 8, 8), 10)
+    assert wider.classes == 3 and wider.conversion.endswith("labels 0-2 of the network's 10 classes")
+    narrower = datasets.load(str(tmp_path), (1, 8, 8), 2)
+    assert narrower.classes == 2 and narrower.conversion.endswith("the first 2 of its 3 classes")
+    assert len(narrower.y_train) == 8 and sorted(set(narrower.y_test.tolist())) == [0, 1]
     (tmp_path / "class1" / "broken.png").write_bytes(b"not a png")
     with pytest.raises(TrainError, match=r"broken.png: not a readable image"):
         datasets.load(str(tmp_path), (3, 8, 8), 3)

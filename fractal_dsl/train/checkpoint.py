@@ -11,6 +11,8 @@ DistributedDataParallel, where each process has its own dropout stream.
 from __future__ import annotations
 
 import hashlib
+import os
+import zipfile
 from pathlib import Path
 
 import torch
@@ -73,16 +75,37 @@ def tensors_sha256(tensors: dict) -> str:
     return h.hexdigest()
 
 
+# what a checkpoint may hold, checked before anything reads a tensor's data (see _check_tree)
+MAX_DEPTH = 32  # containers inside containers; ours nest 4 deep
+MAX_ITEMS = 1_000_000  # values visited, shared ones each time they are reached (a "billion laughs")
+DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.uint8)
+LEAVES = (str, int, float, bool, type(None), torch.dtype, torch.device)
+
+
 def load(path: str | Path) -> dict:
-    """Read a checkpoint safely; anything unreadable, foreign or mistyped is a :class:`TrainError`."""
+    """Read a checkpoint safely; anything unreadable, foreign or mistyped is a :class:`TrainError`.
+
+    Nothing is trusted before it is checked: the archive must be the uncompressed zip that
+    ``torch.save`` writes (so no record holds more bytes than the file), the pickle is read
+    by torch's ``weights_only`` unpickler, and every value must be a plain container, number,
+    string or tensor, nested at most :data:`MAX_DEPTH` deep, :data:`MAX_ITEMS` values in all,
+    every tensor a dense array of one of :data:`DTYPES` that covers exactly its own storage
+    (no stride-0 or overlapping view of billions of elements, no offset, no shared bytes).
+    So loading never holds more than about the file's size, and the checksum and the shape
+    checks of :func:`verify` read no more either."""
     path = Path(path)
     try:
         with safeio.open_input(path) as fh:  # a FIFO or a device is refused, not waited on
+            _check_archive(path, fh)
             state = torch.load(fh, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise TrainError(f"{path}: no such checkpoint") from None
     except safeio.InputError as exc:
         raise TrainError(f"{path}: {exc.strerror}") from None
+    except TrainError:
+        raise
+    except OSError as exc:
+        raise TrainError(f"{path}: cannot read the checkpoint: {exc.strerror or exc}") from None
     except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, UnpicklingError, EOFError, ... on torn files
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TrainError(f"{path}: not a readable checkpoint (truncated or corrupt?): {reason[:200]}") from None
@@ -93,8 +116,75 @@ def load(path: str | Path) -> dict:
             f"{path}: checkpoint format version {state.get('version')!r}, this fractal-dsl reads "
             + ", ".join(map(str, READABLE))
         )
+    _check_tree(path, state)
     _check_types(path, state)
     return state
+
+
+def _check_archive(path, fh) -> None:
+    """Refuse anything but an uncompressed zip archive whose records fit in the file, before
+    torch reads a byte of it (torch would inflate a compressed record, or allocate what a
+    legacy-format header claims, whatever its size)."""
+    size = os.fstat(fh.fileno()).st_size
+    try:
+        with zipfile.ZipFile(fh) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
+        raise TrainError(
+            f"{path}: not a readable checkpoint (truncated or corrupt?): not the zip archive torch.save writes ({exc})"
+        ) from None
+    for record in records:
+        if record.compress_type != zipfile.ZIP_STORED or record.file_size > size:
+            raise TrainError(
+                f"{path}: not a fractal-dsl checkpoint: its record {record.filename!r} is compressed or larger "
+                "than the file (torch.save stores records as they are)"
+            )
+    fh.seek(0)
+
+
+def _check_tree(path, state) -> None:
+    """Walk every value of ``state`` without reading tensor data; refuse what no checkpoint of
+    ours holds (see :func:`load`), naming where it is."""
+    todo = [(state, "checkpoint", 0)]
+    seen = 0
+    while todo:
+        value, where, depth = todo.pop()
+        seen += 1
+        if seen > MAX_ITEMS or depth > MAX_DEPTH:
+            raise TrainError(
+                f"{path}: damaged checkpoint: more than {MAX_ITEMS:,} values or nested more than {MAX_DEPTH} "
+                f"deep (at {where[:120]})"
+            )
+        if isinstance(value, torch.Tensor):
+            _check_tensor(path, where, value)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                if not isinstance(k, (str, int)):
+                    raise TrainError(f"{path}: damaged checkpoint: a key of {where[:120]} is {type(k).__name__}")
+                todo.append((v, f"{where}[{k!r}]", depth + 1))
+        elif isinstance(value, (list, tuple)):
+            todo.extend((v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value))
+        elif not isinstance(value, LEAVES) and not isinstance(value, torch.Size):
+            raise TrainError(f"{path}: damaged checkpoint: {where[:120]} is a {type(value).__name__}")
+
+
+def _check_tensor(path, where: str, t: torch.Tensor) -> None:
+    """A tensor must be a plain dense array that covers exactly its own storage (checked from
+    its metadata only: shape, strides, offset, dtype and the storage's size)."""
+    why = None
+    if type(t) is not torch.Tensor or t.layout != torch.strided or t.is_quantized or t.device.type != "cpu":
+        why = f"not a plain CPU tensor ({t.layout}, {t.device})"
+    elif t.dtype not in DTYPES:
+        why = f"of type {t.dtype}"
+    elif not t.is_contiguous() or t.storage_offset() != 0:
+        why = f"a strided view (strides {tuple(t.stride())}, offset {t.storage_offset()}) rather than an array"
+    elif t.untyped_storage().nbytes() != t.numel() * t.element_size():
+        why = (
+            f"a view of {t.numel():,} elements on {t.untyped_storage().nbytes():,} bytes rather than "
+            "an array of its own"
+        )
+    if why:
+        raise TrainError(f"{path}: damaged checkpoint: {where[:120]} is {why}")
 
 
 def _check_types(path, state: dict) -> None:
@@ -138,12 +228,12 @@ def verify(path, state: dict, net, model: torch.nn.Module, allow_other_network: 
     legacy = "weights_sha256" not in state or "structure_sha256" not in state
     if legacy:
         warn(f"warning: {path} was written by an older fractal-dsl: its weights and network are not verified")
-    elif tensors_sha256(state.get("model", {})) != state["weights_sha256"]:
+    check_fits(path, state, model, net.name)  # shapes and types first: the checksum reads every byte
+    if not legacy and tensors_sha256(state.get("model", {})) != state["weights_sha256"]:
         raise TrainError(
             f"{path}: damaged checkpoint: the weights do not match their checksum "
             "(the file was changed or corrupted after it was written)"
         )
-    check_fits(path, state, model, net.name)
     if legacy or state["structure_sha256"] == structure_sha256(net):
         return
     was = state.get("network")
@@ -174,7 +264,7 @@ def check_fits(path, state: dict, model: torch.nn.Module, network: str) -> None:
     problems += [
         f"{k} is {_shape(saved[k])} here {_shape(v)}"
         for k, v in own.items()
-        if k in saved and getattr(saved[k], "shape", None) != v.shape
+        if k in saved and (getattr(saved[k], "shape", None) != v.shape or getattr(saved[k], "dtype", None) != v.dtype)
     ]
     if problems:
         more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
@@ -184,5 +274,28 @@ def check_fits(path, state: dict, model: torch.nn.Module, network: str) -> None:
         )
 
 
+def check_optimizer(path, saved, opt: torch.optim.Optimizer) -> None:
+    """Refuse an optimizer state whose per-parameter tensors (momentum buffers) do not have
+    their parameter's shape and type, before ``opt.load_state_dict`` copies any of them."""
+    params = [p for group in opt.param_groups for p in group["params"]]
+    groups, states = saved.get("param_groups"), saved.get("state")
+    ids = [i for g in groups if isinstance(g, dict) for i in g.get("params", ())] if isinstance(groups, list) else []
+    if not isinstance(states, dict) or len(ids) != len(params) or len(set(ids)) != len(ids):
+        raise TrainError(f"{path}: damaged training state: the optimizer's parameters do not match the network's")
+    owner = dict(zip(ids, params))
+    for i, entry in states.items():
+        if i not in owner or not isinstance(entry, dict):
+            raise TrainError(f"{path}: damaged training state: optimizer state {i!r} belongs to no parameter")
+        p = owner[i]
+        for name, value in entry.items():
+            if isinstance(value, torch.Tensor) and value.dim() and (value.shape != p.shape or value.dtype != p.dtype):
+                raise TrainError(
+                    f"{path}: damaged training state: optimizer {name} of parameter {i} is "
+                    f"{_shape(value)}, the parameter {_shape(p)}"
+                )
+
+
 def _shape(t) -> str:
-    return "x".join(str(d) for d in t.shape) if hasattr(t, "shape") else type(t).__name__
+    if not hasattr(t, "shape"):
+        return type(t).__name__
+    return "x".join(str(d) for d in t.shape) + (f" {t.dtype}".replace("torch.", "") if t.dtype != torch.float32 else "")

@@ -67,6 +67,7 @@ class TrainConfig:
     # last few sampled subnetworks; see docs/results.md)
     recalibrate_bn: int = 1000
     subset: int | None = None  # train and test on the first N images of each split: a smoke test, not a result
+    max_memory: float | None = None  # GB the run may hold (data, weights, activations); None: 80% of physical memory
     resume: bool = False
     quiet: bool = False
     latency_repeats: int = 10  # the anytime table's latencies: the median of this many timed forward passes

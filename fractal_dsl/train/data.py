@@ -66,14 +66,32 @@ class Data:
         return (x - self.mean[:, None, None]) / self.std[:, None, None]
 
 
-def load(spec: str, input_shape: tuple[int, ...], classes: int, cache_dir: str | None = None) -> Data:
-    """Load ``spec`` (digits, cifar10, cifar100, svhn or a folder) and check it fits the network."""
+def load(
+    spec: str,
+    input_shape: tuple[int, ...],
+    classes: int,
+    cache_dir: str | None = None,
+    first: int | None = None,
+    budget=None,
+) -> Data:
+    """Load ``spec`` (digits, cifar10, cifar100, svhn or a folder) and check it fits the network.
+
+    ``first`` keeps the first N images of each split (``--subset``, see :func:`subset`), chosen before any
+    image is read, resized or converted. ``budget(n_train, n_test, bytes_per_image, what)``,
+    if given, is called once the number of images is known and before they are converted; it
+    raises to refuse a run that would not fit in memory (:mod:`.memory`)."""
     if spec == "digits":
-        data = _digits(input_shape)
+        data = _digits(input_shape, classes, first, budget)
     elif spec in VISION:
         data = _vision(spec, cache_dir)
+        data = subset(data, first)
+        if budget is not None:
+            budget(len(data.y_train), len(data.y_test), math.prod(data.shape), f"{data.name} images as uint8")
     elif os.path.isdir(spec):
-        data = _folder(Path(spec), input_shape)
+        try:
+            data = _folder(Path(spec), input_shape, first, budget)
+        except OSError as exc:  # a folder that cannot be listed (images themselves are read by _read_image)
+            raise TrainError(f"cannot read the image folder {exc.filename or spec}: {exc.strerror or exc}") from None
     else:
         raise UsageError(
             f"{{data}} {braces(repr(spec))}: not digits, cifar10, cifar100, svhn or an existing folder", "data"
@@ -83,25 +101,23 @@ def load(spec: str, input_shape: tuple[int, ...], classes: int, cache_dir: str |
             f"{data.name} images are {_shape(data.shape)} but the network takes {_shape(input_shape)}"
             " (change the `input` line, or pick data of that shape)"
         )
-    if spec == "digits" and classes != data.classes:
-        data = _digits_for(data, classes)
-    elif data.classes != classes:
-        raise TrainError(
-            f"{data.name} has {data.classes} classes but the network predicts {classes} (change the `classes` line)"
-        )
+    if classes != data.classes:
+        data = _classes_for(data, classes, "digits" if spec == "digits" else "classes")
     return data
 
 
-def _digits_for(data: Data, classes: int) -> Data:
-    """The digits for a network with another number of classes: a wider classifier learns
-    labels 0-9 of its outputs; a narrower one gets only the digits 0 to classes - 1."""
-    if classes > data.classes:  # labels 0-9 are valid outputs of a wider classifier
-        note = f"labels 0-9 of the network's {classes} classes"
+def _classes_for(data: Data, classes: int, what: str = "classes") -> Data:
+    """The data for a network with another number of classes (the digits, an image folder,
+    a torchvision set alike): a wider classifier learns labels 0 to N - 1 of its outputs; a
+    narrower one gets only the classes 0 to classes - 1 (an image folder's first class
+    folders in sorted order).  The conversion is said in the run's first line."""
+    if classes > data.classes:  # labels 0 to N - 1 are valid outputs of a wider classifier
+        note = f"labels 0-{data.classes - 1} of the network's {classes} classes"
         return dataclasses.replace(data, conversion=_also(data.conversion, note))
     if classes < 2:
-        raise TrainError(f"the built-in digits need a network of at least 2 classes, not {classes}")
+        raise TrainError(f"{data.name} needs a network of at least 2 classes, not {classes}")
     train, test = data.y_train < classes, data.y_test < classes
-    note = f"digits 0-{classes - 1} only"
+    note = f"{what} 0-{classes - 1} only" if what == "digits" else f"the first {classes} of its {data.classes} classes"
     return dataclasses.replace(
         data,
         x_train=data.x_train[train],
@@ -115,6 +131,14 @@ def _digits_for(data: Data, classes: int) -> Data:
 
 def _also(conversion: str, note: str) -> str:
     return f"{conversion}, {note}" if conversion else note
+
+
+def _first(tr: torch.Tensor, te: torch.Tensor, n: int | None):
+    """The first ``n`` indices of each split (:func:`subset`'s choice, made on indices before
+    any image is converted), and the note that says so (empty when nothing was cut)."""
+    if n is None or (n >= len(tr) and n >= len(te)):
+        return tr, te, ""
+    return tr[:n], te[:n], f"first {n} images of each split"
 
 
 def subset(data: Data, n: int | None) -> Data:
@@ -168,9 +192,10 @@ def _split(n: int, labels: torch.Tensor, names: list[str] | None = None):
     return torch.from_numpy(tr), torch.from_numpy(te)
 
 
-def _digits(input_shape) -> Data:
+def _digits(input_shape, classes: int = 10, first: int | None = None, budget=None) -> Data:
     """scikit-learn's 1,797 8x8 handwritten digits, grey, made to fit any CxHxW input:
-    resized (bilinear) to HxW and the grey channel repeated C times."""
+    resized (bilinear) to HxW and the grey channel repeated C times. Only the images the run
+    keeps (digits below ``classes``, the ``first`` of each split) are converted."""
     try:
         from sklearn.datasets import load_digits
     except ImportError:
@@ -181,13 +206,23 @@ def _digits(input_shape) -> Data:
     channels, size = input_shape[0], tuple(input_shape[1:])
     done = []
     if size != (8, 8):
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False).clamp(0, 1)
         done.append(f"resized from 8x8 to {_shape(size)}")
     if channels != 1:
-        x = x.expand(-1, channels, -1, -1).contiguous()
         done.append(f"grey repeated to {channels} channels")
     tr, te = _split(len(y), y)
-    return _finish("digits", x[tr], y[tr], x[te], y[te], 10, ", ".join(done))
+    if 2 <= classes < 10:  # the digits a narrower network keeps (see _digits_for), before converting
+        tr, te = tr[y[tr] < classes], te[y[te] < classes]
+    tr, te, cut = _first(tr, te, first)
+    if budget is not None and len(input_shape) == 3:
+        budget(len(tr), len(te), 4 * math.prod(input_shape), f"digits of {_shape(input_shape)} as float32")
+
+    def fit(x):
+        if size != (8, 8):
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False).clamp(0, 1)
+        return x.expand(-1, channels, -1, -1).contiguous() if channels != 1 else x
+
+    conversion = ", ".join(done + [cut] if cut else done)
+    return _finish("digits", fit(x[tr]), y[tr], fit(x[te]), y[te], 10, conversion)
 
 
 def _vision(name: str, cache_dir: str | None) -> Data:
@@ -216,7 +251,7 @@ def default_cache_dir() -> str:
     return os.path.join(base, "fractal-dsl")
 
 
-def _folder(root: Path, input_shape) -> Data:
+def _folder(root: Path, input_shape, first: int | None = None, budget=None) -> Data:
     """An image folder read with Pillow: ``root/CLASS/*`` (split 80/20, seeded) or
     ``root/train/CLASS/*`` and ``root/test/CLASS/*``. Images are converted to the network's
     channels (1: grey, 3: RGB) and resized to its height and width."""
@@ -234,14 +269,19 @@ def _folder(root: Path, input_shape) -> Data:
                 f"{root}/test has class folders that {root}/train lacks ({', '.join(only_test[:3])}): "
                 "the network could never learn them; add their training images or remove them"
             )
-        x_tr, y_tr = _read_images(root / "train", classes, input_shape, Image)
-        x_te, y_te = _read_images(root / "test", classes, input_shape, Image)
+        p_tr, y_tr = _list_images(root / "train", classes)
+        p_te, y_te = _list_images(root / "test", classes)
+        tr, te = torch.arange(len(y_tr)), torch.arange(len(y_te))
     else:
         classes = _class_names(root)
-        x, y = _read_images(root, classes, input_shape, Image)
-        tr, te = _split(len(y), y, classes)
-        x_tr, y_tr, x_te, y_te = x[tr], y[tr], x[te], y[te]
-    return _finish(str(root), x_tr, y_tr, x_te, y_te, len(classes))
+        p_tr, y_tr = p_te, y_te = _list_images(root, classes)
+        tr, te = _split(len(y_tr), y_tr, classes)
+    tr, te, cut = _first(tr, te, first)  # only the images the run keeps are read and resized
+    if budget is not None:
+        budget(len(tr), len(te), math.prod(input_shape), f"images of {_shape(input_shape)} as uint8")
+    x_tr = _read_images([p_tr[i] for i in tr], input_shape, Image)
+    x_te = _read_images([p_te[i] for i in te], input_shape, Image)
+    return _finish(str(root), x_tr, y_tr[tr], x_te, y_te[te], len(classes), cut)
 
 
 def _class_names(root: Path) -> list[str]:
@@ -251,10 +291,9 @@ def _class_names(root: Path) -> list[str]:
     return names
 
 
-def _read_images(root: Path, classes: list[str], input_shape, Image):
-    mode = "L" if input_shape[0] == 1 else "RGB"
-    size = (input_shape[2], input_shape[1])
-    images, labels = [], []
+def _list_images(root: Path, classes: list[str]) -> tuple[list[Path], torch.Tensor]:
+    """The image files of ``root``'s class folders and their labels, nothing read yet."""
+    paths, labels = [], []
     for label, name in enumerate(classes):
         folder = root / name
         if not folder.is_dir():
@@ -262,11 +301,18 @@ def _read_images(root: Path, classes: list[str], input_shape, Image):
         for path in sorted(folder.iterdir()):
             if path.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
-            images.append(_read_image(path, mode, size, Image))
+            paths.append(path)
             labels.append(label)
-    if not images:
+    if not paths:
         raise TrainError(f"{root}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in its class folders")
-    return torch.stack(images).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels)
+    return paths, torch.tensor(labels)
+
+
+def _read_images(paths: list[Path], input_shape, Image) -> torch.Tensor:
+    mode = "L" if input_shape[0] == 1 else "RGB"
+    size = (input_shape[2], input_shape[1])
+    images = [_read_image(path, mode, size, Image) for path in paths]
+    return torch.stack(images).permute(0, 3, 1, 2).contiguous()
 
 
 def _read_image(path: Path, mode: str, size: tuple[int, int], Image) -> torch.Tensor:

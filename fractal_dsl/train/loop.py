@@ -27,11 +27,12 @@ from .. import codegen, fingerprint
 from ..anytime import column_costs
 from ..errors import UsageError, braces
 from ..expand import Network
-from . import checkpoint, distributed, ort, runfolder, speed, tblog
+from . import checkpoint, distributed, memory, ort, runfolder, speed, tblog
 from . import data as datasets
 from .config import RESUME_KEYS, Interrupted, TrainConfig, TrainError, paper_milestones
 
 EVAL_BATCH = 500
+MAX_SEED = 2**32 - 1  # numpy's and torch's generators and the sampler take any seed up to here
 LATENCY_REPEATS = 10  # latency: the median of this many timed forward passes
 
 
@@ -78,6 +79,8 @@ class _Run:
             raise UsageError(
                 "{epochs} and {batch_size} must be at least 1 and {lr} positive", "epochs", "batch_size", "lr"
             )
+        if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed <= MAX_SEED:
+            raise UsageError(f"{{seed}} {braces(repr(cfg.seed))}: must be a whole number from 0 to {MAX_SEED}", "seed")
         if cfg.batch_size % ctx.world:
             raise UsageError(
                 f"{{batch_size}} {cfg.batch_size} must divide evenly over {ctx.world} processes", "batch_size"
@@ -98,8 +101,11 @@ class _Run:
     # ---- setup --------------------------------------------------------------------------
 
     def _data(self) -> datasets.Data:
+        cfg = self.cfg
+        budget = memory.budget(self.net, cfg.batch_size // self.ctx.world, cfg.max_memory, self.ctx.device)
+
         def load():
-            return datasets.load(self.cfg.data, self.net.input_shape, self.net.classes, self.cfg.cache_dir)
+            return datasets.load(cfg.data, self.net.input_shape, self.net.classes, cfg.cache_dir, cfg.subset, budget)
 
         if self.ctx.local_rank == 0:  # downloads happen once per machine
             d = load()
@@ -107,7 +113,7 @@ class _Run:
         else:
             distributed.barrier(self.ctx)
             d = load()
-        return datasets.subset(d, self.cfg.subset).to(self.ctx.device)
+        return d.to(self.ctx.device)
 
     def run(self) -> dict:
         cfg, ctx = self.cfg, self.ctx
@@ -140,6 +146,16 @@ class _Run:
             + f", {ctx.device}"
             + (f" x {ctx.world} processes" if ctx.distributed else "")
         )
+        # a --subset smoke test gets a batch that fits it; a small data set is said to be one
+        n, steps = len(data.y_train), math.ceil(len(data.y_train) / cfg.batch_size)
+        self.batch = fitted_batch(n, cfg.batch_size, ctx.world) if cfg.subset else cfg.batch_size
+        few = f"{n} training images at batch size {cfg.batch_size} are {steps} step{'s' if steps > 1 else ''} an epoch"
+        if self.batch != cfg.batch_size:
+            self.log(
+                f"{few}, too few to learn from: batch size {self.batch} instead ({math.ceil(n / self.batch)} steps)"
+            )
+        elif steps < MIN_STEPS:
+            self.log(f"note: {few}, too few to learn from; a smaller --batch-size gives more")
         recal = min(cfg.recalibrate_bn, len(data.y_train))
         self.log(
             "evaluation: "
@@ -176,6 +192,7 @@ class _Run:
                         f"interrupted: {braces(self.ckpt)} holds epoch {epoch + 1}; continue with {{resume}}", "resume"
                     )
         summary = _summary(self.net, data, cfg, ctx, params, history)
+        summary["batch_size"] = self.batch
         summary["weights_sha256"] = weights_digest(model)
         if ctx.main:
             last = history[-1]
@@ -204,6 +221,7 @@ class _Run:
         if diffs:
             was = ", ".join(f"{k}={saved.get(k)!r} (now {mine[k]!r})" for k in diffs)
             raise TrainError(f"{self.ckpt}: the run was started with {was}; resume with the same options")
+        checkpoint.check_optimizer(self.ckpt, state["optimizer"], opt)
         try:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
@@ -274,7 +292,7 @@ class _Run:
         flips = shifts = None
         if cfg.augment:
             flips, shifts = datasets.augmentation(len(data.y_train), cfg.seed, epoch)
-        per_rank = cfg.batch_size // ctx.world
+        per_rank = self.batch // ctx.world
         steps = math.ceil(len(order) / per_rank)
         bar = _progress(steps, f"epoch {epoch + 1}/{cfg.epochs}", cfg.quiet or not ctx.main)
         ddp.train()
@@ -321,13 +339,29 @@ class _Run:
         return total[0] / total[2], total[1] / total[2]
 
 
+MIN_STEPS = 10  # an epoch of fewer steps (a small --subset at the default batch) barely moves the weights
+
+
+def fitted_batch(n: int, batch_size: int, world: int = 1) -> int:
+    """The global batch for ``n`` training images: ``batch_size``, made smaller (a multiple
+    of ``world``) when it would leave fewer than :data:`MIN_STEPS` steps an epoch; never
+    below 2 a process, nor leaving a last batch of one image (BatchNorm cannot train on one
+    value per channel)."""
+    if math.ceil(n / batch_size) >= MIN_STEPS:
+        return batch_size
+    batch = max(2, n // (MIN_STEPS * world)) * world
+    while n % batch == 1 and batch + world <= batch_size:
+        batch += world
+    return min(batch, batch_size)
+
+
 def _progress(steps: int, desc: str, disable: bool):
     try:
         from tqdm import tqdm
     except ImportError:
         disable = True
         tqdm = None
-    if disable:
+    if disable or not sys.stderr.isatty():  # without a terminal (a log file): the epoch lines alone
         return _NoBar()
     return tqdm(total=steps, desc=desc, leave=False, dynamic_ncols=True, file=sys.stderr)
 
@@ -474,6 +508,7 @@ def evaluate_checkpoint(
     threads: int | None = None,
     amp: bool = False,
     ort_latency: bool = True,
+    max_memory: float | None = None,
 ) -> dict:
     """Load ``path`` into ``net``'s compiled module and measure it on the test split it was trained with
     (or ``data_spec``): the anytime table (:func:`anytime_rows`) of the whole network and every column
@@ -493,9 +528,9 @@ def evaluate_checkpoint(
     checkpoint.verify(path, state, net, model, allow_other_network, warn=warn)
     model.load_state_dict(state["model"])
     dev = distributed.pick_device(device)
-    config = state.get("config", {})
-    spec = data_spec or config.get("data", "digits")
-    data = datasets.load(spec, net.input_shape, net.classes, cache_dir or config.get("cache_dir")).to(dev)
+    spec = data_spec or _checkpoint_data(path, state)
+    budget = memory.budget(net, 0, max_memory, dev)  # no training batch: only the eval passes' activations
+    data = datasets.load(spec, net.input_shape, net.classes, cache_dir, budget=budget).to(dev)
     model.to(dev)
     dtype = speed.amp_dtype(dev, amp, warn)
     accuracy(model, data, amp=dtype, batch=min(EVAL_BATCH, len(data.y_test)))  # warm-up: first-call costs stay out
@@ -521,6 +556,21 @@ def evaluate_checkpoint(
         **in_ort,
         "rows": rows,
     }
+
+
+def _checkpoint_data(path, state: dict) -> str:
+    """The data set ``eval`` reads when no ``--data`` is given: the checkpoint's, if it is a
+    built-in name. A checkpoint is not trusted to choose a folder to read (or, through its
+    cache folder, where a download is written), so a folder must be named on the command
+    line, and downloads go to ``--cache-dir`` or the default cache, never to a stored path."""
+    spec = state.get("config", {}).get("data", "digits")
+    if spec == "digits" or spec in datasets.VISION:
+        return spec
+    raise UsageError(
+        f"{braces(path)} was trained on {braces(repr(spec))}; eval reads a folder only when it is given: "
+        f"add {{data}} {braces(spec)} to evaluate on it",
+        "data",
+    )
 
 
 # ---- the anytime table ----------------------------------------------------------------------

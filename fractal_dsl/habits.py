@@ -1,0 +1,450 @@
+"""Habits a newcomer brings from other languages, recognised in a syntax error.
+
+Each recogniser looks at the statement a syntax error is in, not at the exact text, and
+returns one :class:`~fractal_dsl.errors.Diagnostic` that names the habit and shows the
+statement rewritten in fractal-dsl, with the rewrite as a machine-readable
+:class:`~fractal_dsl.errors.Fix`.  A fix is offered only when the rewritten statement
+parses (:func:`_checked`), so following a hint never leads to a second syntax error.
+
+* commas between composed layers, ``conv3x3(c), batchnorm, relu``;
+* nested calls, ``relu(batchnorm(conv3x3(c)))``;
+* commas between blocks, ``blocks 16, 32``;
+* ``name=value`` (or commas, parentheses, colons) in ``droppath``;
+* a network name that is not a name, ``network my-net``;
+* ``+`` between parts, ``f[C] + f[C]``;
+* ``columns: 3``, ``classes = 10``: a statement with ':' or '=';
+* Python-style ``network t:`` blocks with indented lines (:func:`python_style`);
+* PyTorch and Keras layers, ``Conv2d(64, 3)``, ``BatchNorm2d(64)``, ``Dense(10)``
+  (:func:`foreign_layer`, used when binding the key).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from lark import Token, UnexpectedInput
+
+from .errors import Diagnostic, Fix, Source, Span
+from .layers import BUILTINS
+
+_DP_OPTION = r"((local|global) -?[0-9.]+|per \w+|off)"
+_OPEN, _CLOSE = "([{", ")]}"
+
+
+# ---- text helpers --------------------------------------------------------------------------
+
+
+def _split(text: str, sep: str) -> list[str]:
+    """``text`` split at the ``sep`` characters outside brackets."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in _OPEN:
+            depth += 1
+        elif ch in _CLOSE:
+            depth -= 1
+        elif ch == sep and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
+
+
+def _depth(text: str) -> int:
+    """How many brackets are open at the end of ``text``."""
+    return sum(ch in _OPEN for ch in text) - sum(ch in _CLOSE for ch in text)
+
+
+def _span(text: str, start: int, end: int) -> Span:
+    """The span of ``text[start:end]``."""
+
+    def at(pos: int) -> tuple[int, int]:
+        return text.count("\n", 0, pos) + 1, pos - (text.rfind("\n", 0, pos) + 1) + 1
+
+    return Span(*at(start), *at(end))
+
+
+def _code_line(text: str, pos: int) -> tuple[int, int]:
+    """The start and end offsets of the code (comment and trailing space left out) on the line of ``pos``."""
+    start = text.rfind("\n", 0, pos) + 1
+    end = text.find("\n", pos)
+    end = len(text) if end < 0 else end
+    code = text[start:end].split("#", 1)[0].rstrip()
+    return start, start + len(code)
+
+
+def _uncommented(text: str) -> str:
+    """``text`` with its comments blanked out, every offset kept."""
+    return re.sub(r"#[^\n]*", lambda m: " " * len(m.group()), text)
+
+
+def _right_side(text: str, pos: int) -> tuple[int, int, str] | None:
+    """The right side of the definition or rule (``... = RIGHT``) holding ``pos``: its
+    offsets and the left side's text; None when there is no ``=`` outside brackets before
+    ``pos``.  The right side may go on over lines that end or start with ``.`` or ``,``, or
+    inside open brackets; a one-line ``key { a = b }`` ends at its ``}``."""
+    code = _uncommented(text)
+    start = code.rfind("\n", 0, pos) + 1
+    while start > 0 and (
+        code[: start - 1].rstrip().endswith((".", ",", "(")) or code[start:].lstrip(" \t").startswith((".", ","))
+    ):
+        start = code.rfind("\n", 0, start - 1) + 1  # the statement began on an earlier line
+    depth, eq = 0, None
+    for i in range(start, pos):
+        ch = code[i]
+        if ch in _OPEN:
+            depth += 1
+        elif ch in _CLOSE:
+            depth -= 1
+        elif ch == "=" and depth == 0:
+            eq = i
+    if eq is None:
+        return None
+    right_start = eq + 1
+    while right_start < len(code) and code[right_start] in " \t":
+        right_start += 1
+    depth, right_end = 0, len(code)
+    for i in range(right_start, len(code)):
+        ch = code[i]
+        if ch in _OPEN:
+            depth += 1
+        elif ch in _CLOSE:
+            depth -= 1
+            if depth < 0:
+                right_end = i
+                break
+        elif ch == "\n" and depth == 0:
+            rest = code[i + 1 :].lstrip(" \t")
+            if not code[right_start:i].rstrip().endswith((".", ",")) and not rest.startswith((".", ",")):
+                right_end = i
+                break
+    right_end = right_start + len(code[right_start:right_end].rstrip())
+    left = code[start:eq].strip().split("{")[-1].strip()
+    return right_start, right_end, " ".join(left.split())
+
+
+def _statement(text: str, pos: int) -> tuple[str, int, int] | None:
+    """The statement keyword (``blocks``, ``droppath``, ``network``, ...) that the lines holding
+    ``pos`` continue, with the offsets after the keyword and at the end of its last line."""
+    lines = text.split("\n")
+    line_no = text.count("\n", 0, pos)
+    first = line_no
+    while first > 0 and re.match(r"\s*[(0-9-]", lines[first].split("#", 1)[0]):
+        first -= 1  # a `blocks` statement may go on over lines that start with a value
+    m = re.match(r"\s*(blocks|droppath|network|input|classes|columns|init)\b", lines[first])
+    if m is None:
+        return None
+    last = line_no
+    while last + 1 < len(lines) and re.match(r"\s*[(0-9]", lines[last + 1].split("#", 1)[0]):
+        last += 1
+    offset = sum(len(ln) + 1 for ln in lines[:first])
+    end_start = sum(len(ln) + 1 for ln in lines[:last])
+    return m.group(1), offset + m.end(), _code_line(text, end_start)[1]
+
+
+def _checked(source: Source, diag: Diagnostic) -> Diagnostic:
+    """``diag`` as it is, if its fix removes the syntax error; else without the fix and with
+    the hint's suggested spelling left out."""
+    from .syntax import _parser
+
+    if diag.fix is None:
+        return diag
+    try:
+        _parser().parse(diag.fix.apply(source.text))
+    except UnexpectedInput as exc:
+        line = getattr(exc, "line", 0) or 0
+        if diag.fix.span.line <= line <= diag.fix.span.end_line + diag.fix.text.count("\n"):
+            kept = diag.hint.split(": write", 1)[0] if diag.hint and ": write" in diag.hint else None
+            return Diagnostic(diag.span, diag.message, hint=kept)
+    return diag
+
+
+# ---- the habits ------------------------------------------------------------------------------
+
+
+def _comma_composition(text: str, tok: Token, expected: list[str]) -> Diagnostic | None:
+    if tok.type != "COMMA" or ("'.'" not in expected and "'}'" not in expected):
+        return None
+    right = _right_side(text, tok.start_pos)
+    if right is None:
+        return None
+    start, end, left = right
+    if _depth(text[start : tok.start_pos]) != 0:
+        return None  # not between the parts of the composition itself
+    rewritten = " . ".join(" ".join(p.split()) for p in _split(_uncommented(text)[start:end], ",") if p.strip())
+    return Diagnostic(
+        Span.from_token(tok),
+        "layers are composed with '.', not ','",
+        hint=f"data flows left to right through `a . b`: write `{left} = {rewritten}`",
+        fix=Fix(_span(text, start, end), rewritten),
+    )
+
+
+def _layer_names(text: str) -> set[str]:
+    """The built-in layers and the names the file defines in its key (``name(...) = ...``)."""
+    defined = re.findall(r"^\s*(?:key\s*\{\s*)?([A-Za-z_][A-Za-z0-9_]*)\s*(?:\([^)]*\))?\s*=(?!=)", text, re.M)
+    return set(BUILTINS) | set(defined)
+
+
+def _unnest(expr: str, layers: set[str]) -> str | None:
+    """``relu(batchnorm(conv3x3(c)))`` as ``conv3x3(c) . batchnorm . relu``; None when a
+    call takes more than one layer (no composition says what that means).  An argument is
+    a layer if it is a call, a fractal ``f[...]``, or a name in ``layers``."""
+    terms = []
+    for part in _split(expr, "."):
+        term = _unnest_term(part.strip(), layers)
+        if term is None:
+            return None
+        terms.append(term)
+    return " . ".join(terms)
+
+
+def _unnest_term(term: str, names: set[str]) -> str | None:
+    m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)\s*\((.*)\)", term, re.S)
+    if m is None:
+        return term
+    name, inner = m.groups()
+    args = [a.strip() for a in _split(inner, ",")]
+    if name == "join":
+        branches = [_unnest(a, names) for a in args]
+        return None if None in branches else f"join({', '.join(branches)})"
+    layers = [a for a in args if re.match(r"[A-Za-z_][A-Za-z0-9_]*\s*[(\[]", a) or a in names]
+    if not layers:
+        return term
+    if len(layers) > 1:
+        return None
+    inside = _unnest(layers[0], names)
+    rest = [a for a in args if a is not layers[0]]
+    return None if inside is None else f"{inside} . {name}" + (f"({', '.join(rest)})" if rest else "")
+
+
+def _nested_call(text: str, tok: Token, expected: list[str]) -> Diagnostic | None:
+    if tok.type not in ("LPAR", "LSQB") or "'='" not in expected:
+        return None
+    if not re.search(r"[A-Za-z0-9_]\s*$", text[: tok.start_pos]):
+        return None
+    right = _right_side(text, tok.start_pos)
+    if right is None:
+        return None
+    start, end, left = right
+    written = " ".join(_uncommented(text)[start:end].split())
+    rewritten = _unnest(written, _layer_names(text))
+    called = []  # the names whose '(' is open where the error is: the last is called on a layer
+    for m in re.finditer(r"([A-Za-z_][A-Za-z0-9_]*)?\s*([()])", text[start : tok.start_pos]):
+        if m.group(2) == "(":
+            called.append(m.group(1))
+        elif called:
+            called.pop()
+    outer = called[-1] if called and called[-1] != "join" else None
+    message = "a layer is not called on another layer" + (f": `{outer}(...)`" if outer else "")
+    hint = "layers compose with '.', data flowing left to right"
+    if rewritten is None or rewritten == written:
+        return Diagnostic(Span.from_token(tok), message, hint=hint + ", e.g. `conv3x3(c) . batchnorm . relu`")
+    return Diagnostic(
+        Span.from_token(tok),
+        message,
+        hint=f"{hint}: write `{left} = {rewritten}`",
+        fix=Fix(_span(text, start, end), rewritten),
+    )
+
+
+def _statement_habits(text: str, tok: Token, expected: list[str]) -> Diagnostic | None:
+    """Commas between blocks; ``name=value`` in droppath; a network name with a '-'."""
+    if tok.type == "$END":
+        return None
+    found = _statement(text, tok.start_pos)
+    if found is None:
+        return None
+    keyword, start, end = found
+    body = text[start:end]
+    span = Span.from_token(tok)
+    if str(tok) in (":", "=") and body.lstrip().startswith(str(tok)) and keyword not in ("network", "droppath"):
+        rewritten = " ".join(body.lstrip()[1:].split())  # `columns: 3`, `classes = 10`
+        return Diagnostic(
+            span,
+            f"unexpected {str(tok)!r}: a statement is its keyword, then its value",
+            hint=f"statements take no {str(tok)!r}: write `{keyword} {rewritten}`",
+            fix=Fix(_span(text, start, end), " " + rewritten),
+        )
+    if keyword == "blocks" and str(tok) in (",", ";", "["):
+        listed = body.strip()
+        if listed.startswith("[") and listed.endswith("]"):  # a Python list
+            listed = listed[1:-1]
+        rewritten = " ".join(q.strip() for p in _split(listed, ",") for q in _split(p, ";") if q.strip())
+        rewritten = " ".join(rewritten.split())  # one line, however many the statement took
+        return Diagnostic(
+            span,
+            "blocks are separated by spaces, not written as a list"
+            if str(tok) == "["
+            else f"blocks are separated by spaces, not {str(tok)!r}",
+            hint=f"one block after another: write `blocks {rewritten}`",
+            fix=Fix(_span(text, start, end), " " + rewritten),
+        )
+    if keyword == "droppath":
+        words = re.sub(r"[=:,()]", " ", body).split()
+        rewritten = " ".join(words)
+        if not re.fullmatch(rf"{_DP_OPTION}( {_DP_OPTION})*", rewritten):
+            return None
+        return Diagnostic(
+            span,
+            f"unexpected {str(tok)!r}: drop-path options are a word and a value, without '=' or ','",
+            hint=f"each option word, then its value: write `droppath {rewritten}`",
+            fix=Fix(_span(text, start, end), " " + rewritten),
+        )
+    if keyword == "network" and expected in (["'{'"], ["a name"]):
+        end = text.find("{", start)
+        line_end = _code_line(text, start)[1]
+        end = line_end if end < 0 or end > line_end else end
+        written = text[start:end].strip()
+        name = re.sub(r"[^A-Za-z0-9_]+", "_", written).strip("_") or "net"
+        name = "net_" + name if name[0].isdigit() else name
+        at = start + text[start:end].index(written) if written else start
+        return Diagnostic(
+            _span(text, at, at + len(written)) if written else span,
+            f"`{written}` cannot name a network: a name is letters, digits and '_', and does not start with a digit",
+            hint=f"join words with '_': write `network {name} {{`",
+            fix=Fix(_span(text, at, at + len(written)), name) if written else None,
+        )
+    return None
+
+
+def _plus_between_parts(text: str, tok: Token, expected: list[str]) -> Diagnostic | None:
+    if str(tok) != "+" or "'.'" not in expected:
+        return None
+    hint = "parts are composed with '.' (`a . b`: a, then b) and joined with `join(a, b)`"
+    right = _right_side(text, tok.start_pos)
+    if right is not None:
+        start, end, left = right
+        parts = [" ".join(p.split()) for p in _split(_uncommented(text)[start:end], "+")]
+        if len(parts) > 1 and all(parts):
+            rewritten = f"join({', '.join(parts)})"
+            return Diagnostic(
+                Span.from_token(tok),
+                "unexpected '+': fractal-dsl joins branches with `join(...)`",
+                hint=f"{hint}: write `{left} = {rewritten}` to join them",
+                fix=Fix(_span(text, start, end), rewritten),
+            )
+    return Diagnostic(Span.from_token(tok), f"unexpected {str(tok)!r}", hint=hint)
+
+
+_OTHER_COMPOSITIONS = ("->", ">>", "|>", "|", "*", "\u2218", "\u00b7", "@")  # F#, Haskell, shell, maths
+
+
+def _other_composition(text: str, tok: Token, expected: list[str]) -> Diagnostic | None:
+    """``conv -> relu``, ``conv >> relu``, ``conv | relu``, ``f[C] * f[C]``, ``f ∘ g``."""
+    if tok.type == "$END" or "'.'" not in expected:
+        return None
+    op = next((o for o in _OTHER_COMPOSITIONS if text.startswith(o, tok.start_pos)), None)
+    if op is None:
+        return None
+    at = Span(tok.line, tok.column, tok.line, tok.column + len(op))
+    left = re.search(r"([^\s(,=]+)\s*$", text[: tok.start_pos])
+    right = re.match(r"\s*([^\s.,)]+)", text[tok.start_pos + len(op) :])
+    shown = f"{left.group(1) if left else 'a'} . {right.group(1) if right else 'b'}"
+    return Diagnostic(
+        at,
+        f"layers are composed with '.', not `{op}`",
+        hint=f"data flows left to right through `a . b`: write `{shown}`",
+        fix=Fix(at, "."),
+    )
+
+
+_RECOGNISERS: tuple[Callable[[str, Token, list[str]], Diagnostic | None], ...] = (
+    _comma_composition,
+    _other_composition,
+    _nested_call,
+    _statement_habits,
+    _plus_between_parts,
+)
+
+
+def recognise(source: Source, tok: Token, expected: list[str]) -> Diagnostic | None:
+    """The habit a syntax error at ``tok`` shows, if one is recognised."""
+    for recogniser in _RECOGNISERS:
+        diag = recogniser(source.text, tok, expected)
+        if diag is not None:
+            return _checked(source, diag)
+    return None
+
+
+# ---- Python-style blocks -------------------------------------------------------------------
+
+
+def python_style(source: Source) -> Diagnostic | None:
+    """``network t:`` or ``key:`` with indented lines: one error, with the program rewritten
+    with braces (closed where the indentation ends)."""
+    lines = source.text.split("\n")
+    colon = None
+    out: list[str] = []
+    stack: list[int] = []  # indentation of the lines that opened a block with ':'
+    for i, line in enumerate(lines):
+        code = line.split("#", 1)[0].rstrip()
+        indent = len(line) - len(line.lstrip())
+        while code.strip() and stack and indent <= stack[-1]:
+            out.append(" " * stack.pop() + "}")
+        if re.match(r"\s*(network\b.*|key)\s*:$", code):
+            colon = colon or (i + 1, len(code))
+            stack.append(indent)
+            line = code[:-1].rstrip() + " {" + line[len(code) :]
+        out.append(line)
+    if colon is None:
+        return None
+    while out and not out[-1].strip():
+        out.pop()
+    out.extend(" " * indent + "}" for indent in reversed(stack))
+    fixed = "\n".join(out) + ("\n" if source.text.endswith("\n") else "")
+    last = len(lines)
+    whole = Span(1, 1, last, len(lines[-1]) + 1)
+    line, col = colon
+    opened = out[line - 1].split("#", 1)[0].strip()  # nothing is inserted before the first ':' line
+    return _checked(
+        source,
+        Diagnostic(
+            Span.point(line, col),
+            "fractal-dsl groups statements with braces, not ':' and indentation",
+            hint=f"a block opens with '{{' and closes with '}}': write `{opened}` and close it where its lines end"
+            + ("" if opened.startswith("key") else " (the same for `key {`)"),
+            fix=Fix(whole, fixed),
+        ),
+    )
+
+
+# ---- PyTorch and Keras layers ----------------------------------------------------------------
+
+_KERNEL_NAMES = ("kernel_size", "kernel")
+
+
+def foreign_layer(call, text_of: Callable[[Span], str], channels: str | None) -> tuple[str, str] | None:
+    """The ``.fdsl`` spelling of a PyTorch or Keras layer written as in Python
+    (``Conv2d(64, 3)``, ``BatchNorm2d(64)``, ``MaxPool2d(2)``, ``Linear(512, 10)``), and a
+    note on what changed; None for any other name.  ``channels`` is a parameter of the key
+    entry the call is in that nothing uses: the channels it was most likely meant for."""
+    name = call.name.lower()
+    pos = [text_of(a.value.span) for a in call.args if a.name is None]
+    kw = {a.name: text_of(a.value.span) for a in call.args if a.name is not None}
+    if name in ("conv2d", "convolution2d"):
+        # PyTorch: (in, out, kernel); Keras: (filters, kernel)
+        out, kernel = (pos[1], pos[2] if len(pos) > 2 else None) if len(pos) > 2 else (pos + [None, None])[:2]
+        out = kw.get("out_channels", kw.get("filters", out))
+        kernel = next((kw[k] for k in _KERNEL_NAMES if k in kw), kernel) or "3"
+        if out is None:
+            return None
+        note = " (input channels are inferred)"
+        if channels is not None and out != channels:
+            note = f" (input channels are inferred; `{channels}` takes each block's channels where `{out}` was written)"
+            out = channels
+        extra = [f"{k}={v}" for k, v in kw.items() if k in ("stride", "padding", "bias", "groups", "dilation")]
+        if kernel in ("1", "3", "5", "7"):
+            return f"conv{kernel}x{kernel}({', '.join([out, *extra])})", note
+        return f"conv({', '.join([out, f'kernel={kernel}', *extra])})", note
+    if name in ("batchnorm2d", "batchnormalization"):
+        return "batchnorm", " (its channels are inferred)"
+    if name in ("maxpool2d", "maxpooling2d", "avgpool2d", "averagepooling2d"):
+        size = pos[0] if pos else next((kw[k] for k in ("kernel_size", "pool_size") if k in kw), "2")
+        return f"{'max' if name.startswith('max') else 'avg'}pool({size})", ""
+    if name in ("adaptiveavgpool2d", "globalaveragepooling2d"):
+        return "gap", " (global average pooling to 1x1)"
+    if name in ("linear", "dense") and call.name != name:
+        features = pos[-1] if name == "linear" and pos else pos[0] if pos else kw.get("units", kw.get("out_features"))
+        return (f"linear({features})", " (input features are inferred)") if features else None
+    return None
