@@ -80,7 +80,7 @@ def build(source: str | Path, set: Mapping[str, Any] | None = None, **overrides:
     net = loads(source, set=set) if text_given else load(source, set=set)
     from . import codegen
 
-    module = codegen.load_module(codegen.generate(net), f"fractal_dsl_built_{net.name}")
+    module = codegen.load_module(codegen.generate(net, check=False), f"fractal_dsl_built_{net.name}")
     return module.build(**overrides)
 
 

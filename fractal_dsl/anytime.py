@@ -51,6 +51,9 @@ def format_table(rows: list[dict], batch: int | None = None) -> str:
     (``batch``: the eval batch the second latency column was measured at)."""
     head = ("", "layers", "accuracy", "parameters", "MACs/image", "ms/image (batch 1)", f"ms/image (batch {batch})")
     head = head if batch else head[:6]
+    ort = any(r.get("ort_latency_ms_batch1") is not None for r in rows)
+    if ort:  # ONNX Runtime's latencies (fractal_dsl.train.ort), where they were measured
+        head += ("ORT ms (batch 1)", f"ORT ms (batch {batch})") if batch else ("ORT ms (batch 1)",)
     lines = [head]
     for r in rows:
         line = (
@@ -63,6 +66,9 @@ def format_table(rows: list[dict], batch: int | None = None) -> str:
         )
         if batch:
             line += (_ms(r.get("latency_ms_per_image")),)
+        if ort:
+            line += (_ms(r.get("ort_latency_ms_batch1")),)
+            line += (_ms(r.get("ort_latency_ms_per_image")),) if batch else ()
         lines.append(line)
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     return "\n".join(

@@ -25,8 +25,10 @@ from .errors import Collector
 from .layers import BUILTINS
 from .syntax import Call, FractalRef, Join, KeyDef, Program, Rule, Seq, walk
 
-# measured on this project's 2-core machine under load: compiling 6,141 units (tiny.fdsl at
-# C = 11) takes 8.3 s and 0.4 GB, 229,000 PyTorch layers in 7 units 6 s and 0.65 GB
+# measured on this project's 2-core machine under load (benchmarks/compile_speed.py --columns 11
+# --lift-limits, issue 22): checking and compiling 6,141 units (tiny.fdsl at C = 11) takes 1.8 s
+# (0.8 s check, 0.9 s compile) and 150 MB at peak; earlier, 229,000 PyTorch layers in 7 units
+# took 6 s and 0.65 GB
 MAX_UNITS = 4_000  # layer nodes in the whole network
 MAX_LAYERS = 50_000  # PyTorch layers in the whole network (inside every unit)
 MAX_COLUMNS = 64

@@ -349,6 +349,21 @@ def compile_(file: str, out: str | None, column: int | None, force: bool, settin
     click.echo(f"wrote {out}", err=True)
 
 
+_threads_option = click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="CPU threads for torch (default: one per core; on a shared machine 1 is often faster, see README).",
+)
+
+_ort_latency_option = click.option(
+    "--ort-latency/--no-ort-latency",
+    default=True,
+    show_default=True,
+    help="Also time each path in ONNX Runtime (when onnxruntime and fractal-dsl[onnx] are installed).",
+)
+
 _allow_other_option = click.option(
     "--allow-other-network",
     is_flag=True,
@@ -428,7 +443,13 @@ _max_memory_option = click.option(
 @click.option("--weight-decay", default=0.0, show_default=True, type=click.FloatRange(min=0))
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**32 - 1))
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
-@click.option("--amp", is_flag=True, help="Mixed precision (float16 autocast; CUDA only).")
+@click.option(
+    "--amp",
+    is_flag=True,
+    help="Mixed precision: float16 autocast on CUDA, bfloat16 on a CPU that supports it (see README).",
+)
+@_threads_option
+@_ort_latency_option
 @click.option("--drop-path/--no-drop-path", "drop_path", default=None, help="Override the file's drop-path switch.")
 @click.option("--drop-path-local", type=click.FloatRange(0, 1), default=None, help="Override the local drop rate.")
 @click.option(
@@ -654,6 +675,9 @@ sweep.params.extend(p for p in train.params if p.name not in ("files", "out", "r
     help="Where torchvision sets download to (default: ~/.cache/fractal-dsl, never the checkpoint's).",
 )
 @click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda", "mps"]))
+@_threads_option
+@click.option("--amp", is_flag=True, help="Accuracy and latency under autocast, as train --amp.")
+@_ort_latency_option
 @_recalibrate_bn_option
 @_allow_other_option
 @click.option(
@@ -674,6 +698,9 @@ def evaluate(
     data: str | None,
     cache_dir: str | None,
     device: str,
+    threads: int | None,
+    amp: bool,
+    ort_latency: bool,
     recalibrate_bn: int,
     allow_other_network: bool,
     repeats: int,
@@ -698,6 +725,9 @@ def evaluate(
         allow_other_network,
         warn=lambda line: click.echo(line, err=True),
         repeats=repeats,
+        threads=threads,
+        amp=amp,
+        ort_latency=ort_latency,
         max_memory=max_memory,
     )
     if as_json:
@@ -710,13 +740,18 @@ def evaluate(
     )
     click.echo(
         f"{result['network']} after epoch {result['epoch']}: {result['data']} test set "
-        f"({result['test_samples']} samples) on {result['device']}{bn}"
+        f"({result['test_samples']} samples) on {result['device']}, {result['precision']}{bn}"
     )
     click.echo(format_table(result["rows"], result["eval_batch"]))
     click.echo(
         f"  MACs: multiply-accumulates of the convolutions and linear layers per image, from the graph; "
         f"latency: median of {result['latency_repeats']} runs, {result['threads']} CPU thread"
         f"{'s' if result['threads'] != 1 else ''}"
+        + (
+            f"; ORT: each path's ONNX export in onnxruntime {result['onnxruntime']} (CPU, the same threads, float32)"
+            if result["onnxruntime"]
+            else ""
+        )
     )
 
 

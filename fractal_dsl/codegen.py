@@ -7,8 +7,9 @@ or parameter name made a safe identifier (:func:`_safe`), and every value goes t
 ``repr``; the templates only lay things out.  Source text reaches only comments (a key
 entry's definition, through ``ascii`` and without its comments, as whole comment lines)
 and the source file name the docstring and those comments, through ``ascii`` with the
-docstring's quotes escaped.  The result is checked with :func:`ast.parse` before it is
-returned.
+docstring's quotes escaped.  The result is checked once: by :func:`generate` with
+:func:`compile` (the same syntax check as :func:`ast.parse` without building Python's AST
+objects, and faster), or, with ``check=False``, by :func:`load_module` executing it.
 
 The emitted file imports only torch and the standard library and is kept in the shape
 ``ruff format`` gives it (lines fit in 88 columns, or are exploded one item per line with
@@ -17,7 +18,6 @@ a trailing comma).  Nothing here imports torch.
 
 from __future__ import annotations
 
-import ast
 import builtins
 import hashlib
 import keyword
@@ -92,13 +92,15 @@ def module_names(net: Network) -> dict[str, str]:
     return {n.id: n.module for n in net.nodes() if n.module is not None}
 
 
-def generate(net: Network, column: int | None = None) -> str:
+def generate(net: Network, column: int | None = None, *, check: bool = True) -> str:
     """The Python source of the compiled module; byte-identical for the same network.
 
     With ``column=K``, the module holds column K's layers only (the same submodule and
     parameter names as the whole network's) and always runs column K, as the whole
     network's ``model(x, column=K)`` does; ``load_full_state_dict`` fills it from the whole
-    network's weights.
+    network's weights. ``check=False`` leaves the syntax check to the caller's
+    :func:`load_module`, which compiles the source anyway (at C = 10 the check is a quarter
+    of the time: ``benchmarks/compile_speed.py``).
     """
     if column is not None and not 1 <= column <= net.columns:
         raise UsageError(f"{{column}} {column}: {net.name} has columns 1 to {net.columns}", "column")
@@ -112,7 +114,8 @@ def generate(net: Network, column: int | None = None) -> str:
     )
     env.filters["repr"] = _literal
     source = env.get_template("model.py.j2").render(_context(net, column))
-    ast.parse(source)  # a template or naming bug must never reach the user as broken code
+    if check:  # a template or naming bug must never reach the user as broken code
+        compile(source, "<fractal-dsl generated module>", "exec", dont_inherit=True)
     return source
 
 

@@ -11,6 +11,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.fdsl"))
 ACCEPT = os.environ.get("FDSL_ACCEPT") == "1"
+# The anytime table's ONNX Runtime column exports every path (seconds each): off in the
+# suite (also for the CLI the tests run) except where a test turns it on
+# (tests/test_speed_options.py).
+os.environ.setdefault("FDSL_NO_ORT", "1")
 
 # tests/vision needs torchvision, which the default install leaves out: `.ci/run` runs it
 # in a second virtual environment that has it (README, "Tests").

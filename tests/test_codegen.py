@@ -201,7 +201,7 @@ def test_generated_code_imports_only_torch_and_stdlib():
             roots |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom):
             roots.add(node.module.split(".")[0])
-    assert roots <= {"__future__", "functools", "collections", "typing", "torch"}, roots
+    assert roots <= {"__future__", "functools", "itertools", "collections", "typing", "torch"}, roots
 
 
 EDGE = """network edge {
@@ -346,3 +346,16 @@ def test_node_table_and_on_path_table_match_the_graph(path):
     assert module._ON_PATH == semantics.on_path_table(net)
     assert [j[0] for j in module._JOINS] == joins
     assert source.count("def _forward_graph") == 1 == source.count("\n_GRAPH")
+
+
+def test_the_output_is_checked_once(monkeypatch):
+    """generate() refuses source that does not compile; with check=False it leaves that to
+    load_module, which compiles it anyway (one syntax check either way, issue 22)."""
+    net = fractal_dsl.load(ROOT / "examples" / "tiny.fdsl")
+    assert codegen.generate(net, check=False) == codegen.generate(net)
+    monkeypatch.setattr(codegen, "_literal", lambda value: "(")  # a template or naming bug
+    with pytest.raises(SyntaxError):
+        codegen.generate(net)
+    broken = codegen.generate(net, check=False)
+    with pytest.raises(SyntaxError):
+        codegen.load_module(broken, "broken")

@@ -286,10 +286,9 @@ def test_image_folder_without_split_is_split_and_converted(tmp_path):
         datasets.load(str(tmp_path), (3, 8, 8), 3)
 
 
-def test_amp_needs_cuda_and_column_must_exist(tmp_path, small_run):
+def test_column_must_exist(tmp_path, small_run):
+    """(--amp on the CPU: tests/test_speed_options.py.)"""
     net = loads(SMALL, "small.fdsl")
-    with pytest.raises(TrainError, match="`amp` .* needs a CUDA device"):
-        train(net, TrainConfig(amp=True, device="cpu"), tmp_path / "amp", log=lambda *a: None)
     with pytest.raises(UsageError, match=r"`column` 3: small has columns 1..2"):
         evaluate_checkpoint(net, small_run / "checkpoint.pt", column=3, device="cpu")
 

@@ -65,6 +65,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     seed: int = 0
     device: str = "auto"
+    threads: int | None = None  # torch's CPU threads (None: torch's default, one per core)
     amp: bool = False
     drop_path: bool | None = None
     drop_path_local: float | None = None
@@ -81,6 +82,7 @@ class TrainConfig:
     resume: bool = False
     quiet: bool = False
     latency_repeats: int = 10  # the anytime table's latencies: the median of this many timed forward passes
+    ort_latency: bool = True  # also time each path in ONNX Runtime where it is installed (train/ort.py)
     tensorboard: bool = False  # also write the metrics as a TensorBoard event file (needs tensorboardX)
     force: bool = False  # write into an --out folder that holds files fractal-dsl did not write
     allow_other_network: bool = False  # --resume with a checkpoint of another network (tensors must fit)

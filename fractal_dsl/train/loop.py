@@ -27,7 +27,7 @@ from .. import codegen, fingerprint
 from ..anytime import column_costs
 from ..errors import UsageError, braces
 from ..expand import Network
-from . import checkpoint, distributed, memory, runfolder, tblog
+from . import checkpoint, distributed, memory, ort, runfolder, speed, tblog
 from . import data as datasets
 from .config import DATA_NAMES, RESUME_DEFAULTS, RESUME_KEYS, Interrupted, TrainConfig, TrainError, lr_factor
 
@@ -45,6 +45,7 @@ def train(net: Network, cfg: TrainConfig, out: str | Path, log=print, on_epoch=N
     ``data`` (a :class:`~fractal_dsl.train.data.Data`) replaces loading ``cfg.data`` (the
     user's own loaders, :mod:`fractal_dsl.train.custom`).
     """
+    speed.use_threads(cfg.threads)
     ctx = distributed.setup(cfg.device)
     try:
         with runfolder.claimed(out, cfg.force, active=ctx.main) as folder:
@@ -78,7 +79,7 @@ def _same_option(name: str, saved, now) -> bool:
 
 def compile_model(net: Network, generator=None, **overrides):
     """Generate, load and build the compiled module for ``net``; returns (source, model)."""
-    source = codegen.generate(net)
+    source = codegen.generate(net, check=False)  # load_module checks it
     module = codegen.load_module(source, f"fractal_dsl_compiled_{net.name}")
     return source, module.build(generator=generator, **overrides)
 
@@ -97,8 +98,7 @@ class _Run:
         self, net: Network, cfg: TrainConfig, folder: runfolder.RunFolder, ctx: distributed.Context, log
     ) -> None:
         self.net, self.cfg, self.folder, self.out, self.ctx, self.log = net, cfg, folder, folder.path, ctx, log
-        if cfg.amp and ctx.device.type != "cuda":
-            raise TrainError("{amp} (mixed precision) needs a CUDA device", "amp")
+        self.amp = speed.amp_dtype(ctx.device, cfg.amp, log)  # float16 on CUDA, bfloat16 on a CPU that has it
         if cfg.epochs < 1 or cfg.batch_size < 1 or not (cfg.lr > 0):
             raise UsageError(
                 "{epochs} and {batch_size} must be at least 1 and {lr} positive", "epochs", "batch_size", "lr"
@@ -153,7 +153,7 @@ class _Run:
         model.to(ctx.device)
         opt = make_optimizer(model, cfg)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: lr_factor(cfg, e))
-        scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp)
+        scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)  # bfloat16 needs no scaling
         history: list[dict] = []
         if cfg.resume:
             history = self._restore(model, opt, sched, scaler)
@@ -204,7 +204,7 @@ class _Run:
                 loss, acc = self._epoch(epoch, ddp, opt, scaler, data, stop)
                 sched.step()
                 distributed.broadcast_buffers(ctx, model)
-                full, cols = evaluate(model, data, ctx, amp=cfg.amp, recalibrate_bn=cfg.recalibrate_bn)
+                full, cols = evaluate(model, data, ctx, amp=self.amp, recalibrate_bn=cfg.recalibrate_bn)
                 record = {
                     "epoch": epoch + 1,
                     "lr": lr,
@@ -231,10 +231,13 @@ class _Run:
             last = history[-1]
             accs = {None: last["test_acc"], **{k + 1: a for k, a in enumerate(last["column_acc"])}}
             repeats = max(1, cfg.latency_repeats)
-            summary["anytime"] = {
-                **latency_setup(data, repeats),
-                "rows": anytime_rows(self.net, model, data, accs, repeats),
-            }
+            with speed.autocast(ctx.device, self.amp):
+                rows = anytime_rows(self.net, model, data, accs, repeats)
+            setup = {**latency_setup(data, repeats), **speed.precision(self.amp)}
+            setup |= ort.add_latencies(
+                rows, self.net, self.ckpt, data, setup["eval_batch"], repeats, self.log, cfg.ort_latency
+            )
+            summary["anytime"] = {**setup, "rows": rows}
             self.folder.write("summary.json", json.dumps(summary, indent=2) + "\n")
             self._write_anytime(summary["anytime"]["rows"])
         cols = ", ".join(f"{k}: {100 * a:.1f}%" for k, a in summary["column_acc"].items())
@@ -342,7 +345,7 @@ class _Run:
                 aug = (flips[idx], shifts[idx]) if flips is not None else ()
                 idx = idx.to(ctx.device)
                 x, y = data.prepare(data.x_train[idx], *aug), data.y_train[idx]
-                with torch.autocast(ctx.device.type, dtype=torch.float16, enabled=cfg.amp):
+                with speed.autocast(ctx.device, self.amp):
                     logits = ddp(x)
                     loss = F.cross_entropy(logits, y)
                 # one collective per step, before backward, so every rank agrees to go on or stop
@@ -449,10 +452,11 @@ class _StopFlag:
 
 @torch.no_grad()
 def accuracy(
-    model, data: datasets.Data, ctx=None, column=None, amp=False, batch=EVAL_BATCH, recalibrate_bn: int = 0
+    model, data: datasets.Data, ctx=None, column=None, amp=None, batch=EVAL_BATCH, recalibrate_bn: int = 0
 ) -> tuple[float, float]:
     """Test accuracy of the whole network (``column=None``) or one column, and samples per second.
 
+    ``amp``: the autocast type (None: float32; see :func:`speed.amp_dtype`).
     Processes share the test set (every world-th sample) and sum their counts. With
     ``recalibrate_bn=N`` the BatchNorm statistics are first re-estimated for this path (see
     :func:`bn_recalibrated`)."""
@@ -468,7 +472,7 @@ def accuracy(
             x = data.prepare(data.x_test[j])
             _sync(device)
             t0 = time.perf_counter()
-            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            with speed.autocast(device, amp):
                 pred = model(x, column=column).argmax(1)
             correct += (pred == data.y_test[j]).sum().item()  # .item() waits for the device
             seconds += time.perf_counter() - t0
@@ -523,7 +527,7 @@ def _sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def evaluate(model, data, ctx=None, amp=False, recalibrate_bn: int = 0) -> tuple[float, list[float]]:
+def evaluate(model, data, ctx=None, amp=None, recalibrate_bn: int = 0) -> tuple[float, list[float]]:
     """Accuracy of the whole network and of every column alone (the "anytime" predictors)."""
     full = accuracy(model, data, ctx, None, amp, recalibrate_bn=recalibrate_bn)[0]
     cols = [
@@ -543,13 +547,19 @@ def evaluate_checkpoint(
     allow_other_network: bool = False,
     warn=print,
     repeats: int = LATENCY_REPEATS,
+    threads: int | None = None,
+    amp: bool = False,
+    ort_latency: bool = True,
     max_memory: float | None = None,
 ) -> dict:
     """Load ``path`` into ``net``'s compiled module and measure it on the test split it was trained with
     (or ``data_spec``): the anytime table (:func:`anytime_rows`) of the whole network and every column
     (or only ``column``), with the eval pass's samples/s. The checkpoint's weights must match
     their checksum and belong to ``net`` (see :func:`checkpoint.verify`). The keys are those of
-    the schema in docs/results.md."""
+    the schema in docs/results.md. ``threads``: torch's CPU threads (None: as they are);
+    ``amp``: accuracy and latency under autocast (:func:`speed.amp_dtype`); ``ort_latency``:
+    also each path's latency in ONNX Runtime where it is installed (:mod:`.ort`)."""
+    speed.use_threads(threads)
     state = checkpoint.load(path)
     checkpoint.require(path, state, "model")
     _, model = compile_model(net)
@@ -564,10 +574,14 @@ def evaluate_checkpoint(
     budget = memory.budget(net, 0, max_memory, dev)  # no training batch: only the eval passes' activations
     data = datasets.load(spec, net.input_shape, net.classes, cache_dir, budget=budget).to(dev)
     model.to(dev)
-    accuracy(model, data, batch=min(EVAL_BATCH, len(data.y_test)))  # warm-up: first-call costs stay out of the speed
+    dtype = speed.amp_dtype(dev, amp, warn)
+    accuracy(model, data, amp=dtype, batch=min(EVAL_BATCH, len(data.y_test)))  # warm-up: first-call costs stay out
     targets = [column] if column is not None else [None, *range(1, model.num_columns + 1)]
-    measured = {k: accuracy(model, data, column=k, recalibrate_bn=recalibrate_bn) for k in targets}
-    rows = anytime_rows(net, model, data, {k: a for k, (a, _) in measured.items()}, repeats)
+    measured = {k: accuracy(model, data, column=k, amp=dtype, recalibrate_bn=recalibrate_bn) for k in targets}
+    with speed.autocast(dev, dtype):
+        rows = anytime_rows(net, model, data, {k: a for k, (a, _) in measured.items()}, repeats)
+    batch = min(EVAL_BATCH, len(data.y_test))
+    in_ort = ort.add_latencies(rows, net, path, data, batch, repeats, warn, ort_latency)
     for row in rows:
         row["samples_per_second"] = measured[row["column"]][1]
     return {
@@ -580,6 +594,8 @@ def evaluate_checkpoint(
         "device": str(dev),
         "recalibrate_bn": min(recalibrate_bn, len(data.y_train)),
         **latency_setup(data, repeats),
+        **speed.precision(dtype),
+        **in_ort,
         "rows": rows,
     }
 

@@ -36,6 +36,7 @@ Generated code: edit the .fdsl source and compile again instead of editing this 
 from __future__ import annotations
 
 import functools
+import itertools
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -169,7 +170,7 @@ _ON_PATH = tuple(
 )
 # Every join input, flattened: the join it belongs to; where each join's inputs start.
 _INPUT_JOIN = tuple(j for j, join in enumerate(_JOINS) for _ in join[2])
-_FIRST = tuple(sum(len(join[2]) for join in _JOINS[:j]) for j in range(len(_JOINS)))
+_FIRST = tuple(itertools.accumulate((len(join[2]) for join in _JOINS), initial=0))[:-1]
 _NUM_INPUTS = len(_INPUT_JOIN)
 _JOIN_OF = {join[0]: j for j, join in enumerate(_JOINS)}
 _SPANS = tuple((join[0], _FIRST[j], len(join[2])) for j, join in enumerate(_JOINS))
