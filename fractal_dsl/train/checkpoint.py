@@ -11,6 +11,7 @@ DistributedDataParallel, where each process has its own dropout stream.
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import torch
@@ -169,7 +170,7 @@ def check_fits(path, state: dict, model: torch.nn.Module, network: str) -> None:
     if not isinstance(saved, dict):
         raise TrainError(f"{path}: checkpoint holds no model weights")
     own = model.state_dict()
-    problems = [f"missing {k}" for k in own if k not in saved]
+    problems = [f"missing {k}" for k in own if k not in saved and not _added_later(k)]
     problems += [f"unexpected {k}" for k in saved if k not in own]
     problems += [
         f"{k} is {_shape(saved[k])} here {_shape(v)}"
@@ -182,6 +183,14 @@ def check_fits(path, state: dict, model: torch.nn.Module, network: str) -> None:
             f"{path}: checkpoint of network {state.get('network')!r} does not fit network "
             f"{network!r}: {'; '.join(problems[:3])}{more}"
         )
+
+
+def _added_later(key: str) -> bool:
+    """A buffer the compiled module gained after checkpoints were first written, which loading
+    fills in (the input's normalisation, per-path BatchNorm statistics)."""
+    return key in ("normalize.mean", "normalize.std") or (
+        re.fullmatch(r"(running_mean|running_var|num_batches_tracked)_c\d+", key.rsplit(".", 1)[-1]) is not None
+    )
 
 
 def _shape(t) -> str:

@@ -464,7 +464,8 @@ def recalibrate_bn(
     drop_path = model.drop_path
     try:
         for m in norms:
-            m.reset_path_stats(path)
+            if path == 0 or path in m.paths:  # the others are not on the path
+                m.reset_path_stats(path)
             m.momentum = None
         model.train()
         model.drop_path = False
