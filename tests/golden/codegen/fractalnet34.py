@@ -400,6 +400,17 @@ def _init_weights(model: nn.Module, scheme: str) -> None:
 # ---- batch norm per path, and the input's normalisation ----------------------------------
 
 
+# The buffers of each path's statistics: the whole network's (0), column K's (K); looked up
+# rather than formatted, so torch.compile keeps a path that varies between calls static.
+_STATS = tuple(
+    tuple(
+        f"{name}_c{k}" if k else name
+        for name in ("running_mean", "running_var", "num_batches_tracked")
+    )
+    for k in range(NUM_COLUMNS + 1)
+)
+
+
 class PathBatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` with running statistics per path: the whole network's in the
     usual buffers, column K's in ``running_mean_cK``, ``running_var_cK`` and
@@ -422,13 +433,8 @@ class PathBatchNorm2d(nn.BatchNorm2d):
 
     def path_stats(self, path: int) -> tuple[Tensor, Tensor, Tensor]:
         """Running mean, variance and batch count of ``path``."""
-        if path not in self.paths:
-            return self.running_mean, self.running_var, self.num_batches_tracked
-        return (
-            getattr(self, f"running_mean_c{path}"),
-            getattr(self, f"running_var_c{path}"),
-            getattr(self, f"num_batches_tracked_c{path}"),
-        )
+        mean, var, tracked = _STATS[path if path in self.paths else 0]
+        return getattr(self, mean), getattr(self, var), getattr(self, tracked)
 
     def reset_path_stats(self, path: int) -> None:
         mean, var, tracked = self.path_stats(path)
