@@ -118,7 +118,6 @@ class _Run:
         except ValueError as exc:  # the module checks drop-path values
             raise TrainError(str(exc)) from None
         model.to(ctx.device)
-        set_normalization(model, data)
         opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         milestones = paper_milestones(cfg.epochs)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 0.1 ** sum(e >= m for m in milestones))
@@ -126,6 +125,7 @@ class _Run:
         history: list[dict] = []
         if cfg.resume:
             history = self._restore(model, opt, sched, scaler)
+        set_normalization(model, data)  # also for a checkpoint from before the module normalised
         if ctx.main:
             self.folder.write("model.py", source)
             if history:  # rebuilt from the checkpoint, in case it was deleted (a finished run included)
@@ -203,7 +203,7 @@ class _Run:
             was = ", ".join(f"{k}={saved.get(k)!r} (now {mine[k]!r})" for k in diffs)
             raise TrainError(f"{self.ckpt}: the run was started with {was}; resume with the same options")
         try:
-            model.load_state_dict(state["model"])
+            load_weights(model, state["model"], self.log)
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
             if state.get("scaler"):
