@@ -380,8 +380,8 @@ class PathBatchNorm2d(nn.BatchNorm2d):
     def add_paths(self, columns: Iterable[int]) -> None:
         """Keep statistics of these columns too (a copy of the whole network's to start)."""
         for k in sorted(set(columns) - set(self.paths)):
-            for name in ("running_mean", "running_var", "num_batches_tracked"):
-                self.register_buffer(f"{name}_c{k}", getattr(self, name).clone())
+            for shared, own in zip(_STATS[0], _STATS[k]):
+                self.register_buffer(own, getattr(self, shared).clone())
             self.paths = tuple(sorted((*self.paths, k)))
 
     def path_stats(self, path: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -415,10 +415,9 @@ class PathBatchNorm2d(nn.BatchNorm2d):
         # A state_dict without per-path statistics: every path starts from the whole
         # network's (the model warns once).
         for k in self.paths:
-            for name in ("running_mean", "running_var", "num_batches_tracked"):
-                if prefix + name in state_dict:
-                    own = f"{prefix}{name}_c{k}"
-                    state_dict.setdefault(own, state_dict[prefix + name])
+            for shared, own in zip(_STATS[0], _STATS[k]):
+                if prefix + shared in state_dict:
+                    state_dict.setdefault(prefix + own, state_dict[prefix + shared])
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
