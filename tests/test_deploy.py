@@ -149,3 +149,29 @@ def test_recalibrate_bn_touches_one_path_and_the_column_module_uses_its_own():
     alone.recalibrate_bn(column2, batches)
     with torch.no_grad():
         torch.testing.assert_close(column2(x), model(x, column=2))
+
+
+def test_an_exported_column_carries_its_own_statistics_and_the_normalisation(run):
+    """``export --column K``'s file gives ``model(x, column=K)`` on column K's statistics, for
+    images in [0, 1]; the whole network's file the whole network's."""
+    ort = pytest.importorskip("onnxruntime")
+    from fractal_dsl.export import export_bytes
+
+    root, fdsl, _ = run
+    net = fractal_dsl.load(fdsl)
+    _, model = compile_model(net)
+    model.load_state_dict(torch.load(root / "run" / "checkpoint.pt", weights_only=True)["model"])
+    model.eval()
+    x = torch.rand(5, *net.input_shape, generator=torch.Generator().manual_seed(0))
+    got = {}
+    for column in (2, None):
+        session = ort.InferenceSession(export_bytes(net, root / "run" / "checkpoint.pt", column),
+                                       providers=["CPUExecutionProvider"])
+        got[column] = torch.from_numpy(session.run(None, {"images": x.numpy()})[0])
+        with torch.no_grad():
+            torch.testing.assert_close(got[column], model(x, column=column), rtol=1e-4, atol=1e-4)
+    for m in model.modules():  # column 2 on the whole network's statistics: another network
+        if hasattr(m, "paths"):
+            m.paths = ()
+    with torch.no_grad():
+        assert (got[2] - model(x, column=2)).abs().max() > 1e-3

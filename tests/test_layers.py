@@ -37,6 +37,8 @@ def test_builtin_compiles_to_a_torch_layer_that_matches_its_inference(name):
     effect = layers.infer(layer, shape)
     source = layers.torch_ctor(layer, shape, repr)
     module = eval(source, {"nn": nn, "dropout": True, "PathBatchNorm2d": _compiled_module().PathBatchNorm2d})
+    if any(n.startswith("running_") for n, _ in module.named_buffers()):  # keeps running statistics:
+        assert type(module).__name__.startswith("Path")  # per path, in the compiled module (issue 17)
     out = module.eval()(torch.randn(2, *shape))
     assert tuple(out.shape[1:]) == effect.shape
     assert sum(p.numel() for p in module.parameters()) == effect.params
