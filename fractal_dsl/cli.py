@@ -370,16 +370,26 @@ _allow_other_option = click.option(
     help="Load a checkpoint written for another network (its tensors must still fit), on purpose.",
 )
 
-# train and eval alike; 1000 is TrainConfig.recalibrate_bn (train.config cannot be imported
-# here without torch, as the train package imports its loop)
+# 1000 is TrainConfig.recalibrate_bn (train.config cannot be imported here without torch, as
+# the train package imports its loop)
 _recalibrate_bn_option = click.option(
     "--recalibrate-bn",
     default=1000,
     show_default=True,
     type=click.IntRange(min=0),
     metavar="N",
-    help="Evaluate the network and each column with BatchNorm statistics re-estimated for that path "
-    "on N training images (0: the stored statistics).",
+    help="At every evaluation, estimate the BatchNorm statistics of every path (the network, each "
+    "column) on N training images; the checkpoint keeps them (0: every path keeps those training "
+    "accumulated).",
+)
+_eval_recalibrate_bn_option = click.option(
+    "--recalibrate-bn",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Re-estimate each evaluated path's BatchNorm statistics on N training images of the data "
+    "(for new data; 0: the statistics the checkpoint keeps per path).",
 )
 
 
@@ -678,7 +688,7 @@ sweep.params.extend(p for p in train.params if p.name not in ("files", "out", "r
 @_threads_option
 @click.option("--amp", is_flag=True, help="Accuracy and latency under autocast, as train --amp.")
 @_ort_latency_option
-@_recalibrate_bn_option
+@_eval_recalibrate_bn_option
 @_allow_other_option
 @click.option(
     "--repeats",
@@ -736,7 +746,7 @@ def evaluate(
     bn = (
         f", BatchNorm re-estimated per path on {result['recalibrate_bn']} training images"
         if result["recalibrate_bn"]
-        else ", BatchNorm statistics as stored"
+        else ", each path on the BatchNorm statistics the checkpoint keeps"
     )
     click.echo(
         f"{result['network']} after epoch {result['epoch']}: {result['data']} test set "

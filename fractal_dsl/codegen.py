@@ -41,6 +41,11 @@ WIDTH = 88
 _MODULE_NAMES = {
     "ONLY_COLUMN",
     "load_full_state_dict",
+    "INPUT_SHAPE",
+    "PathBatchNorm2d",
+    "recalibrate_bn",
+    "Iterable",
+    "warnings",
     "Any",
     "Callable",
     "NamedTuple",
@@ -149,6 +154,8 @@ def _context(net: Network, column: int | None = None) -> dict:
         "version": _doc_text(__version__),
         "class_name": class_name(net),
         "columns": net.columns,
+        "input_shape": tuple(net.input_shape),
+        "input_text": "x".join(map(str, net.input_shape)),
         "blocks": net.blocks,
         "params": net.params,
         "classes": net.classes,
@@ -168,7 +175,16 @@ def _context(net: Network, column: int | None = None) -> dict:
         "head": units.call("head", "self.head = "),
         "block_modules": [graphs.block(b, units, keep) for b in range(1, net.blocks + 1)],
         "only_column": column,
+        "exports": _exports(class_name(net), column is not None),
     }
+
+
+def _exports(cls: str, only_column: bool) -> list[str]:
+    """The module's ``__all__``, in the order ruff's RUF022 keeps: constants, classes, the rest."""
+    constants = ["INPUT_SHAPE", "NUM_COLUMNS", *(["ONLY_COLUMN"] if only_column else [])]
+    functions = ["build", "column_sample", "recalibrate_bn", "sample_drop_path"]
+    functions += ["load_full_state_dict"] if only_column else []
+    return sorted(constants) + sorted([cls, "PathBatchNorm2d"]) + sorted(functions)
 
 
 # ---- one function per key entry -------------------------------------------------------------

@@ -3,7 +3,10 @@
 Needs the optional extra ``fractal-dsl[onnx]`` (onnx, onnxscript; torch's exporter,
 ``torch.onnx.export(..., dynamo=True)``). The input is ``images`` (batch x channels x
 height x width, the batch dimension dynamic), the output ``logits`` (batch x classes).
-A column's file holds only the weights of the layers on that column's path. The file's
+The file takes images as the data set gives them (floats in [0, 1]): the normalisation the run
+used is in it, as are the BatchNorm statistics of the path it runs (the whole network's, or
+column K's with ``--column K``). A column's file holds only the weights of the layers on that
+column's path. The file's
 ``doc_string`` carries the tool's marker, so :mod:`safeio` lets a later export replace it.
 A network whose weights do not fit in one ONNX file (protobuf's 2 GiB) is refused before
 anything is built (:func:`check_size`); no external-data files are written.
@@ -56,7 +59,7 @@ def export_bytes(
     from . import __version__
     from .safeio import marker_text
     from .train import checkpoint
-    from .train.loop import compile_model
+    from .train.loop import compile_model, load_weights
 
     _, model = compile_model(net)
     if column is not None and not 1 <= column <= model.num_columns:
@@ -65,7 +68,7 @@ def export_bytes(
         state = checkpoint.load(checkpoint_path)
         checkpoint.require(checkpoint_path, state, "model")
         checkpoint.verify(checkpoint_path, state, net, model, allow_other_network, warn=warn)
-        model.load_state_dict(state["model"])
+        load_weights(model, state["model"], warn)
     wrapper = _Column(model, column).eval()
     x = torch.randn(2, *net.input_shape)
     quiet = io.StringIO()

@@ -159,7 +159,8 @@ def slot_value(layer: Layer, slot: str, in_shape: tuple[int, ...]):
 
 
 def torch_ctor(layer: Layer, in_shape: tuple[int, ...], literal: Literal, num_classes: bool = False) -> str:
-    """The PyTorch constructor (source text, ``nn.``-qualified) of ``layer`` on ``in_shape``,
+    """The PyTorch constructor (source text, ``nn.``-qualified or a class the compiled module
+    defines, ``PathBatchNorm2d``) of ``layer`` on ``in_shape``,
     every argument a literal (with ``num_classes``, a classifier's width is the name
     ``num_classes``)."""
     t = TYPES[layer.type]
@@ -318,7 +319,8 @@ register(
         lambda name, args: Layer("batchnorm2d"),
         _batchnorm_infer,
         (Slot("num_features", "channels_in"),),
-        lambda a: ("nn.BatchNorm2d", [a["num_features"].text]),
+        # running statistics per path: the compiled module's nn.BatchNorm2d subclass
+        lambda a: ("PathBatchNorm2d", [a["num_features"].text]),
     ),
     ("batchnorm", "batch normalisation over channels", ()),
     ("bn", "batch normalisation over channels (same as batchnorm)", ()),

@@ -20,15 +20,22 @@ def run(net, state: dict, x: torch.Tensor, *, training: bool = False, sample: di
     ``sample`` is a per-batch drop-path sample (``{"joins": {join id: kept inputs}}``);
     without one every join keeps all its inputs.  ``training`` makes batch norm use the
     batch statistics; dropout is never applied (build the model with ``dropout=False``).
+    In eval mode a global sample of column k (``column_sample(k)``) normalises with column
+    k's running statistics (``running_mean_ck``, where the layer has them), anything else
+    with the whole network's; the input is first normalised by ``normalize.mean`` and
+    ``normalize.std`` when the state has them.
     """
     g = net.graph
     names = codegen.module_names(net)
     kept = (sample or {}).get("joins", {})
+    path = (sample or {}).get("column") if (sample or {}).get("mode") == "global" else None
     values: dict[str, torch.Tensor] = {}
     for n in net.nodes_in_order():
         a = g.nodes[n]["node"]
         preds = sorted(g.predecessors(n), key=lambda u: g.edges[u, n]["edge"].index)
         if a.kind == "input":
+            if "normalize.mean" in state:
+                x = (x - state["normalize.mean"][:, None, None]) / state["normalize.std"][:, None, None]
             values[n] = x
         elif a.kind == "join":
             keep = kept.get(n, tuple(range(len(preds))))
@@ -40,7 +47,7 @@ def run(net, state: dict, x: torch.Tensor, *, training: bool = False, sample: di
         else:
             h = values[preds[0]]
             for i, layer in enumerate(a.layers):
-                h = _layer(layer, h, state, f"{names[n]}.{i}", training)
+                h = _layer(layer, h, state, f"{names[n]}.{i}", training, path)
             values[n] = h
     return values["output"]
 
@@ -59,7 +66,7 @@ def _join(net, n: str, xs: list[torch.Tensor], keep: tuple[int, ...]) -> torch.T
     raise AssertionError(mode)
 
 
-def _layer(layer, h: torch.Tensor, state: dict, prefix: str, training: bool) -> torch.Tensor:
+def _layer(layer, h: torch.Tensor, state: dict, prefix: str, training: bool, path=None) -> torch.Tensor:
     a = dict(layer.args)
     t = layer.type
     if t == "conv2d":
@@ -73,10 +80,11 @@ def _layer(layer, h: torch.Tensor, state: dict, prefix: str, training: bool) -> 
             groups=a["groups"],
         )
     if t == "batchnorm2d":
+        own = f"_c{path}" if path is not None and f"{prefix}.running_mean_c{path}" in state else ""
         return F.batch_norm(
             h,
-            state[f"{prefix}.running_mean"].clone(),
-            state[f"{prefix}.running_var"].clone(),
+            state[f"{prefix}.running_mean{own}"].clone(),
+            state[f"{prefix}.running_var{own}"].clone(),
             state[f"{prefix}.weight"],
             state[f"{prefix}.bias"],
             training=training,

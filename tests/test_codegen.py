@@ -26,12 +26,16 @@ def _build(module, **kw):
 
 
 def _randomise_bn(model) -> None:
-    """Non-trivial running statistics, so eval-mode batch norm is not the identity."""
+    """Non-trivial running statistics, so eval-mode batch norm is not the identity, and
+    different ones per path (the whole network's and each column's)."""
     g = torch.Generator().manual_seed(1)
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            for name, buf in m.named_buffers():
+                if name.startswith("running_mean"):
+                    buf.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+                elif name.startswith("running_var"):
+                    buf.copy_(torch.rand(m.num_features, generator=g) + 0.5)
             m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
             m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
 
@@ -86,7 +90,7 @@ def test_extract_column_is_sequential_and_shares_weights():
     net, module = compiled(ROOT / "examples" / "fractal3.fdsl")
     model = _build(module)
     seq = model.extract_column(3)
-    assert type(seq) is torch.nn.Sequential
+    assert isinstance(seq, torch.nn.Sequential)
     assert len(list(seq.parameters())) and all(any(p is q for q in model.parameters()) for p in seq.parameters())
     convs = [m for m in seq.modules() if isinstance(m, torch.nn.Conv2d)]
     assert len(convs) == 5 * 4  # column 3 of a C = 3 block holds 2^2 convs
@@ -201,7 +205,7 @@ def test_generated_code_imports_only_torch_and_stdlib():
             roots |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom):
             roots.add(node.module.split(".")[0])
-    assert roots <= {"__future__", "functools", "itertools", "collections", "typing", "torch"}, roots
+    assert roots <= {"__future__", "functools", "itertools", "collections", "typing", "warnings", "torch"}, roots
 
 
 EDGE = """network edge {

@@ -47,3 +47,34 @@ def test_torch_compile_eval():
     compiled_model = torch.compile(model)
     with torch.no_grad():
         torch.testing.assert_close(compiled_model(x), run(net, model.state_dict(), x), rtol=1e-4, atol=1e-5)
+
+
+def test_per_path_statistics_under_compile_fx_and_export():
+    """Each path's BatchNorm statistics (issue 17) are picked statically per call: torch.compile
+    without graph breaks, torch.fx (the whole network, or a column through concrete_args) and
+    torch.export give the reference's output on that path's statistics."""
+    net, module = compiled(ROOT / "examples" / "tiny.fdsl")
+    torch.manual_seed(0)
+    model = module.build()
+    g = torch.Generator().manual_seed(1)
+    for name, buf in model.named_buffers():
+        if "running_mean" in name:
+            buf.copy_(torch.randn(buf.shape, generator=g) * 0.3)
+        elif "running_var" in name:
+            buf.copy_(torch.rand(buf.shape, generator=g) + 0.5)
+    model.normalize.mean.fill_(0.3)
+    model.normalize.std.fill_(0.25)
+    model.eval()
+    state = model.state_dict()
+    x = torch.rand(2, *net.input_shape)
+    fast = torch.compile(model, fullgraph=True)
+    with torch.no_grad():
+        for k in (None, 1, 3):
+            expected = run(net, state, x, sample=module.column_sample(k) if k else None)
+            torch.testing.assert_close(model(x, column=k), expected, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(fast(x, column=k), expected, rtol=1e-4, atol=1e-5)
+            exported = torch.export.export(model, (x,), {"column": k} if k else None)
+            got = exported.module()(x, column=k) if k else exported.module()(x)
+            torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+            traced = torch.fx.symbolic_trace(model, concrete_args={"column": k})
+            torch.testing.assert_close(traced(x, k), expected, rtol=1e-4, atol=1e-5)

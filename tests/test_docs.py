@@ -10,7 +10,8 @@ Fenced blocks are classified by their info string:
   sent to a temporary folder; other lines must name files that exist;
 * ``python``: run, in a folder where every example is compiled to ``NAME.py``; an excerpt
   of a compiled module (it starts ``# examples/NAME.fdsl:LINE``) must stand in that module
-  word for word;
+  word for word; a script that reads ``runs/tiny/`` gets a run of ``examples/tiny.fdsl``
+  trained there for one epoch on 300 images;
 * ``text``: prose laid out as a diagram; not code;
 * ``json``: must parse as JSON (a schema; ``tests/test_anytime.py`` uses it).
 
@@ -190,6 +191,12 @@ def run_python(body: str, tmp_path: Path, monkeypatch) -> None:
     for stem, k in re.findall(r"from (\w+)_col(\d+) import", body):  # modules of one column (compile --column K)
         net = fractal_dsl.load(ROOT / "examples" / f"{stem}.fdsl")
         (tmp_path / f"{stem}_col{k}.py").write_text(codegen.generate(net, int(k)), encoding="utf-8")
+    if "runs/tiny/" in body:  # a deployer's script: it loads a run's files, so train one (briefly)
+        from fractal_dsl.train import TrainConfig, train
+
+        cfg = TrainConfig(epochs=1, subset=300, recalibrate_bn=200, latency_repeats=1, quiet=True)
+        train(fractal_dsl.load(ROOT / "examples" / "tiny.fdsl"), cfg, tmp_path / "runs" / "tiny", log=lambda *a: None)
+        body = body.replace("runs/tiny/", f"{tmp_path.as_posix()}/runs/tiny/")
     script = tmp_path / "snippet.py"
     script.write_text(body, encoding="utf-8")
     monkeypatch.chdir(ROOT)  # snippets name files as the README does, from the repository root

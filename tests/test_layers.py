@@ -3,6 +3,9 @@ agrees with the inference (shape and parameters), so a new entry is covered by t
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -14,6 +17,16 @@ ARGS = {"channels": 6, "p": 0.25, "kernel": 2, "features": 5}
 FLAT = {"linear"}
 
 
+@functools.cache
+def _compiled_module():
+    """A compiled module, for the classes it defines (PathBatchNorm2d)."""
+    import fractal_dsl
+    from fractal_dsl import codegen
+
+    net = fractal_dsl.load(Path(__file__).resolve().parent.parent / "examples" / "tiny.fdsl")
+    return codegen.load_module(codegen.generate(net), "layers_tiny")
+
+
 @pytest.mark.parametrize("name", sorted(layers.BUILTINS))
 def test_builtin_compiles_to_a_torch_layer_that_matches_its_inference(name):
     builtin = layers.BUILTINS[name]
@@ -23,7 +36,9 @@ def test_builtin_compiles_to_a_torch_layer_that_matches_its_inference(name):
     shape = (12,) if name in FLAT else (4, 9, 9)
     effect = layers.infer(layer, shape)
     source = layers.torch_ctor(layer, shape, repr)
-    module = eval(source, {"nn": nn, "dropout": True})
+    module = eval(source, {"nn": nn, "dropout": True, "PathBatchNorm2d": _compiled_module().PathBatchNorm2d})
+    if any(n.startswith("running_") for n, _ in module.named_buffers()):  # keeps running statistics:
+        assert type(module).__name__.startswith("Path")  # per path, in the compiled module (issue 17)
     out = module.eval()(torch.randn(2, *shape))
     assert tuple(out.shape[1:]) == effect.shape
     assert sum(p.numel() for p in module.parameters()) == effect.params

@@ -65,10 +65,11 @@ def test_eval_cli(tiny_run):
     r = cli("eval", ROOT / "examples" / "tiny.fdsl", "--checkpoint", out / "checkpoint.pt", "--device", "cpu")
     assert r.returncode == 0, r.stderr
     assert "whole network" in r.stdout and "column 3" in r.stdout and "MACs/image" in r.stdout and "ms/image (batch 1)" in r.stdout
-    assert "BatchNorm re-estimated per path on 1000 training images" in r.stdout  # the default
+    assert "each path on the BatchNorm statistics the checkpoint keeps" in r.stdout  # the default
     r = cli("eval", ROOT / "examples" / "tiny.fdsl", "--checkpoint", out / "checkpoint.pt", "--device", "cpu",
-            "--recalibrate-bn", "0", "--column", "2")
-    assert r.returncode == 0 and "BatchNorm statistics as stored" in r.stdout and "column 3" not in r.stdout
+            "--recalibrate-bn", "300", "--column", "2")
+    assert r.returncode == 0 and "BatchNorm re-estimated per path on 300 training images" in r.stdout
+    assert "column 3" not in r.stdout
 
 
 def test_paper_schedule():
@@ -236,8 +237,8 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary file left behind
 
 
-def test_bn_recalibration_is_per_path_and_leaves_the_model_as_it_was(small_run):
-    from fractal_dsl.train.loop import bn_recalibrated, compile_model
+def test_bn_recalibration_is_per_path_and_touches_only_that_path(small_run):
+    from fractal_dsl.train.loop import compile_model, recalibrate
 
     net = loads(SMALL, "small.fdsl")
     _, model = compile_model(net)
@@ -247,19 +248,15 @@ def test_bn_recalibration_is_per_path_and_leaves_the_model_as_it_was(small_run):
     data = datasets.load("digits", net.input_shape, net.classes)
     name, bn = next((n, m) for n, m in model.named_modules() if n.startswith("block1.column2.") and
                     isinstance(m, torch.nn.BatchNorm2d))
-    col1 = next(m for n, m in model.named_modules() if n.startswith("block1.column1.") and
-                isinstance(m, torch.nn.BatchNorm2d))
-    seen = []
-    with bn_recalibrated(model, data, 2, 700):
-        assert bn.momentum is None and bn.num_batches_tracked.item() == 2  # 500 + 200 images
-        assert not torch.equal(bn.running_mean, before[f"{name}.running_mean"])
-        assert col1.num_batches_tracked.item() == 0  # reset, and not on column 2's path
-        seen.append(bn.running_var.clone())
-    with bn_recalibrated(model, data, 2, 700):
-        assert torch.equal(bn.running_var, seen[0])  # the same images give the same statistics
+    recalibrate(model, data, 2, 700)
+    assert bn.num_batches_tracked_c2.item() == 2  # 500 + 200 images, a plain average
+    assert not torch.equal(bn.running_mean_c2, before[f"{name}.running_mean_c2"])
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and all(k.rsplit(".", 1)[1].endswith("_c2") for k in changed)  # column 2's path only
+    seen = bn.running_var_c2.clone()
+    recalibrate(model, data, 2, 700)
+    assert torch.equal(bn.running_var_c2, seen)  # the same images give the same statistics
     assert not model.training and model.drop_path and bn.momentum == 0.1
-    for k, v in model.state_dict().items():
-        assert torch.equal(v, before[k]), k
     result = evaluate_checkpoint(net, small_run / "checkpoint.pt", device="cpu", recalibrate_bn=700)
     assert len(result["rows"]) == 3 and result["recalibrate_bn"] == 700
 
@@ -296,9 +293,10 @@ def test_column_must_exist(tmp_path, small_run):
 def test_cli_defaults_match_the_config():
     from fractal_dsl import cli
 
-    for command in (cli.train, cli.evaluate):
-        default = next(p.default for p in command.params if p.name == "recalibrate_bn")
-        assert default == TrainConfig().recalibrate_bn == 1000
+    default = next(p.default for p in cli.train.params if p.name == "recalibrate_bn")
+    assert default == TrainConfig().recalibrate_bn == 1000
+    # eval uses the statistics the checkpoint keeps per path unless asked to re-estimate
+    assert next(p.default for p in cli.evaluate.params if p.name == "recalibrate_bn") == 0
 
 
 def test_bad_option_values_exit_2_in_every_command(tmp_path, small_run):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -259,7 +260,7 @@ def check_fits(path, state: dict, model: torch.nn.Module, network: str) -> None:
     if not isinstance(saved, dict):
         raise TrainError(f"{path}: checkpoint holds no model weights")
     own = model.state_dict()
-    problems = [f"missing {k}" for k in own if k not in saved]
+    problems = [f"missing {k}" for k in own if k not in saved and not _added_later(k)]
     problems += [f"unexpected {k}" for k in saved if k not in own]
     problems += [
         f"{k} is {_shape(saved[k])} here {_shape(v)}"
@@ -293,6 +294,14 @@ def check_optimizer(path, saved, opt: torch.optim.Optimizer) -> None:
                     f"{path}: damaged training state: optimizer {name} of parameter {i} is "
                     f"{_shape(value)}, the parameter {_shape(p)}"
                 )
+
+
+def _added_later(key: str) -> bool:
+    """A buffer the compiled module gained after checkpoints were first written, which loading
+    fills in (the input's normalisation, per-path BatchNorm statistics)."""
+    return key in ("normalize.mean", "normalize.std") or (
+        re.fullmatch(r"(running_mean|running_var|num_batches_tracked)_c\d+", key.rsplit(".", 1)[-1]) is not None
+    )
 
 
 def _shape(t) -> str:

@@ -73,9 +73,10 @@ class TrainConfig:
     drop_path_per: str | None = None
     dropout: bool = True
     init: str | None = None  # weight initialisation (xavier, kaiming, torch); None: the file's
-    # evaluation only: re-estimate BatchNorm statistics per evaluated path on the first N
-    # training images (0: use the stored running statistics, which under drop-path follow the
-    # last few sampled subnetworks; see docs/results.md)
+    # at every evaluation, estimate the BatchNorm statistics of every path (the whole network,
+    # each column) on the first N training images; the checkpoint keeps them (0: every path
+    # keeps the running statistics training accumulated, which under drop-path follow the last
+    # few sampled subnetworks; see docs/results.md)
     recalibrate_bn: int = 1000
     subset: int | None = None  # train and test on the first N images of each split: a smoke test, not a result
     max_memory: float | None = None  # GB the run may hold (data, weights, activations); None: 80% of physical memory

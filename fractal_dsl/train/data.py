@@ -32,7 +32,8 @@ SHIFT = 4  # pixels of translation in the "+" augmentation
 
 @dataclass
 class Data:
-    """Images (uint8 or float in [0, 1], N x C x H x W) and labels; normalised per batch."""
+    """Images (uint8 or float in [0, 1], N x C x H x W) and labels; ``mean`` and ``std`` are what
+    the compiled module normalises them with."""
 
     name: str
     x_train: torch.Tensor
@@ -59,11 +60,12 @@ class Data:
         )
 
     def prepare(self, x: torch.Tensor, flips=None, shifts=None) -> torch.Tensor:
-        """A batch as the network sees it: floats, augmented if asked, normalised."""
+        """A batch as the compiled module takes it: floats in [0, 1], augmented if asked (the
+        module normalises them with ``mean`` and ``std``, its buffers that train sets)."""
         x = x.float() / 255 if x.dtype == torch.uint8 else x
         if flips is not None:
             x = augment(x, flips, shifts)
-        return (x - self.mean[:, None, None]) / self.std[:, None, None]
+        return x
 
 
 def load(

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
@@ -157,6 +156,7 @@ class _Run:
         history: list[dict] = []
         if cfg.resume:
             history = self._restore(model, opt, sched, scaler)
+        set_normalization(model, data)  # also for a checkpoint from before the module normalised
         if ctx.main:
             self.folder.write("model.py", source)
             self.folder.write("program.fdsl", _program_as_run(self.net))
@@ -191,9 +191,9 @@ class _Run:
         self.log(
             "evaluation: "
             + (
-                f"BatchNorm statistics re-estimated per path on {recal} training images"
+                f"BatchNorm statistics re-estimated per path on {recal} training images (kept in the checkpoint)"
                 if recal
-                else "BatchNorm statistics as stored"
+                else "BatchNorm statistics as training accumulated them, for every path"
             )
         )
         ddp = distributed.wrap(ctx, model, find_unused=bool(getattr(model, "drop_path", True)))
@@ -204,7 +204,8 @@ class _Run:
                 loss, acc = self._epoch(epoch, ddp, opt, scaler, data, stop)
                 sched.step()
                 distributed.broadcast_buffers(ctx, model)
-                full, cols = evaluate(model, data, ctx, amp=self.amp, recalibrate_bn=cfg.recalibrate_bn)
+                store_path_stats(model, data, cfg.recalibrate_bn)  # what the checkpoint keeps
+                full, cols = evaluate(model, data, ctx, amp=self.amp)
                 record = {
                     "epoch": epoch + 1,
                     "lr": lr,
@@ -257,7 +258,7 @@ class _Run:
             raise TrainError(f"{self.ckpt}: the run was started with {was}; resume with the same options")
         checkpoint.check_optimizer(self.ckpt, state["optimizer"], opt)
         try:
-            model.load_state_dict(state["model"])
+            load_weights(model, state["model"], self.log)
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
             if state.get("scaler"):
@@ -458,24 +459,24 @@ def accuracy(
 
     ``amp``: the autocast type (None: float32; see :func:`speed.amp_dtype`).
     Processes share the test set (every world-th sample) and sum their counts. With
-    ``recalibrate_bn=N`` the BatchNorm statistics are first re-estimated for this path (see
-    :func:`bn_recalibrated`)."""
+    ``recalibrate_bn=N`` the path's BatchNorm statistics are first re-estimated on N training
+    images, in place (see :func:`recalibrate`)."""
     rank, world = (ctx.rank, ctx.world) if ctx else (0, 1)
     device = data.x_test.device
     idx = torch.arange(rank, len(data.y_test), world, device=device)
     was_training = model.training
     correct, seconds = 0, 0.0
-    with bn_recalibrated(model, data, column, recalibrate_bn):
-        model.eval()
-        for i in range(0, len(idx), batch):
-            j = idx[i : i + batch]
-            x = data.prepare(data.x_test[j])
-            _sync(device)
-            t0 = time.perf_counter()
-            with speed.autocast(device, amp):
-                pred = model(x, column=column).argmax(1)
-            correct += (pred == data.y_test[j]).sum().item()  # .item() waits for the device
-            seconds += time.perf_counter() - t0
+    recalibrate(model, data, column, recalibrate_bn)
+    model.eval()
+    for i in range(0, len(idx), batch):
+        j = idx[i : i + batch]
+        x = data.prepare(data.x_test[j])
+        _sync(device)
+        t0 = time.perf_counter()
+        with speed.autocast(device, amp):
+            pred = model(x, column=column).argmax(1)
+        correct += (pred == data.y_test[j]).sum().item()  # .item() waits for the device
+        seconds += time.perf_counter() - t0
     model.train(was_training)
     correct, n, seconds = (
         distributed.all_sum(ctx, [correct, len(idx), seconds]) if ctx else (correct, len(idx), seconds)
@@ -483,43 +484,39 @@ def accuracy(
     return correct / n, (n / seconds if seconds else float("inf"))
 
 
-@contextlib.contextmanager
-def bn_recalibrated(model, data: datasets.Data, column: int | None, samples: int):
-    """Within the block, BatchNorm running statistics are those of ``column`` (None: the whole
-    network without drop-path) over the first ``samples`` training images; afterwards the
-    model's own are back.
+def set_normalization(model, data: datasets.Data) -> None:
+    """Make the model normalise its input with the training images' mean and std per channel
+    (buffers of the compiled module, so they travel with its weights)."""
+    model.normalize.mean.copy_(data.mean)
+    model.normalize.std.copy_(data.std)
 
-    Why: in training, each batch's running-statistics update sees one drop-path sample, and
-    with momentum 0.1 the stored statistics are mostly those of the last few samples (often a
-    single column's path), not of the path being evaluated. Re-estimating them per path
-    ("precise BN") removes that noise from the per-column comparison."""
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if samples <= 0 or not bns:
-        yield
+
+def recalibrate(model, data: datasets.Data, column: int | None, samples: int) -> None:
+    """Re-estimate the BatchNorm statistics of ``column``'s path (None: the whole network without
+    drop-path) on the first ``samples`` training images, in place, with the compiled module's
+    ``recalibrate_bn`` ("precise BN": an average over those images, not the running average of
+    training, whose last few drop-path samples dominate it)."""
+    samples = min(samples, len(data.y_train))
+    if samples <= 0:
         return
-    saved = [(m.momentum, {k: v.clone() for k, v in m.state_dict().items()}) for m in bns]
-    modes = [(m, m.training) for m in model.modules()]
-    drop_path = getattr(model, "drop_path", False)
-    try:
-        for m in bns:
-            m.reset_running_stats()
-            m.momentum = None  # a plain average over the batches below
-        model.train()
-        model.drop_path = False
+    recalibrate_bn = type(model).__init__.__globals__["recalibrate_bn"]  # the model's own module's
+    batches = (data.prepare(data.x_train[i : min(i + EVAL_BATCH, samples)]) for i in range(0, samples, EVAL_BATCH))
+    recalibrate_bn(model, batches, column=column)
+
+
+def store_path_stats(model, data: datasets.Data, samples: int) -> None:
+    """Give every path (the whole network, each column) its own BatchNorm statistics, estimated on
+    the first ``samples`` training images (:func:`recalibrate`); with ``samples=0`` each column's
+    become a copy of the statistics training accumulated (the whole network's)."""
+    if samples > 0:
+        for column in (None, *range(1, model.num_columns + 1)):
+            recalibrate(model, data, column, samples)
+        return
+    with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, torch.nn.modules.dropout._DropoutNd):
-                m.eval()
-        with torch.no_grad():
-            for i in range(0, min(samples, len(data.y_train)), EVAL_BATCH):
-                model(data.prepare(data.x_train[i : min(i + EVAL_BATCH, samples)]), column=column)
-        yield
-    finally:
-        for m, (momentum, state) in zip(bns, saved):
-            m.momentum = momentum
-            m.load_state_dict(state)
-        for m, mode in modes:
-            m.training = mode
-        model.drop_path = drop_path
+            for k in getattr(m, "paths", ()):
+                for stat in ("running_mean", "running_var", "num_batches_tracked"):
+                    getattr(m, f"{stat}_c{k}").copy_(getattr(m, stat))
 
 
 def _sync(device) -> None:
@@ -528,7 +525,8 @@ def _sync(device) -> None:
 
 
 def evaluate(model, data, ctx=None, amp=None, recalibrate_bn: int = 0) -> tuple[float, list[float]]:
-    """Accuracy of the whole network and of every column alone (the "anytime" predictors)."""
+    """Accuracy of the whole network and of every column alone (the "anytime" predictors), each
+    on its path's BatchNorm statistics (re-estimated first on ``recalibrate_bn`` images)."""
     full = accuracy(model, data, ctx, None, amp, recalibrate_bn=recalibrate_bn)[0]
     cols = [
         accuracy(model, data, ctx, k, amp, recalibrate_bn=recalibrate_bn)[0] for k in range(1, model.num_columns + 1)
@@ -543,7 +541,7 @@ def evaluate_checkpoint(
     data_spec: str | None = None,
     cache_dir: str | None = None,
     device: str = "auto",
-    recalibrate_bn: int = TrainConfig.recalibrate_bn,
+    recalibrate_bn: int = 0,
     allow_other_network: bool = False,
     warn=print,
     repeats: int = LATENCY_REPEATS,
@@ -554,11 +552,13 @@ def evaluate_checkpoint(
 ) -> dict:
     """Load ``path`` into ``net``'s compiled module and measure it on the test split it was trained with
     (or ``data_spec``): the anytime table (:func:`anytime_rows`) of the whole network and every column
-    (or only ``column``), with the eval pass's samples/s. The checkpoint's weights must match
-    their checksum and belong to ``net`` (see :func:`checkpoint.verify`). The keys are those of
-    the schema in docs/results.md. ``threads``: torch's CPU threads (None: as they are);
-    ``amp``: accuracy and latency under autocast (:func:`speed.amp_dtype`); ``ort_latency``:
-    also each path's latency in ONNX Runtime where it is installed (:mod:`.ort`)."""
+    (or only ``column``), with the eval pass's samples/s, each path on the BatchNorm statistics the
+    checkpoint keeps for it (``recalibrate_bn=N``: re-estimated on N training images). The
+    checkpoint's weights must match their checksum and belong to ``net`` (see
+    :func:`checkpoint.verify`). The keys are those of the schema in docs/results.md. ``threads``:
+    torch's CPU threads (None: as they are); ``amp``: accuracy and latency under autocast
+    (:func:`speed.amp_dtype`); ``ort_latency``: also each path's latency in ONNX Runtime where it
+    is installed (:mod:`.ort`)."""
     speed.use_threads(threads)
     state = checkpoint.load(path)
     checkpoint.require(path, state, "model")
@@ -568,13 +568,15 @@ def evaluate_checkpoint(
     if repeats < 1:
         raise UsageError("{repeats} must be at least 1", "repeats")
     checkpoint.verify(path, state, net, model, allow_other_network, warn=warn)
-    model.load_state_dict(state["model"])
+    load_weights(model, state["model"], warn)
     dev = distributed.pick_device(device)
     spec = data_spec or _checkpoint_data(path, state)
     budget = memory.budget(net, 0, max_memory, dev)  # no training batch: only the eval passes' activations
     data = datasets.load(spec, net.input_shape, net.classes, cache_dir, budget=budget).to(dev)
     model.to(dev)
     dtype = speed.amp_dtype(dev, amp, warn)
+    if "normalize.mean" not in state["model"]:  # trained when the loop normalised the images
+        set_normalization(model, data)
     accuracy(model, data, amp=dtype, batch=min(EVAL_BATCH, len(data.y_test)))  # warm-up: first-call costs stay out
     targets = [column] if column is not None else [None, *range(1, model.num_columns + 1)]
     measured = {k: accuracy(model, data, column=k, amp=dtype, recalibrate_bn=recalibrate_bn) for k in targets}
@@ -613,6 +615,18 @@ def _checkpoint_data(path, state: dict) -> str:
         f"add {{data}} {braces(spec)} to evaluate on it",
         "data",
     )
+
+
+def load_weights(model, weights: dict, warn=print) -> None:
+    """``model.load_state_dict(weights)``, its warning (a checkpoint without per-path BatchNorm
+    statistics, written by an older fractal-dsl) passed to ``warn`` as one line."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.load_state_dict(weights)
+    for w in caught:
+        warn(f"note: {w.message}")
 
 
 # ---- the anytime table ----------------------------------------------------------------------

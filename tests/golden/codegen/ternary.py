@@ -27,6 +27,24 @@ Per mini-batch, layers that no surviving path uses are not computed at all;
 torch.compile or DDP). Sampling uses torch's random generator (``generator``, else the
 global one), so ``torch.manual_seed`` makes runs reproducible.
 
+Input: images as a data set gives them, floats in [0, 1] of shape N x 3x16x16
+(channels first); ``forward`` refuses any other shape with a one-line error. The module
+normalises them itself: ``normalize.mean`` and ``normalize.std`` (one value per channel)
+are buffers, the identity (0 and 1) until ``fractal-dsl train`` sets them from its
+training images, so they travel in the checkpoint with the weights.
+
+Batch norm keeps running statistics per path (switchable batch norm, Yu et al., "Slimmable
+Neural Networks", ICLR 2019): drop-path trains every column through the same layers, and no
+single set of statistics fits them all. Each ``PathBatchNorm2d`` keeps the whole network's
+in the usual ``running_mean``, ``running_var`` and ``num_batches_tracked``, and column K's
+in ``running_mean_cK``, ``running_var_cK`` and ``num_batches_tracked_cK`` for every
+column K whose path runs through it. ``model(x, column=k)`` uses (and in training mode
+updates) column k's, ``model(x)`` the whole network's; training with drop-path uses the
+whole network's, as a plain ``nn.BatchNorm2d`` does. ``recalibrate_bn(model, batches,
+column=None)`` re-estimates one path's from images of your own. A state_dict without the
+per-path statistics (a checkpoint of an older fractal-dsl) still loads, with a
+warning: every path then starts from the whole network's.
+
 Convolution and linear weights start from ``init`` ("xavier" by default:
 Xavier/Glorot uniform, as in the paper).
 
@@ -37,16 +55,27 @@ from __future__ import annotations
 
 import functools
 import itertools
+import warnings
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-__all__ = ["NUM_COLUMNS", "Ternary", "build", "column_sample", "sample_drop_path"]
+__all__ = [
+    "INPUT_SHAPE",
+    "NUM_COLUMNS",
+    "PathBatchNorm2d",
+    "Ternary",
+    "build",
+    "column_sample",
+    "recalibrate_bn",
+    "sample_drop_path",
+]
 
+INPUT_SHAPE = (3, 16, 16)  # channels, height, width of one image
 NUM_COLUMNS = 3
 DEFAULT_DROP_PATH_LOCAL = 0.15
 DEFAULT_DROP_PATH_GLOBAL = 0.5
@@ -62,7 +91,7 @@ def conv(in_channels: int, c: int, p: float, dropout: bool) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(in_channels, c, 3, padding=1, bias=False),
         nn.Dropout(p if dropout else 0.0),
-        nn.BatchNorm2d(c),
+        PathBatchNorm2d(c),
         nn.ReLU(),
     )
 
@@ -324,6 +353,156 @@ def _init_weights(model: nn.Module, scheme: str) -> None:
                 nn.init.zeros_(m.bias)
 
 
+# ---- batch norm per path, and the input's normalisation ----------------------------------
+
+
+# The buffers of each path's statistics: the whole network's (0), column K's (K); looked up
+# rather than formatted, so torch.compile keeps a path that varies between calls static.
+_STATS = tuple(
+    tuple(
+        f"{name}_c{k}" if k else name
+        for name in ("running_mean", "running_var", "num_batches_tracked")
+    )
+    for k in range(NUM_COLUMNS + 1)
+)
+
+
+class PathBatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` with running statistics per path: the whole network's in the
+    usual buffers, column K's in ``running_mean_cK``, ``running_var_cK`` and
+    ``num_batches_tracked_cK`` for every K in ``paths``. ``path`` (0: the whole network,
+    K: column K; the model sets it on every forward pass) picks the statistics used in
+    eval mode and updated in training mode; a path not in ``paths`` uses the whole
+    network's."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.paths: tuple[int, ...] = ()
+        self.path = 0
+
+    def add_paths(self, columns: Iterable[int]) -> None:
+        """Keep statistics of these columns too (a copy of the whole network's to start)."""
+        for k in sorted(set(columns) - set(self.paths)):
+            for shared, own in zip(_STATS[0], _STATS[k]):
+                self.register_buffer(own, getattr(self, shared).clone())
+            self.paths = tuple(sorted((*self.paths, k)))
+
+    def path_stats(self, path: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Running mean, variance and batch count of ``path``."""
+        mean, var, tracked = _STATS[path if path in self.paths else 0]
+        return getattr(self, mean), getattr(self, var), getattr(self, tracked)
+
+    def reset_path_stats(self, path: int) -> None:
+        mean, var, tracked = self.path_stats(path)
+        mean.zero_()
+        var.fill_(1)
+        tracked.zero_()
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``nn.BatchNorm2d``'s forward pass on the statistics of ``path``."""
+        if not isinstance(x, torch.fx.Proxy):
+            self._check_input_dim(x)
+        mean, var, tracked = self.path_stats(self.path)
+        momentum = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats:
+            tracked.add_(1)
+            if self.momentum is None:  # a plain average over the batches so far
+                momentum = 1.0 / float(tracked)
+        return nn.functional.batch_norm(
+            x, mean, var, self.weight, self.bias, self.training, momentum, self.eps
+        )
+
+    def _load_from_state_dict(
+        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        # A state_dict without per-path statistics: every path starts from the whole
+        # network's (the model warns once).
+        for k in self.paths:
+            for shared, own in zip(_STATS[0], _STATS[k]):
+                if prefix + shared in state_dict:
+                    state_dict.setdefault(prefix + own, state_dict[prefix + shared])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+class _Normalize(nn.Module):
+    """``(x - mean) / std`` per channel: the training images' statistics (``mean`` and
+    ``std`` buffers, the identity until ``fractal-dsl train`` sets them)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(channels))
+        self.register_buffer("std", torch.ones(channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        view = (-1,) + (1,) * (x.dim() - 2)
+        return (x - self.mean.reshape(view)) / self.std.reshape(view)
+
+    def _load_from_state_dict(
+        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        # a state_dict from before the normalisation moved into the module: the identity
+        state_dict.setdefault(prefix + "mean", torch.zeros_like(self.mean))
+        state_dict.setdefault(prefix + "std", torch.ones_like(self.std))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def _set_path(module: nn.Module, path: int) -> None:
+    for m in module.modules():
+        if isinstance(m, PathBatchNorm2d):
+            m.path = path
+
+
+@torch.no_grad()
+def recalibrate_bn(
+    model: nn.Module, batches: Iterable[Any], column: int | None = None
+) -> nn.Module:
+    """Re-estimate the batch-norm statistics of ``column``'s path (None: the whole
+    network) from ``batches``: image tensors as ``model`` takes them (or ``(images,
+    labels)`` pairs), averaged over all of them in place of the stored ones. Drop-path
+    and dropout are off meanwhile; the model is left in the mode it was in."""
+    norms = [m for m in model.modules() if isinstance(m, PathBatchNorm2d)]
+    path = column or 0
+    modes = [(m, m.training) for m in model.modules()]
+    momenta = [m.momentum for m in norms]
+    drop_path = model.drop_path
+    try:
+        for m in norms:
+            if path == 0 or path in m.paths:  # the others are not on the path
+                m.reset_path_stats(path)
+            m.momentum = None
+        model.train()
+        model.drop_path = False
+        for m in model.modules():
+            if isinstance(m, nn.modules.dropout._DropoutNd):
+                m.eval()
+        for batch in batches:
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            model(x, column=column)
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        for m, mode in modes:
+            m.training = mode
+        model.drop_path = drop_path
+    return model
+
+
+class _ColumnChain(nn.Sequential):
+    """``extract_column``'s chain: an ``nn.Sequential`` that runs its batch norms with
+    column ``column``'s statistics."""
+
+    def __init__(self, steps: OrderedDict[str, nn.Module], column: int) -> None:
+        super().__init__(steps)
+        self.column = column
+
+    def forward(self, x: Tensor) -> Tensor:
+        _set_path(self, self.column)
+        return super().forward(x)
+
+
+_PATH_STATS = ("running_mean_c", "running_var_c", "num_batches_tracked_c")
+
+
 class Ternary(nn.Module):
     """FractalNet ternary: 3 columns, 2 blocks."""
 
@@ -367,6 +546,7 @@ class Ternary(nn.Module):
         self._drop_path_hooks: OrderedDict[int, Callable[..., Any]] = OrderedDict()
         self._last_sample: dict[str, Any] | None = None
         self._last_masks: tuple[Tensor, Tensor, Tensor] | None = None
+        self.normalize = _Normalize(INPUT_SHAPE[0])
         self.block1 = _block(
             column1=[conv(3, c=8, p=0.0, dropout=dropout)],
             column2=[
@@ -409,6 +589,13 @@ class Ternary(nn.Module):
         )
         self.head = head(16, num_classes=num_classes)
         _init_weights(self, init)
+        for _, module, columns, _ in _NODES:
+            if module:
+                for m in self.get_submodule(module).modules():
+                    if isinstance(m, PathBatchNorm2d):
+                        m.add_paths(columns)
+        self._norms = tuple(m for m in self.modules() if isinstance(m, PathBatchNorm2d))
+        self._warned_path_stats = False
 
     @property
     def last_drop_path(self) -> dict[str, Any] | None:
@@ -500,9 +687,24 @@ class Ternary(nn.Module):
         j3 = _join((c3_9, c2_3, c1_1), plan, j + 2) if live[15] else None
         return j3
 
+    def _check_input(self, x: Tensor) -> None:
+        if isinstance(x, torch.fx.Proxy):
+            return  # torch.fx traces without shapes
+        if x.dim() != len(INPUT_SHAPE) + 1 or tuple(x.shape[1:]) != INPUT_SHAPE:
+            raise ValueError(
+                f"expected images of shape N x 3x16x16 (floats in [0, 1]), "
+                f"got {'x'.join(map(str, x.shape))}"
+            )
+
     def forward_features(self, x: Tensor, column: int | None = None) -> Tensor:
-        """Everything before the head; ``column=k`` runs only column k in every block."""
+        """Everything before the head; ``column=k`` runs only column k in every block
+        (with column k's batch-norm statistics), ``x`` as a data set gives it."""
+        self._check_input(x)
         plan = self._plan(x, column)
+        path = column if isinstance(column, int) else 0  # None, or torch.fx's proxy
+        for m in self._norms:
+            m.path = path
+        x = self.normalize(x)
         x = self._forward_graph1(self.block1, x, plan, 1, 0)
         x = self.block1.pool(x)
         x = self._forward_graph1(self.block2, x, plan, 18, 3)
@@ -519,7 +721,7 @@ class Ternary(nn.Module):
         """Column k alone as a plain ``nn.Sequential`` sharing this model's weights."""
         if not 1 <= k <= NUM_COLUMNS:
             raise ValueError(f"column must be 1..{NUM_COLUMNS}, not {k!r}")
-        steps: OrderedDict[str, nn.Module] = OrderedDict()
+        steps: OrderedDict[str, nn.Module] = OrderedDict(normalize=self.normalize)
         row = _ON_PATH[k - 1]
         for node, module, columns, _ in _NODES:
             if k not in columns:
@@ -536,7 +738,27 @@ class Ternary(nn.Module):
                 raise ValueError(
                     f"column {k} is not a chain of layers: {node} keeps {kept}"
                 )
-        return nn.Sequential(steps)
+        return _ColumnChain(steps, k)
+
+    def _load_from_state_dict(
+        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
+        missing = [
+            name
+            for name in self.state_dict(prefix=prefix, keep_vars=True)
+            if name not in state_dict
+            and name.rsplit(".", 1)[-1].startswith(_PATH_STATS)
+            and not self._warned_path_stats
+        ]
+        if missing:
+            self._warned_path_stats = True
+            warnings.warn(
+                f"the state_dict has no per-path batch-norm statistics (no {missing[0]}): "
+                "every column uses the whole network's until recalibrate_bn(model, "
+                "batches, column=k) re-estimates them",
+                stacklevel=4,
+            )
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 def build(**overrides: Any) -> Ternary:
