@@ -504,13 +504,19 @@ class KeyBinder:
         kept = [self._text(a.span) for a in call.args if a not in drop]
         return (name or call.name) + (f"({', '.join(kept)})" if kept else "")
 
-    def _is_layer(self, v: Value) -> bool:
-        return v.is_name and (v.value in BUILTINS or self.is_entry(v.value))
+    def _is_layer(self, v: Value, scope: _Scope | None = None) -> bool:
+        """Whether ``v`` names a layer; not where a parameter or block value of that name is
+        in ``scope`` (``conv(dropout) = conv3x3(dropout)`` passes a value)."""
+        if not v.is_name:
+            return False
+        if scope is not None and (v.value in scope.params or (scope.env and v.value in scope.env.values)):
+            return False
+        return v.value in BUILTINS or self.is_entry(v.value)
 
-    def _layer_arguments(self, call: Call) -> bool:
+    def _layer_arguments(self, call: Call, scope: _Scope) -> bool:
         """A layer given to a built-in as an argument, ``relu(conv)``, ``dropout(conv, 0.1)``:
         reported with the composition written out; whether it was."""
-        layers = [a for a in call.args if a.name is None and self._is_layer(a.value)]
+        layers = [a for a in call.args if a.name is None and self._is_layer(a.value, scope)]
         if not layers:
             return False
         before = " . ".join(self._text(a.span) for a in layers)
@@ -569,7 +575,7 @@ class KeyBinder:
     def _resolve_builtin(self, call: Call, scope: _Scope) -> list[Layer]:
         b = BUILTINS[call.name]
         names = [p for p, _ in b.params]
-        if self._layer_arguments(call):
+        if self._layer_arguments(call, scope):
             return []
         if not names and call.args:
             self._no_arguments(call)
