@@ -28,12 +28,9 @@ from dataclasses import dataclass, field
 from .errors import Collector, Fix, Span
 from .habits import foreign_layer
 from .layers import BUILTINS, REQUIRED, SAME, Layer, LayerError, resolve
+from .rules import CONSTANTS, MAX_KEY_NESTING, RESERVED_VALUES, SPECIAL_KEYS
 from .syntax import Arith, BlockSpec, Call, KeyDef, Program, Seq, Value, walk
 
-SPECIAL_KEYS = ("join", "pool", "head", "stem")
-CONSTANTS = {"true": True, "false": False, "same": SAME}
-RESERVED_VALUES = ("true", "false", "classes", "column", "same")  # names with a fixed meaning in values
-MAX_KEY_NESTING = 8  # key entries using key entries
 MAX_SUGGESTIONS = 8  # distinct unknown names that get a "did you mean" hint
 
 
@@ -204,6 +201,27 @@ class KeyBinder:
     def builtin(self, call: Call, env: BlockEnv | None, column: int | None) -> tuple[Layer, ...]:
         """A built-in used directly in a rule (its arguments may use block values)."""
         return self._resolve_chain((call,), _Scope(None, {}, env, column))
+
+    def rule_call(self, call: Call, env: BlockEnv, column: int, fractal: str | None) -> tuple[Layer, ...]:
+        """The layers of a name written in a rule that is not a key entry: a built-in's layer;
+        else (a special entry, the fractal's own name, an unknown name) the error, once, and none."""
+        if call.name in BUILTINS:
+            return self.builtin(call, env, column)
+        if call.name in SPECIAL_KEYS:
+            self.once(
+                call.span,
+                f"`{call.name}` is part of the macro-structure and cannot be used inside a rule",
+                "join is written `join(a, b)`; pool, stem and head are placed between blocks automatically",
+            )
+        elif call.name == fractal:
+            self.once(
+                call.span,
+                f"`{call.name}` is the fractal being defined, not a layer",
+                f"fractal indices use square brackets, e.g. `{call.name}[C]`",
+            )
+        else:
+            self.unknown_layer(call, None)
+        return ()
 
     def is_entry(self, name: str) -> bool:
         """Whether ``name`` in a rule means a key entry (entries win over built-ins)."""

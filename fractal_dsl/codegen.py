@@ -28,12 +28,12 @@ from typing import NamedTuple
 
 import jinja2
 
-from . import __version__, layers, semantics
+from . import layers, semantics
 from ._resources import resource_dir
+from ._version import __version__
 from .binding import SPECIAL_KEYS
 from .errors import RunError, UsageError
-from .expand import Network
-from .ir import Node
+from .ir import Network, Node
 from .layers import BUILTINS
 
 WIDTH = 88

@@ -21,7 +21,7 @@ import os
 import warnings
 
 from .errors import RunError, UsageError
-from .expand import Network
+from .ir import Network
 
 INSTALL = "ONNX export needs onnx and onnxscript: pip install 'fractal-dsl[onnx]'"
 #: One .onnx file is one protobuf message, which cannot exceed 2 GiB; the weights must fit in
@@ -56,10 +56,10 @@ def export_bytes(
     require_onnx()
     import torch
 
-    from . import __version__
+    from ._version import __version__
     from .safeio import marker_text
     from .train import checkpoint
-    from .train.loop import compile_model, load_weights
+    from .train.checkpoint import compile_model, load_weights
 
     _, model = compile_model(net)
     if column is not None and not 1 <= column <= model.num_columns:

@@ -37,9 +37,10 @@ from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 
-from . import __version__, load_source
+from ._version import __version__
 from .errors import Diagnostic, FractalError, Source, Span
 from .fmt import format_source
+from .pipeline import load_source
 from .syntax import INIT_SCHEMES, MAX_FILE_BYTES, Call, FractalRef, Join, KeyDef, Program, Rule, Seq, parse
 
 logger = logging.getLogger(__name__)

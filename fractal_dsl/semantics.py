@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from .ir import HEAD, INPUT, JOIN, LAYER, OUTPUT, POOL, STEM, Node
 
 if TYPE_CHECKING:
-    from .expand import Network
+    from .ir import Network
 
 Kept = Mapping[str, Sequence[int]]  # join id -> indices of the inputs it keeps
 
