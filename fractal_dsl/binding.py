@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from .errors import Collector, Fix, Span
 from .habits import foreign_layer
-from .layers import BUILTINS, REQUIRED, SAME, Layer, LayerError, resolve
+from .layers import BUILTINS, REQUIRED, SAME, TYPES, Layer, LayerError, resolve, variant
 from .rules import CONSTANTS, MAX_KEY_NESTING, RESERVED_VALUES, SPECIAL_KEYS
 from .syntax import Arith, BlockSpec, Call, KeyDef, Program, Seq, Value, walk
 
@@ -544,7 +544,8 @@ class KeyBinder:
 
     def _no_arguments(self, call: Call) -> None:
         """A built-in without parameters given arguments: ``batchnorm(c)``."""
-        why = "its channels are inferred from its input" if BUILTINS[call.name].type == "batchnorm2d" else None
+        reads_channels = any(slot.kind == "channels_in" for slot in TYPES[BUILTINS[call.name].type].slots)
+        why = "its channels are inferred from its input" if reads_channels else None
         self.once(
             call.span,
             f"`{call.name}` takes no arguments" + (f": {why}" if why else ""),
@@ -558,12 +559,15 @@ class KeyBinder:
         hint = fix = None
         lowered = {n.lower(): n for n in names}
         close = difflib.get_close_matches(k.lower(), list(lowered), n=1, cutoff=0.75)
-        if k == "kernel" and call.name.startswith("conv") and call.name != "conv":
-            rewritten = self._call_without(call, (), "conv")
-            hint = f"`{call.name}` has a fixed kernel; `conv` takes one: write `{rewritten}`"
-            fixed = self._text(arg.value.span)
-            if fixed in ("1", "3", "5", "7"):
-                hint += f" (or `{self._call_without(call, (arg,), f'conv{fixed}x{fixed}')}`)"
+        general = variant(call.name, k, None) if call.name in BUILTINS and BUILTINS[call.name].fixes(k) else None
+        if general is not None:
+            rewritten = self._call_without(call, (), general)
+            hint = f"`{call.name}` has a fixed {k}; `{general}` takes one: write `{rewritten}`"
+            written = self._text(arg.value.span)
+            whole = written.isascii() and written.isdigit() and str(int(written)) == written
+            other = variant(call.name, k, int(written)) if whole else None
+            if other is not None:
+                hint += f" (or `{self._call_without(call, (arg,), other)}`)"
             fix = Fix(call.span, rewritten)
         elif self._is_layer(arg.value):
             rewritten = f"{self._call_without(call, (arg,))} . {arg.value.value}"

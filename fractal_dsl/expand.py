@@ -130,6 +130,7 @@ def expand(program: Program) -> Network:
         input_shape=input_shape,
         classes=classes,
         init=program.init[0] if program.init else "xavier",
+        key=program.key,
         block_values=tuple(tuple((name, binder.literal(v)) for name, v in env.values.items()) for env in envs),
     )
 

@@ -22,6 +22,7 @@ import networkx as nx
 
 from .errors import Span
 from .layers import Layer
+from .syntax import KeyDef
 
 Shape = tuple[int, ...]
 
@@ -137,6 +138,7 @@ class Network:
     classes: int
     init: str = "xavier"  # weight initialisation (syntax.INIT_SCHEMES); the paper's is Xavier
     block_values: tuple[tuple, ...] = ()
+    key: tuple[KeyDef, ...] = ()  # the key's entries as written (codegen writes a function per entry from them)
     params: int = 0
     macs: int = 0
 

@@ -25,6 +25,7 @@ import graphviz
 
 from . import render, safeio, semantics
 from .ir import JOIN, LAYER, Network
+from .layers import TYPES
 
 _HERE = Path(__file__).resolve().parent
 _ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
@@ -52,7 +53,8 @@ def _asset(name: str) -> str:
 
 
 def _dropout(node) -> list[float]:
-    return [float(layer.arg("p")) for layer in node.layers if layer.type.startswith("dropout")]
+    switches = [(layer, TYPES[layer.type].switch) for layer in node.layers]  # the dropout layers
+    return [float(layer.arg(switch)) for layer, switch in switches if switch]
 
 
 def _shape(shape) -> str | None:

@@ -52,3 +52,33 @@ def test_a_classifier_linear_takes_num_classes_from_the_module():
     layer = layers.resolve("linear", {"features": 10, "bias": True})
     assert layers.torch_ctor(layer, (64,), repr, num_classes=True) == "nn.Linear(64, num_classes)"
     assert layers.torch_ctor(layer, (64,), repr) == "nn.Linear(64, 10)"
+
+
+def test_the_registry_declares_what_names_fix_and_rename():
+    """What the code generator and the hints ask the registry instead of reading names."""
+    assert layers.BUILTINS["conv3x3"].fixes("kernel") and not layers.BUILTINS["conv"].fixes("kernel")
+    assert (
+        layers.resolve(
+            "conv5x5", {"channels": 8, "stride": 1, "padding": None, "bias": True, "groups": 1, "dilation": 1}
+        ).arg("kernel")
+        == 5
+    )
+    assert layers.BUILTINS["conv1x1"].slot("channels") == "out_channels"
+    assert layers.BUILTINS["linear"].slot("features") == "out_features"
+    assert layers.BUILTINS["conv"].slot("stride") == "stride"
+    assert layers.variant("conv3x3", "kernel", None) == "conv"
+    assert layers.variant("conv", "kernel", 7) == "conv7x7"
+    assert layers.variant("conv", "kernel", 9) is None
+    flagged = {t: (lt.convolution, lt.weights, lt.identity) for t, lt in layers.TYPES.items()}
+    assert {t for t, f in flagged.items() if f[0]} == {"conv2d"}
+    assert {t for t, f in flagged.items() if f[1]} == {"conv2d", "linear"}
+    assert {t for t, f in flagged.items() if f[2]} == {"identity"}
+
+
+def test_node_kinds_print_and_serialise_as_their_values():
+    import json
+
+    from fractal_dsl.ir import LAYER, Kind
+
+    assert LAYER is Kind.LAYER and LAYER == "layer" and f"{LAYER}" == str(LAYER) == "layer"
+    assert json.dumps({"kind": LAYER}) == '{"kind": "layer"}' and {"layer": 1}[LAYER] == 1
