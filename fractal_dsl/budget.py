@@ -146,7 +146,7 @@ def _size(expr: Seq, v: int, sizes: dict[int, Size], units: _UnitLayers) -> Size
                 sum(b.units for b in branches),
                 1 + sum(b.joins for b in branches),
                 sum(b.layers for b in branches),
-                joined_width(b.width for b in branches),
+                joined_width([b.width for b in branches]),
             )
         else:
             part = _size(t, v, sizes, units)

@@ -357,7 +357,7 @@ def _widths(node, diags: Collector) -> int:
     if isinstance(node, _Leaf):
         return 1
     if isinstance(node, _Join):
-        node.width = joined_width(_widths(b, diags) for b in node.branches)
+        node.width = joined_width([_widths(b, diags) for b in node.branches])
         return node.width
     widths = [_widths(p, diags) for p in node.parts]
     wide = {w for w in widths if w != 1}

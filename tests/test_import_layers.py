@@ -32,6 +32,7 @@ def test_the_drawing_sees_lazy_and_relative_imports():
     assert g.has_edge("train.loop", "train.checkpoint")  # `from . import checkpoint`
     assert g.has_edge("export", "train.checkpoint")  # `from .train.checkpoint import ...`
     assert g.has_edge("codegen", "ir") and not g.has_edge("ir", "codegen")
+    assert g.has_edge("export", "train.checkpoint")
 
 
 def test_a_circle_and_an_upward_arrow_are_reported(monkeypatch):
