@@ -23,7 +23,7 @@ import graphviz
 
 from . import layout, safeio, semantics
 from .errors import RunError, UsageError, braces
-from .ir import INPUT, JOIN, LAYER, OUTPUT, POOL, Network
+from .ir import HEAD, INPUT, JOIN, LAYER, OUTPUT, POOL, STEM, Network
 from .summary import plural
 
 FORMATS = ("svg", "png", "pdf", "dot", "html")
@@ -563,13 +563,13 @@ class Drawing:
         layer_ops = {
             self.net.node(v).op for v in self.shown if self.net.node(v).kind == LAYER and v not in self.context
         }
-        if "stem" in kinds:
-            entries.append(("stem", "stem"))
+        if STEM in kinds:
+            entries.append((STEM, "stem"))
         if not self.collapse:
             entries += [(op, op) for op in sorted(layer_ops, key=lambda op: (op != "conv", op))]  # conv first
-            if "join" in kinds:
-                entries.append(("join", f"join ({self.net.join_mode})"))
-        entries += [(k, k) for k in ("pool", "head") if k in kinds]
+            if JOIN in kinds:
+                entries.append((JOIN, f"join ({self.net.join_mode})"))
+        entries += [(k, k.value) for k in (POOL, HEAD) if k in kinds]
         cells = "".join(f'<TD BGCOLOR="{self.colours[key]}">{text}</TD>' for key, text in entries)
         self.dot.node(
             "legend",
