@@ -82,3 +82,26 @@ def test_node_kinds_print_and_serialise_as_their_values():
 
     assert LAYER is Kind.LAYER and LAYER == "layer" and f"{LAYER}" == str(LAYER) == "layer"
     assert json.dumps({"kind": LAYER}) == '{"kind": "layer"}' and {"layer": 1}[LAYER] == 1
+
+
+def test_no_module_outside_the_registry_recognises_a_layer_type_by_its_name():
+    """Comparisons with a layer type's name (``layer.type == "conv2d"``) or a built-in's
+    prefix (``name.startswith("conv")``) belong in layers.py; the others ask its flags.
+    habits.py (PyTorch's and Keras's spellings) and lexer.py (standalone) are not asking."""
+    import ast
+
+    package = Path(layers.__file__).parent
+    names = set(layers.TYPES)
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        if path.name in ("layers.py", "habits.py", "lexer.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Compare):
+                consts = [c for c in ast.walk(node) if isinstance(c, ast.Constant) and isinstance(c.value, str)]
+                found += [f"{path.name}:{node.lineno} {c.value}" for c in consts if c.value in names]
+            elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "startswith" and node.args:
+                arg = node.args[0]
+                if isinstance(arg, ast.Constant) and any(b.startswith(str(arg.value)) for b in layers.BUILTINS):
+                    found.append(f"{path.name}:{node.lineno} startswith({arg.value!r})")
+    assert found == []
