@@ -15,10 +15,26 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from . import ir
+from ._version import __version__
 from .errors import Diagnostic, Fix, FractalError, Source, Span
-from .expand import DropPath, Network
+from .ir import DropPath, Network
+from .pipeline import load, load_source, loads
 
-__version__ = "0.1.0"
+
+def _notebook_html(net: Network) -> str | None:
+    from .webview import notebook_html  # when first shown: loading a network needs no Graphviz
+
+    return notebook_html(net)
+
+
+def _notebook_svg(net: Network) -> str | None:
+    from .webview import notebook_svg
+
+    return notebook_svg(net)
+
+
+ir.DISPLAY.update(html=_notebook_html, svg=_notebook_svg)  # Network._repr_html_ / _repr_svg_
 __all__ = [
     "Diagnostic",
     "DropPath",
@@ -34,34 +50,6 @@ __all__ = [
     "loads",
     "train",
 ]
-
-
-def load(path: str | Path, display_name: str | None = None, set: Mapping[str, Any] | None = None) -> Network:
-    """Read, parse, expand and validate a ``.fdsl`` file.
-
-    ``set`` changes values of the program before it is checked, as ``--set NAME=VALUE``
-    does (``{"columns": 4, "c": 32}``; the names are in docs/LANGUAGE.md, "Changing values:
-    --set"); the network's ``source_text`` is then the program with the values written in."""
-    from .syntax import read_source
-
-    return load_source(read_source(path, display_name), set)
-
-
-def loads(text: str, name: str = "<string>", set: Mapping[str, Any] | None = None) -> Network:
-    """Like :func:`load`, for program text held in memory."""
-    return load_source(Source(name, text.removeprefix("\ufeff")), set)  # as read_source does for files
-
-
-def load_source(source: Source, set: Mapping[str, Any] | None = None) -> Network:
-    from .expand import expand
-    from .syntax import parse
-    from .validate import validate
-
-    if set:
-        from .overrides import apply
-
-        source = apply(source, set)
-    return validate(expand(parse(source)), source)
 
 
 def build(source: str | Path, set: Mapping[str, Any] | None = None, **overrides: Any) -> Any:

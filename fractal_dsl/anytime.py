@@ -19,7 +19,7 @@ from . import semantics
 from .ir import LAYER
 
 if TYPE_CHECKING:
-    from .expand import Network
+    from .ir import Network
 
 
 def column_costs(net: Network) -> list[dict]:

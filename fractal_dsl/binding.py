@@ -27,13 +27,10 @@ from dataclasses import dataclass, field
 
 from .errors import Collector, Fix, Span
 from .habits import foreign_layer
-from .layers import BUILTINS, REQUIRED, SAME, Layer, LayerError, resolve
+from .layers import BUILTINS, REQUIRED, SAME, TYPES, Layer, LayerError, resolve, variant
+from .rules import CONSTANTS, MAX_KEY_NESTING, RESERVED_VALUES, SPECIAL_KEYS
 from .syntax import Arith, BlockSpec, Call, KeyDef, Program, Seq, Value, walk
 
-SPECIAL_KEYS = ("join", "pool", "head", "stem")
-CONSTANTS = {"true": True, "false": False, "same": SAME}
-RESERVED_VALUES = ("true", "false", "classes", "column", "same")  # names with a fixed meaning in values
-MAX_KEY_NESTING = 8  # key entries using key entries
 MAX_SUGGESTIONS = 8  # distinct unknown names that get a "did you mean" hint
 
 
@@ -204,6 +201,27 @@ class KeyBinder:
     def builtin(self, call: Call, env: BlockEnv | None, column: int | None) -> tuple[Layer, ...]:
         """A built-in used directly in a rule (its arguments may use block values)."""
         return self._resolve_chain((call,), _Scope(None, {}, env, column))
+
+    def rule_call(self, call: Call, env: BlockEnv, column: int, fractal: str | None) -> tuple[Layer, ...]:
+        """The layers of a name written in a rule that is not a key entry: a built-in's layer;
+        else (a special entry, the fractal's own name, an unknown name) the error, once, and none."""
+        if call.name in BUILTINS:
+            return self.builtin(call, env, column)
+        if call.name in SPECIAL_KEYS:
+            self.once(
+                call.span,
+                f"`{call.name}` is part of the macro-structure and cannot be used inside a rule",
+                "join is written `join(a, b)`; pool, stem and head are placed between blocks automatically",
+            )
+        elif call.name == fractal:
+            self.once(
+                call.span,
+                f"`{call.name}` is the fractal being defined, not a layer",
+                f"fractal indices use square brackets, e.g. `{call.name}[C]`",
+            )
+        else:
+            self.unknown_layer(call, None)
+        return ()
 
     def is_entry(self, name: str) -> bool:
         """Whether ``name`` in a rule means a key entry (entries win over built-ins)."""
@@ -532,7 +550,8 @@ class KeyBinder:
 
     def _no_arguments(self, call: Call) -> None:
         """A built-in without parameters given arguments: ``batchnorm(c)``."""
-        why = "its channels are inferred from its input" if BUILTINS[call.name].type == "batchnorm2d" else None
+        reads_channels = any(slot.kind == "channels_in" for slot in TYPES[BUILTINS[call.name].type].slots)
+        why = "its channels are inferred from its input" if reads_channels else None
         self.once(
             call.span,
             f"`{call.name}` takes no arguments" + (f": {why}" if why else ""),
@@ -546,12 +565,15 @@ class KeyBinder:
         hint = fix = None
         lowered = {n.lower(): n for n in names}
         close = difflib.get_close_matches(k.lower(), list(lowered), n=1, cutoff=0.75)
-        if k == "kernel" and call.name.startswith("conv") and call.name != "conv":
-            rewritten = self._call_without(call, (), "conv")
-            hint = f"`{call.name}` has a fixed kernel; `conv` takes one: write `{rewritten}`"
-            fixed = self._text(arg.value.span)
-            if fixed in ("1", "3", "5", "7"):
-                hint += f" (or `{self._call_without(call, (arg,), f'conv{fixed}x{fixed}')}`)"
+        general = variant(call.name, k, None) if call.name in BUILTINS and BUILTINS[call.name].fixes(k) else None
+        if general is not None:
+            rewritten = self._call_without(call, (), general)
+            hint = f"`{call.name}` has a fixed {k}; `{general}` takes one: write `{rewritten}`"
+            written = self._text(arg.value.span)
+            whole = written.isascii() and written.isdigit() and str(int(written)) == written
+            other = variant(call.name, k, int(written)) if whole else None
+            if other is not None:
+                hint += f" (or `{self._call_without(call, (arg,), other)}`)"
             fix = Fix(call.span, rewritten)
         elif self._is_layer(arg.value):
             rewritten = f"{self._call_without(call, (arg,))} . {arg.value.value}"

@@ -7,7 +7,7 @@ works on, so bounding the graph bounds them all. :func:`check` counts, per fract
 * **units**: the layer nodes the rules make (a key entry or a built-in written in a rule),
 * **joins**: the join nodes,
 * **layers**: the PyTorch layers inside those units, with key entries that call other key
-  entries expanded as the resolver does (at most :data:`KEY_DEPTH` levels), so a few lines
+  entries expanded as the resolver does (at most :data:`~fractal_dsl.rules.MAX_KEY_NESTING` levels), so a few lines
   of key entries that each call the next several times cannot hide a million layers,
 * **columns**: the columns the rule actually makes (a join's branches add theirs up, a
   composition takes the widest part), not the ``columns`` line.
@@ -23,7 +23,20 @@ from dataclasses import dataclass
 
 from .errors import Collector
 from .layers import BUILTINS
-from .syntax import Call, FractalRef, Join, KeyDef, Program, Rule, Seq, walk
+from .rules import (
+    MAX_COLUMNS,
+    MAX_KEY_NESTING,
+    SPECIAL_KEYS,
+    composed_width,
+    index_text,
+    joined_width,
+    ref_index,
+    refs,
+    rule_for,
+)
+from .syntax import Call, FractalRef, Join, KeyDef, Program, Rule, Seq
+
+__all__ = ["MAX_COLUMNS", "MAX_LAYERS", "MAX_UNITS", "Size", "check"]  # the limits are rules.py's and these
 
 # measured on this project's 2-core machine under load (benchmarks/compile_speed.py --columns 11
 # --lift-limits, issue 22): checking and compiling 6,141 units (tiny.fdsl at C = 11) takes 1.8 s
@@ -31,9 +44,6 @@ from .syntax import Call, FractalRef, Join, KeyDef, Program, Rule, Seq, walk
 # took 6 s and 0.65 GB
 MAX_UNITS = 4_000  # layer nodes in the whole network
 MAX_LAYERS = 50_000  # PyTorch layers in the whole network (inside every unit)
-MAX_COLUMNS = 64
-KEY_DEPTH = 8  # key entries may call key entries this many levels deep (the resolver's limit)
-SPECIAL_KEYS = ("join", "pool", "head", "stem")
 
 
 @dataclass(frozen=True)
@@ -47,7 +57,10 @@ class Size:
 
     def __add__(self, other: Size) -> Size:  # composition
         return Size(
-            self.units + other.units, self.joins + other.joins, self.layers + other.layers, max(self.width, other.width)
+            self.units + other.units,
+            self.joins + other.joins,
+            self.layers + other.layers,
+            composed_width((self.width, other.width)),
         )
 
 
@@ -83,24 +96,6 @@ def check(
     _refuse(program, fname, columns, nblocks, sizes[columns], units, diags)
 
 
-def rule_for(n: int, base: dict[int, Rule], rec: Rule | None) -> tuple[Rule | None, int]:
-    """The rule that defines f[n] and the value of its index variable."""
-    if n in base:
-        return base[n], 0
-    if rec is not None:
-        return rec, n - rec.index.offset
-    return None, 0
-
-
-def _ref_index(ref: FractalRef, v: int) -> int:
-    return ref.index.offset if ref.index.var is None else v + ref.index.offset
-
-
-def refs(expr: Seq):
-    """Every fractal reference ``f[...]`` in ``expr``, in written order."""
-    return walk(expr, FractalRef)
-
-
 def _needed(fname, base, rec, columns: int, diags: Collector) -> set[int]:
     """Every index expanding f[columns] needs (each rule's references are smaller than its own)."""
     seen: set[int] = set()
@@ -114,7 +109,7 @@ def _needed(fname, base, rec, columns: int, diags: Collector) -> set[int]:
         if rule is None or (rule is rec and n < 1):
             continue
         for ref in refs(rule.expr):
-            m = _ref_index(ref, v)
+            m = ref_index(ref, v)
             if m < 1:
                 if not any(d.message.startswith(f"expanding `{fname}[{n}]` needs") for d in diags.diagnostics):
                     diags.error(
@@ -138,29 +133,20 @@ def _below_base_hint(fname: str, ref: FractalRef, rule: Rule, rec: Rule | None, 
     )
 
 
-def index_text(fname: str, index) -> str:
-    """``f[3]``, ``f[C]``, ``f[C+1]`` or ``f[C-1]``, as written."""
-    if index.var is None:
-        return f"{fname}[{index.offset}]"
-    if index.offset == 0:
-        return f"{fname}[{index.var}]"
-    return f"{fname}[{index.var}{index.offset:+d}]"
-
-
 def _size(expr: Seq, v: int, sizes: dict[int, Size], units: _UnitLayers) -> Size:
     total = Size(width=1)
     for t in expr.terms:
         if isinstance(t, Call):
             part = Size(units=1, layers=units.of_call(t))
         elif isinstance(t, FractalRef):
-            part = sizes[_ref_index(t, v)]
+            part = sizes[ref_index(t, v)]
         elif isinstance(t, Join):
             branches = [_size(b, v, sizes, units) for b in t.branches]
             part = Size(
                 sum(b.units for b in branches),
                 1 + sum(b.joins for b in branches),
                 sum(b.layers for b in branches),
-                sum(b.width for b in branches),
+                joined_width([b.width for b in branches]),
             )
         else:
             part = _size(t, v, sizes, units)
@@ -169,7 +155,7 @@ def _size(expr: Seq, v: int, sizes: dict[int, Size], units: _UnitLayers) -> Size
 
 
 class _UnitLayers:
-    """PyTorch layers a key entry resolves to, as ``expand._Builder._resolve_chain`` resolves it."""
+    """PyTorch layers a key entry resolves to, as ``binding.KeyBinder._resolve_chain`` resolves it."""
 
     def __init__(self, key: dict[str, KeyDef]) -> None:
         self.key = key
@@ -188,7 +174,7 @@ class _UnitLayers:
         for call in self.key[name].chain:
             if call.name in BUILTINS and (call.name == name or call.name not in self.key or call.name in SPECIAL_KEYS):
                 total += 1
-            elif call.name in self.key and call.name not in SPECIAL_KEYS and depth <= KEY_DEPTH:
+            elif call.name in self.key and call.name not in SPECIAL_KEYS and depth <= MAX_KEY_NESTING:
                 total += self.of_entry(call.name, depth + 1)
         self._memo[name, depth] = total
         return total

@@ -12,14 +12,14 @@ import sys
 
 import click
 
-from . import __version__
+from ._version import __version__
 from .errors import Error, FractalError
 from .syntax import INIT_SCHEMES
 
 
 def _load(path: str, settings: tuple[str, ...] = ()):
-    from . import load
     from .overrides import parse_settings
+    from .pipeline import load
 
     return load(path, set=parse_settings(settings))
 
@@ -122,8 +122,8 @@ def main() -> None:
 @_set_option
 def check(files: tuple[str, ...], settings: tuple[str, ...]) -> None:
     """Validate FILES (`-` reads standard input); print one line per valid file."""
-    from . import load_source
     from .overrides import parse_settings
+    from .pipeline import load_source
     from .summary import one_line
 
     failed = False
@@ -313,7 +313,12 @@ def render(
     net = _load(file, settings)
     fmt = draw.output_format(out, fmt.lower() if fmt else None)
     view = draw.make_view(net, block=block, collapse=collapse, column=column, sample=sample)
-    draw.write(net, out, fmt, view, force=force, inputs=(file,))
+    if fmt == "html":  # the interactive page holds the same drawing, tagged
+        from . import webview
+
+        webview.write(net, out, view, force=force, inputs=(file,))
+    else:
+        draw.write(net, out, fmt, view, force=force, inputs=(file,))
     click.echo(f"wrote {out}")
 
 

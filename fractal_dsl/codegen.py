@@ -28,13 +28,13 @@ from typing import NamedTuple
 
 import jinja2
 
-from . import __version__, layers, semantics
+from . import layers, semantics
 from ._resources import resource_dir
-from .binding import SPECIAL_KEYS
+from ._version import __version__
 from .errors import RunError, UsageError
-from .expand import Network
-from .ir import Node
+from .ir import HEAD, Network, Node
 from .layers import BUILTINS
+from .rules import SPECIAL_KEYS
 
 WIDTH = 88
 # Names the generated module defines or imports: a class must not shadow them.
@@ -234,10 +234,7 @@ class _UnitFunctions:
     and the ``dropout`` switch; ``calls`` holds each unit node's call of it."""
 
     def __init__(self, net: Network) -> None:
-        from .errors import Source
-        from .syntax import parse
-
-        defs = {d.span: d for d in parse(Source(net.source_name, net.source_text)).key}
+        defs = {d.span: d for d in net.key}
         groups: dict[tuple, list[Node]] = {}  # one entry's units (its chain fixes the layer types)
         for node in net.nodes():
             if node.is_unit:
@@ -302,7 +299,7 @@ class _UnitFunction:
                 elif (
                     lt.classifier
                     and slot == lt.out_slot
-                    and first.kind == "head"
+                    and first.kind == HEAD
                     and all(x.type != t for x in first.layers[i + 1 :])
                     and all(v == self.net.classes for v in vals)
                 ):
@@ -335,12 +332,12 @@ class _UnitFunction:
             shadowed = call.name in entries and call.name != d.name and call.name not in SPECIAL_KEYS
             if call.name not in BUILTINS or shadowed:
                 return None
-            conv = call.name == "conv" or (call.name.startswith("conv") and call.name[4:5].isdigit())
-            names = [p for p, _ in BUILTINS[call.name].params]
+            builtin = BUILTINS[call.name]
+            names = [p for p, _ in builtin.params]
             given = dict(zip(names, [a.value for a in call.args if a.name is None]))
             given.update({a.name: a.value for a in call.args if a.name is not None})
             for param, value in given.items():
-                hints[(i, _BUILTIN_SLOT.get(("conv" if conv else call.name, param), param))] = value
+                hints[(i, builtin.slot(param))] = value
         return hints
 
     def _generic(self, extra: str, vals: tuple, kind: str, default, hint) -> _Expr:
@@ -431,11 +428,6 @@ class _UnitFunction:
 
 
 _ANNOTATION = {"int": "int", "channels_in": "int", "float": "float", "bool": "bool"}
-# (built-in, parameter) -> the constructor argument it sets, where the names differ.
-_BUILTIN_SLOT = {
-    ("conv", "channels"): "out_channels",
-    ("linear", "features"): "out_features",
-}
 
 
 # ---- the graph: shared block graphs, the forward pass, the construction --------------------

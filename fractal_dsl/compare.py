@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import RunError
+from .rules import MAX_COLUMNS  # as the language allows
 
 
 @dataclass
@@ -57,7 +58,6 @@ class CompareError(RunError):
 
 SUMMARY_BYTES = 16 << 20
 METRICS_BYTES = 64 << 20
-MAX_COLUMNS = 64  # as the language allows
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,199}")
 
 
@@ -99,7 +99,12 @@ def check_summary(s) -> None:
     """Raise :class:`BadRun` unless ``s`` holds, with the right types, what compare reads of a summary.json."""
     _need(isinstance(s, dict), "summary", "an object", s)
     cols = s.get("column_acc")
-    _need(isinstance(cols, dict) and 1 <= len(cols) <= MAX_COLUMNS, "column_acc", "an object of 1 to 64 columns", cols)
+    _need(
+        isinstance(cols, dict) and 1 <= len(cols) <= MAX_COLUMNS,
+        "column_acc",
+        f"an object of 1 to {MAX_COLUMNS} columns",
+        cols,
+    )
     _need(set(cols) == {str(k) for k in range(1, len(cols) + 1)}, "column_acc", 'keyed "1", "2", ...', cols)
     for k, v in cols.items():
         _need(_is_accuracy(v), f"column_acc.{k}", _ACCURACY, v)
@@ -121,7 +126,12 @@ def check_summary(s) -> None:
         return
     _need(isinstance(anytime, dict), "anytime", "an object", anytime)
     rows = anytime.get("rows", [])
-    _need(isinstance(rows, list) and len(rows) <= MAX_COLUMNS + 1, "anytime.rows", "a list of at most 65 rows", rows)
+    _need(
+        isinstance(rows, list) and len(rows) <= MAX_COLUMNS + 1,
+        "anytime.rows",
+        f"a list of at most {MAX_COLUMNS + 1} rows",
+        rows,
+    )
     for i, row in enumerate(rows):
         where = f"anytime.rows[{i}]"
         _need(isinstance(row, dict), where, "an object", row)

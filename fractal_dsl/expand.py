@@ -21,103 +21,32 @@ Shapes are not known here; :mod:`fractal_dsl.validate` infers them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from functools import cached_property
+from dataclasses import dataclass, field, replace
 
 import networkx as nx
 
 from . import budget, semantics
-from .binding import CONSTANTS, RESERVED_VALUES, SPECIAL_KEYS, BlockEnv, KeyBinder, bind_blocks, value_names
-from .budget import index_text, refs, rule_for
+from .binding import BlockEnv, KeyBinder, bind_blocks, value_names
 from .errors import Collector, Fix, Span
 from .habits import foreign_layer
-from .ir import HEAD, LAYER, POOL, STEM, Edge, Node
+from .ir import HEAD, INPUT, JOIN, LAYER, OUTPUT, POOL, STEM, DropPath, Edge, Kind, Network, Node
 from .layers import BUILTINS, JOIN_MODES, SAME
+from .rules import (
+    CONSTANTS,
+    MAX_BLOCKS,
+    MAX_COLUMNS,
+    RESERVED_VALUES,
+    SPECIAL_KEYS,
+    composed_width,
+    index_text,
+    joined_width,
+    ref_index,
+    refs,
+    rule_for,
+)
 from .syntax import Call, FractalRef, Join, KeyDef, Program, Rule, Seq
 
-MAX_COLUMNS = 64
-
-
-@dataclass(frozen=True)
-class DropPath:
-    """Drop-path settings; the defaults are the paper's (local 0.15, half global, per batch)."""
-
-    local: float = 0.15
-    global_ratio: float = 0.5
-    per: str = "batch"
-    enabled: bool = True
-
-
-@dataclass(frozen=True)
-class Network:
-    """The fractal network: the typed graph (see :mod:`fractal_dsl.ir`) plus the facts every
-    later stage needs.  :func:`expand` makes it without shapes; validation returns a new
-    one whose nodes carry shapes, parameters and MACs, and whose ``params``/``macs`` are
-    the totals.  Never changed after it is made (the graph is frozen)."""
-
-    name: str
-    source_name: str
-    source_text: str
-    graph: nx.DiGraph
-    columns: int
-    blocks: int
-    join_mode: str
-    flat_joins: bool
-    droppath: DropPath
-    input_shape: tuple[int, ...]
-    classes: int
-    init: str = "xavier"  # weight initialisation (syntax.INIT_SCHEMES); the paper's is Xavier
-    block_values: tuple[tuple, ...] = ()
-    params: int = 0
-    macs: int = 0
-
-    @cached_property
-    def _order(self) -> tuple[str, ...]:
-        order = {n: i for i, n in enumerate(self.graph.nodes)}
-        return tuple(nx.lexicographical_topological_sort(self.graph, key=order.__getitem__))
-
-    @cached_property
-    def _position(self) -> dict[str, int]:
-        return {n: i for i, n in enumerate(self._order)}
-
-    def nodes_in_order(self) -> list[str]:
-        """Node ids in a deterministic topological order (ties broken by creation order)."""
-        return list(self._order)
-
-    def position(self, n: str) -> int:
-        """Where node ``n`` stands in :meth:`nodes_in_order`."""
-        return self._position[n]
-
-    def node(self, n: str) -> Node:
-        return self.graph.nodes[n]["node"]
-
-    def nodes(self) -> list[Node]:
-        """Every node, in :meth:`nodes_in_order`."""
-        g = self.graph.nodes
-        return [g[n]["node"] for n in self._order]
-
-    def edge(self, u: str, v: str) -> Edge:
-        return self.graph.edges[u, v]["edge"]
-
-    def inputs(self, n: str) -> list[str]:
-        """The ids feeding ``n``, in input order (a join's inputs as the rule writes them)."""
-        return sorted(self.graph.predecessors(n), key=lambda u: self.edge(u, n).index)
-
-    def consumers(self, n: str) -> list[str]:
-        """The ids ``n`` feeds, in :meth:`nodes_in_order`."""
-        return sorted(self.graph.successors(n), key=self.position)
-
-    def _repr_html_(self) -> str | None:
-        """Jupyter shows the interactive view (``render -o net.html``); needs Graphviz."""
-        from .webview import notebook_html  # lazily: loading a network needs no Graphviz
-
-        return notebook_html(self)
-
-    def _repr_svg_(self) -> str | None:
-        """Jupyter's static picture: ``render``'s default view as SVG; needs Graphviz."""
-        from .webview import notebook_svg
-
-        return notebook_svg(self)
+__all__ = ["DropPath", "Network", "expand"]  # the graph's types live in ir.py; re-exported here
 
 
 # ---- expression instances ---------------------------------------------------------------
@@ -163,7 +92,7 @@ def expand(program: Program) -> Network:
     block_problems = Collector(program.source)  # reported with the binding problems, not before them
     envs = bind_blocks(blocks, value_names(program, key), block_problems)
     binder = KeyBinder(key, classes, diags, blocks=envs)
-    builder = _Builder(program, binder, join_mode, flat, diags)
+    builder = _Builder(program, binder, join_mode, flat)
     try:
         tree = _instantiate(fname, base, rec, columns, program.columns[1], diags)
         _widths(tree, diags)
@@ -201,6 +130,7 @@ def expand(program: Program) -> Network:
         input_shape=input_shape,
         classes=classes,
         init=program.init[0] if program.init else "xavier",
+        key=program.key,
         block_values=tuple(tuple((name, binder.literal(v)) for name, v in env.values.items()) for env in envs),
     )
 
@@ -259,8 +189,8 @@ def _require(program: Program, diags: Collector):
             colspan, f"columns {columns} is far too many (at most {MAX_COLUMNS})", hint="FractalNet uses 3 or 4 columns"
         )
     blocks, bspan = program.blocks
-    if len(blocks) > 64:
-        diags.error(bspan, f"{len(blocks)} blocks is too many (at most 64)")
+    if len(blocks) > MAX_BLOCKS:
+        diags.error(bspan, f"{len(blocks)} blocks is too many (at most {MAX_BLOCKS})")
     return shape, classes, columns, blocks
 
 
@@ -401,10 +331,6 @@ def _rule_table(program: Program, diags: Collector):
     return fname, base, rec
 
 
-def _ref_index(ref: FractalRef, var_value: int) -> int:
-    return ref.index.offset if ref.index.var is None else var_value + ref.index.offset
-
-
 def _instantiate(fname, base, rec, n: int, span: Span, diags):
     """Unroll f[n] into a tree of _Seq/_Join/_Leaf (fractal references inlined)."""
     rule, v = rule_for(n, base, rec)
@@ -417,7 +343,7 @@ def _inst_expr(expr: Seq, v: int, fname, base, rec) -> _Seq:
         if isinstance(t, Call):
             parts.append(_Leaf(t))
         elif isinstance(t, FractalRef):
-            m = _ref_index(t, v)
+            m = ref_index(t, v)
             rule, v2 = rule_for(m, base, rec)
             parts.append(_inst_expr(rule.expr, v2, fname, base, rec))
         elif isinstance(t, Join):
@@ -431,7 +357,7 @@ def _widths(node, diags: Collector) -> int:
     if isinstance(node, _Leaf):
         return 1
     if isinstance(node, _Join):
-        node.width = sum(_widths(b, diags) for b in node.branches)
+        node.width = joined_width([_widths(b, diags) for b in node.branches])
         return node.width
     widths = [_widths(p, diags) for p in node.parts]
     wide = {w for w in widths if w != 1}
@@ -444,7 +370,7 @@ def _widths(node, diags: Collector) -> int:
                 "or one (which all columns then share)"
             ),
         )
-    node.width = max(widths)
+    node.width = composed_width(widths)
     return node.width
 
 
@@ -472,28 +398,51 @@ class _Open:
     cols: tuple[int, ...]
 
 
-class _Builder:
-    """Emits the graph of one expansion tree repeated over the blocks; key entries are
-    bound by a :class:`~fractal_dsl.binding.KeyBinder`."""
+@dataclass
+class _Draft:
+    """A node being placed: local column numbers (``cols``) until :meth:`_Builder.finish`
+    renumbers them shallow to deep and makes the frozen :class:`~fractal_dsl.ir.Node`."""
 
-    def __init__(self, program: Program, binder: KeyBinder, join_mode: str, flat: bool, diags: Collector) -> None:
+    kind: Kind
+    op: str
+    block: int | None
+    cols: tuple[int, ...]
+    span: Span
+    layers: tuple = ()
+    args: dict = field(default_factory=dict)
+    key_span: Span | None = None
+
+
+@dataclass
+class _DraftEdge:
+    u: int
+    v: int
+    index: int = 0
+    cols: tuple[int, ...] = ()
+
+
+class _Builder:
+    """Places the nodes and edges of one expansion tree repeated over the blocks; key
+    entries and built-ins are bound (and their problems reported) by a
+    :class:`~fractal_dsl.binding.KeyBinder`."""
+
+    def __init__(self, program: Program, binder: KeyBinder, join_mode: str, flat: bool) -> None:
         self.program = program
         self.binder = binder
         self.key = binder.key
         self.join_mode = join_mode
         self.flat = flat
-        self.diags = diags
-        self.nodes: list[dict] = []
-        self.edges: list[tuple[int, int, dict]] = []
-        self.block_envs: list[BlockEnv] = []
+        self.fractal = program.rules[0].name if program.rules else None
+        self.nodes: list[_Draft] = []
+        self.edges: list[_DraftEdge] = []
 
     # nodes
-    def _node(self, **attrs) -> int:
-        self.nodes.append(attrs)
+    def _node(self, draft: _Draft) -> int:
+        self.nodes.append(draft)
         return len(self.nodes) - 1
 
     def _edge(self, u: int, v: int, index: int = 0, columns: tuple[int, ...] = ()) -> None:
-        self.edges.append((u, v, {"index": index, "columns": columns}))
+        self.edges.append(_DraftEdge(u, v, index, columns))
 
     def build(self, tree: _Seq, envs: list[BlockEnv], input_shape, order: dict[int, int]) -> None:
         self.order = order
@@ -501,19 +450,17 @@ class _Builder:
         whole = Span(
             self.program.span.line, self.program.span.column, self.program.span.line, self.program.span.column + 7
         )
-        prev = self._node(
-            kind="input", op="input", block=None, cols=all_cols, layers=(), args={}, span=self.program.input_shape[1]
-        )
+        prev = self._node(_Draft(INPUT, "input", None, all_cols, self.program.input_shape[1]))
         if "stem" in self.key:
-            prev = self._unit_node("stem", None, prev, cols=all_cols, kind="stem")
+            prev = self._unit_node("stem", None, prev, cols=all_cols, kind=STEM)
         for env in envs:
             out = self._emit(tree, prev, env)
             prev = self._close(out, env)
             if "pool" in self.key:
-                prev = self._unit_node("pool", env, prev, cols=all_cols, kind="pool")
+                prev = self._unit_node("pool", env, prev, cols=all_cols, kind=POOL)
         if "head" in self.key:  # a missing head is reported with the missing statements
-            prev = self._unit_node("head", None, prev, cols=all_cols, kind="head")
-        out = self._node(kind="output", op="output", block=None, cols=all_cols, layers=(), args={}, span=whole)
+            prev = self._unit_node("head", None, prev, cols=all_cols, kind=HEAD)
+        out = self._node(_Draft(OUTPUT, "output", None, all_cols, whole))
         self._edge(prev, out)
 
     def _emit(self, node, inp: int, env: BlockEnv):
@@ -537,53 +484,30 @@ class _Builder:
         if not isinstance(out, _Open):
             return out
         cols = tuple(sorted(c for _, cs in out.entries for c in cs))
-        j = self._node(
-            kind="join", op=self.join_mode, block=env.block, cols=cols, layers=(), args={}, span=out.ast.span
-        )
+        j = self._node(_Draft(JOIN, self.join_mode, env.block, cols, out.ast.span))
         for i, (src, cs) in enumerate(out.entries):
             self._edge(src, j, index=i, columns=cs)
         return j
 
     def _leaf(self, leaf: _Leaf, inp: int, env: BlockEnv) -> int:
         call = leaf.call
-        layers: tuple = ()
         if self.binder.is_entry(call.name):
-            return self._unit_node(call.name, env, inp, cols=leaf.cols, kind="layer", call=call)
-        if call.name in BUILTINS:
-            layers = self.binder.builtin(call, env, self._column(leaf.cols))
-        elif call.name in SPECIAL_KEYS:
-            msg = f"`{call.name}` is part of the macro-structure and cannot be used inside a rule"
-            self.binder.once(
-                call.span,
-                msg,
-                "join is written `join(a, b)`; pool, stem and head are placed between blocks automatically",
-            )
-        elif self.program.rules and call.name == self.program.rules[0].name:
-            self.binder.once(
-                call.span,
-                f"`{call.name}` is the fractal being defined, not a layer",
-                f"fractal indices use square brackets, e.g. `{call.name}[C]`",
-            )
-        else:
-            self.binder.unknown_layer(call, None)
-        n = self._node(
-            kind="layer", op=call.name, block=env.block, cols=leaf.cols, layers=layers, args={}, span=call.span
-        )
+            return self._unit_node(call.name, env, inp, cols=leaf.cols, kind=LAYER, call=call)
+        layers = self.binder.rule_call(call, env, self._column(leaf.cols), self.fractal)
+        n = self._node(_Draft(LAYER, call.name, env.block, leaf.cols, call.span, layers))
         self._edge(inp, n)
         return n
 
     def _unit_node(
-        self, name: str, env: BlockEnv | None, inp: int, *, cols, kind: str, call: Call | None = None
+        self, name: str, env: BlockEnv | None, inp: int, *, cols, kind: Kind, call: Call | None = None
     ) -> int:
         d = self.key[name]
-        column = self._column(cols) if kind == "layer" else None
+        column = self._column(cols) if kind == LAYER else None
         bound = self.binder.entry(name, env, call, column)
         span = call.span if call is not None else d.span
         args = {p: repr(v.value) if v.value is SAME else v.value for p, v in (bound.args or {}).items()}
         block = env.block if env is not None else None
-        n = self._node(
-            kind=kind, op=name, block=block, cols=cols, layers=bound.layers, args=args, span=span, key_span=d.span
-        )
+        n = self._node(_Draft(kind, name, block, cols, span, bound.layers, args, d.span))
         self._edge(inp, n)
         return n
 
@@ -594,18 +518,15 @@ class _Builder:
 
     def finish(self, width: int) -> nx.DiGraph:
         order = self.order
-        for attrs in self.nodes:
-            attrs["columns"] = tuple(sorted(order[c] for c in attrs.pop("cols")))
-        for _, _, e in self.edges:
-            e["columns"] = tuple(sorted(order[c] for c in e["columns"]))
+        columns = [tuple(sorted(order[c] + 1 for c in d.cols)) for d in self.nodes]
         preds: dict[int, list[int]] = {}
-        for u, v, _ in self.edges:
-            preds.setdefault(v, []).append(u)
-        depth = semantics.depths([a["kind"] for a in self.nodes], [a["block"] for a in self.nodes], preds)
+        for e in self.edges:
+            preds.setdefault(e.v, []).append(e.u)
+        depth = semantics.depths([d.kind for d in self.nodes], [d.block for d in self.nodes], preds)
         ids: list[str] = []
         taken: set[str] = set()
-        for i, attrs in enumerate(self.nodes):
-            ident = self._ident(attrs, depth[i])
+        for i, d in enumerate(self.nodes):
+            ident = _ident(d, columns[i], depth[i])
             name, k = ident, 2
             while name in taken:
                 name, k = f"{ident}_{k}", k + 1
@@ -613,35 +534,36 @@ class _Builder:
             ids.append(name)
         g = nx.DiGraph()
         units_in_column: dict[tuple[int, int], int] = {}
-        for i, attrs in enumerate(self.nodes):  # created in topological order: module names follow it
+        for i, d in enumerate(self.nodes):  # created in topological order: module names follow it
             node = Node(
                 id=ids[i],
-                kind=attrs["kind"],
-                op=attrs["op"],
-                block=attrs["block"],
-                columns=tuple(c + 1 for c in attrs["columns"]),
-                depth=depth[i] if attrs["block"] is not None else None,
-                span=attrs["span"],
-                key_span=attrs.get("key_span"),
-                args=tuple(attrs["args"].items()),
-                layers=tuple(attrs["layers"]),
+                kind=d.kind,
+                op=d.op,
+                block=d.block,
+                columns=columns[i],
+                depth=depth[i] if d.block is not None else None,
+                span=d.span,
+                key_span=d.key_span,
+                args=tuple(d.args.items()),
+                layers=tuple(d.layers),
             )
             g.add_node(ids[i], node=replace(node, module=_module_name(node, units_in_column)))
-        for u, v, e in self.edges:
-            g.add_edge(ids[u], ids[v], edge=Edge(e["index"], tuple(c + 1 for c in e["columns"])))
+        for e in self.edges:
+            g.add_edge(ids[e.u], ids[e.v], edge=Edge(e.index, tuple(sorted(order[c] + 1 for c in e.cols))))
         return nx.freeze(g)
 
-    @staticmethod
-    def _ident(attrs: dict, depth: int) -> str:
-        kind, b = attrs["kind"], attrs["block"]
-        op = "".join(ch if ch.isalnum() else "_" for ch in attrs["op"])
-        if kind in ("input", "output", "stem", "head"):
-            return kind
-        if kind == "pool":
-            return f"b{b}_pool"
-        if kind == "join":
-            return f"b{b}_join_d{depth}"
-        return f"b{b}_c{attrs['columns'][0] + 1}_d{depth}_{op}"
+
+def _ident(draft: _Draft, columns: tuple[int, ...], depth: int) -> str:
+    """A node's readable id, from its position: ``input``, ``b2_c4_d3_conv``, ``b2_join_d4``..."""
+    kind, b = draft.kind, draft.block
+    op = "".join(ch if ch.isalnum() else "_" for ch in draft.op)
+    if kind in (INPUT, OUTPUT, STEM, HEAD):
+        return kind.value
+    if kind == POOL:
+        return f"b{b}_pool"
+    if kind == JOIN:
+        return f"b{b}_join_d{depth}"
+    return f"b{b}_c{columns[0]}_d{depth}_{op}"
 
 
 def _column_order(tree) -> dict[int, int]:
@@ -671,7 +593,7 @@ def _module_name(node: Node, units_in_column: dict[tuple[int, int], int]) -> str
     if node.kind == POOL:
         return f"block{node.block}.pool"
     if node.kind in (STEM, HEAD):
-        return node.kind
+        return node.kind.value
     return None
 
 

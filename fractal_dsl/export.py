@@ -21,7 +21,7 @@ import os
 import warnings
 
 from .errors import RunError, UsageError
-from .expand import Network
+from .ir import Network
 
 INSTALL = "ONNX export needs onnx and onnxscript: pip install 'fractal-dsl[onnx]'"
 #: One .onnx file is one protobuf message, which cannot exceed 2 GiB; the weights must fit in
@@ -56,18 +56,18 @@ def export_bytes(
     require_onnx()
     import torch
 
-    from . import __version__
+    from ._version import __version__
     from .safeio import marker_text
-    from .train import checkpoint
-    from .train.loop import compile_model, load_weights
+    from .train.checkpoint import compile_model, load_weights, require, verify
+    from .train.checkpoint import load as load_checkpoint
 
     _, model = compile_model(net)
     if column is not None and not 1 <= column <= model.num_columns:
         raise UsageError(f"{{column}} {column}: {net.name} has columns 1..{model.num_columns}", "column")
     if checkpoint_path is not None:
-        state = checkpoint.load(checkpoint_path)
-        checkpoint.require(checkpoint_path, state, "model")
-        checkpoint.verify(checkpoint_path, state, net, model, allow_other_network, warn=warn)
+        state = load_checkpoint(checkpoint_path)
+        require(checkpoint_path, state, "model")
+        verify(checkpoint_path, state, net, model, allow_other_network, warn=warn)
         load_weights(model, state["model"], warn)
     wrapper = _Column(model, column).eval()
     x = torch.randn(2, *net.input_shape)

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from lark import Token, UnexpectedInput
 
 from .errors import Diagnostic, Fix, Source, Span
+from .grammar import parser as _parser
 from .layers import BUILTINS
 
 _DP_OPTION = r"((local|global) -?[0-9.]+|per \w+|off)"
@@ -145,8 +146,6 @@ def _statement(text: str, pos: int) -> tuple[str, int, int] | None:
 def _checked(source: Source, diag: Diagnostic) -> Diagnostic:
     """``diag`` as it is, if its fix removes the syntax error; else without the fix and with
     the hint's suggested spelling left out."""
-    from .syntax import _parser
-
     if diag.fix is None:
         return diag
     try:

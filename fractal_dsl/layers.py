@@ -78,13 +78,24 @@ REQUIRED = object()  # a parameter without a default
 
 @dataclass(frozen=True)
 class Builtin:
-    """A name usable in a ``.fdsl`` file: its parameters (with defaults) and the layer type
-    it resolves to."""
+    """A name usable in a ``.fdsl`` file: its parameters (with defaults), the layer type it
+    resolves to, the arguments its name fixes (``conv3x3``: ``kernel=3``) and the parameters
+    named otherwise in the PyTorch constructor (``conv``'s ``channels`` sets ``out_channels``)."""
 
     name: str
     params: tuple[tuple[str, object], ...]  # (name, default); REQUIRED for no default
     doc: str
     type: str
+    fixed: tuple[tuple[str, object], ...] = ()
+    renamed: tuple[tuple[str, str], ...] = ()  # (parameter, constructor argument)
+
+    def slot(self, param: str) -> str:
+        """The constructor argument (:class:`Slot`) that parameter ``param`` sets."""
+        return dict(self.renamed).get(param, param)
+
+    def fixes(self, param: str) -> bool:
+        """Whether the name itself fixes ``param`` (``conv3x3``'s kernel), so it cannot be given."""
+        return param in dict(self.fixed)
 
 
 Literal = Callable[[object], str]  # writes a value as Python source (codegen's checked repr)
@@ -127,6 +138,9 @@ class LayerType:
     classifier: bool = False  # the last one in the head outputs `num_classes`
     switch: str | None = None  # the argument the compiled module's `dropout` switch turns off
     flattens: bool = False  # its output is one vector of all its input's values
+    convolution: bool = False  # a unit holding one counts as a convolution (inspect's units)
+    weights: bool = False  # a weight layer: counted in a path's depth (convolutions, linear)
+    identity: bool = False  # passes its input through unchanged
 
 
 TYPES: dict[str, LayerType] = {}
@@ -134,16 +148,33 @@ BUILTINS: dict[str, Builtin] = {}
 JOIN_MODES = ("mean", "sum", "max", "concat")
 
 
-def register(layer_type: LayerType, *builtins: tuple[str, str, tuple[tuple[str, object], ...]]) -> None:
-    """Declare a layer type and the ``(name, doc, params)`` built-ins that resolve to it."""
+def register(layer_type: LayerType, *builtins: tuple, renamed: tuple[tuple[str, str], ...] = ()) -> None:
+    """Declare a layer type and the ``(name, doc, params)`` or ``(name, doc, params, fixed)``
+    built-ins that resolve to it; ``renamed`` maps their parameters to the constructor's
+    arguments where the names differ."""
     TYPES[layer_type.type] = layer_type
-    for name, doc, params in builtins:
-        BUILTINS[name] = Builtin(name, params, doc, layer_type.type)
+    for name, doc, params, *fixed in builtins:
+        BUILTINS[name] = Builtin(name, params, doc, layer_type.type, tuple(fixed[0]) if fixed else (), renamed)
 
 
 def resolve(name: str, args: dict[str, object]) -> Layer:
     """Turn a built-in name and its bound arguments into a :class:`Layer` (no shapes yet)."""
-    return TYPES[BUILTINS[name].type].resolve(name, args)
+    builtin = BUILTINS[name]
+    return TYPES[builtin.type].resolve(name, {**args, **dict(builtin.fixed)})
+
+
+def variant(name: str, param: str, value: object) -> str | None:
+    """The built-in of ``name``'s layer type whose name fixes ``param`` to ``value``
+    (``conv``, kernel 3: ``conv3x3``), or with ``value`` None the one that takes ``param``."""
+    kind = BUILTINS[name].type
+    for b in BUILTINS.values():
+        if b.type != kind:
+            continue
+        if value is None and any(p == param for p, _ in b.params):
+            return b.name
+        if value is not None and dict(b.fixed).get(param, object()) == value:
+            return b.name
+    return None
 
 
 def infer(layer: Layer, shape: tuple[int, ...]) -> Effect:
@@ -236,7 +267,7 @@ _CONV_OPTIONS = (("stride", 1), ("padding", None), ("bias", True), ("groups", 1)
 
 
 def _conv_resolve(name: str, args: dict) -> Layer:
-    kernel = _int(args, "kernel", 1) if name == "conv" else int(name[4])
+    kernel = _int(args, "kernel", 1)
     dilation = _int(args, "dilation", 1)
     padding = args.get("padding")
     if padding is None or padding is SAME:
@@ -246,7 +277,7 @@ def _conv_resolve(name: str, args: dict) -> Layer:
                     f"`same` padding keeps the size only with an odd kernel; a {kernel}x{kernel} kernel would grow it "
                     f"by {dilation}"
                 ),
-                "kernel" if name == "conv" else None,
+                None if BUILTINS[name].fixes("kernel") else "kernel",
                 hint="use an odd kernel, or give the padding, e.g. `padding=1`",
             )
         padding = dilation * (kernel // 2)
@@ -302,9 +333,22 @@ def _conv_render(a: dict[str, Arg]) -> tuple[str, list[str]]:
 
 
 register(
-    LayerType("conv2d", _conv_resolve, _conv_infer, _CONV_SLOTS, _conv_render, out_slot="out_channels"),
+    LayerType(
+        "conv2d",
+        _conv_resolve,
+        _conv_infer,
+        _CONV_SLOTS,
+        _conv_render,
+        out_slot="out_channels",
+        convolution=True,
+        weights=True,
+    ),
     ("conv", "2-D convolution", (("channels", REQUIRED), ("kernel", 3), *_CONV_OPTIONS)),
-    *((f"conv{k}x{k}", f"{k}x{k} convolution", (("channels", REQUIRED), *_CONV_OPTIONS)) for k in (1, 3, 5, 7)),
+    *(
+        (f"conv{k}x{k}", f"{k}x{k} convolution", (("channels", REQUIRED), *_CONV_OPTIONS), (("kernel", k),))
+        for k in (1, 3, 5, 7)
+    ),
+    renamed=(("channels", "out_channels"),),
 )
 
 
@@ -327,18 +371,25 @@ register(
 )
 
 # Activations and identity: no parameters, shape unchanged.
-for _name, _cls in (
-    ("relu", "ReLU"),
-    ("gelu", "GELU"),
-    ("elu", "ELU"),
-    ("silu", "SiLU"),
-    ("sigmoid", "Sigmoid"),
-    ("tanh", "Tanh"),
-    ("identity", "Identity"),
+for _name, _cls, _identity in (
+    ("relu", "ReLU", False),
+    ("gelu", "GELU", False),
+    ("elu", "ELU", False),
+    ("silu", "SiLU", False),
+    ("sigmoid", "Sigmoid", False),
+    ("tanh", "Tanh", False),
+    ("identity", "Identity", True),
 ):
     register(
-        LayerType(_name, lambda name, args: Layer(name), _same, (), lambda a, _cls=_cls: (f"nn.{_cls}", [])),
-        (_name, f"{_name} activation" if _name != "identity" else "passes its input through", ()),
+        LayerType(
+            _name,
+            lambda name, args: Layer(name),
+            _same,
+            (),
+            lambda a, _cls=_cls: (f"nn.{_cls}", []),
+            identity=_identity,
+        ),
+        (_name, "passes its input through" if _identity else f"{_name} activation", ()),
     )
 
 
@@ -495,6 +546,8 @@ register(
         _linear_render,
         out_slot="out_features",
         classifier=True,
+        weights=True,
     ),
     ("linear", "fully connected layer", (("features", REQUIRED), ("bias", True))),
+    renamed=(("features", "out_features"),),
 )

@@ -37,9 +37,11 @@ from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 
-from . import __version__, load_source
+from ._version import __version__
 from .errors import Diagnostic, FractalError, Source, Span
 from .fmt import format_source
+from .ir import JOIN, LAYER, POOL
+from .pipeline import load_source
 from .syntax import INIT_SCHEMES, MAX_FILE_BYTES, Call, FractalRef, Join, KeyDef, Program, Rule, Seq, parse
 
 logger = logging.getLogger(__name__)
@@ -352,10 +354,10 @@ def hover_text(a: Analysis, hit: Hit) -> str:
             mine = [n for n in nodes if n["source"] == {"line": hit.call.span.line, "column": hit.call.span.column}]
             return head + _piece_table(facts, mine, "this use")
         if k.name == "join":
-            mine = [n for n in nodes if n["kind"] == "join"]
+            mine = [n for n in nodes if n["kind"] == JOIN]
             return head + _piece_table(facts, mine, "this entry")
         users = _users(program, k.name)
-        mine = [n for n in nodes if n["op"] in users and n["kind"] != "join"]
+        mine = [n for n in nodes if n["op"] in users and n["kind"] != JOIN]
         inside = sorted(users - {k.name})
         if inside:
             head += (
@@ -371,9 +373,7 @@ def hover_text(a: Analysis, hit: Hit) -> str:
         if facts is None:
             return head + _not_built(a)
         mine = [
-            n
-            for n in nodes
-            if n["kind"] == "join" and n["source"] == {"line": hit.span.line, "column": hit.span.column}
+            n for n in nodes if n["kind"] == JOIN and n["source"] == {"line": hit.span.line, "column": hit.span.column}
         ]
         return head + _piece_table(facts, mine, "this join (flattened into an outer one)")
     if hit.kind == "builtin":
@@ -403,7 +403,7 @@ def hover_text(a: Analysis, hit: Hit) -> str:
                 f"\n\n{info['convs']} layer units, joins of {', '.join(map(str, info['joins'])) or 'none'}, "
                 f"depth {info['depth']}"
             )
-        mine = [n for n in nodes if n["block"] == hit.block and n["kind"] in ("layer", "join", "pool")]
+        mine = [n for n in nodes if n["block"] == hit.block and n["kind"] in (LAYER, JOIN, POOL)]
         return head + _piece_table(facts, mine, "this block")
     word = hit.word or ""
     return KEYWORDS.get(word) or WORDS.get(word, word)

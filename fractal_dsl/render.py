@@ -23,8 +23,7 @@ import graphviz
 
 from . import layout, safeio, semantics
 from .errors import RunError, UsageError, braces
-from .expand import Network
-from .ir import POOL
+from .ir import HEAD, INPUT, JOIN, LAYER, OUTPUT, POOL, STEM, Network
 from .summary import plural
 
 FORMATS = ("svg", "png", "pdf", "dot", "html")
@@ -165,7 +164,7 @@ def draw_sample(net: Network, seed: int) -> dict:
 
 def to_dot(net: Network, view: View = View()) -> str:
     """The DOT source of ``view``; byte-identical for the same network and view."""
-    return _drawing(net, view).source()
+    return drawing(net, view).source()
 
 
 def collapsed(net: Network, view: View) -> bool:
@@ -176,8 +175,23 @@ def collapsed(net: Network, view: View) -> bool:
     return view.block is None and len(net.graph) > COLLAPSE_ABOVE and net.blocks > 1
 
 
-def _drawing(net: Network, view: View) -> _Drawing:
-    return _Drawing(net, view, collapsed(net, view))
+def drawing(net: Network, view: View = View(), *, tagged: bool = False) -> Drawing:
+    """The drawing of ``view``, collapsed or not by :func:`collapsed` (the one rule, which
+    the HTML page follows too); ``tagged`` gives every element a positional id for the page."""
+    return Drawing(net, view, collapsed(net, view), tagged)
+
+
+def refuse_too_large(drawing: Drawing, fmt: str) -> None:
+    """Raise :class:`RenderError` when Graphviz would draw ``drawing`` in ``fmt`` (not DOT
+    source) and it has more than :data:`IMAGE_LIMIT` nodes; the page always draws it expanded."""
+    if fmt != "dot" and (not drawing.collapse or fmt == "html") and len(drawing.shown) > IMAGE_LIMIT:
+        what = f"block {drawing.view.block}" if drawing.view.block else "the expanded network"
+        raise RenderError(
+            f"{what} has {len(drawing.shown)} nodes, more than Graphviz draws in reasonable time ({IMAGE_LIMIT}): "
+            "draw one block ({block} N) or the collapsed network ({collapse}), or write the DOT source (a .dot output)",
+            "block",
+            "collapse",
+        )
 
 
 def write(net: Network, out: str | Path, fmt: str, view: View = View(), *, force: bool = False, inputs=()) -> None:
@@ -188,31 +202,16 @@ def write(net: Network, out: str | Path, fmt: str, view: View = View(), *, force
     for and Graphviz is not installed, :class:`ImageError` when ``dot`` fails or runs out of
     time, or ``out`` must not or cannot be written.
     """
-    drawing = _drawing(net, view)
-    if fmt != "dot" and (not drawing.collapse or fmt == "html") and len(drawing.shown) > IMAGE_LIMIT:
-        what = f"block {view.block}" if view.block else "the expanded network"
-        raise RenderError(
-            f"{what} has {len(drawing.shown)} nodes, more than Graphviz draws in reasonable time ({IMAGE_LIMIT}): "
-            "draw one block ({block} N) or the collapsed network ({collapse}), or write the DOT source (a .dot output)",
-            "block",
-            "collapse",
-        )
+    if fmt == "html":
+        raise ValueError("the HTML page is written by fractal_dsl.webview.write")
+    picture = drawing(net, view)
+    refuse_too_large(picture, fmt)
     try:
-        if fmt == "html":  # the interactive page (module webview) holds the same drawing, tagged
-            from . import webview
-
-            safeio.check_output(out, force=force, inputs=inputs)
-            try:
-                page = webview.page(net, view)
-            except (graphviz.CalledProcessError, graphviz.ExecutableNotFound) as exc:
-                raise _graphviz_failed(exc, out) from None
-            safeio.write_output(out, f"<!-- {safeio.marker_text()} -->\n" + page, force=force, inputs=inputs)
-            return
-        source = f"// {safeio.marker_text()}\n" + drawing.source()
+        source = f"// {safeio.marker_text()}\n" + picture.source()
         if fmt != "dot":
             safeio.check_output(out, force=force, inputs=inputs)  # refuse before the layout
             try:
-                data = _run_graphviz(drawing, source, fmt, len(drawing.shown), out)
+                data = _run_graphviz(picture, source, fmt, len(picture.shown), out)
             except GraphvizMissing as exc:
                 raise GraphvizMissing(f"{exc} {_fallback(Path(out), source, force, inputs)}") from None
         safeio.write_output(out, source if fmt == "dot" else _mark(data, fmt), force=force, inputs=inputs)
@@ -220,7 +219,7 @@ def write(net: Network, out: str | Path, fmt: str, view: View = View(), *, force
         raise ImageError(str(exc)) from None
 
 
-def _run_graphviz(drawing: _Drawing, source: str, fmt: str, nodes: int, out) -> bytes:
+def _run_graphviz(drawing: Drawing, source: str, fmt: str, nodes: int, out) -> bytes:
     """Graphviz on ``source`` (``dot`` for a collapsed view; ``neato -n2``, which only routes
     edges, for a placed one), stopped after :data:`DOT_TIMEOUT` seconds."""
     program = "dot" if drawing.collapse else "neato"
@@ -245,7 +244,7 @@ def _run_graphviz(drawing: _Drawing, source: str, fmt: str, nodes: int, out) -> 
     return proc.stdout
 
 
-def _graphviz_failed(exc: Exception, out) -> ImageError:
+def graphviz_failed(exc: Exception, out) -> ImageError:
     """The python-graphviz error of the page's drawing as the one-line error of :func:`_run_graphviz`."""
     if isinstance(exc, graphviz.ExecutableNotFound):
         return GraphvizMissing(f"cannot write {out}: the Graphviz 'neato' program was not found; {INSTALL_HINT}.")
@@ -295,8 +294,11 @@ def _call(op: str, args: dict) -> str:
     return f"{op}({', '.join(shown)})" if shown else op
 
 
-class _Drawing:
-    """Lays one view out as a ``graphviz.Digraph``: the nodes shown, their rows and styles."""
+class Drawing:
+    """Lays one view out as a ``graphviz.Digraph``: the nodes shown (``shown``, in order;
+    ``context``, the feeders of a block drawn outside it), their rows and styles; ``source()``
+    is the DOT text, ``pipe(source, fmt)`` Graphviz's drawing of it.  Make one with
+    :func:`drawing`."""
 
     def __init__(self, net: Network, view: View, collapse: bool, tagged: bool = False) -> None:
         self.net, self.view, self.collapse, self.tagged = net, view, collapse, tagged
@@ -310,7 +312,7 @@ class _Drawing:
         else:
             self.shown = list(self.order)
             self.context = set()
-        ops = sorted({self.net.node(v).op for v in self.shown if self.net.node(v).kind == "layer"} - {"conv"})
+        ops = sorted({self.net.node(v).op for v in self.shown if self.net.node(v).kind == LAYER} - {"conv"})
         self.colours = dict(COLOURS) | {op: EXTRA_COLOURS[i % len(EXTRA_COLOURS)] for i, op in enumerate(ops)}
 
     def _new_digraph(self) -> graphviz.Digraph:
@@ -341,7 +343,7 @@ class _Drawing:
         for v in nodes:  # topological order, so a join's inputs have keys already
             depth = self.net.node(v).depth
             sub = 0
-            if self.net.node(v).kind == "join":
+            if self.net.node(v).kind == JOIN:
                 sub = 1 + max((key[u][1] for u in g.predecessors(v) if key.get(u, (None,))[0] == depth), default=0)
             key[v] = (depth, sub)
         rows: dict[tuple[int, int], list[str]] = {}
@@ -357,21 +359,19 @@ class _Drawing:
         if v in self.context:
             graph.node(v, label=f"{v}\\n{shape}", shape="plain", style="", fontcolor="#777777", **self._at(v))
             return
-        if kind == "join":
+        if kind == JOIN:
             graph.node(v, label=self._join_label(v, state), shape="plain", style="", **self._at(v))
             return
-        if kind in ("input", "output"):
+        if kind in (INPUT, OUTPUT):
             attrs = {"label": f"{kind}\\n{shape}", "shape": "ellipse", "style": "", "fillcolor": "white"}
         else:
-            colour = self.colours[data.op if kind == "layer" else kind]
+            colour = self.colours[data.op if kind == LAYER else kind]
             attrs = {"label": f"{_call(data.op, dict(data.args))}\\n{shape}", "fillcolor": colour}
             attrs["tooltip"] = f"{v}: " + _chain(data.layers)
-        if kind == "layer":
+        if kind == LAYER:
             attrs |= {"width": str(LANE), "group": f"b{data.block}c{data.column}"}  # group: straight lanes
         if state == "faded":
-            attrs |= FADED | (
-                {"style": "dashed"} if kind in ("input", "output") else {"style": "rounded,filled,dashed"}
-            )
+            attrs |= FADED | ({"style": "dashed"} if kind in (INPUT, OUTPUT) else {"style": "rounded,filled,dashed"})
         elif state == "bold":
             attrs |= {"color": HIGHLIGHT, "penwidth": "2.5"}
         graph.node(v, **attrs, **self._at(v))
@@ -425,12 +425,12 @@ class _Drawing:
 
     def _edge(self, u: str, v: str) -> None:
         tail, head = u, v
-        if self.net.node(v).kind == "join" and v not in self.context:
+        if self.net.node(v).kind == JOIN and v not in self.context:
             tail_cols = self.net.edge(u, v).columns or (self.net.node(u).column,)
             head = f"{v}:i{min(tail_cols)}:n"
         if (
-            self.net.node(u).kind == "join"
-            and self.net.node(v).kind == "layer"
+            self.net.node(u).kind == JOIN
+            and self.net.node(v).kind == LAYER
             and self.net.node(v).block == self.net.node(u).block
         ):
             tail = f"{u}:o{self.net.node(v).column}:s"
@@ -532,10 +532,10 @@ class _Drawing:
                 self._node(self.dot, v)
                 continue
             if f"block{b}" not in box.values():
-                nodes = [w for w in self.order if self.net.node(w).block == b and self.net.node(w).kind != "pool"]
-                layers = [w for w in nodes if self.net.node(w).kind == "layer"]
-                joins = [w for w in nodes if self.net.node(w).kind == "join"]
-                depth = max(self.net.node(w).depth for w in nodes)
+                nodes = [w for w in self.order if self.net.node(w).block == b and self.net.node(w).kind != POOL]
+                layers = [w for w in nodes if self.net.node(w).kind == LAYER]
+                joins = [w for w in nodes if self.net.node(w).kind == JOIN]
+                depth = semantics.block_depth(self.net, b)
                 arity = sorted({g.in_degree(w) for w in joins})
                 arities = (
                     ", ".join(str(g.in_degree(w)) for w in joins) if len(joins) <= 4 else f"{arity[0]} to {arity[-1]}"
@@ -561,15 +561,15 @@ class _Drawing:
         if self.collapse:
             entries.append(("block", "block (collapsed)"))
         layer_ops = {
-            self.net.node(v).op for v in self.shown if self.net.node(v).kind == "layer" and v not in self.context
+            self.net.node(v).op for v in self.shown if self.net.node(v).kind == LAYER and v not in self.context
         }
-        if "stem" in kinds:
-            entries.append(("stem", "stem"))
+        if STEM in kinds:
+            entries.append((STEM, "stem"))
         if not self.collapse:
             entries += [(op, op) for op in sorted(layer_ops, key=lambda op: (op != "conv", op))]  # conv first
-            if "join" in kinds:
-                entries.append(("join", f"join ({self.net.join_mode})"))
-        entries += [(k, k) for k in ("pool", "head") if k in kinds]
+            if JOIN in kinds:
+                entries.append((JOIN, f"join ({self.net.join_mode})"))
+        entries += [(k, k.value) for k in (POOL, HEAD) if k in kinds]
         cells = "".join(f'<TD BGCOLOR="{self.colours[key]}">{text}</TD>' for key, text in entries)
         self.dot.node(
             "legend",

@@ -25,9 +25,10 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from .ir import HEAD, INPUT, JOIN, LAYER, OUTPUT, POOL, STEM, Node
+from .layers import TYPES
 
 if TYPE_CHECKING:
-    from .expand import Network
+    from .ir import Network
 
 Kept = Mapping[str, Sequence[int]]  # join id -> indices of the inputs it keeps
 
@@ -140,16 +141,16 @@ def block_depth(net: Network, block: int) -> int:
 
 
 UNIT_KINDS = ("conv", "identity", "other")
-WEIGHT_LAYERS = ("conv2d", "linear")
 
 
 def unit_kind(node: Node) -> str:
     """What a layer unit is, for counting: ``conv`` if it holds a convolution, ``identity``
-    if it passes its input through (only identity layers, or none), else ``other``."""
-    types = [layer.type for layer in node.layers]
-    if "conv2d" in types:
+    if it passes its input through (only identity layers, or none), else ``other``
+    (the registry's ``convolution`` and ``identity`` flags say which layers are which)."""
+    types = [TYPES[layer.type] for layer in node.layers]
+    if any(t.convolution for t in types):
         return "conv"
-    if all(t == "identity" for t in types):
+    if all(t.identity for t in types):
         return "identity"
     return "other"
 
@@ -160,7 +161,7 @@ def deepest_path(net: Network) -> int:
     pools and head count when they hold such layers; joins and identity units do not."""
     best: dict[str, int] = {}
     for n in net.nodes():
-        weight = sum(layer.type in WEIGHT_LAYERS for layer in n.layers)
+        weight = sum(TYPES[layer.type].weights for layer in n.layers)
         best[n.id] = weight + max((best[p] for p in net.inputs(n.id)), default=0)
     return best["output"]
 

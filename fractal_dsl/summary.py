@@ -7,8 +7,7 @@ lays the same facts out for people.  Nothing here imports torch.
 from __future__ import annotations
 
 from . import semantics
-from .expand import Network
-from .ir import JOIN, LAYER, POOL
+from .ir import JOIN, LAYER, POOL, Network
 from .layers import shape_str
 
 

@@ -282,8 +282,8 @@ class Sweep:
         self.check_space()
         study = self.study()
         optuna = require_optuna()
-        from . import load
         from .overrides import value_text
+        from .pipeline import load
         from .train import TrainConfig
         from .train import train as train_run
         from .train.config import Interrupted
@@ -344,7 +344,7 @@ class Sweep:
         """Load the program at every corner of the space (each name at its lowest and highest,
         or each choice), so an unknown name or a value the program refuses stops the sweep
         before any training, as a diagnostic."""
-        from . import load
+        from .pipeline import load
 
         load(self.file, set=self.fixed)
         for d in self.space:

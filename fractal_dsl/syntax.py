@@ -11,13 +11,12 @@ import difflib
 import re
 import unicodedata
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, v_args
+from lark import Token, Transformer, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, v_args
 
-from ._resources import resource_dir
 from .errors import Collector, Diagnostic, Fix, FractalError, Source, Span
+from .grammar import parser as _parser
 from .habits import python_style, recognise
 from .layers import BUILTINS
 from .safeio import read_input
@@ -358,12 +357,6 @@ class _ToAst(Transformer):
 
 
 # ---- entry point ---------------------------------------------------------------------
-
-
-@lru_cache(maxsize=1)
-def _parser() -> Lark:
-    text = (resource_dir("grammars") / "fractal.lark").read_text("utf-8")
-    return Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=True)
 
 
 def read_source(path: str | Path, display_name: str | None = None) -> Source:

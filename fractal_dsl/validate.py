@@ -17,8 +17,7 @@ import networkx as nx
 
 from . import semantics
 from .errors import Collector, Diagnostic, Fix, Source, Span
-from .expand import Network
-from .ir import INPUT, JOIN, Node
+from .ir import INPUT, JOIN, Network, Node
 from .layers import LayerError, infer, shape_str
 
 MAX_PARAMS = 4_000_000_000  # 16 GB of float32 weights

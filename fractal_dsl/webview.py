@@ -1,5 +1,5 @@
 """The interactive view: one self-contained HTML page (``render -o net.html``, and a
-:class:`~fractal_dsl.expand.Network`'s ``_repr_html_`` in Jupyter).
+:class:`~fractal_dsl.ir.Network`'s ``_repr_html_`` in Jupyter).
 
 The page is not a second drawing: it holds the SVG that :mod:`fractal_dsl.render` makes
 of the expanded network (same layout, colours, labels and legend), each node and edge
@@ -21,9 +21,11 @@ import re
 import shutil
 from pathlib import Path
 
-from . import render, semantics
-from .expand import Network
-from .ir import JOIN
+import graphviz
+
+from . import render, safeio, semantics
+from .ir import JOIN, LAYER, Network
+from .layers import TYPES
 
 _HERE = Path(__file__).resolve().parent
 _ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
@@ -51,7 +53,8 @@ def _asset(name: str) -> str:
 
 
 def _dropout(node) -> list[float]:
-    return [float(layer.arg("p")) for layer in node.layers if layer.type.startswith("dropout")]
+    switches = [(layer, TYPES[layer.type].switch) for layer in node.layers]  # the dropout layers
+    return [float(layer.arg(switch)) for layer, switch in switches if switch]
 
 
 def _shape(shape) -> str | None:
@@ -62,11 +65,8 @@ def view_data(net: Network, view: render.View | None = None) -> dict:
     """Everything the page shows, from the same drawing as the static render."""
     view = view or render.View()
     collapse = render.collapsed(net, view)
-    drawing = render._Drawing(
-        net,
-        render.View(block=view.block, collapse=False, kept=view.kept, bold=view.bold, note=view.note),
-        False,
-        tagged=True,
+    drawing = render.drawing(
+        net, render.View(block=view.block, collapse=False, kept=view.kept, bold=view.bold, note=view.note), tagged=True
     )
     source = drawing.source()
     svg = drawing.pipe(source, "svg").decode("utf-8")
@@ -110,7 +110,7 @@ def view_data(net: Network, view: render.View | None = None) -> dict:
                 "edges": [i for i, e in enumerate(drawing.edges) if e in path],
                 "params": sum(net.node(v).params for v in mine),
                 "macs": sum(net.node(v).macs for v in mine),
-                "layers": sum(net.node(v).kind == "layer" for v in mine),
+                "layers": sum(net.node(v).kind == LAYER for v in mine),
             }
         )
     initial: dict = {"collapsed": bool(collapse)}
@@ -149,6 +149,22 @@ def page(net: Network, view: render.View | None = None) -> str:
     return re.sub(r"/\*(CSS|DATA|JS)\*/", lambda m: parts[m.group(1)], _asset("view.html"))
 
 
+def write(net: Network, out: str | Path, view: render.View | None = None, *, force: bool = False, inputs=()) -> None:
+    """Write the page of ``view`` to ``out`` (``render -o net.html``), under
+    :mod:`fractal_dsl.safeio`'s output rule; raises what :func:`fractal_dsl.render.write` does."""
+    view = view or render.View()
+    render.refuse_too_large(render.drawing(net, view), "html")
+    try:
+        safeio.check_output(out, force=force, inputs=inputs)
+        try:
+            text = page(net, view)
+        except (graphviz.CalledProcessError, graphviz.ExecutableNotFound) as exc:
+            raise render.graphviz_failed(exc, out) from None
+        safeio.write_output(out, f"<!-- {safeio.marker_text()} -->\n" + text, force=force, inputs=inputs)
+    except safeio.OutputError as exc:
+        raise render.ImageError(str(exc)) from None
+
+
 def _drawable(net: Network, nodes: int) -> bool:
     """Whether a notebook can show ``net``: validated (shapes known), not over the image
     limit, and Graphviz installed; else Jupyter falls back to the next representation."""
@@ -171,7 +187,7 @@ def notebook_html(net: Network) -> str | None:
 
 def notebook_svg(net: Network) -> str | None:
     """``render``'s default view (large networks collapsed) as SVG text."""
-    drawing = render._drawing(net, render.View())
+    drawing = render.drawing(net)
     if not _drawable(net, 0 if drawing.collapse else len(drawing.shown)):
         return None
     svg = drawing.pipe(drawing.source(), "svg").decode("utf-8")

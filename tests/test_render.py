@@ -372,7 +372,7 @@ def test_expanded_drawings_are_placed_by_column_and_depth():
     net = fractal_dsl.load(ROOT / "examples" / "fractal4.fdsl")
     dot = render.to_dot(net, render.View(block=1))
     pos = dot_positions(dot)
-    assert set(pos) == set(render._drawing(net, render.View(block=1)).shown) | {"legend"}
+    assert set(pos) == set(render.drawing(net, render.View(block=1)).shown) | {"legend"}
     pitch = (render.LANE + render.NODESEP) * 72
     for v in pos:
         if v.startswith("b1_c"):

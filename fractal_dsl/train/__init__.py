@@ -5,13 +5,28 @@ the paper's schedule, per-column evaluation, files) with ``checkpoint`` (atomic,
 ``distributed`` (torchrun / DDP) and ``plots`` (curves.png).
 """
 
+import importlib
 import sys
 import types
 
-from .config import Interrupted, TrainConfig, TrainError, paper_milestones
-from .loop import evaluate, evaluate_checkpoint, train
-
 __all__ = ["Interrupted", "TrainConfig", "TrainError", "evaluate", "evaluate_checkpoint", "paper_milestones", "train"]
+
+
+def __getattr__(name: str):
+    """The names above, imported when first asked for: importing one module of the package
+    (``export`` imports ``train.checkpoint``) does not import the training loop."""
+    if name in ("Interrupted", "TrainConfig", "TrainError", "paper_milestones"):
+        from . import config
+
+        return getattr(config, name)
+    if name in ("evaluate", "evaluate_checkpoint", "train"):
+        from . import loop
+
+        return getattr(loop, name)
+    try:
+        return importlib.import_module(f"{__name__}.{name}")  # a module of the package: train.loop
+    except ModuleNotFoundError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
 
 
 class _TrainPackage(types.ModuleType):

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import torch
 
-from .. import safeio
+from .. import codegen, safeio
 from ..errors import braces
+from ..ir import Network
 from .config import TrainError
 
 FORMAT = "fractal-dsl-checkpoint"
@@ -308,3 +309,22 @@ def _shape(t) -> str:
     if not hasattr(t, "shape"):
         return type(t).__name__
     return "x".join(str(d) for d in t.shape) + (f" {t.dtype}".replace("torch.", "") if t.dtype != torch.float32 else "")
+
+
+def compile_model(net: Network, generator=None, **overrides):
+    """Generate, load and build the compiled module for ``net``; returns (source, model)."""
+    source = codegen.generate(net, check=False)  # load_module checks it
+    module = codegen.load_module(source, f"fractal_dsl_compiled_{net.name}")
+    return source, module.build(generator=generator, **overrides)
+
+
+def load_weights(model, weights: dict, warn=print) -> None:
+    """``model.load_state_dict(weights)``, its warning (a checkpoint without per-path BatchNorm
+    statistics, written by an older fractal-dsl) passed to ``warn`` as one line."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.load_state_dict(weights)
+    for w in caught:
+        warn(f"note: {w.message}")

@@ -15,6 +15,7 @@ from ..errors import RunError
 
 #: Options that change the trained weights: a resumed run must use the same values
 #: (``epochs`` may grow: the run is extended, see :func:`lr_factor`).
+EVAL_BATCH = 500  # examples per evaluation batch (accuracy, latency, the memory estimate)
 RESUME_KEYS = (
     "data",
     "augment",

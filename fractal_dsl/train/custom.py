@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ..expand import Network
+from ..ir import Network
 from . import data as datasets
 from .config import TrainConfig, TrainError
 from .loop import train as run
@@ -37,7 +37,7 @@ def train(
     the run, default ``"custom"``). Images are N x C x H x W as the network's ``input`` (uint8
     or float; normalised per channel with the training images' mean and spread), labels whole
     numbers 0 to ``classes`` - 1."""
-    from .. import load, loads
+    from ..pipeline import load, loads
 
     if isinstance(program, Network):
         if set:

@@ -22,15 +22,24 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .. import codegen, fingerprint
+from .. import fingerprint
 from ..anytime import column_costs
 from ..errors import UsageError, braces
-from ..expand import Network
+from ..ir import Network
 from . import checkpoint, distributed, memory, ort, runfolder, speed, tblog
 from . import data as datasets
-from .config import DATA_NAMES, RESUME_DEFAULTS, RESUME_KEYS, Interrupted, TrainConfig, TrainError, lr_factor
+from .checkpoint import compile_model, load_weights  # used here, and by export.py and the tests
+from .config import (
+    DATA_NAMES,
+    EVAL_BATCH,
+    RESUME_DEFAULTS,
+    RESUME_KEYS,
+    Interrupted,
+    TrainConfig,
+    TrainError,
+    lr_factor,
+)
 
-EVAL_BATCH = 500
 MAX_SEED = 2**32 - 1  # numpy's and torch's generators and the sampler take any seed up to here
 LATENCY_REPEATS = 10  # latency: the median of this many timed forward passes
 
@@ -74,13 +83,6 @@ def _same_option(name: str, saved, now) -> bool:
     if name == "data" and isinstance(saved, str) and saved not in DATA_NAMES and saved != now:
         return Path(saved).resolve() == Path(str(now)).resolve()
     return saved == now
-
-
-def compile_model(net: Network, generator=None, **overrides):
-    """Generate, load and build the compiled module for ``net``; returns (source, model)."""
-    source = codegen.generate(net, check=False)  # load_module checks it
-    module = codegen.load_module(source, f"fractal_dsl_compiled_{net.name}")
-    return source, module.build(generator=generator, **overrides)
 
 
 def _seed(*parts: int) -> int:
@@ -615,18 +617,6 @@ def _checkpoint_data(path, state: dict) -> str:
         f"add {{data}} {braces(spec)} to evaluate on it",
         "data",
     )
-
-
-def load_weights(model, weights: dict, warn=print) -> None:
-    """``model.load_state_dict(weights)``, its warning (a checkpoint without per-path BatchNorm
-    statistics, written by an older fractal-dsl) passed to ``warn`` as one line."""
-    import warnings
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        model.load_state_dict(weights)
-    for w in caught:
-        warn(f"note: {w.message}")
 
 
 # ---- the anytime table ----------------------------------------------------------------------

@@ -16,7 +16,7 @@ import math
 import os
 
 from ..errors import braces
-from ..expand import Network
+from ..ir import Network
 from .config import TrainError
 
 FLOAT = 4  # bytes of a float32
@@ -96,7 +96,7 @@ def budget(net: Network, batch: int, max_memory_gb: float | None, device=None):
     step (0: evaluation only): :func:`check` once the number of images is known."""
 
     def fits(n_train: int, n_test: int, bytes_per_image: int, what: str) -> None:
-        from .loop import EVAL_BATCH
+        from .config import EVAL_BATCH
 
         data_what = f"{n_train + n_test:,} {what}"
         check(
