@@ -494,7 +494,10 @@ def _storage_errors():
 def _racing(exc: Exception) -> bool:
     """Whether ``exc`` is what a worker meets when another creates the same tables or study."""
     name = type(exc).__name__
-    return name in ("IntegrityError", "DuplicatedStudyError") or (name == "OperationalError" and "locked" in str(exc))
+    racing = ("locked", "already exists")  # SQLite: the file is locked; another worker created a table first
+    return name in ("IntegrityError", "DuplicatedStudyError") or (
+        name == "OperationalError" and any(r in str(exc) for r in racing)
+    )
 
 
 def _create_once(path: Path, text: str) -> None:
