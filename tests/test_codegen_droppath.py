@@ -246,3 +246,188 @@ def test_steering_works_in_compute_all_mode():
     assert seen[0]["mode"] == "local"
     assert model.last_drop_path == module.column_sample(2)
     torch.testing.assert_close(steered, model(x, column=2), rtol=1e-4, atol=1e-5)
+
+
+def _keep(module, sample) -> torch.Tensor:
+    """A per-sample sample's masks as one (batch, join inputs) tensor, in ``_JOINS``' order."""
+    return torch.cat([sample["masks"][name] for name, _, _ in module._SPANS], 1)
+
+
+def _joins_of(module, row) -> dict[str, tuple[int, ...]]:
+    flags = row.tolist()
+    return {name: tuple(i for i in range(n) if flags[a + i]) for name, a, n in module._SPANS}
+
+
+def _check_groups(module, keep) -> list:
+    """``_groups``' partition: every example once; a shared-path group holds examples of one
+    row and at least two (unless the batch has one); rows seen once run masked."""
+    groups = module._groups(keep)
+    members = sorted(b for idx, _ in groups for b in idx)
+    assert members == list(range(keep.shape[0]))
+    assert all(len(idx) >= min(2, keep.shape[0]) for idx, _ in groups)
+    for idx, plan in groups:
+        if plan.masks is None:
+            assert all(torch.equal(keep[b], keep[idx[0]]) for b in idx)
+            assert plan.kept == tuple(_joins_of(module, keep[idx[0]]).values())
+        else:
+            assert torch.equal(plan.masks, keep[idx])
+    assert sum(plan.masks is not None for _, plan in groups) <= 1
+    return groups
+
+
+@pytest.mark.parametrize("mode", ["mean", "sum", "max", "concat"])
+def test_per_sample_groups_skip_and_give_the_mask_mode_outputs(mode):
+    # No batch norm: examples are independent, so grouping must not change any output.
+    net = fractal_dsl.loads(JOIN_MODES.replace("MODE", mode).replace(" . bn", ""))
+    module = codegen.load_module(codegen.generate(net), f"ps_{mode}")
+    grouped, masked = (
+        module.build(
+            dropout=False,
+            drop_path_per="sample",
+            drop_path_local=0.4,
+            compute_all=all_,
+            generator=torch.Generator().manual_seed(1),
+        ).train()
+        for all_ in (False, True)
+    )
+    masked.load_state_dict(grouped.state_dict())
+    names = codegen.module_names(net)
+    layers = [n for n in names if net.graph.nodes[n]["node"].kind == "layer"]
+    runs: dict[str, list[int]] = {}  # layer node: the batch size of each call
+    for node in layers:
+        grouped.get_submodule(names[node]).register_forward_pre_hook(
+            lambda m, args, n=node: runs.setdefault(n, []).append(args[0].shape[0])
+        )
+    x = torch.randn(16, 2, 8, 8)
+    total = {"grouped": 0, "mask": 0}
+    for _ in range(6):
+        runs.clear()
+        a, b = grouped(x), masked(x)
+        keep = _keep(module, grouped.last_drop_path)
+        assert torch.equal(keep, _keep(module, masked.last_drop_path))  # the same draws
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        a.square().sum().backward()
+        b.square().sum().backward()
+        # Each group runs the layers its examples' paths use (networkx's, not the module's).
+        expected: dict[str, list[int]] = {}
+        for idx, _ in _check_groups(module, keep):
+            live = set().union(*(_live_layers(net, {"joins": _joins_of(module, keep[i])}) for i in idx))
+            for node in live:
+                expected.setdefault(node, []).append(len(idx))
+        assert {n: sorted(v) for n, v in runs.items()} == {n: sorted(v) for n, v in expected.items()}
+        total["grouped"] += sum(map(sum, runs.values()))
+        total["mask"] += 16 * len(layers)
+    assert total["grouped"] < 0.8 * total["mask"]
+    grads = dict(masked.named_parameters())
+    for name, p in grouped.named_parameters():
+        if p.grad is None:  # on no example's path: masked to exactly zero
+            assert grads[name].grad is None or not grads[name].grad.any(), name
+        else:
+            torch.testing.assert_close(p.grad, grads[name].grad, rtol=1e-3, atol=2e-4)
+
+
+def test_per_sample_draws_keep_their_distribution():
+    # Grouping only reorders the work: each example's path is drawn as before, global with
+    # probability drop_path_global and then a uniform column, else every join input kept
+    # with probability 1 - (p - p^n / n). Pearson's chi-square over 4,000 examples, fixed
+    # generator; 16.27 is the 0.1% critical value with 3 degrees of freedom.
+    net, module = compiled(ROOT / "examples" / "tiny.fdsl")
+    model = module.build(dropout=False, drop_path_per="sample", drop_path_local=0.3,
+                         drop_path_global=0.4, generator=torch.Generator().manual_seed(4)).train()
+    x = torch.rand(16, 1, 16, 16)
+    keeps, columns = [], []
+    with torch.no_grad():
+        for _ in range(250):
+            model(x)
+            keeps.append(_keep(module, model.last_drop_path))
+            columns.append(model.last_drop_path["columns"])
+    keep, column = torch.cat(keeps), torch.cat(columns)
+    observed = torch.bincount(column, minlength=4).double()  # 0: local, k: global column k
+    expected = torch.tensor([0.6, 0.4 / 3, 0.4 / 3, 0.4 / 3], dtype=torch.double) * len(column)
+    assert float(((observed - expected) ** 2 / expected).sum()) < 16.27
+    local = keep[column == 0]
+    for _, a, n in module._SPANS:
+        dropped = float((~local[:, a : a + n]).double().mean())
+        assert abs(dropped - (0.3 - 0.3**n / n)) < 0.02
+    for k in range(1, 4):  # a global example keeps exactly column k's path
+        assert (keep[column == k] == torch.tensor(module._ON_PATH[k - 1])).all()
+
+
+def test_per_sample_batch_norm_normalises_over_each_group():
+    net, module = compiled(ROOT / "examples" / "tiny.fdsl")
+    grouped, masked = (
+        module.build(dropout=False, drop_path_per="sample", compute_all=all_,
+                     generator=torch.Generator().manual_seed(2)).train()
+        for all_ in (False, True)
+    )
+    masked.load_state_dict(grouped.state_dict())
+    x = torch.rand(16, 1, 16, 16)
+    state = {k: v.clone() for k, v in grouped.state_dict().items()}
+    y = grouped(x)
+    keep = _keep(module, grouped.last_drop_path)
+    groups = _check_groups(module, keep)
+    shared = [(idx, plan) for idx, plan in groups if plan.masks is None]
+    assert shared and len(groups) > 1
+    # A group that shares a path is normalised over its own examples alone: the oracle on
+    # that sub-batch, in training mode, on that path.
+    for idx, _ in shared:
+        sample = {"joins": _joins_of(module, keep[idx[0]])}
+        torch.testing.assert_close(y[idx], run(net, state, x[idx], training=True, sample=sample),
+                                   rtol=1e-4, atol=1e-5)
+    # Running statistics: the whole network's, updated once per group through the layer
+    # (the per-column ones untouched); once per batch in mask mode.
+    norms = {name: m for name, m in grouped.named_modules() if isinstance(m, module.PathBatchNorm2d)}
+    names = codegen.module_names(net)
+    for node, name in names.items():
+        if net.graph.nodes[node]["node"].kind != "layer":
+            continue
+        through = sum(
+            any(node in _live_layers(net, {"joins": _joins_of(module, keep[i])}) for i in idx)
+            for idx, _ in groups
+        )
+        bn = next(m for n, m in norms.items() if n.startswith(name + "."))
+        assert int(bn.num_batches_tracked) == through, name
+        for k in bn.paths:
+            assert int(getattr(bn, f"num_batches_tracked_c{k}")) == 0
+    masked(x)
+    assert all(int(m.num_batches_tracked) == 1 for m in masked.modules() if isinstance(m, module.PathBatchNorm2d))
+    # Mask mode normalises over the whole batch: changing an example of another group
+    # changes a shared group's outputs there, and not in grouped mode.
+    idx = shared[0][0]
+    other = next(b for b in range(16) if b not in idx)
+    x2 = x.clone()
+    x2[other] += 1.0
+    for model, changes in ((grouped, False), (masked, True)):
+        outputs = []
+        for images in (x, x2):
+            model.load_state_dict(state)
+            model.generator.manual_seed(2)  # the draws of the first pass above
+            outputs.append(model(images)[idx])
+            assert torch.equal(_keep(module, model.last_drop_path), keep)
+        assert (not torch.allclose(*outputs, atol=1e-6)) == changes
+
+
+def test_per_sample_groups_never_leave_batch_norm_one_example():
+    # A row one example has runs masked; a masked group of one takes in the smallest group.
+    _, module = compiled(ROOT / "examples" / "tiny.fdsl")
+    path = [torch.tensor(row) for row in module._ON_PATH]
+    local = path[0] | path[1]
+    groups = _check_groups(module, torch.stack([path[0], path[0], path[1], local, path[2], path[2], path[2]]))
+    assert [idx for idx, _ in groups] == [[0, 1], [4, 5, 6], [2, 3]]
+    groups = _check_groups(module, torch.stack([path[0], path[0], path[1], path[1], path[1], local]))
+    assert [idx for idx, _ in groups] == [[2, 3, 4], [0, 1, 5]] and groups[1][1].masks is not None
+    assert [idx for idx, _ in _check_groups(module, torch.stack([local]))] == [[0]]
+    # Batch norm over 1x1 maps (one value per channel and example) trains at batch 3 with
+    # every example global: a group of one would raise "Expected more than 1 value".
+    one = JOIN_MODES.replace("input 2x8x8", "input 2x1x1").replace("maxpool(2)", "maxpool(1)")
+    small = codegen.load_module(codegen.generate(fractal_dsl.loads(one.replace("MODE", "mean"))), "ps_one")
+    model = small.build(dropout=False, drop_path_per="sample", drop_path_global=1.0,
+                        generator=torch.Generator().manual_seed(0)).train()
+    with pytest.raises(ValueError, match="more than 1 value"):  # what a group of one would do
+        model(torch.rand(1, 2, 1, 1))
+    merged = 0
+    for _ in range(20):
+        model(torch.rand(3, 2, 1, 1)).sum().backward()
+        keep = _keep(small, model.last_drop_path)
+        merged += sorted(torch.unique(keep, dim=0, return_counts=True)[1].tolist()) == [1, 2]
+    assert merged  # two columns drawn, one of them once: one masked group of three

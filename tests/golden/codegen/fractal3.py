@@ -22,10 +22,17 @@ Drop-path (training only; eval mode drops nothing). Each mini-batch (or each sam
   sum times (inputs / survivors); max of the survivors; concat with zeros in place of
   the dropped inputs.
 
-Per mini-batch, layers that no surviving path uses are not computed at all;
-``compute_all=True`` computes every layer and masks instead (a fixed graph for
-torch.compile or DDP). Sampling uses torch's random generator (``generator``, else the
-global one), so ``torch.manual_seed`` makes runs reproducible.
+Per mini-batch, layers that no surviving path uses are not computed at all. Per sample,
+the batch is split into groups by the path each example takes (``_groups``): the
+examples that share one (the global examples of one column, most often) run only that
+path, the others run together through the union of their paths with masks, and the
+outputs return to the batch's order. ``compute_all=True`` computes every layer for the
+whole batch and masks instead (a fixed graph without host syncs, for torch.compile or
+DDP). Without batch statistics the two give the same outputs. In training, batch norm
+then normalises over the examples of each group that runs through it, and updates
+the whole network's running statistics once per such group; with ``compute_all=True``
+over the whole batch, once per batch. Sampling uses torch's random generator
+(``generator``, else the global one), so ``torch.manual_seed`` makes runs reproducible.
 
 Input: images as a data set gives them, floats in [0, 1] of shape N x 3x32x32
 (channels first); ``forward`` refuses any other shape with a one-line error. The module
@@ -210,7 +217,8 @@ class _Plan(NamedTuple):
     """What one forward pass computes.
 
     ``live[i]``: node i is used by a kept path; ``kept[j]``: the inputs join j keeps
-    (None: all); ``masks``: (1 or batch, join inputs) booleans used instead of ``kept``.
+    (None: all); ``masks``: (1 or batch, join inputs) booleans used instead of ``kept``,
+    where a node no example uses is not computed (None).
     """
 
     live: tuple[bool, ...]
@@ -319,17 +327,59 @@ def _plan_of(sample: dict[str, Any]) -> _Plan:
     return _Plan(_live(kept), kept, None)
 
 
+@functools.lru_cache(maxsize=4096)
+def _kept_of(row: tuple[bool, ...]) -> tuple[tuple[int, ...], ...]:
+    """The inputs every join keeps, from one example's row of join-input flags."""
+    return tuple(tuple(i for i in range(n) if row[a + i]) for _, a, n in _SPANS)
+
+
+def _groups(keep: Tensor) -> list[tuple[list[int], _Plan]]:
+    """Per-sample drop-path's groups: (example indices, plan) for the rows of ``keep``
+    (batch, join inputs), in the order of their first examples.
+
+    Examples with the same row (the global examples of one column, say) form a group
+    that runs only their path. The others form one group that runs the union of their
+    paths, masked per example. No group has a single example unless the batch does
+    (batch norm in training needs more than one value per channel): a row only one
+    example has goes to the masked group, and a masked group of one takes in the
+    smallest other group (the first of them).
+    """
+    rows = [tuple(row) for row in keep.tolist()]
+    members: dict[tuple[bool, ...], list[int]] = {}
+    for b, row in enumerate(rows):
+        members.setdefault(row, []).append(b)
+    least = min(2, len(rows))
+    shared = [(idx, row) for row, idx in members.items() if len(idx) >= least]
+    masked = [b for idx in members.values() if len(idx) < least for b in idx]
+    if len(masked) == 1 and shared:
+        smallest = min(shared, key=lambda group: len(group[0]))
+        shared.remove(smallest)
+        masked += smallest[0]
+    groups = []
+    for idx, row in shared:
+        kept = _kept_of(row)
+        groups.append((idx, _Plan(_live(kept), kept, None)))
+    if masked:
+        masked.sort()
+        lives = zip(*(_live(_kept_of(rows[b])) for b in masked))
+        groups.append((masked, _Plan(tuple(map(any, lives)), None, keep[masked])))
+    return groups
+
+
 def _join(xs: tuple[Any, ...], plan: _Plan, j: int) -> Tensor:
     """Element-wise mean of the kept inputs."""
     _, a, n = _SPANS[j]
     rank = _JOINS[j][1]
-    if plan.masks is not None:
-        w = plan.masks[:, a : a + n].to(xs[0].dtype)
+    if plan.masks is not None:  # None: an input no example uses (zero)
+        x0 = next(x for x in xs if x is not None)
+        w = plan.masks[:, a : a + n].to(x0.dtype)
         w = w / w.sum(1, keepdim=True)
         view = (-1,) + (1,) * (rank - 1)
-        out = xs[0] * w[:, 0].reshape(view)
-        for i in range(1, n):
-            out = out + xs[i] * w[:, i].reshape(view)
+        out = None
+        for i, x in enumerate(xs):
+            if x is not None:
+                term = x * w[:, i].reshape(view)
+                out = term if out is None else out + term
         return out
     kept = xs if plan.kept is None else [xs[i] for i in plan.kept[j]]
     out = kept[0]
@@ -730,6 +780,19 @@ class Fractal3(nn.Module):
         for m in self._norms:
             m.path = path
         x = self.normalize(x)
+        if plan.masks is None or self.compute_all or isinstance(x, torch.fx.Proxy):
+            return self._features(x, plan)
+        # drop-path per sample: each group of examples runs its own path (_groups)
+        groups = _groups(plan.masks)
+        if len(groups) == 1:
+            return self._features(x, groups[0][1])
+        order = torch.tensor([b for idx, _ in groups for b in idx], device=x.device)
+        parts = x.index_select(0, order).split([len(idx) for idx, _ in groups])
+        out = [self._features(part, group[1]) for part, group in zip(parts, groups)]
+        return torch.cat(out).index_select(0, torch.argsort(order))
+
+    def _features(self, x: Tensor, plan: _Plan) -> Tensor:
+        """The layers before the head on normalised images, as ``plan`` says."""
         x = self._forward_graph1(self.block1, x, plan, 1, 0)
         x = self.block1.pool(x)
         x = self._forward_graph1(self.block2, x, plan, 11, 2)
