@@ -9,6 +9,8 @@ the batch's examples by the path they take and skips too) and one per sample wit
 ``compute_all=True`` (every layer on the whole batch, each example's dropped inputs
 masked), in blocks alternating ABBA (``benchmarks/_timing.py``). Prints the times and the
 ratios to per batch with a bootstrap 95% interval: the cost of ``drop_path_per="sample"``.
+Then counts, untimed, the convolutions' multiply-adds of each mode's forward passes over
+the same number of drop-path draws (the work, apart from the machine's load).
 """
 
 from __future__ import annotations
@@ -20,6 +22,29 @@ import torch
 from _timing import interleaved, ms, ratio_line, train_step
 
 import fractal_dsl
+from fractal_dsl import codegen
+
+
+def conv_macs(net, batch: int, steps: int, **build) -> int:
+    """Multiply-adds of the convolutions in ``steps`` training forward passes at ``batch``
+    (seeded as ``train_step`` seeds its model)."""
+    module = codegen.load_module(codegen.generate(net), f"count_{net.name}")
+    torch.manual_seed(0)
+    model = module.build(generator=torch.Generator().manual_seed(1), **build).train()
+    total = [0]
+
+    def count(m: torch.nn.Conv2d, args: tuple, out: torch.Tensor) -> None:
+        kh, kw = m.kernel_size
+        total[0] += out.numel() * (m.in_channels // m.groups) * kh * kw
+
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.register_forward_hook(count)
+    x = torch.randn(batch, *net.input_shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for _ in range(steps):
+            model(x)
+    return total[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"per {name:<14} {ms(times[name])}")
     print(ratio_line("per sample / per batch", times["sample"], times["batch"]))
     print(ratio_line("per sample, masked / per batch", times["sample, masked"], times["batch"]))
+    steps = args.blocks * args.per_block
+    macs = {name: conv_macs(net, args.batch, steps, drop_path=True, **build) for name, build in modes.items()}
+    print(
+        f"convolution multiply-adds over {steps} forward passes, to per batch: "
+        + "; ".join(f"per {name} {macs[name] / macs['batch']:.2f}x" for name in modes)
+    )
     return 0
 
 

@@ -431,3 +431,22 @@ def test_per_sample_groups_never_leave_batch_norm_one_example():
         keep = _keep(small, model.last_drop_path)
         merged += sorted(torch.unique(keep, dim=0, return_counts=True)[1].tolist()) == [1, 2]
     assert merged  # two columns drawn, one of them once: one masked group of three
+
+
+def test_per_sample_benchmark_prints_the_modes_ratios_and_work(capsys):
+    import importlib.util
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # for its `_timing`
+    spec = importlib.util.spec_from_file_location("droppath_per_sample", ROOT / "benchmarks" / "droppath_per_sample.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = [str(ROOT / "examples" / "tiny.fdsl"), "--batch", "8", "--threads", "1", "--blocks", "2", "--per-block", "1"]
+    assert bench.main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in out[1:4]] == ["batch", "sample", "sample,"]
+    assert out[4].startswith("per sample / per batch: ") and out[5].startswith("per sample, masked / per batch: ")
+    work = dict(part.rsplit(" ", 1) for part in out[6].split(": ", 1)[1].split("; "))
+    assert work["per batch"] == "1.00x"
+    assert float(work["per sample"][:-1]) < float(work["per sample, masked"][:-1])
+    assert bench.main([str(ROOT / "examples" / "tiny.fdsl"), "--blocks", "0"]) == 2
