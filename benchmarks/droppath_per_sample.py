@@ -4,8 +4,8 @@
 
 Compiles the example and times a training step (forward, backward, SGD update; the
 paper's drop-path rates) of three models with the same initial weights and data: one
-drawing drop-path per batch (which skips dropped layers), one per sample (which groups
-the batch's examples by the path they take and skips too) and one per sample with
+drawing drop-path per batch (which skips dropped layers), one per sample (which runs
+each layer on the examples whose paths use it) and one per sample with
 ``compute_all=True`` (every layer on the whole batch, each example's dropped inputs
 masked), in blocks alternating ABBA (``benchmarks/_timing.py``). Prints the times and the
 ratios to per batch with a bootstrap 95% interval: the cost of ``drop_path_per="sample"``.

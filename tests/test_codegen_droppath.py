@@ -258,29 +258,33 @@ def _joins_of(module, row) -> dict[str, tuple[int, ...]]:
     return {name: tuple(i for i in range(n) if flags[a + i]) for name, a, n in module._SPANS}
 
 
-def _check_groups(module, keep) -> list:
-    """``_groups``' partition: every example once; a shared-path group holds examples of one
-    row and at least two (unless the batch has one); rows seen once run masked."""
-    groups = module._groups(keep)
-    members = sorted(b for idx, _ in groups for b in idx)
-    assert members == list(range(keep.shape[0]))
-    assert all(len(idx) >= min(2, keep.shape[0]) for idx, _ in groups)
-    for idx, plan in groups:
-        if plan.masks is None:
-            assert all(torch.equal(keep[b], keep[idx[0]]) for b in idx)
-            assert plan.kept == tuple(_joins_of(module, keep[idx[0]]).values())
-        else:
-            assert torch.equal(plan.masks, keep[idx])
-    assert sum(plan.masks is not None for _, plan in groups) <= 1
-    return groups
+def _users(net, module, keep) -> dict[str, list[int]]:
+    """Per layer node: the examples whose drawn paths use it (networkx's liveness)."""
+    users: dict[str, list[int]] = {}
+    for b in range(keep.shape[0]):
+        for node in _live_layers(net, {"joins": _joins_of(module, keep[b])}):
+            users.setdefault(node, []).append(b)
+    return users
+
+
+def _record_batches(net, model) -> dict[str, list[int]]:
+    """Per layer node: the batch size of each call, recorded by forward pre-hooks."""
+    names = codegen.module_names(net)
+    runs: dict[str, list[int]] = {}
+    for node, name in names.items():
+        if net.graph.nodes[node]["node"].kind == "layer":
+            model.get_submodule(name).register_forward_pre_hook(
+                lambda m, args, n=node: runs.setdefault(n, []).append(args[0].shape[0])
+            )
+    return runs
 
 
 @pytest.mark.parametrize("mode", ["mean", "sum", "max", "concat"])
-def test_per_sample_groups_skip_and_give_the_mask_mode_outputs(mode):
-    # No batch norm: examples are independent, so grouping must not change any output.
+def test_per_sample_skips_and_gives_the_mask_mode_outputs(mode):
+    # No batch norm: examples are independent, so skipping must not change any output.
     net = fractal_dsl.loads(JOIN_MODES.replace("MODE", mode).replace(" . bn", ""))
     module = codegen.load_module(codegen.generate(net), f"ps_{mode}")
-    grouped, masked = (
+    skip, masked = (
         module.build(
             dropout=False,
             drop_path_per="sample",
@@ -290,36 +294,27 @@ def test_per_sample_groups_skip_and_give_the_mask_mode_outputs(mode):
         ).train()
         for all_ in (False, True)
     )
-    masked.load_state_dict(grouped.state_dict())
-    names = codegen.module_names(net)
-    layers = [n for n in names if net.graph.nodes[n]["node"].kind == "layer"]
-    runs: dict[str, list[int]] = {}  # layer node: the batch size of each call
-    for node in layers:
-        grouped.get_submodule(names[node]).register_forward_pre_hook(
-            lambda m, args, n=node: runs.setdefault(n, []).append(args[0].shape[0])
-        )
+    masked.load_state_dict(skip.state_dict())
+    runs = _record_batches(net, skip)
+    layers = [n for n in net.graph if net.graph.nodes[n]["node"].kind == "layer"]
     x = torch.randn(16, 2, 8, 8)
-    total = {"grouped": 0, "mask": 0}
+    work = 0
     for _ in range(6):
         runs.clear()
-        a, b = grouped(x), masked(x)
-        keep = _keep(module, grouped.last_drop_path)
+        a, b = skip(x), masked(x)
+        keep = _keep(module, skip.last_drop_path)
         assert torch.equal(keep, _keep(module, masked.last_drop_path))  # the same draws
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
         a.square().sum().backward()
         b.square().sum().backward()
-        # Each group runs the layers its examples' paths use (networkx's, not the module's).
-        expected: dict[str, list[int]] = {}
-        for idx, _ in _check_groups(module, keep):
-            live = set().union(*(_live_layers(net, {"joins": _joins_of(module, keep[i])}) for i in idx))
-            for node in live:
-                expected.setdefault(node, []).append(len(idx))
-        assert {n: sorted(v) for n, v in runs.items()} == {n: sorted(v) for n, v in expected.items()}
-        total["grouped"] += sum(map(sum, runs.values()))
-        total["mask"] += 16 * len(layers)
-    assert total["grouped"] < 0.8 * total["mask"]
+        # Each layer runs once, on the examples whose paths use it (on all of them when
+        # only one does), and not at all when none does.
+        users = _users(net, module, keep)
+        assert runs == {n: [len(u) if len(u) > 1 else 16] for n, u in users.items()}
+        work += sum(sum(v) for v in runs.values())
+    assert work < 0.8 * 6 * 16 * len(layers)
     grads = dict(masked.named_parameters())
-    for name, p in grouped.named_parameters():
+    for name, p in skip.named_parameters():
         if p.grad is None:  # on no example's path: masked to exactly zero
             assert grads[name].grad is None or not grads[name].grad.any(), name
         else:
@@ -353,84 +348,74 @@ def test_per_sample_draws_keep_their_distribution():
         assert (keep[column == k] == torch.tensor(module._ON_PATH[k - 1])).all()
 
 
-def test_per_sample_batch_norm_normalises_over_each_group():
+def test_per_sample_batch_norm_normalises_over_the_examples_that_use_it():
     net, module = compiled(ROOT / "examples" / "tiny.fdsl")
-    grouped, masked = (
-        module.build(dropout=False, drop_path_per="sample", compute_all=all_,
-                     generator=torch.Generator().manual_seed(2)).train()
+    skip, masked = (
+        module.build(
+            dropout=False, drop_path_per="sample", compute_all=all_, generator=torch.Generator().manual_seed(2)
+        ).train()
         for all_ in (False, True)
     )
-    masked.load_state_dict(grouped.state_dict())
+    masked.load_state_dict(skip.state_dict())
+    state = {k: v.clone() for k, v in skip.state_dict().items()}
+    runs = _record_batches(net, skip)
     x = torch.rand(16, 1, 16, 16)
-    state = {k: v.clone() for k, v in grouped.state_dict().items()}
-    y = grouped(x)
-    keep = _keep(module, grouped.last_drop_path)
-    groups = _check_groups(module, keep)
-    shared = [(idx, plan) for idx, plan in groups if plan.masks is None]
-    assert shared and len(groups) > 1
-    # A group that shares a path is normalised over its own examples alone: the oracle on
-    # that sub-batch, in training mode, on that path.
-    for idx, _ in shared:
-        sample = {"joins": _joins_of(module, keep[idx[0]])}
-        torch.testing.assert_close(y[idx], run(net, state, x[idx], training=True, sample=sample),
-                                   rtol=1e-4, atol=1e-5)
-    # Running statistics: the whole network's, updated once per group through the layer
-    # (the per-column ones untouched); once per batch in mask mode.
-    norms = {name: m for name, m in grouped.named_modules() if isinstance(m, module.PathBatchNorm2d)}
+    skip(x)
+    keep = _keep(module, skip.last_drop_path)
+    users = _users(net, module, keep)
+    # Each batch norm sees the examples whose paths use its layer (the whole batch where
+    # one example alone does), and updates the whole network's running statistics once.
+    assert runs == {n: [len(u) if len(u) > 1 else 16] for n, u in users.items()}
+    assert any(len(u) < 16 for u in users.values())
     names = codegen.module_names(net)
     for node, name in names.items():
         if net.graph.nodes[node]["node"].kind != "layer":
             continue
-        through = sum(
-            any(node in _live_layers(net, {"joins": _joins_of(module, keep[i])}) for i in idx)
-            for idx, _ in groups
-        )
-        bn = next(m for n, m in norms.items() if n.startswith(name + "."))
-        assert int(bn.num_batches_tracked) == through, name
-        for k in bn.paths:
-            assert int(getattr(bn, f"num_batches_tracked_c{k}")) == 0
-    masked(x)
+        bn = next(m for m in skip.get_submodule(name).modules() if isinstance(m, module.PathBatchNorm2d))
+        assert int(bn.num_batches_tracked) == (node in users), name
+        assert all(int(getattr(bn, f"num_batches_tracked_c{k}")) == 0 for k in bn.paths)
+    masked(x)  # mask mode: every batch norm, the whole batch, once
     assert all(int(m.num_batches_tracked) == 1 for m in masked.modules() if isinstance(m, module.PathBatchNorm2d))
-    # Mask mode normalises over the whole batch: changing an example of another group
-    # changes a shared group's outputs there, and not in grouped mode.
-    idx = shared[0][0]
-    other = next(b for b in range(16) if b not in idx)
+    # So with every example global, an example of column 1 does not see one of column 3
+    # through batch norm when skipping (their paths share no layer), and does in mask mode.
+    skip.drop_path_global = masked.drop_path_global = 1.0
+    skip.generator.manual_seed(3)
+    skip(x)
+    columns = skip.last_drop_path["columns"].tolist()
+    col1, other = [b for b in range(16) if columns[b] == 1], columns.index(3)
+    assert len(col1) > 1
     x2 = x.clone()
     x2[other] += 1.0
-    for model, changes in ((grouped, False), (masked, True)):
+    for model, changes in ((skip, False), (masked, True)):
         outputs = []
         for images in (x, x2):
             model.load_state_dict(state)
-            model.generator.manual_seed(2)  # the draws of the first pass above
-            outputs.append(model(images)[idx])
-            assert torch.equal(_keep(module, model.last_drop_path), keep)
+            model.generator.manual_seed(3)
+            outputs.append(model(images)[col1])
+            assert model.last_drop_path["columns"].tolist() == columns
         assert (not torch.allclose(*outputs, atol=1e-6)) == changes
 
 
-def test_per_sample_groups_never_leave_batch_norm_one_example():
-    # A row one example has runs masked; a masked group of one takes in the smallest group.
-    _, module = compiled(ROOT / "examples" / "tiny.fdsl")
-    path = [torch.tensor(row) for row in module._ON_PATH]
-    local = path[0] | path[1]
-    groups = _check_groups(module, torch.stack([path[0], path[0], path[1], local, path[2], path[2], path[2]]))
-    assert [idx for idx, _ in groups] == [[0, 1], [4, 5, 6], [2, 3]]
-    groups = _check_groups(module, torch.stack([path[0], path[0], path[1], path[1], path[1], local]))
-    assert [idx for idx, _ in groups] == [[2, 3, 4], [0, 1, 5]] and groups[1][1].masks is not None
-    assert [idx for idx, _ in _check_groups(module, torch.stack([local]))] == [[0]]
+def test_per_sample_never_leaves_batch_norm_one_example():
     # Batch norm over 1x1 maps (one value per channel and example) trains at batch 3 with
-    # every example global: a group of one would raise "Expected more than 1 value".
+    # every example global: a column drawn once must not run on that example alone.
     one = JOIN_MODES.replace("input 2x8x8", "input 2x1x1").replace("maxpool(2)", "maxpool(1)")
-    small = codegen.load_module(codegen.generate(fractal_dsl.loads(one.replace("MODE", "mean"))), "ps_one")
-    model = small.build(dropout=False, drop_path_per="sample", drop_path_global=1.0,
-                        generator=torch.Generator().manual_seed(0)).train()
-    with pytest.raises(ValueError, match="more than 1 value"):  # what a group of one would do
+    net = fractal_dsl.loads(one.replace("MODE", "mean"))
+    small = codegen.load_module(codegen.generate(net), "ps_one")
+    model = small.build(
+        dropout=False, drop_path_per="sample", drop_path_global=1.0, generator=torch.Generator().manual_seed(0)
+    ).train()
+    with pytest.raises(ValueError, match="more than 1 value"):  # what one example alone does
         model(torch.rand(1, 2, 1, 1))
-    merged = 0
+    runs = _record_batches(net, model)
+    alone = 0
     for _ in range(20):
+        runs.clear()
         model(torch.rand(3, 2, 1, 1)).sum().backward()
-        keep = _keep(small, model.last_drop_path)
-        merged += sorted(torch.unique(keep, dim=0, return_counts=True)[1].tolist()) == [1, 2]
-    assert merged  # two columns drawn, one of them once: one masked group of three
+        users = _users(net, small, _keep(small, model.last_drop_path))
+        alone += sum(len(u) == 1 for u in users.values())
+        assert runs == {n: [len(u) if len(u) > 1 else 3] for n, u in users.items()}
+    assert alone  # some layer had a single user and ran on all three
 
 
 def test_per_sample_benchmark_prints_the_modes_ratios_and_work(capsys):

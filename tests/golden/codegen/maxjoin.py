@@ -23,14 +23,12 @@ Drop-path (training only; eval mode drops nothing). Each mini-batch (or each sam
   the dropped inputs.
 
 Per mini-batch, layers that no surviving path uses are not computed at all. Per sample,
-the batch is split into groups by the path each example takes (``_groups``): the
-examples that share one (the global examples of one column, most often) run only that
-path, the others run together through the union of their paths with masks, and the
-outputs return to the batch's order. ``compute_all=True`` computes every layer for the
-whole batch and masks instead (a fixed graph without host syncs, for torch.compile or
-DDP). Without batch statistics the two give the same outputs. In training, batch norm
-then normalises over the examples of each group that runs through it, and updates
-the whole network's running statistics once per such group; with ``compute_all=True``
+each layer runs on the examples whose paths use it (``_per_sample``; one that no example
+uses does not run, one that a single example of a larger batch uses runs on the whole
+batch) and the joins mask per example. ``compute_all=True`` computes every layer for
+the whole batch and masks instead (a fixed graph without host syncs, for torch.compile
+or DDP). Without batch statistics the two give the same outputs. In training, batch norm
+per sample normalises over the examples that run through it; with ``compute_all=True``
 over the whole batch, once per batch. Sampling uses torch's random generator
 (``generator``, else the global one), so ``torch.manual_seed`` makes runs reproducible.
 
@@ -332,37 +330,50 @@ def _kept_of(row: tuple[bool, ...]) -> tuple[tuple[int, ...], ...]:
     return tuple(tuple(i for i in range(n) if row[a + i]) for _, a, n in _SPANS)
 
 
-def _groups(keep: Tensor) -> list[tuple[list[int], _Plan]]:
-    """Per-sample drop-path's groups: (example indices, plan) for the rows of ``keep``
-    (batch, join inputs), in the order of their first examples.
+def _per_sample(keep: Tensor) -> tuple[_Plan, dict[str, Tensor]]:
+    """Per-sample drop-path that skips: the plan for the rows of ``keep`` (batch, join
+    inputs) and, for every layer submodule some examples use but not all, the indices of
+    those examples (``_Rows`` runs it on them alone).
 
-    Examples with the same row (the global examples of one column, say) form a group
-    that runs only their path. The others form one group that runs the union of their
-    paths, masked per example. No group has a single example unless the batch does
-    (batch norm in training needs more than one value per channel): a row only one
-    example has goes to the masked group, and a masked group of one takes in the
-    smallest other group (the first of them).
+    A node runs if some example's path uses it; joins mask per example. A layer that
+    only one example of a larger batch uses runs on the whole batch instead (batch norm
+    in training needs more than one value per channel).
     """
-    rows = [tuple(row) for row in keep.tolist()]
-    members: dict[tuple[bool, ...], list[int]] = {}
-    for b, row in enumerate(rows):
-        members.setdefault(row, []).append(b)
-    least = min(2, len(rows))
-    shared = [(idx, row) for row, idx in members.items() if len(idx) >= least]
-    masked = [b for idx in members.values() if len(idx) < least for b in idx]
-    if len(masked) == 1 and shared:
-        smallest = min(shared, key=lambda group: len(group[0]))
-        shared.remove(smallest)
-        masked += smallest[0]
-    groups = []
-    for idx, row in shared:
-        kept = _kept_of(row)
-        groups.append((idx, _Plan(_live(kept), kept, None)))
-    if masked:
-        masked.sort()
-        lives = zip(*(_live(_kept_of(rows[b])) for b in masked))
-        groups.append((masked, _Plan(tuple(map(any, lives)), None, keep[masked])))
-    return groups
+    lives = [_live(_kept_of(tuple(row))) for row in keep.tolist()]
+    live = tuple(map(any, zip(*lives)))
+    rows: dict[str, Tensor] = {}
+    for v, (_, module, _, _) in enumerate(_NODES):
+        if ".column" in module and live[v]:
+            users = [b for b, flags in enumerate(lives) if flags[v]]
+            if 1 < len(users) < len(lives):
+                rows[module] = torch.tensor(users, device=keep.device)
+    return _Plan(live, None, keep), rows
+
+
+class _Rows:
+    """A block seen by per-sample drop-path: ``block.column{K}.layer{I}(x)`` runs that
+    layer on the examples in ``rows[name]`` alone (zeros for the others, whose paths do not
+    use it), and on every example where ``rows`` has no entry."""
+
+    def __init__(self, module: nn.Module, name: str, rows: dict[str, Tensor]) -> None:
+        self.module, self.name, self.rows = module, name, rows
+
+    def __getattr__(self, attr: str) -> Any:
+        sub = getattr(self.module, attr)
+        name = f"{self.name}.{attr}"
+        if isinstance(sub, nn.ModuleDict):
+            return _Rows(sub, name, self.rows)
+        idx = self.rows.get(name)
+        return sub if idx is None else functools.partial(_on_rows, sub, idx)
+
+
+def _on_rows(layer: nn.Module, idx: Tensor, x: Tensor) -> Tensor:
+    y = layer(x.index_select(0, idx))
+    return y.new_zeros((x.shape[0],) + tuple(y.shape[1:])).index_copy(0, idx, y)
+
+
+def _block_of(block: nn.Module, name: str, rows: dict[str, Tensor]) -> Any:
+    return _Rows(block, name, rows) if rows else block
 
 
 def _join(xs: tuple[Any, ...], plan: _Plan, j: int) -> Tensor:
@@ -742,22 +753,19 @@ class Maxjoin(nn.Module):
             m.path = path
         x = self.normalize(x)
         if plan.masks is None or self.compute_all or isinstance(x, torch.fx.Proxy):
-            return self._features(x, plan)
-        # drop-path per sample: each group of examples runs its own path (_groups)
-        groups = _groups(plan.masks)
-        if len(groups) == 1:
-            return self._features(x, groups[0][1])
-        order = torch.tensor([b for idx, _ in groups for b in idx], device=x.device)
-        parts = x.index_select(0, order).split([len(idx) for idx, _ in groups])
-        out = [self._features(part, group[1]) for part, group in zip(parts, groups)]
-        return torch.cat(out).index_select(0, torch.argsort(order))
+            return self._features(x, plan, {})
+        # drop-path per sample: each layer runs on the examples whose paths use it
+        return self._features(x, *_per_sample(plan.masks))
 
-    def _features(self, x: Tensor, plan: _Plan) -> Tensor:
-        """The layers before the head on normalised images, as ``plan`` says."""
+    def _features(self, x: Tensor, plan: _Plan, rows: dict[str, Tensor]) -> Tensor:
+        """The layers before the head on normalised images, as ``plan`` and ``rows``
+        (``_per_sample``) say."""
         x = self.stem(x)
-        x = self._forward_graph1(self.block1, x, plan, 2, 0)
+        block = _block_of(self.block1, "block1", rows)
+        x = self._forward_graph1(block, x, plan, 2, 0)
         x = self.block1.pool(x)
-        x = self._forward_graph1(self.block2, x, plan, 12, 2)
+        block = _block_of(self.block2, "block2", rows)
+        x = self._forward_graph1(block, x, plan, 12, 2)
         x = self.block2.pool(x)
         return x
 
