@@ -1,5 +1,6 @@
 """Drop-path in the compiled module: sampling statistics, liveness, the two execution
-modes, per-sample masks, seeding, hooks, and the sum/max/concat joins."""
+modes, per-sample masks and per-sample skipping (its draws, outputs and what batch norm
+sees), seeding, hooks, and the sum/max/concat joins."""
 
 from __future__ import annotations
 
