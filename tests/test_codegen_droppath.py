@@ -1,5 +1,6 @@
 """Drop-path in the compiled module: sampling statistics, liveness, the two execution
-modes, per-sample masks, seeding, hooks, and the sum/max/concat joins."""
+modes, per-sample masks and per-sample skipping (its draws, outputs and what batch norm
+sees), seeding, hooks, and the sum/max/concat joins."""
 
 from __future__ import annotations
 
@@ -246,3 +247,192 @@ def test_steering_works_in_compute_all_mode():
     assert seen[0]["mode"] == "local"
     assert model.last_drop_path == module.column_sample(2)
     torch.testing.assert_close(steered, model(x, column=2), rtol=1e-4, atol=1e-5)
+
+
+def _keep(module, sample) -> torch.Tensor:
+    """A per-sample sample's masks as one (batch, join inputs) tensor, in ``_JOINS``' order."""
+    return torch.cat([sample["masks"][name] for name, _, _ in module._SPANS], 1)
+
+
+def _joins_of(module, row) -> dict[str, tuple[int, ...]]:
+    flags = row.tolist()
+    return {name: tuple(i for i in range(n) if flags[a + i]) for name, a, n in module._SPANS}
+
+
+def _users(net, module, keep) -> dict[str, list[int]]:
+    """Per layer node: the examples whose drawn paths use it (networkx's liveness)."""
+    users: dict[str, list[int]] = {}
+    for b in range(keep.shape[0]):
+        for node in _live_layers(net, {"joins": _joins_of(module, keep[b])}):
+            users.setdefault(node, []).append(b)
+    return users
+
+
+def _record_batches(net, model) -> dict[str, list[int]]:
+    """Per layer node: the batch size of each call, recorded by forward pre-hooks."""
+    names = codegen.module_names(net)
+    runs: dict[str, list[int]] = {}
+    for node, name in names.items():
+        if net.graph.nodes[node]["node"].kind == "layer":
+            model.get_submodule(name).register_forward_pre_hook(
+                lambda m, args, n=node: runs.setdefault(n, []).append(args[0].shape[0])
+            )
+    return runs
+
+
+@pytest.mark.parametrize("mode", ["mean", "sum", "max", "concat"])
+def test_per_sample_skips_and_gives_the_mask_mode_outputs(mode):
+    # No batch norm: examples are independent, so skipping must not change any output.
+    net = fractal_dsl.loads(JOIN_MODES.replace("MODE", mode).replace(" . bn", ""))
+    module = codegen.load_module(codegen.generate(net), f"ps_{mode}")
+    skip, masked = (
+        module.build(
+            dropout=False,
+            drop_path_per="sample",
+            drop_path_local=0.4,
+            compute_all=all_,
+            generator=torch.Generator().manual_seed(1),
+        ).train()
+        for all_ in (False, True)
+    )
+    masked.load_state_dict(skip.state_dict())
+    runs = _record_batches(net, skip)
+    layers = [n for n in net.graph if net.graph.nodes[n]["node"].kind == "layer"]
+    x = torch.randn(16, 2, 8, 8)
+    work = 0
+    for _ in range(6):
+        runs.clear()
+        a, b = skip(x), masked(x)
+        keep = _keep(module, skip.last_drop_path)
+        assert torch.equal(keep, _keep(module, masked.last_drop_path))  # the same draws
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        a.square().sum().backward()
+        b.square().sum().backward()
+        # Each layer runs once, on the examples whose paths use it (on all of them when
+        # only one does), and not at all when none does.
+        users = _users(net, module, keep)
+        assert runs == {n: [len(u) if len(u) > 1 else 16] for n, u in users.items()}
+        work += sum(sum(v) for v in runs.values())
+    assert work < 0.8 * 6 * 16 * len(layers)
+    grads = dict(masked.named_parameters())
+    for name, p in skip.named_parameters():
+        if p.grad is None:  # on no example's path: masked to exactly zero
+            assert grads[name].grad is None or not grads[name].grad.any(), name
+        else:
+            torch.testing.assert_close(p.grad, grads[name].grad, rtol=1e-3, atol=2e-4)
+
+
+def test_per_sample_draws_keep_their_distribution():
+    # Grouping only reorders the work: each example's path is drawn as before, global with
+    # probability drop_path_global and then a uniform column, else every join input kept
+    # with probability 1 - (p - p^n / n). Pearson's chi-square over 4,000 examples, fixed
+    # generator; 16.27 is the 0.1% critical value with 3 degrees of freedom.
+    net, module = compiled(ROOT / "examples" / "tiny.fdsl")
+    model = module.build(dropout=False, drop_path_per="sample", drop_path_local=0.3,
+                         drop_path_global=0.4, generator=torch.Generator().manual_seed(4)).train()
+    x = torch.rand(16, 1, 16, 16)
+    keeps, columns = [], []
+    with torch.no_grad():
+        for _ in range(250):
+            model(x)
+            keeps.append(_keep(module, model.last_drop_path))
+            columns.append(model.last_drop_path["columns"])
+    keep, column = torch.cat(keeps), torch.cat(columns)
+    observed = torch.bincount(column, minlength=4).double()  # 0: local, k: global column k
+    expected = torch.tensor([0.6, 0.4 / 3, 0.4 / 3, 0.4 / 3], dtype=torch.double) * len(column)
+    assert float(((observed - expected) ** 2 / expected).sum()) < 16.27
+    local = keep[column == 0]
+    for _, a, n in module._SPANS:
+        dropped = float((~local[:, a : a + n]).double().mean())
+        assert abs(dropped - (0.3 - 0.3**n / n)) < 0.02
+    for k in range(1, 4):  # a global example keeps exactly column k's path
+        assert (keep[column == k] == torch.tensor(module._ON_PATH[k - 1])).all()
+
+
+def test_per_sample_batch_norm_normalises_over_the_examples_that_use_it():
+    net, module = compiled(ROOT / "examples" / "tiny.fdsl")
+    skip, masked = (
+        module.build(
+            dropout=False, drop_path_per="sample", compute_all=all_, generator=torch.Generator().manual_seed(2)
+        ).train()
+        for all_ in (False, True)
+    )
+    masked.load_state_dict(skip.state_dict())
+    state = {k: v.clone() for k, v in skip.state_dict().items()}
+    runs = _record_batches(net, skip)
+    x = torch.rand(16, 1, 16, 16)
+    skip(x)
+    keep = _keep(module, skip.last_drop_path)
+    users = _users(net, module, keep)
+    # Each batch norm sees the examples whose paths use its layer (the whole batch where
+    # one example alone does), and updates the whole network's running statistics once.
+    assert runs == {n: [len(u) if len(u) > 1 else 16] for n, u in users.items()}
+    assert any(len(u) < 16 for u in users.values())
+    names = codegen.module_names(net)
+    for node, name in names.items():
+        if net.graph.nodes[node]["node"].kind != "layer":
+            continue
+        bn = next(m for m in skip.get_submodule(name).modules() if isinstance(m, module.PathBatchNorm2d))
+        assert int(bn.num_batches_tracked) == (node in users), name
+        assert all(int(getattr(bn, f"num_batches_tracked_c{k}")) == 0 for k in bn.paths)
+    masked(x)  # mask mode: every batch norm, the whole batch, once
+    assert all(int(m.num_batches_tracked) == 1 for m in masked.modules() if isinstance(m, module.PathBatchNorm2d))
+    # So with every example global, an example of column 1 does not see one of column 3
+    # through batch norm when skipping (their paths share no layer), and does in mask mode.
+    skip.drop_path_global = masked.drop_path_global = 1.0
+    skip.generator.manual_seed(3)
+    skip(x)
+    columns = skip.last_drop_path["columns"].tolist()
+    col1, other = [b for b in range(16) if columns[b] == 1], columns.index(3)
+    assert len(col1) > 1
+    x2 = x.clone()
+    x2[other] += 1.0
+    for model, changes in ((skip, False), (masked, True)):
+        outputs = []
+        for images in (x, x2):
+            model.load_state_dict(state)
+            model.generator.manual_seed(3)
+            outputs.append(model(images)[col1])
+            assert model.last_drop_path["columns"].tolist() == columns
+        assert (not torch.allclose(*outputs, atol=1e-6)) == changes
+
+
+def test_per_sample_never_leaves_batch_norm_one_example():
+    # Batch norm over 1x1 maps (one value per channel and example) trains at batch 3 with
+    # every example global: a column drawn once must not run on that example alone.
+    one = JOIN_MODES.replace("input 2x8x8", "input 2x1x1").replace("maxpool(2)", "maxpool(1)")
+    net = fractal_dsl.loads(one.replace("MODE", "mean"))
+    small = codegen.load_module(codegen.generate(net), "ps_one")
+    model = small.build(
+        dropout=False, drop_path_per="sample", drop_path_global=1.0, generator=torch.Generator().manual_seed(0)
+    ).train()
+    with pytest.raises(ValueError, match="more than 1 value"):  # what one example alone does
+        model(torch.rand(1, 2, 1, 1))
+    runs = _record_batches(net, model)
+    alone = 0
+    for _ in range(20):
+        runs.clear()
+        model(torch.rand(3, 2, 1, 1)).sum().backward()
+        users = _users(net, small, _keep(small, model.last_drop_path))
+        alone += sum(len(u) == 1 for u in users.values())
+        assert runs == {n: [len(u) if len(u) > 1 else 3] for n, u in users.items()}
+    assert alone  # some layer had a single user and ran on all three
+
+
+def test_per_sample_benchmark_prints_the_modes_ratios_and_work(capsys):
+    import importlib.util
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # for its `_timing`
+    spec = importlib.util.spec_from_file_location("droppath_per_sample", ROOT / "benchmarks" / "droppath_per_sample.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = [str(ROOT / "examples" / "tiny.fdsl"), "--batch", "8", "--threads", "1", "--blocks", "2", "--per-block", "1"]
+    assert bench.main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in out[1:4]] == ["batch", "sample", "sample,"]
+    assert out[4].startswith("per sample / per batch: ") and out[5].startswith("per sample, masked / per batch: ")
+    work = dict(part.rsplit(" ", 1) for part in out[6].split(": ", 1)[1].split("; "))
+    assert work["per batch"] == "1.00x"
+    assert float(work["per sample"][:-1]) < float(work["per sample, masked"][:-1])
+    assert bench.main([str(ROOT / "examples" / "tiny.fdsl"), "--blocks", "0"]) == 2

@@ -3,6 +3,7 @@ tests/reference.py on CPU."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from conftest import ROOT
 from reference import compiled, run
@@ -16,8 +17,10 @@ def _model(name: str, **kw):
     return net, module.build(**kw)
 
 
-def test_fx_symbolic_trace_in_compute_all_mode():
-    net, model = _model("nested", compute_all=True, dropout=False)
+@pytest.mark.parametrize("per", ["batch", "sample"])
+def test_fx_symbolic_trace_in_compute_all_mode(per):
+    # compute_all=True keeps per-sample drop-path one graph of tensor ops (no grouping, no host sync)
+    net, model = _model("nested", compute_all=True, dropout=False, drop_path_per=per)
     x = torch.randn(2, *net.input_shape)
     traced = torch.fx.symbolic_trace(model.eval())
     with torch.no_grad():

@@ -22,10 +22,15 @@ Drop-path (training only; eval mode drops nothing). Each mini-batch (or each sam
   sum times (inputs / survivors); max of the survivors; concat with zeros in place of
   the dropped inputs.
 
-Per mini-batch, layers that no surviving path uses are not computed at all;
-``compute_all=True`` computes every layer and masks instead (a fixed graph for
-torch.compile or DDP). Sampling uses torch's random generator (``generator``, else the
-global one), so ``torch.manual_seed`` makes runs reproducible.
+Per mini-batch, layers that no surviving path uses are not computed at all. Per sample,
+each layer runs on the examples whose paths use it (``_per_sample``; one that no example
+uses does not run, one that a single example of a larger batch uses runs on the whole
+batch) and the joins mask per example. ``compute_all=True`` computes every layer for
+the whole batch and masks instead (a fixed graph without host syncs, for torch.compile
+or DDP). Without batch statistics the two give the same outputs. In training, batch norm
+per sample normalises over the examples that run through it; with ``compute_all=True``
+over the whole batch, once per batch. Sampling uses torch's random generator
+(``generator``, else the global one), so ``torch.manual_seed`` makes runs reproducible.
 
 Input: images as a data set gives them, floats in [0, 1] of shape N x 3x224x224
 (channels first); ``forward`` refuses any other shape with a one-line error. The module
@@ -253,7 +258,8 @@ class _Plan(NamedTuple):
     """What one forward pass computes.
 
     ``live[i]``: node i is used by a kept path; ``kept[j]``: the inputs join j keeps
-    (None: all); ``masks``: (1 or batch, join inputs) booleans used instead of ``kept``.
+    (None: all); ``masks``: (1 or batch, join inputs) booleans used instead of ``kept``,
+    where a node no example uses is not computed (None).
     """
 
     live: tuple[bool, ...]
@@ -362,17 +368,72 @@ def _plan_of(sample: dict[str, Any]) -> _Plan:
     return _Plan(_live(kept), kept, None)
 
 
+@functools.lru_cache(maxsize=4096)
+def _kept_of(row: tuple[bool, ...]) -> tuple[tuple[int, ...], ...]:
+    """The inputs every join keeps, from one example's row of join-input flags."""
+    return tuple(tuple(i for i in range(n) if row[a + i]) for _, a, n in _SPANS)
+
+
+def _per_sample(keep: Tensor) -> tuple[_Plan, dict[str, Tensor]]:
+    """Per-sample drop-path that skips: the plan for the rows of ``keep`` (batch, join
+    inputs) and, for every layer submodule some examples use but not all, the indices of
+    those examples (``_Rows`` runs it on them alone).
+
+    A node runs if some example's path uses it; joins mask per example. A layer that
+    only one example of a larger batch uses runs on the whole batch instead (batch norm
+    in training needs more than one value per channel).
+    """
+    lives = [_live(_kept_of(tuple(row))) for row in keep.tolist()]
+    live = tuple(map(any, zip(*lives)))
+    rows: dict[str, Tensor] = {}
+    for v, (_, module, _, _) in enumerate(_NODES):
+        if ".column" in module and live[v]:
+            users = [b for b, flags in enumerate(lives) if flags[v]]
+            if 1 < len(users) < len(lives):
+                rows[module] = torch.tensor(users, device=keep.device)
+    return _Plan(live, None, keep), rows
+
+
+class _Rows:
+    """A block seen by per-sample drop-path: ``block.column{K}.layer{I}(x)`` runs that
+    layer on the examples in ``rows[name]`` alone (zeros for the others, whose paths do not
+    use it), and on every example where ``rows`` has no entry."""
+
+    def __init__(self, module: nn.Module, name: str, rows: dict[str, Tensor]) -> None:
+        self.module, self.name, self.rows = module, name, rows
+
+    def __getattr__(self, attr: str) -> Any:
+        sub = getattr(self.module, attr)
+        name = f"{self.name}.{attr}"
+        if isinstance(sub, nn.ModuleDict):
+            return _Rows(sub, name, self.rows)
+        idx = self.rows.get(name)
+        return sub if idx is None else functools.partial(_on_rows, sub, idx)
+
+
+def _on_rows(layer: nn.Module, idx: Tensor, x: Tensor) -> Tensor:
+    y = layer(x.index_select(0, idx))
+    return y.new_zeros((x.shape[0],) + tuple(y.shape[1:])).index_copy(0, idx, y)
+
+
+def _block_of(block: nn.Module, name: str, rows: dict[str, Tensor]) -> Any:
+    return _Rows(block, name, rows) if rows else block
+
+
 def _join(xs: tuple[Any, ...], plan: _Plan, j: int) -> Tensor:
     """Element-wise mean of the kept inputs."""
     _, a, n = _SPANS[j]
     rank = _JOINS[j][1]
-    if plan.masks is not None:
-        w = plan.masks[:, a : a + n].to(xs[0].dtype)
+    if plan.masks is not None:  # None: an input no example uses (zero)
+        x0 = next(x for x in xs if x is not None)
+        w = plan.masks[:, a : a + n].to(x0.dtype)
         w = w / w.sum(1, keepdim=True)
         view = (-1,) + (1,) * (rank - 1)
-        out = xs[0] * w[:, 0].reshape(view)
-        for i in range(1, n):
-            out = out + xs[i] * w[:, i].reshape(view)
+        out = None
+        for i, x in enumerate(xs):
+            if x is not None:
+                term = x * w[:, i].reshape(view)
+                out = term if out is None else out + term
         return out
     kept = xs if plan.kept is None else [xs[i] for i in plan.kept[j]]
     out = kept[0]
@@ -810,14 +871,26 @@ class Fractalnet34(nn.Module):
         for m in self._norms:
             m.path = path
         x = self.normalize(x)
+        if plan.masks is None or self.compute_all or isinstance(x, torch.fx.Proxy):
+            return self._features(x, plan, {})
+        # drop-path per sample: each layer runs on the examples whose paths use it
+        return self._features(x, *_per_sample(plan.masks))
+
+    def _features(self, x: Tensor, plan: _Plan, rows: dict[str, Tensor]) -> Tensor:
+        """The layers before the head on normalised images, as ``plan`` and ``rows``
+        (``_per_sample``) say."""
         x = self.stem(x)
-        x = self._forward_graph1(self.block1, x, plan, 2, 0)
+        block = _block_of(self.block1, "block1", rows)
+        x = self._forward_graph1(block, x, plan, 2, 0)
         x = self.block1.pool(x)
-        x = self._forward_graph1(self.block2, x, plan, 22, 4)
+        block = _block_of(self.block2, "block2", rows)
+        x = self._forward_graph1(block, x, plan, 22, 4)
         x = self.block2.pool(x)
-        x = self._forward_graph1(self.block3, x, plan, 42, 8)
+        block = _block_of(self.block3, "block3", rows)
+        x = self._forward_graph1(block, x, plan, 42, 8)
         x = self.block3.pool(x)
-        x = self._forward_graph1(self.block4, x, plan, 62, 12)
+        block = _block_of(self.block4, "block4", rows)
+        x = self._forward_graph1(block, x, plan, 62, 12)
         x = self.block4.pool(x)
         return x
 
