@@ -268,3 +268,12 @@ def check_text(body: str) -> None:
     if walk:
         net = fractal_dsl.load(ROOT / "examples" / f"{walk[1]}.fdsl")
         assert f"params {net.params:,}" in body, f"{walk[1]} has {net.params:,} parameters"
+
+
+def test_the_readme_test_command_is_the_one_ci_runs():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("\n## Tests\n") :]
+    shown = FENCE.search(section)[2].strip()
+    ci = [ln for ln in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines() if ln.startswith(".venv/bin/")]
+    assert shown in ci, f"README's test command {shown!r} is not a line of .ci/run"
+    assert shown.startswith(".venv/bin/python -m pytest -q -n ")  # in parallel (xdist), as the README times it
