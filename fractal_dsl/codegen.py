@@ -207,6 +207,10 @@ _INIT_LOCALS = {
     "init",
     "name",
     "p",
+    "own",
+    "b",
+    "units",
+    "values",
 }
 # Argument names every unit function may have besides the entry's own parameters.
 _FIXED_ARGS = ("in_channels", "dropout", "num_classes")
