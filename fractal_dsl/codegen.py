@@ -141,6 +141,7 @@ def _context(net: Network, column: int | None = None) -> dict:
     units = _UnitFunctions(net)
     graphs = _Graphs(net, index, join_index, modules)
     keep = semantics.column_path(net, column)[0] if column is not None else None
+    unit_tables = _UnitTables(net, units, keep)
 
     join_rows = []
     for n in joins:
@@ -173,7 +174,9 @@ def _context(net: Network, column: int | None = None) -> dict:
         "on_path_lines": _bit_rows(semantics.on_path_table(net)),
         "stem": units.call("stem", "self.stem = ") if "stem" in net.graph else [],
         "head": units.call("head", "self.head = "),
-        "block_modules": [graphs.block(b, units, keep) for b in range(1, net.blocks + 1)],
+        "unit_tables": unit_tables.tables,
+        "block_lines": unit_tables.block_lines,
+        "block_modules": [graphs.block(b) for b in range(1, net.blocks + 1)],
         "only_column": column,
         "exports": _exports(class_name(net), column is not None),
     }
@@ -204,6 +207,10 @@ _INIT_LOCALS = {
     "init",
     "name",
     "p",
+    "own",
+    "b",
+    "units",
+    "values",
 }
 # Argument names every unit function may have besides the entry's own parameters.
 _FIXED_ARGS = ("in_channels", "dropout", "num_classes")
@@ -243,11 +250,13 @@ class _UnitFunctions:
         taken: set[str] = set()
         self.functions: list[dict] = []
         self.calls: dict[str, tuple[str, list[str]]] = {}
+        self.arguments: dict[str, tuple[str, list[tuple[str, object]]]] = {}
         for (op, _), nodes in groups.items():
             fname = _safe(op if not op.startswith("_") else "unit" + op, taken, reserved)
             unit = _UnitFunction(net, fname, nodes, defs)
             self.functions.append(unit.template())
             self.calls.update(unit.calls())
+            self.arguments.update(unit.arguments())
 
     def call(self, node_id: str, head: str = "", tail: str = "", indent: int = 8) -> list[str]:
         """The lines of ``head`` + the call that builds unit ``node_id`` + ``tail``."""
@@ -401,14 +410,24 @@ class _UnitFunction:
             "ctors": self.ctors,
         }
 
-    def calls(self) -> dict[str, tuple[str, list[str]]]:
+    def arguments(self) -> dict[str, tuple[str, list[tuple[str, object]]]]:
+        """Each unit's call: the function and its ``(parameter, value)`` pairs in the
+        function's order; ``num_classes`` and ``dropout`` have :data:`_OWN` for a value
+        (the class's own argument of that name is passed)."""
         out = {}
         for k, n in enumerate(self.nodes):
-            call = [_literal(n.in_shape[0])] if self.used["in_channels"] else []
-            call += [f"{self.names[p]}={_literal(self._value(p, k))}" for p in self.params]
-            call += [f"{name}={_literal(vals[k])}" for name, _, vals in self.extras]
-            call += [f"{name}={name}" for name in ("num_classes", "dropout") if self.used[name]]
-            out[n.id] = (self.fname, call)
+            args: list[tuple[str, object]] = [("in_channels", n.in_shape[0])] if self.used["in_channels"] else []
+            args += [(self.names[p], self._value(p, k)) for p in self.params]
+            args += [(name, vals[k]) for name, _, vals in self.extras]
+            args += [(name, _OWN) for name in ("num_classes", "dropout") if self.used[name]]
+            out[n.id] = (self.fname, args)
+        return out
+
+    def calls(self) -> dict[str, tuple[str, list[str]]]:
+        """Each unit's call as written: ``in_channels`` by position, the rest by name."""
+        out = {}
+        for node, (fname, args) in self.arguments().items():
+            out[node] = (fname, [_argument_text(name, value) for name, value in args])
         return out
 
     def _comment(self) -> list[str]:
@@ -425,6 +444,15 @@ class _UnitFunction:
         where = ascii(self.net.source_name)[1:-1]
         head = f"# {where}:{span.line}" + ("" if first.key_span else " (a built-in called in a rule)")
         return [head, *(f"#   {line}" for line in textwrap.wrap(text, WIDTH - 4, break_on_hyphens=False))]
+
+
+_OWN = object()  # an argument the class's __init__ passes on as it was given (dropout, num_classes)
+
+
+def _argument_text(name: str, value) -> str:
+    if value is _OWN:
+        return f"{name}={name}"
+    return _literal(value) if name == "in_channels" else f"{name}={_literal(value)}"
 
 
 _ANNOTATION = {"int": "int", "channels_in": "int", "float": "float", "bool": "bool"}
@@ -544,36 +572,117 @@ class _Graphs:
         steps.append(f"return {var[exits[0]]}")
         return steps
 
-    def block(self, b: int, units: _UnitFunctions, keep: frozenset[str] | None = None) -> dict:
-        """Block ``b``'s construction (one call per unit, by column; ``None`` for a unit not
-        in ``keep``, when given) and its forward call."""
-        columns: dict[int, list[tuple[str, list[str]]]] = {}
-        pool = None
-        for n in self.index:
-            node = self.nodes[n]
-            if node.block != b:
-                continue
-            if node.kind == "layer":
-                columns.setdefault(node.column, []).append(units.calls[n] if keep is None or n in keep else _ABSENT)
-            elif node.kind == "pool":
-                pool = units.calls[n]
-        args: list[str] = []
-        for k in sorted(columns):
-            items = columns[k]
-            if all(item is _ABSENT for item in items):
-                continue
-            first = "None" if items[0] is _ABSENT else f"{items[0][0]}({', '.join(items[0][1])})"
-            one = f"column{k}=[{first}],"
-            if len(items) == 1 and 12 + len(one) <= WIDTH:
-                args.append(one)
-                continue
-            args.append(f"column{k}=[")
-            args.extend(f"    {line}" for line in [ln for item in items for ln in _item_lines(item, 16)])
-            args.append("],")
-        if pool is not None:
-            args.extend(_item_lines(pool, 12, "pool="))
+    def block(self, b: int) -> dict:
+        """Block ``b``'s forward call: its graph, first node and join, and whether it pools."""
         g, n0, j0, _ = self.block_graph[b]
-        return {"block": b, "args": args, "graph": g, "node": n0, "join": j0, "pool": pool is not None}
+        pool = any(node.block == b and node.kind == "pool" for node in self.nodes.values())
+        return {"block": b, "graph": g, "node": n0, "join": j0, "pool": pool}
+
+
+class _UnitTables:
+    """The class's units as tables: each block's units, in the order of the state_dict keys
+    (columns in order, each column's layers in order, then the pool), as rows of
+    ``(submodule, layers, function, arguments)``.
+
+    Blocks with the same units (submodules and functions) share one ``_UNITS{i}`` table; an
+    argument is the name of one of the block's values, in ``_BLOCKS``: arguments that have
+    equal values in every block of the table share a name (that of the parameter that first
+    takes it), so a conv's input channels after the first are the ``c`` of the conv before;
+    a value the same in every block is shared only by arguments of its own parameter (a
+    kernel size of 3 is not named after a padding of 3).
+    Consecutive layers of a column built by the same call share one row
+    (``range(first, last + 1)``; the pool's ``layers`` is None).  The class's ``__init__``
+    builds the units by looping over the rows, in the order one call per unit would, so a
+    seed gives the same weights.  ``keep`` (a one-column module) leaves the other units out.
+    """
+
+    def __init__(self, net: Network, units: _UnitFunctions, keep: frozenset[str] | None = None) -> None:
+        groups: dict[tuple, list[int]] = {}  # the blocks with the same units
+        calls = {}
+        for b in range(1, net.blocks + 1):
+            calls[b] = [(net.node(n).module, *units.arguments[n]) for n in self._units(net, b, keep)]
+            shape = tuple((m.split(".", 1)[1], f, tuple(a for a, _ in args)) for m, f, args in calls[b])
+            groups.setdefault(shape, []).append(b)
+        self.tables: list[dict] = []
+        entries: dict[int, list[str]] = {}
+        for t, (shape, blocks) in enumerate(groups.items(), 1):
+            rows, values = self._abstract(shape, [calls[b] for b in blocks])
+            lines = [line for row in rows for line in _row_lines(row)]
+            self.tables.append({"index": t, "blocks_text": _blocks_text(blocks), "lines": lines})
+            for b, vals in zip(blocks, values):
+                entries[b] = _block_entry_lines(f"_UNITS{t}", vals)
+        self.block_lines = [line for b in sorted(entries) for line in entries[b]]
+
+    @staticmethod
+    def _units(net: Network, b: int, keep) -> list[str]:
+        """Block ``b``'s unit nodes in the order of the state_dict keys."""
+        columns: dict[int, list[str]] = {}
+        pools = []
+        for n in net.nodes_in_order():
+            node = net.node(n)
+            if node.block == b and node.kind == "layer" and (keep is None or n in keep):
+                columns.setdefault(node.column, []).append(n)
+            elif node.block == b and node.kind == "pool":
+                pools.append(n)
+        return [n for k in sorted(columns) for n in columns[k]] + pools
+
+    @staticmethod
+    def _abstract(shape: tuple, calls: list[list]) -> tuple[list[tuple], list[dict[str, object]]]:
+        """The rows of one table and each block's values (``calls``: the blocks' units)."""
+        slots: dict[tuple, str] = {}  # the argument's values in every block -> its name
+        values: list[dict[str, object]] = [{} for _ in calls]
+        rows: list[list] = []  # [submodule, first layer, last layer, function, argument names]
+        for u, (module, fname, params) in enumerate(shape):
+            names = []
+            for a, pname in enumerate(params):
+                vals = [block[u][2][a][1] for block in calls]
+                if vals[0] is _OWN:
+                    names.append(pname)
+                    continue
+                key = tuple((type(v).__name__, _literal(v)) for v in vals)
+                if len(calls) > 1 and len(set(key)) == 1:
+                    key = (pname, *key)  # the same in every block: shared only by its own parameter
+                if key not in slots:
+                    name, k = pname, 1
+                    while name in values[0]:
+                        k += 1
+                        name = f"{pname}_{k}"
+                    slots[key] = name
+                    for block_values, v in zip(values, vals):
+                        block_values[name] = v
+                names.append(slots[key])
+            column, _, layer = module.partition(".layer")
+            last = rows[-1] if rows else None
+            if not layer:
+                rows.append([column, None, None, fname, tuple(names)])
+            elif last and last[0] == column and last[2] == int(layer) - 1 and last[3:] == [fname, tuple(names)]:
+                last[2] = int(layer)
+            else:
+                rows.append([column, int(layer), int(layer), fname, tuple(names)])
+        return [tuple(row) for row in rows], values
+
+
+def _row_lines(row: tuple) -> list[str]:
+    """One row of a ``_UNITS`` table, laid out as ruff format does (at indent 4)."""
+    module, first, last, fname, names = row
+    items = [_literal(module), "None" if first is None else f"range({first}, {last + 1})", fname]
+    one = f"({', '.join(items)}, {_literal(names)}),"
+    if 4 + len(one) <= WIDTH:
+        return [one]
+    return ["(", *(f"    {item}," for item in items), *(f"    {ln}" for ln in _value_lines(names, 8, ",")), "),"]
+
+
+def _block_entry_lines(table: str, values: dict[str, object]) -> list[str]:
+    """One entry of ``_BLOCKS``: ``(_UNITS{i}, {name: value, ...}),`` laid out as ruff
+    format does (at indent 4)."""
+    pairs = [f"{_literal(k)}: {_literal(v)}" for k, v in values.items()]
+    one = f"({table}, {{{', '.join(pairs)}}}),"
+    if 4 + len(one) <= WIDTH:
+        return [one]
+    inner = "{" + ", ".join(pairs) + "},"
+    if 8 + len(inner) <= WIDTH:
+        return ["(", f"    {table},", f"    {inner}", "),"]
+    return ["(", f"    {table},", "    {", *(f"        {pair}," for pair in pairs), "    },", "),"]
 
 
 def _blocks_text(blocks: list[int]) -> str:
@@ -620,17 +729,6 @@ def _call_lines(head: str, items: list[str], tail: str, indent: int) -> list[str
     if indent + len(one) <= WIDTH or not items:
         return [one]
     return [head, *(f"    {item}," for item in items), tail]
-
-
-_ABSENT = ("", [])  # a unit a one-column module leaves out
-
-
-def _item_lines(call: tuple[str, list[str]], indent: int, head: str = "") -> list[str]:
-    """A unit's call as one item of an exploded list or call, with its trailing comma."""
-    if call is _ABSENT:
-        return [f"{head}None,"]
-    fname, args = call
-    return _call_lines(f"{head}{fname}(", args, "),", indent)
 
 
 def _ctor_lines(t: str, exprs: dict[str, _Expr]) -> list[str]:

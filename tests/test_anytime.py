@@ -9,8 +9,8 @@ import re
 import jsonschema
 import pytest
 import torch
-from test_train_support import ROOT, SMALL, cli, write_net
 from torch.utils.flop_counter import FlopCounterMode
+from train_support import ROOT, SMALL, cli, write_net
 
 from fractal_dsl import load, loads
 from fractal_dsl.anytime import column_costs, format_table

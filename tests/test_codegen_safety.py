@@ -101,6 +101,8 @@ def test_hostile_network_names_become_safe_class_names(name, cls):
         ("column_sample", "column_sample_"),
         ("Plain", "Plain_"),  # the class's name
         ("DEFAULT_INIT", "DEFAULT_INIT_"),  # a default of __init__'s arguments
+        ("units", "units_"),  # a local of __init__'s loop over _BLOCKS
+        ("values", "values_"),
     ],
 )
 def test_hostile_key_names_become_safe_function_names(unit, function):

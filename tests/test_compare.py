@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from test_train_support import ENV, ROOT, SMALL, cli, write_net
+from train_support import ENV, ROOT, SMALL, cli, write_net
 
 from fractal_dsl.compare import read_run
 

@@ -11,7 +11,7 @@ import importlib.util
 
 import pytest
 import torch
-from test_train_support import ROOT, SMALL, cli, write_net
+from train_support import ROOT, SMALL, cli, write_net
 
 import fractal_dsl
 from fractal_dsl import codegen, loads

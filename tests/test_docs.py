@@ -11,8 +11,12 @@ Fenced blocks are classified by their info string:
 * ``python``: run, in a folder where every example is compiled to ``NAME.py``; an excerpt
   of a compiled module (it starts ``# examples/NAME.fdsl:LINE``) must stand in that module
   word for word; a script that reads ``runs/tiny/`` gets a run of ``examples/tiny.fdsl``
-  trained there for one epoch on 300 images;
-* ``text``: prose laid out as a diagram; not code;
+  trained there for one epoch on 300 images; an interface listing (it starts ``class NAME(``)
+  must match the class compiled from the example of that class name: every method's
+  parameters (names, kinds, the defaults it shows) and every attribute it lists;
+* ``text``: prose laid out as a diagram; not code, but every module it names
+  (``name.py``, ``train/``) must exist, and a walk-through of an example (it starts
+  ``network NAME {``) must quote that example's parameter count;
 * ``json``: must parse as JSON (a schema; ``tests/test_anytime.py`` uses it).
 
 Any other info string fails the test, so a new kind of snippet must be given a meaning here.
@@ -20,6 +24,8 @@ Any other info string fails the test, so a new kind of snippet must be given a m
 
 from __future__ import annotations
 
+import ast
+import inspect
 import json
 import re
 import runpy
@@ -65,7 +71,9 @@ def test_snippet(where, info, body, tmp_path, monkeypatch):
         run_python(body, tmp_path, monkeypatch)
     elif info == "json":
         json.loads(body)
-    elif info != "text":
+    elif info == "text":
+        check_text(body)
+    else:
         pytest.fail(f"{where}: unknown snippet kind {info!r}: give it a meaning in tests/test_docs.py")
 
 
@@ -181,6 +189,8 @@ GENERATED = re.compile(r"^# (examples/[\w-]+\.fdsl):\d+\n")
 
 
 def run_python(body: str, tmp_path: Path, monkeypatch) -> None:
+    if INTERFACE.match(body):
+        return check_interface(body)
     generated = GENERATED.match(body)
     if generated:  # an excerpt of a compiled module: it must stand in the module, word for word
         source = codegen.generate(fractal_dsl.load(ROOT / generated[1], generated[1]))
@@ -204,3 +214,66 @@ def run_python(body: str, tmp_path: Path, monkeypatch) -> None:
     for name in [m for m in sys.modules if m.split("_col")[0] in {e.stem for e in EXAMPLES}]:
         monkeypatch.delitem(sys.modules, name)
     runpy.run_path(str(script), run_name="__main__")
+
+
+INTERFACE = re.compile(r"^class (\w+)\(")
+
+
+def check_interface(body: str) -> None:
+    """An interface listing of a compiled class: each ``def`` has the real method's
+    parameters (names and kinds in order; the defaults shown are the real ones), and each
+    attribute named exists on a built instance."""
+    cls_name = INTERFACE.match(body)[1]
+    nets = {codegen.class_name(n): n for n in (fractal_dsl.load(e) for e in EXAMPLES)}
+    assert cls_name in nets, f"the interface names {cls_name}, the class of no example"
+    module = codegen.load_module(codegen.generate(nets[cls_name]), "interface_module")
+    cls = getattr(module, cls_name)
+    model = module.build()
+    listed = ast.parse(body).body[0]
+    assert isinstance(listed, ast.ClassDef)
+    methods = 0
+    for item in listed.body:
+        if isinstance(item, ast.FunctionDef):
+            methods += 1
+            real = list(inspect.signature(getattr(cls, item.name)).parameters.values())
+            a = item.args
+            shown = [(x.arg, inspect.Parameter.POSITIONAL_OR_KEYWORD) for x in a.args]
+            shown += [(x.arg, inspect.Parameter.KEYWORD_ONLY) for x in a.kwonlyargs]
+            assert shown == [(p.name, p.kind) for p in real], f"{item.name}: the listing's parameters differ from {real}"
+            defaults = dict(zip([x.arg for x in a.args][len(a.args) - len(a.defaults) :], a.defaults))
+            defaults.update({x.arg: d for x, d in zip(a.kwonlyargs, a.kw_defaults) if d is not None})
+            for p in real:
+                if p.default is not inspect.Parameter.empty:
+                    assert p.name in defaults, f"{item.name}: the listing leaves out {p.name}'s default"
+                    assert ast.literal_eval(defaults[p.name]) == p.default, (item.name, p.name, p.default)
+        else:
+            target = item.target if isinstance(item, ast.AnnAssign) else getattr(item, "value", None)
+            assert isinstance(target, ast.Name), ast.dump(item)
+            assert hasattr(model, target.id), f"{cls_name} has no attribute {target.id}"
+    assert methods
+
+
+# ---- text -----------------------------------------------------------------------------
+
+
+MODULE_NAME = re.compile(r"\b(\w+(?:/\w+)?\.py|train/)")
+WALK = re.compile(r"^network (\w+) \{")
+
+
+def check_text(body: str) -> None:
+    for name in MODULE_NAME.findall(body):
+        if name != "model.py":  # the compiled module, not a source file
+            assert (ROOT / "fractal_dsl" / name).exists(), f"the diagram names {name}, which is not in fractal_dsl/"
+    walk = WALK.match(body)
+    if walk:
+        net = fractal_dsl.load(ROOT / "examples" / f"{walk[1]}.fdsl")
+        assert f"params {net.params:,}" in body, f"{walk[1]} has {net.params:,} parameters"
+
+
+def test_the_readme_test_command_is_the_one_ci_runs():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("\n## Tests\n") :]
+    shown = FENCE.search(section)[2].strip()
+    ci = [ln for ln in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines() if ln.startswith(".venv/bin/")]
+    assert shown in ci, f"README's test command {shown!r} is not a line of .ci/run"
+    assert shown.startswith(".venv/bin/python -m pytest -q -n ")  # in parallel (xdist), as the README times it

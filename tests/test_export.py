@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from test_train_support import ENV, ROOT, SMALL, cli, write_net
+from train_support import ENV, ROOT, SMALL, cli, write_net
 
 from fractal_dsl import loads
 from fractal_dsl.train import TrainConfig, train

@@ -136,6 +136,80 @@ RULE_PROGRAM = """network r {{
 """
 
 
+def _parse_rule(text: str):
+    """One of ``expr``'s strings as a tree: ``("leaf", name)``, ``("ref", "C" or "1")``,
+    ``("join", branches)`` or ``("seq", parts)``."""
+    pos = 0
+
+    def item():
+        nonlocal pos
+        if text.startswith("join(", pos):
+            pos += len("join(")
+            branches = [seq()]
+            while text.startswith(", ", pos):
+                pos += 2
+                branches.append(seq())
+            assert text[pos] == ")"
+            pos += 1
+            return ("join", branches)
+        m = re.compile(r"f\[(C|1)\]|\w+").match(text, pos)
+        pos = m.end()
+        return ("ref", m[1]) if m[1] else ("leaf", m[0])
+
+    def seq():
+        nonlocal pos
+        parts = [item()]
+        while text.startswith(" . ", pos):
+            pos += 3
+            parts.append(item())
+        return parts[0] if len(parts) == 1 else ("seq", parts)
+
+    tree = seq()
+    assert pos == len(text)
+    return tree
+
+
+def rule_errors(rule: str, base: str, columns: int) -> set[int]:
+    """The lines of RULE_PROGRAM the loader must report errors on, worked out independently:
+    13 (``columns``) when the expansion is over the budget (units over 4,000 in its 2 blocks,
+    columns over 64: joins add their branches' columns, a composition takes the widest), else
+    12 (the rule) when a composition joins parts of different widths but 1, else 5 / 6 for
+    ``conv`` / ``wide`` when no expanded index uses it; empty for a valid program."""
+    trees = {1: _parse_rule(base), "C": _parse_rule(rule)}
+    sizes: dict[int, tuple[int, int, bool]] = {}  # index -> (units, width, composes)
+
+    def walk(e, c: int) -> tuple[int, int, bool]:
+        kind, v = e
+        if kind == "leaf":
+            return 1, 1, True
+        if kind == "ref":
+            return size(c if v == "C" else 1)
+        subs = [walk(x, c) for x in v]
+        units, ok = sum(s[0] for s in subs), all(s[2] for s in subs)
+        if kind == "join":
+            return units, sum(s[1] for s in subs), ok
+        return units, max(s[1] for s in subs), ok and len({s[1] for s in subs} - {1}) <= 1
+
+    def size(n: int) -> tuple[int, int, bool]:
+        if n not in sizes:
+            sizes[n] = walk(trees[1] if n == 1 else trees["C"], n - 1)
+        return sizes[n]
+
+    units, width, ok = size(columns)
+    if units * 2 > 4000 or width > 64:
+        return {13}
+    if not ok:
+        return {12}
+    reached, todo = set(), [columns]
+    while todo:
+        n = todo.pop()
+        if n not in reached:
+            reached.add(n)
+            todo += [n - 1 if m == "C" else 1 for m in re.findall(r"f\[(C|1)\]", base if n == 1 else rule)]
+    used = {w for n in reached for w in re.findall(r"\b(conv|wide)\b", base if n == 1 else rule)}
+    return {line for name, line in (("conv", 5), ("wide", 6)) if name not in used}
+
+
 def expr(depth: int = 0, leaves: tuple[str, ...] = ("conv", "wide", "f[C]", "f[1]")):
     """Random right-hand sides of RULE_PROGRAM's recursive rule, built from ``leaves``."""
     leaf = st.sampled_from(list(leaves))
@@ -151,10 +225,17 @@ def expr(depth: int = 0, leaves: tuple[str, ...] = ("conv", "wide", "f[C]", "f[1
 @given(expr(), st.sampled_from(["conv", "conv . wide", "join(conv, wide)"]), st.integers(1, 4), st.sampled_from(["mean", "sum", "mean(flat=false)"]))
 def test_random_rules_give_well_formed_fractals(rule, base, columns, join):
     text = RULE_PROGRAM.format(rule=rule, base=base, columns=columns, join=join)
-    net = assert_clean(text.encode("utf-8"))
-    event("valid" if net is not None else "diagnostic")
-    if net is None:
+    want = rule_errors(rule, base, columns)
+    try:
+        net = load_source(decode_source(text.encode("utf-8"), "fuzz.fdsl"))
+    except FractalError as exc:
+        assert_clean(text.encode("utf-8"))  # well-formed diagnostics
+        event("diagnostic")
+        # rejected only where an independent count says so, at the lines it names
+        assert {d.span.line for d in exc.diagnostics} == want, (exc.format(), want)
         return
+    event("valid")
+    assert not want, f"accepted, but an independent count expects errors on lines {sorted(want)}"
     g = net.graph
     assert len(set(g.nodes)) == g.number_of_nodes()
     for n in net.nodes_in_order():

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_train_support import ENV, ROOT, SMALL, write_net
+from train_support import ENV, ROOT, SMALL, write_net
 
 from fractal_dsl import budget, loads, render, safeio
 from fractal_dsl.cli import main

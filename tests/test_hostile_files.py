@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_train_support import ENV, ROOT, SMALL, write_net
+from train_support import ENV, ROOT, SMALL, write_net
 
 from fractal_dsl import loads
 from fractal_dsl.cli import main
@@ -409,7 +409,7 @@ def test_train_on_a_disk_that_fills_up_ends_in_one_line_and_keeps_the_last_check
     import time
 
     import torch
-    from test_train_support import popen
+    from train_support import popen
 
     net = write_net(tmp_path)
     out = small_disk / "run"

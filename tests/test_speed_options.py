@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from test_train_support import SMALL, cli, write_net
+from train_support import SMALL, cli, write_net
 
 from fractal_dsl import loads
 from fractal_dsl.errors import UsageError

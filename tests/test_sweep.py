@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_train_support import ENV, ROOT
+from train_support import ENV, ROOT
 
 import fractal_dsl
 from fractal_dsl.cli import main

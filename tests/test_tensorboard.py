@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from test_train_support import ENV, ROOT, SMALL, write_net
+from train_support import ENV, ROOT, SMALL, write_net
 
 from fractal_dsl import loads
 from fractal_dsl.train import TrainConfig, tblog, train

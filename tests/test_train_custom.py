@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-from test_train_support import SMALL
 from torch.utils.data import DataLoader, TensorDataset
+from train_support import SMALL
 
 import fractal_dsl
 from fractal_dsl.train import TrainError

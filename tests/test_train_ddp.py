@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 import torch
-from test_train_support import ENV, ROOT
+from train_support import ENV, ROOT
 
 NET = """
 network ddp {

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_train_support import SMALL, write_net
+from train_support import SMALL, write_net
 
 import fractal_dsl
 from fractal_dsl.cli import main

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_train_support import cli, popen, write_net
+from train_support import cli, popen, write_net
 
 ARGS = ("--epochs", "5", "--seed", "3", "--augment", "--batch-size", "50", "-q")
 

@@ -130,15 +130,43 @@ def head(in_channels: int, num_classes: int) -> nn.Sequential:
     )
 
 
-def _block(pool: nn.Module | None = None, **columns: list[nn.Module]) -> nn.ModuleDict:
-    """One block's submodules: ``column{K}.layer{I}`` (I counted from 1), then ``pool``."""
+# ---- the units of each block, built by the class's __init__ -------------------------------
+
+# The units of blocks 1 to 4, in the order of the state_dict keys: (submodule, layers,
+# function, arguments), each argument a name of the block's values in _BLOCKS (or the
+# class's own dropout / num_classes); a row builds column{K}.layer{I} for I in layers.
+_UNITS1 = (
+    ("column1", range(1, 2), conv, ("in_channels", "c")),
+    ("column2", range(1, 2), conv, ("in_channels", "c")),
+    ("column2", range(2, 3), conv, ("c", "c")),
+    ("column3", range(1, 2), conv, ("in_channels", "c")),
+    ("column3", range(2, 5), conv, ("c", "c")),
+    ("column4", range(1, 2), conv, ("in_channels", "c")),
+    ("column4", range(2, 9), conv, ("c", "c")),
+    ("pool", None, pool, ("size",)),
+)
+
+# Each block: its table of units and its values.
+_BLOCKS = (
+    (_UNITS1, {"in_channels": 64, "c": 64, "size": 2}),
+    (_UNITS1, {"in_channels": 64, "c": 128, "size": 2}),
+    (_UNITS1, {"in_channels": 128, "c": 256, "size": 2}),
+    (_UNITS1, {"in_channels": 256, "c": 512, "size": 1}),
+)
+
+
+def _block(units: tuple[Any, ...], values: dict[str, Any]) -> nn.ModuleDict:
+    """One block's submodules, built row by row: ``column{K}.layer{I}``, then ``pool``."""
     block = nn.ModuleDict()
-    for name, units in columns.items():
-        block[name] = nn.ModuleDict(
-            {f"layer{i}": u for i, u in enumerate(units, 1) if u is not None}
-        )
-    if pool is not None:
-        block["pool"] = pool
+    for name, layers, unit, args in units:
+        if layers is None:
+            block[name] = unit(*(values[a] for a in args))
+            continue
+        if name not in block:
+            block[name] = nn.ModuleDict()
+        column = block[name]
+        for i in layers:
+            column.add_module(f"layer{i}", unit(*(values[a] for a in args)))
     return block
 
 
@@ -654,102 +682,9 @@ class Fractalnet34(nn.Module):
         self._last_masks: tuple[Tensor, Tensor, Tensor] | None = None
         self.normalize = _Normalize(INPUT_SHAPE[0])
         self.stem = stem(3)
-        self.block1 = _block(
-            column1=[conv(64, c=64)],
-            column2=[
-                conv(64, c=64),
-                conv(64, c=64),
-            ],
-            column3=[
-                conv(64, c=64),
-                conv(64, c=64),
-                conv(64, c=64),
-                conv(64, c=64),
-            ],
-            column4=[
-                conv(64, c=64),
-                conv(64, c=64),
-                conv(64, c=64),
-                conv(64, c=64),
-                conv(64, c=64),
-                conv(64, c=64),
-                conv(64, c=64),
-                conv(64, c=64),
-            ],
-            pool=pool(size=2),
-        )
-        self.block2 = _block(
-            column1=[conv(64, c=128)],
-            column2=[
-                conv(64, c=128),
-                conv(128, c=128),
-            ],
-            column3=[
-                conv(64, c=128),
-                conv(128, c=128),
-                conv(128, c=128),
-                conv(128, c=128),
-            ],
-            column4=[
-                conv(64, c=128),
-                conv(128, c=128),
-                conv(128, c=128),
-                conv(128, c=128),
-                conv(128, c=128),
-                conv(128, c=128),
-                conv(128, c=128),
-                conv(128, c=128),
-            ],
-            pool=pool(size=2),
-        )
-        self.block3 = _block(
-            column1=[conv(128, c=256)],
-            column2=[
-                conv(128, c=256),
-                conv(256, c=256),
-            ],
-            column3=[
-                conv(128, c=256),
-                conv(256, c=256),
-                conv(256, c=256),
-                conv(256, c=256),
-            ],
-            column4=[
-                conv(128, c=256),
-                conv(256, c=256),
-                conv(256, c=256),
-                conv(256, c=256),
-                conv(256, c=256),
-                conv(256, c=256),
-                conv(256, c=256),
-                conv(256, c=256),
-            ],
-            pool=pool(size=2),
-        )
-        self.block4 = _block(
-            column1=[conv(256, c=512)],
-            column2=[
-                conv(256, c=512),
-                conv(512, c=512),
-            ],
-            column3=[
-                conv(256, c=512),
-                conv(512, c=512),
-                conv(512, c=512),
-                conv(512, c=512),
-            ],
-            column4=[
-                conv(256, c=512),
-                conv(512, c=512),
-                conv(512, c=512),
-                conv(512, c=512),
-                conv(512, c=512),
-                conv(512, c=512),
-                conv(512, c=512),
-                conv(512, c=512),
-            ],
-            pool=pool(size=1),
-        )
+        own = {"dropout": dropout, "num_classes": num_classes}
+        for b, (units, values) in enumerate(_BLOCKS, 1):
+            self.add_module(f"block{b}", _block(units, {**values, **own}))
         self.head = head(512, num_classes=num_classes)
         _init_weights(self, init)
         for _, module, columns, _ in _NODES:

@@ -128,15 +128,39 @@ def head(in_channels: int, num_classes: int) -> nn.Sequential:
     )
 
 
-def _block(pool: nn.Module | None = None, **columns: list[nn.Module]) -> nn.ModuleDict:
-    """One block's submodules: ``column{K}.layer{I}`` (I counted from 1), then ``pool``."""
+# ---- the units of each block, built by the class's __init__ -------------------------------
+
+# The units of blocks 1 to 2, in the order of the state_dict keys: (submodule, layers,
+# function, arguments), each argument a name of the block's values in _BLOCKS (or the
+# class's own dropout / num_classes); a row builds column{K}.layer{I} for I in layers.
+_UNITS1 = (
+    ("column1", range(1, 2), conv, ("in_channels", "c")),
+    ("column2", range(1, 2), conv, ("in_channels", "c")),
+    ("column2", range(2, 3), conv, ("c", "c")),
+    ("column3", range(1, 2), conv, ("in_channels", "c")),
+    ("column3", range(2, 5), conv, ("c", "c")),
+    ("pool", None, pool, ()),
+)
+
+# Each block: its table of units and its values.
+_BLOCKS = (
+    (_UNITS1, {"in_channels": 8, "c": 8}),
+    (_UNITS1, {"in_channels": 8, "c": 16}),
+)
+
+
+def _block(units: tuple[Any, ...], values: dict[str, Any]) -> nn.ModuleDict:
+    """One block's submodules, built row by row: ``column{K}.layer{I}``, then ``pool``."""
     block = nn.ModuleDict()
-    for name, units in columns.items():
-        block[name] = nn.ModuleDict(
-            {f"layer{i}": u for i, u in enumerate(units, 1) if u is not None}
-        )
-    if pool is not None:
-        block["pool"] = pool
+    for name, layers, unit, args in units:
+        if layers is None:
+            block[name] = unit(*(values[a] for a in args))
+            continue
+        if name not in block:
+            block[name] = nn.ModuleDict()
+        column = block[name]
+        for i in layers:
+            column.add_module(f"layer{i}", unit(*(values[a] for a in args)))
     return block
 
 
@@ -613,34 +637,9 @@ class Maxjoin(nn.Module):
         self._last_masks: tuple[Tensor, Tensor, Tensor] | None = None
         self.normalize = _Normalize(INPUT_SHAPE[0])
         self.stem = stem(3)
-        self.block1 = _block(
-            column1=[conv(8, c=8)],
-            column2=[
-                conv(8, c=8),
-                conv(8, c=8),
-            ],
-            column3=[
-                conv(8, c=8),
-                conv(8, c=8),
-                conv(8, c=8),
-                conv(8, c=8),
-            ],
-            pool=pool(),
-        )
-        self.block2 = _block(
-            column1=[conv(8, c=16)],
-            column2=[
-                conv(8, c=16),
-                conv(16, c=16),
-            ],
-            column3=[
-                conv(8, c=16),
-                conv(16, c=16),
-                conv(16, c=16),
-                conv(16, c=16),
-            ],
-            pool=pool(),
-        )
+        own = {"dropout": dropout, "num_classes": num_classes}
+        for b, (units, values) in enumerate(_BLOCKS, 1):
+            self.add_module(f"block{b}", _block(units, {**values, **own}))
         self.head = head(16, num_classes=num_classes)
         _init_weights(self, init)
         for _, module, columns, _ in _NODES:
