@@ -170,8 +170,14 @@ class _Bad(Exception):
 
 
 def _suggest(name: str, settable: list[str]) -> str | None:
-    close = difflib.get_close_matches(name, settable, n=1)
-    return f"did you mean `{close[0]}`?" if close else None
+    """The known name closest to ``name``, its letter case aside; a ``blockN.`` name is
+    matched against the names of block N (``settable`` gives block 1's as the example)."""
+    m = _BLOCK.fullmatch(name)
+    if m:
+        settable = [f"block{m.group(1)}.{n.partition('.')[2]}" if n.startswith("block1.") else n for n in settable]
+    known = {n.lower(): n for n in settable}
+    close = difflib.get_close_matches(name.lower(), list(known), n=1)
+    return f"did you mean `{known[close[0]]}`?" if close else None
 
 
 def _line_offsets(text: str) -> list[int]:
