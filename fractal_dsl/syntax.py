@@ -623,6 +623,10 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
                 "a file holds one network; this is a second `network`",
                 hint="put each network in its own .fdsl file",
             )
+        if expected == ["'network'"] and str(tok).lower() == "network":
+            return Diagnostic(
+                span, "keywords are written in lower case", hint="write `network`", fix=Fix(span, "network")
+            )
         if expected == ["'['"] and str(tok) == "(":
             return Diagnostic(
                 span, "unexpected '('; expected '['", hint="fractal indices use square brackets, e.g. `f[C+1] = ...`"
@@ -630,7 +634,7 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
         if expected == ["'['"] and prev is not None and prev[0] not in _STATEMENTS:
             # a NAME at statement level starts a rule `f[...] = ...`: most likely a misspelt statement
             word, at = prev
-            close = difflib.get_close_matches(word, _STATEMENTS, n=1)
+            close = [word.lower()] if word.lower() in _STATEMENTS else _statements_close(word, str(tok))
             wspan = Span(span.line, span.column, span.line, span.column) if at is None else at
             if word in BUILTINS:
                 return Diagnostic(
@@ -663,6 +667,18 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
 # Bengio, uniform), Kaiming (He, normal, for ReLU), or PyTorch's own defaults
 INIT_SCHEMES = ("xavier", "kaiming", "torch")
 _STATEMENTS = ("input", "classes", "key", "columns", "blocks", "droppath", "init")
+# the statements whose value can start like this: `depth 3` is not `droppath 3`
+_STARTS = {"digit": ("input", "classes", "columns", "blocks"), "(": ("blocks",), "{": ("key",)}
+
+
+def _statements_close(word: str, after: str) -> list[str]:
+    """The statement closest to the misspelt ``word`` among those whose value may start with ``after``."""
+    first = after[:1]
+    kind = "digit" if first.isdigit() else first
+    fits = _STARTS.get(kind, ("droppath", "init") if first.isalpha() else _STATEMENTS)
+    return difflib.get_close_matches(word.lower(), fits, n=1)
+
+
 _WORD = re.compile(r"#[^\n]*|[A-Za-z_][A-Za-z0-9_]*|\S")
 _CHAR_HINTS = {
     "*": "composition is written with '.', e.g. `f[C] . f[C]`",
