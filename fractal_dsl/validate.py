@@ -232,9 +232,8 @@ def validate(net: Network, source: Source) -> Network:
     """Infer shapes and run every check: the annotated network, or FractalError with all problems."""
     diags = Collector(source)
     annotated, problems = infer_shapes(net)
-    diags.diagnostics.extend(problems)
-    if problems:
-        diags.diagnostics.extend(_channels_last(annotated))
+    # an input written HxWxC is the cause: the shape errors that follow from it are left out
+    diags.diagnostics.extend((list(_channels_last(annotated)) if problems else []) or problems)
     if not diags.diagnostics:
         for check in CHECKS:
             diags.diagnostics.extend(check(annotated))
