@@ -255,6 +255,8 @@ def _statement_habits(text: str, tok: Token, expected: list[str]) -> Diagnostic 
     if found is None:
         return None
     keyword, start, end = found
+    if tok.start_pos < start:  # the keyword itself is unexpected: the mistake is before the statement
+        return None
     body = text[start:end]
     span = Span.from_token(tok)
     if str(tok) in (":", "=") and body.lstrip().startswith(str(tok)) and keyword not in ("network", "droppath"):
