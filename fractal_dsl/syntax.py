@@ -600,6 +600,14 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
         habit = recognise(source, char, allowed)
         if habit is not None:
             return habit
+        entry = _key_entry_colon(source.text, exc.pos_in_stream, ch)
+        if entry is not None:
+            return Diagnostic(
+                span,
+                "a key entry is defined with '=', not ':'",
+                hint=f"write `{entry}`",
+                fix=Fix(Span(line, col, line, col + 1), " ="),
+            )
         return Diagnostic(span, f"unexpected character {ch!r}", hint=_char_hint(source.text, exc.pos_in_stream, ch))
     expected = sorted({_describe(t) for t in getattr(exc, "expected", set()) or getattr(exc, "accepts", set())})
     want = ", ".join(expected[:8]) + (", ..." if len(expected) > 8 else "")
@@ -690,6 +698,19 @@ _CHAR_HINTS = {
     "'": "fractal-dsl has no strings: names are written bare, e.g. `join = mean`",
     "\u2295": "a join is written `join(a, b)`",
 }
+
+
+def _key_entry_colon(text: str, pos: int, ch: str) -> str | None:
+    """``join: mean`` in the key, as in YAML: the entry's left side, or None."""
+    if ch != ":":
+        return None
+    left = text[text.rfind("\n", 0, pos) + 1 : pos].strip()
+    m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)\s*(\([^()]*\))?", left)
+    if m is None or m.group(1) in (*_STATEMENTS, "network", "f"):
+        return None
+    line_end = text.find("\n", pos)
+    right = " ".join(text[pos + 1 : len(text) if line_end < 0 else line_end].split("#", 1)[0].split())
+    return f"{left} = {right}"
 
 
 def _char_hint(text: str, pos: int, ch: str) -> str | None:
