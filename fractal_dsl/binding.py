@@ -168,6 +168,20 @@ class _Scope:
 _BLOCK_VALUES = _Scope(None, {}, None, None, "block values")
 
 
+# PyTorch's and Keras' names for an argument that fractal-dsl names otherwise
+_ARGUMENT_HABITS = {
+    "kernel_size": "kernel",
+    "pool_size": "kernel",
+    "strides": "stride",
+    "rate": "p",
+    "out_channels": "channels",
+    "filters": "channels",
+    "units": "features",
+    "out_features": "features",
+    "use_bias": "bias",
+}
+
+
 @dataclass
 class KeyBinder:
     """Binds uses of the key ``key`` in a network with ``classes`` classes."""
@@ -565,6 +579,8 @@ class KeyBinder:
         hint = fix = None
         lowered = {n.lower(): n for n in names}
         close = difflib.get_close_matches(k.lower(), list(lowered), n=1, cutoff=0.75)
+        if _ARGUMENT_HABITS.get(k.lower()) in lowered:  # PyTorch's or Keras' name for it
+            close = [_ARGUMENT_HABITS[k.lower()]]
         general = variant(call.name, k, None) if call.name in BUILTINS and BUILTINS[call.name].fixes(k) else None
         if general is not None:
             rewritten = self._call_without(call, (), general)
