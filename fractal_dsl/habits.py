@@ -247,6 +247,25 @@ def _nested_call(text: str, tok: Token, expected: list[str]) -> Diagnostic | Non
     )
 
 
+def _input_shape(text: str, tok: Token, start: int, end: int) -> Diagnostic | None:
+    """``input (1, 28, 28)``, ``input [3, 32, 32]``, ``input 1 x 28 x 28``, ``input 28*28``: the
+    shape as CxHxW (one channel where two sizes are given, channels first where the last is 1, 3 or 4)."""
+    body = text[start:end]
+    dims = re.findall(r"[0-9]+", body)
+    if len(dims) not in (2, 3) or not re.fullmatch(r"[\s\[\](),xX*\u00d70-9]+", body):
+        return None
+    c, h, w = ["1", *dims] if len(dims) == 2 else dims
+    if int(w) in (1, 3, 4) and int(c) > 4 and int(h) > 4:  # written HxWxC
+        c, h, w = w, c, h
+    rewritten = f"{c}x{h}x{w}"
+    return Diagnostic(
+        Span.from_token(tok),
+        "an input shape is written CxHxW, e.g. `input 3x32x32`",
+        hint=f"channels, height and width joined by 'x': write `input {rewritten}`",
+        fix=Fix(_span(text, start, end), " " + rewritten),
+    )
+
+
 def _statement_habits(text: str, tok: Token, expected: list[str]) -> Diagnostic | None:
     """Commas between blocks; ``name=value`` in droppath; a network name with a '-'."""
     if tok.type == "$END":
@@ -267,6 +286,8 @@ def _statement_habits(text: str, tok: Token, expected: list[str]) -> Diagnostic 
             hint=f"statements take no {str(tok)!r}: write `{keyword} {rewritten}`",
             fix=Fix(_span(text, start, end), " " + rewritten),
         )
+    if keyword == "input":
+        return _input_shape(text, tok, start, end)
     if keyword == "blocks" and str(tok) in (",", ";", "["):
         listed = body.strip()
         if listed.startswith("[") and listed.endswith("]"):  # a Python list
