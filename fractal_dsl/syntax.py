@@ -608,6 +608,16 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
                 hint=f"write `{entry}`",
                 fix=Fix(Span(line, col, line, col + 1), " ="),
             )
+        statement = _statement_colon(source.text, exc.pos_in_stream, ch)
+        if statement is not None:
+            word, close = statement
+            wspan = Span(line, col - len(word), line, col)
+            return Diagnostic(
+                wspan,
+                f"unknown statement `{word}`; did you mean `{close}`?",
+                hint=f"statements take no ':': write `{close} {_rest_of_line(source.text, exc.pos_in_stream + 1)}`",
+                fix=Fix(Span(line, col - len(word), line, col + 1), close),
+            )
         return Diagnostic(span, f"unexpected character {ch!r}", hint=_char_hint(source.text, exc.pos_in_stream, ch))
     expected = sorted({_describe(t) for t in getattr(exc, "expected", set()) or getattr(exc, "accepts", set())})
     want = ", ".join(expected[:8]) + (", ..." if len(expected) > 8 else "")
@@ -652,8 +662,11 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
                     " and give each block its value: `blocks (64, 0.1) (128, 0.2)`",
                 )
             if close:
+                fixed = wspan
+                if str(tok) in ("=", ":") and tok.line == wspan.line:  # `num_classes = 10`: both go
+                    fixed = Span(wspan.line, wspan.column, tok.line, tok.end_column or tok.column + 1)
                 return Diagnostic(
-                    wspan, f"unknown statement `{word}`; did you mean `{close[0]}`?", fix=Fix(wspan, close[0])
+                    wspan, f"unknown statement `{word}`; did you mean `{close[0]}`?", fix=Fix(fixed, close[0])
                 )
             return Diagnostic(
                 wspan,
@@ -708,9 +721,30 @@ def _key_entry_colon(text: str, pos: int, ch: str) -> str | None:
     m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)\s*(\([^()]*\))?", left)
     if m is None or m.group(1) in (*_STATEMENTS, "network", "f"):
         return None
+    before = re.sub(r"#[^\n]*", "", text[:pos])
+    opened = [k.end() for k in re.finditer(r"\bkey\s*\{", before)]
+    if not opened or before.count("{", opened[-1]) - before.count("}", opened[-1]) < 0:
+        return None  # not inside the key: `num_classes: 10` is a statement
+    return f"{left} = {_rest_of_line(text, pos + 1)}"
+
+
+def _rest_of_line(text: str, pos: int) -> str:
+    """The code from ``pos`` to the end of its line, comment left out, spaces made single."""
     line_end = text.find("\n", pos)
-    right = " ".join(text[pos + 1 : len(text) if line_end < 0 else line_end].split("#", 1)[0].split())
-    return f"{left} = {right}"
+    return " ".join(text[pos : len(text) if line_end < 0 else line_end].split("#", 1)[0].split())
+
+
+def _statement_colon(text: str, pos: int, ch: str) -> tuple[str, str] | None:
+    """``num_classes: 10`` outside the key: the misspelt statement and the statement meant."""
+    if ch != ":" or _key_entry_colon(text, pos, ch) is not None:
+        return None
+    left = text[text.rfind("\n", 0, pos) + 1 : pos]
+    if not re.fullmatch(r"\s*[A-Za-z_][A-Za-z0-9_]*", left):
+        return None
+    word = left.strip()
+    after = text[pos + 1 :].lstrip(" \t")
+    close = [word.lower()] if word.lower() in _STATEMENTS else _statements_close(word, after)
+    return (word, close[0]) if close and word != close[0] else None
 
 
 def _char_hint(text: str, pos: int, ch: str) -> str | None:
