@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from dataclasses import dataclass, field
 
 from .errors import Collector, Fix, Span
@@ -168,6 +169,9 @@ class _Scope:
 _BLOCK_VALUES = _Scope(None, {}, None, None, "block values")
 
 
+# what a newcomer writes before a layer's name, as in Python (`nn.Conv2d`)
+_MODULE_PREFIXES = ("nn", "torch", "layers", "keras", "tf", "F")
+
 # PyTorch's and Keras' names for an argument that fractal-dsl names otherwise
 _ARGUMENT_HABITS = {
     "kernel_size": "kernel",
@@ -275,6 +279,8 @@ class KeyBinder:
         ``.fdsl`` spelling, a misspelling gets the closest name."""
         where = f" in the definition of `{owner}`" if owner else ""
         unused = self._unused_params(owner) if owner in self.key else []
+        if call.name in _MODULE_PREFIXES and not call.args and self._module_prefix(call, where):
+            return
         foreign = foreign_layer(call, self._text, unused[0] if len(unused) == 1 else None)
         if foreign is not None:
             spelling, note = foreign
@@ -294,6 +300,21 @@ class KeyBinder:
                 f"unknown layer `{call.name}`",
                 "define it in the key, e.g. `conv(c) = conv3x3(c) . batchnorm . relu`",
             )
+
+    def _module_prefix(self, call: Call, where: str) -> bool:
+        """``nn.Conv2d(...)`` reads as ``nn`` composed with ``Conv2d(...)``: the prefix goes."""
+        after = (self.diags.source.line_text(call.span.end_line) or "")[call.span.end_column - 1 :]
+        dot = re.match(r"[ \t]*\.[ \t]*", after)
+        if dot is None:
+            return False
+        prefix = Span(call.span.line, call.span.column, call.span.end_line, call.span.end_column + dot.end())
+        self.once(
+            call.span,
+            f"unknown layer `{call.name}`{where}: `{call.name}.` is a Python module prefix",
+            f"fractal-dsl layers are written without it: leave out `{self._text(prefix).strip()}`",
+            Fix(prefix, ""),
+        )
+        return True
 
     def _unused_params(self, name: str) -> list[str]:
         """The parameters of key entry ``name`` that its definition does not use."""
