@@ -288,6 +288,14 @@ def _statement_habits(text: str, tok: Token, expected: list[str]) -> Diagnostic 
         )
     if keyword == "input":
         return _input_shape(text, tok, start, end)
+    whole = re.fullmatch(r"\s*([0-9]+)\.0*\s*", body)
+    if keyword in ("columns", "classes") and whole:  # `columns 3.0`
+        return Diagnostic(
+            span,
+            f"`{keyword}` is a whole number",
+            hint=f"write `{keyword} {int(whole.group(1))}`",
+            fix=Fix(_span(text, start, end), f" {int(whole.group(1))}"),
+        )
     if keyword == "blocks" and str(tok) in (",", ";", "["):
         listed = body.strip()
         if listed.startswith("[") and listed.endswith("]"):  # a Python list
