@@ -79,6 +79,10 @@ def _uncommented(text: str) -> str:
     return re.sub(r"#[^\n]*", lambda m: " " * len(m.group()), text)
 
 
+# a line that starts a definition, a rule or closes a block: what came before it has ended
+_NEXT_DEFINITION = re.compile(r"}|(f\s*\[[^\]\n]*\]|[A-Za-z_][A-Za-z0-9_]*\s*(\([^()\n]*\))?)\s*=(?!=)")
+
+
 def _right_side(text: str, pos: int) -> tuple[int, int, str] | None:
     """The right side of the definition or rule (``... = RIGHT``) holding ``pos``: its
     offsets and the left side's text; None when there is no ``=`` outside brackets before
@@ -116,8 +120,9 @@ def _right_side(text: str, pos: int) -> tuple[int, int, str] | None:
                 break
         elif ch == "\n" and depth == 0:
             rest = code[i + 1 :].lstrip(" \t")
-            if not code[right_start:i].rstrip().endswith((".", ",")) and not rest.startswith((".", ",")):
-                right_end = i
+            ends_open = code[right_start:i].rstrip().endswith((".", ","))
+            if (not ends_open and not rest.startswith((".", ","))) or _NEXT_DEFINITION.match(rest):
+                right_end = i  # a trailing ',' before the next definition (`relu,`) does not go on
                 break
     right_end = right_start + len(code[right_start:right_end].rstrip())
     left = code[start:eq].strip().split("{")[-1].strip()
