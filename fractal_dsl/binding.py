@@ -301,6 +301,27 @@ class KeyBinder:
                 "define it in the key, e.g. `conv(c) = conv3x3(c) . batchnorm . relu`",
             )
 
+    def _in_and_out(self, call: Call, names: list[str]) -> bool:
+        """PyTorch's ``Linear(in, out)`` order: ``linear(64, classes)``, ``conv3x3(16, c)``: the
+        input size is inferred, so the second number went to ``bias`` or ``stride``."""
+        pos = [a for a in call.args if a.name is None]
+        if len(pos) != 2 or not names or names[0] not in ("channels", "features"):
+            return False
+        first, second = (a.value.value for a in pos)
+        literal = isinstance(first, int) and not isinstance(first, bool)
+        counted = isinstance(second, str) or (call.name == "linear" and isinstance(second, int))
+        if not literal or not counted or second in ("true", "false", "same"):
+            return False
+        kept = [self._text(pos[1].span)] + [self._text(a.span) for a in call.args if a.name is not None]
+        rewritten = f"{call.name}({', '.join(kept)})"
+        self.once(
+            call.span,
+            f"`{call.name}` takes the {names[0]} it outputs, not its input size and then its output size",
+            f"the input size is inferred: write `{rewritten}`",
+            Fix(call.span, rewritten),
+        )
+        return True
+
     def _module_prefix(self, call: Call, where: str) -> bool:
         """``nn.Conv2d(...)`` reads as ``nn`` composed with ``Conv2d(...)``: the prefix goes."""
         after = (self.diags.source.line_text(call.span.end_line) or "")[call.span.end_column - 1 :]
@@ -643,6 +664,8 @@ class KeyBinder:
             if a.name is not None and a.name not in names:
                 self._unknown_argument(call, a, names)
                 return []
+        if self._in_and_out(call, names):
+            return []
         args = self._args(call, names, scope)
         if any(v is None for _, v in args):
             return []
