@@ -281,6 +281,8 @@ class KeyBinder:
         unused = self._unused_params(owner) if owner in self.key else []
         if call.name in _MODULE_PREFIXES and not call.args and self._module_prefix(call, where):
             return
+        if call.name.lower() in ("softmax", "log_softmax", "logsoftmax") and self._softmax(call, where):
+            return
         foreign = foreign_layer(call, self._text, unused[0] if len(unused) == 1 else None)
         if foreign is not None:
             spelling, note = foreign
@@ -319,6 +321,21 @@ class KeyBinder:
             f"`{call.name}` takes the {names[0]} it outputs, not its input size and then its output size",
             f"the input size is inferred: write `{rewritten}`",
             Fix(call.span, rewritten),
+        )
+        return True
+
+    def _softmax(self, call: Call, where: str) -> bool:
+        """``head = ... . linear(classes) . softmax``: the loss applies it; the layer goes."""
+        line = self.diags.source.line_text(call.span.line) or ""
+        dot = re.search(r"[ \t]*\.[ \t]*$", line[: call.span.column - 1])
+        if dot is None or call.span.end_line != call.span.line:
+            return False
+        gone = Span(call.span.line, dot.start() + 1, call.span.line, call.span.end_column)
+        self.once(
+            call.span,
+            f"unknown layer `{call.name}`{where}: the network ends with the scores",
+            f"the training loss (cross-entropy) applies the softmax itself: leave out `{self._text(gone).strip()}`",
+            Fix(gone, ""),
         )
         return True
 
