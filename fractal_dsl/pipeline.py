@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import Source
+from .errors import FractalError, Source
 from .ir import Network
 
 
@@ -36,8 +36,15 @@ def load_source(source: Source, set: Mapping[str, Any] | None = None) -> Network
     from .syntax import parse
     from .validate import validate
 
-    if set:
-        from .overrides import apply
+    if not set:
+        return validate(expand(parse(source)), source)
+    from .overrides import apply
 
-        source = apply(source, set)
-    return validate(expand(parse(source)), source)
+    source = apply(source, set)
+    try:
+        return validate(expand(parse(source)), source)
+    except FractalError as exc:  # `--set c=0` written into every block is one mistake, said once a line
+        once = {(d.span.line, d.message): d for d in reversed(exc.diagnostics)}
+        if len(once) == len(exc.diagnostics):
+            raise
+        raise FractalError(source, list(once.values())) from None

@@ -266,3 +266,10 @@ def test_train_eval_export_with_every_name(program, tmp_path):
     assert dims[1:] == [1, 8, 8]
     bad = runner.invoke(main, ["export", str(program), "--set", "colums=3", "-o", str(tmp_path / "u.onnx")])
     assert bad.exit_code == 1 and bad.stderr.startswith("--set colums: error: unknown name")
+
+
+@pytest.mark.parametrize(("setting", "message"), [("c=0", "must be at least 1, got 0"), ("p=1.5", "got 1.5")])
+def test_a_block_value_refused_in_every_block_is_one_error(program, setting, message):
+    result = CliRunner().invoke(main, ["check", str(program), "--set", setting])
+    assert result.exit_code == 1
+    assert result.stderr.count(message) == 1 and result.stderr.endswith("1 error in " + str(program) + "\n")
