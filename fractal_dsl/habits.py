@@ -479,7 +479,7 @@ def foreign_layer(call, text_of: Callable[[Span], str], channels: str | None) ->
         return f"{'max' if name.startswith('max') else 'avg'}pool({size})", ""
     if name in ("adaptiveavgpool2d", "globalaveragepooling2d"):
         return "gap", " (global average pooling to 1x1)"
-    if name in ("linear", "dense") and call.name != name:
+    if name == "dense" or (name == "linear" and call.name != name):
         features = pos[-1] if name == "linear" and pos else pos[0] if pos else kw.get("units", kw.get("out_features"))
         return (f"linear({features})", " (input features are inferred)") if features else None
     return None

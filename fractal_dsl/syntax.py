@@ -608,6 +608,10 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
                 hint=f"write `{entry}`",
                 fix=Fix(Span(line, col, line, col + 1), " ="),
             )
+        if ch == ":" and re.fullmatch(
+            r"\s*key\s*", source.text[source.text.rfind("\n", 0, exc.pos_in_stream) + 1 : exc.pos_in_stream]
+        ):
+            return _key_sign(Span(line, col, line, col + 1), ch)
         statement = _statement_colon(source.text, exc.pos_in_stream, ch)
         if statement is not None:
             word, close = statement
@@ -645,6 +649,8 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
             return Diagnostic(
                 span, "keywords are written in lower case", hint="write `network`", fix=Fix(span, "network")
             )
+        if expected == ["'{'"] and str(tok) in ("=", ":") and prev is not None and prev[0] == "key":
+            return _key_sign(span, str(tok))
         if expected == ["'['"] and str(tok) == "(":
             return Diagnostic(
                 span, "unexpected '('; expected '['", hint="fractal indices use square brackets, e.g. `f[C+1] = ...`"
@@ -732,6 +738,16 @@ def _rest_of_line(text: str, pos: int) -> str:
     """The code from ``pos`` to the end of its line, comment left out, spaces made single."""
     line_end = text.find("\n", pos)
     return " ".join(text[pos : len(text) if line_end < 0 else line_end].split("#", 1)[0].split())
+
+
+def _key_sign(span: Span, sign: str) -> Diagnostic:
+    """``key = {`` or ``key: {``: the key opens with its brace alone."""
+    return Diagnostic(
+        span,
+        f"unexpected {sign!r}: the key is written `key {{`, its entries inside the braces",
+        hint=f"leave out the {sign!r}",
+        fix=Fix(span, ""),
+    )
 
 
 def _statement_colon(text: str, pos: int, ch: str) -> tuple[str, str] | None:
