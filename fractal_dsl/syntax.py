@@ -424,6 +424,13 @@ def parse(source: Source) -> Program:
             found.append(diag)
             # look for more errors with the broken line blanked out, unless blanking it would
             # unbalance brackets (then later errors would only echo this one)
+            fix = diag.fix
+            if fix is not None and "\n" not in fix.text and fix.span.line == fix.span.end_line == diag.span.line:
+                # a one-line fix (`network my-net {`): go on with the line as fixed, its braces kept
+                if len(found) >= MAX_SYNTAX_ERRORS or parsed > MAX_REPARSED_CHARS:
+                    break
+                text = fix.apply(text)
+                continue
             lines = text.split("\n")
             culprit = lines[diag.span.line - 1].split("#")[0]
             if (
