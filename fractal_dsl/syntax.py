@@ -700,6 +700,16 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
 # weight initialisation of convolutions and linear layers: the paper's Xavier (Glorot &
 # Bengio, uniform), Kaiming (He, normal, for ReLU), or PyTorch's own defaults
 INIT_SCHEMES = ("xavier", "kaiming", "torch")
+# other names of the schemes: Keras' (glorot_uniform, he_normal), PyTorch's (kaiming_normal_)
+_INIT_HABITS = {
+    name: scheme
+    for scheme, names in {
+        "xavier": ("glorot", "glorot_uniform", "glorot_normal", "xavier_uniform", "xavier_normal"),
+        "kaiming": ("he", "he_uniform", "he_normal", "kaiming_uniform", "kaiming_normal", "msra"),
+        "torch": ("default", "pytorch"),
+    }.items()
+    for name in (*names, *(n + "_" for n in names))
+}
 _STATEMENTS = ("input", "classes", "key", "columns", "blocks", "droppath", "init")
 # the statements whose value can start like this: `depth 3` is not `droppath 3`
 _STARTS = {"digit": ("input", "classes", "columns", "blocks"), "(": ("blocks",), "{": ("key",)}
@@ -866,7 +876,8 @@ def _assemble(source: Source, name: Token, stmts: list, span: Span) -> Program:
         elif kind == "droppath":
             found[kind] = _droppath(value, sspan, diags)
         elif kind == "init" and value not in INIT_SCHEMES:
-            close = difflib.get_close_matches(value, INIT_SCHEMES, n=1)
+            close = [_INIT_HABITS[value.lower()]] if value.lower() in _INIT_HABITS else []
+            close = close or difflib.get_close_matches(value.lower(), INIT_SCHEMES, n=1)
             diags.error(
                 sspan,
                 f"unknown weight initialisation `{value}`",
