@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from .errors import Diagnostic, FractalError, Source, Span, UsageError, braces
-from .syntax import INIT_SCHEMES, Program, parse
+from .syntax import INIT_HABITS, INIT_SCHEMES, Program, parse
 
 STATEMENTS = ("columns", "classes", "input", "init")
 DROPPATH = ("droppath.local", "droppath.global", "droppath.per")
@@ -220,7 +220,8 @@ def _check(name: str, text: str, kind: str) -> str:
         raise _Bad(f"expected a number (or true, false, same), got {text!r}")
     choices = {"init": INIT_SCHEMES, "per": ("batch", "sample")}[kind]
     if text not in choices:
-        close = difflib.get_close_matches(text, choices, n=1)
+        close = [INIT_HABITS[text.lower()]] if kind == "init" and text.lower() in INIT_HABITS else []
+        close = close or difflib.get_close_matches(text.lower(), choices, n=1)
         hint = f"did you mean `{close[0]}`?" if close else "use " + ", ".join(f"`{c}`" for c in choices)
         raise _Bad(f"expected one of {', '.join(choices)}, got {text!r}", hint)
     return text

@@ -701,7 +701,7 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
 # Bengio, uniform), Kaiming (He, normal, for ReLU), or PyTorch's own defaults
 INIT_SCHEMES = ("xavier", "kaiming", "torch")
 # other names of the schemes: Keras' (glorot_uniform, he_normal), PyTorch's (kaiming_normal_)
-_INIT_HABITS = {
+INIT_HABITS = {
     name: scheme
     for scheme, names in {
         "xavier": ("glorot", "glorot_uniform", "glorot_normal", "xavier_uniform", "xavier_normal"),
@@ -876,7 +876,7 @@ def _assemble(source: Source, name: Token, stmts: list, span: Span) -> Program:
         elif kind == "droppath":
             found[kind] = _droppath(value, sspan, diags)
         elif kind == "init" and value not in INIT_SCHEMES:
-            close = [_INIT_HABITS[value.lower()]] if value.lower() in _INIT_HABITS else []
+            close = [INIT_HABITS[value.lower()]] if value.lower() in INIT_HABITS else []
             close = close or difflib.get_close_matches(value.lower(), INIT_SCHEMES, n=1)
             diags.error(
                 sspan,

@@ -161,6 +161,7 @@ def test_command_with_set_is_the_command_on_the_edited_program(command, name, pr
         ({"head.x": "3"}, "`head` has no parameter `x`", None),
         ({"nothere.x": "3"}, "unknown name: no key entry `nothere`", None),
         ({"init": "xavir"}, "expected one of xavier, kaiming, torch, got 'xavir'", "did you mean `xavier`?"),
+        ({"init": "he_normal"}, "expected one of xavier, kaiming, torch, got 'he_normal'", "did you mean `kaiming`?"),
     ],
 )
 def test_bad_names_are_diagnostics_with_suggestions(settings, message, hint):
