@@ -362,7 +362,13 @@ def _plus_between_parts(text: str, tok: Token, expected: list[str]) -> Diagnosti
     return Diagnostic(Span.from_token(tok), f"unexpected {str(tok)!r}", hint=hint)
 
 
-_OTHER_COMPOSITIONS = ("->", ">>", "|>", "|", "*", "\u2218", "\u00b7", "@")  # F#, Haskell, shell, maths
+_OTHER_COMPOSITIONS = ("->", ">>", "|>", "|", "*", "\u2218", "\u00b7", "@", ";")  # F#, Haskell, shell, maths, C
+
+
+def _code_after(text: str, pos: int) -> bool:
+    """Whether code follows ``pos`` on its line (a comment is not code)."""
+    end = text.find("\n", pos)
+    return bool(text[pos : len(text) if end < 0 else end].split("#", 1)[0].strip())
 
 
 def _other_composition(text: str, tok: Token, expected: list[str]) -> Diagnostic | None:
@@ -372,15 +378,35 @@ def _other_composition(text: str, tok: Token, expected: list[str]) -> Diagnostic
     op = next((o for o in _OTHER_COMPOSITIONS if text.startswith(o, tok.start_pos)), None)
     if op is None:
         return None
+    if op == ";" and not _code_after(text, tok.start_pos + 1):
+        return None  # `join = mean;` ends a line: a statement's ';', not a composition
     at = Span(tok.line, tok.column, tok.line, tok.column + len(op))
-    left = re.search(r"([^\s(,=]+)\s*$", text[: tok.start_pos])
-    right = re.match(r"\s*([^\s.,)]+)", text[tok.start_pos + len(op) :])
-    shown = f"{left.group(1) if left else 'a'} . {right.group(1) if right else 'b'}"
+    # every `op` after it on the line, outside brackets: `a -> b -> c` is one mistake, one fix
+    line_end = text.find("\n", tok.start_pos)
+    rest = text[tok.start_pos : len(text) if line_end < 0 else line_end].split("#", 1)[0]
+    depth, cut, out, i = 0, len(op), [], 0
+    while i < len(rest):
+        if depth == 0 and rest.startswith(op, i):
+            out.append(" . ")
+            i += len(op)
+            cut = i
+            continue
+        depth += (rest[i] in _OPEN) - (rest[i] in _CLOSE)
+        out.append(rest[i])
+        i += 1
+    fixed = "".join(out)
+    fixed_part = fixed[: len(fixed) - (len(rest) - cut)]
+    fix = Fix(Span(tok.line, tok.column, tok.line, tok.column + cut), re.sub(r"(?<=\S) {2,}(?=\S)", " ", fixed_part))
+    trimmed = fix.text.lstrip(" ") if text[tok.start_pos - 1 : tok.start_pos] == " " else fix.text
+    trimmed = trimmed.rstrip(" ") if text[tok.start_pos + cut : tok.start_pos + cut + 1] == " " else trimmed
+    fix = Fix(fix.span, trimmed)
+    before = text[text.rfind("\n", 0, tok.start_pos) + 1 : tok.start_pos]
+    shown = " ".join((before.split("=", 1)[-1] + fixed).split())
     return Diagnostic(
         at,
         f"layers are composed with '.', not `{op}`",
         hint=f"data flows left to right through `a . b`: write `{shown}`",
-        fix=Fix(at, "."),
+        fix=fix,
     )
 
 
