@@ -619,6 +619,22 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
             r"\s*key\s*", source.text[source.text.rfind("\n", 0, exc.pos_in_stream) + 1 : exc.pos_in_stream]
         ):
             return _key_sign(Span(line, col, line, col + 1), ch)
+        percent = re.search(r"[0-9]+(\.[0-9]+)?$", source.text[: exc.pos_in_stream]) if ch == "%" else None
+        if percent is not None:  # `dropout 20%`, `droppath local 15%`
+            start = exc.pos_in_stream - len(percent.group())
+            line_end = source.text.find("\n", start)
+            segment = source.text[start : len(source.text) if line_end < 0 else line_end].split("#", 1)[0]
+            last = list(re.finditer(r"[0-9]+(?:\.[0-9]+)?%", segment))[-1].end()  # every `N%` on the line
+            fixed = re.sub(r"([0-9]+(?:\.[0-9]+)?)%", lambda m: f"{float(m.group(1)) / 100:g}", segment[:last])
+            return Diagnostic(
+                Span(line, col - len(percent.group()), line, col + 1),
+                f"a probability is a number from 0 to 1, not a percentage: `{percent.group()}%`",
+                hint=f"write `{fixed}`"
+                if "%" not in segment[len(percent.group()) + 1 : last]
+                else "write each as a fraction: "
+                + ", ".join(f"`{float(m) / 100:g}`" for m in re.findall(r"([0-9]+(?:\.[0-9]+)?)%", segment[:last])),
+                fix=Fix(Span(line, col - len(percent.group()), line, col - len(percent.group()) + last), fixed),
+            )
         statement = _statement_colon(source.text, exc.pos_in_stream, ch)
         if statement is not None:
             word, close = statement
