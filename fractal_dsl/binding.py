@@ -197,6 +197,7 @@ class KeyBinder:
     used: set[str] = field(default_factory=set)  # key entries used anywhere
     _cache: dict = field(default_factory=dict)
     _suggestions: dict = field(default_factory=dict)
+    _missing: dict = field(default_factory=dict)  # (entry, params) -> [(block, span, hint)]: see report_missing
 
     # ---- the entry points --------------------------------------------------------------
     def entry(self, name: str, env: BlockEnv | None, call: Call | None = None, column: int | None = None) -> Bound:
@@ -338,6 +339,16 @@ class KeyBinder:
             Fix(gone, ""),
         )
         return True
+
+    def report_missing(self) -> None:
+        """The blocks that give no value for a parameter: one error for all the blocks that
+        miss the same one (``blocks 16 32 64`` for ``conv(c, p)``), at the first of them."""
+        for (name, missing), found in self._missing.items():
+            listed = ", ".join(f"`{p}`" for p in missing)
+            blocks = sorted({b for b, _, _ in found})
+            which = f"block {blocks[0]} gives" if len(blocks) == 1 else f"blocks {', '.join(map(str, blocks))} give"
+            first = min(found, key=lambda f: f[0])
+            self.once(first[1], f"{which} no value for {listed}, which `{name}` needs", hint=first[2])
 
     def _module_prefix(self, call: Call, where: str) -> bool:
         """``nn.Conv2d(...)`` reads as ``nn`` composed with ``Conv2d(...)``: the prefix goes."""
@@ -498,13 +509,13 @@ class KeyBinder:
                 return None
             bound[p] = value
         if missing and not problems and scope.env is not None and at_rule:
-            listed = ", ".join(f"`{p}`" for p in missing)
-            self.once(
-                scope.env.span,
-                f"block {scope.env.block} gives no value for {listed}, which `{d.name}` needs",
-                hint=f"name it in the block, e.g. `({missing[0]}=...)`, or give `{d.name}` a default: "
-                f"`{d.name}({', '.join(p + '=...' if p == missing[0] else p for p in names)})`",
+            hint = (
+                f"name it in the block, e.g. `({missing[0]}=...)`, or give `{d.name}` a default: "
+                f"`{d.name}({', '.join(p + '=...' if p == missing[0] else p for p in names)})`"
             )
+            found = self._missing.setdefault((d.name, tuple(missing)), [])
+            if (scope.env.block, scope.env.span) not in [(b, at) for b, at, _ in found]:
+                found.append((scope.env.block, scope.env.span, hint))
             return None
         if missing:
             problems.append(

@@ -106,6 +106,7 @@ def expand(program: Program) -> Network:
             hint="use fewer columns or fewer brackets in the rules",
         )
         diags.raise_if_any()
+    binder.report_missing()
     _check_usage(program, key, binder.used, diags)
     diags.diagnostics.extend(block_problems.diagnostics)
     diags.raise_if_any()
