@@ -129,7 +129,12 @@ def apply(source: Source, settings: Mapping[str, object]) -> Source:
         except _Bad as bad:
             hint = bad.hint
             if bad.unknown:
-                hint = _suggest(name, settable) or "this program's names: " + ", ".join(settable)
+                options = [n for n in DROPPATH if n.startswith(name.lower() + ".")]  # `droppath=0.3`
+                hint = (
+                    "it has " + ", ".join(f"`{n}`" for n in options)
+                    if options
+                    else _suggest(name, settable) or "this program's names: " + ", ".join(settable)
+                )
             problems.append((name, bad.message, hint))
     if problems:
         raise SetError(problems)

@@ -155,6 +155,7 @@ def test_command_with_set_is_the_command_on_the_edited_program(command, name, pr
         ({"block1.q": "3"}, "`q` is not a block value of this program", None),
         ({"block2.cc": "3"}, "`cc` is not a block value of this program", "did you mean `block2.c`?"),
         ({"COLUMNS": "3"}, "unknown name", "did you mean `columns`?"),
+        ({"droppath": "0.3"}, "unknown name", "it has `droppath.local`, `droppath.global`, `droppath.per`"),
         ({"Droppath.Local": "0.1"}, "unknown name", "did you mean `droppath.local`?"),
         ({"conv.q": "3"}, "`conv` has no parameter `q`", "did you mean `conv.p`?"),
         ({"conv.c": "3"}, "parameter `c` of `conv` has no default in the program", "--set c=VALUE"),
