@@ -272,8 +272,27 @@ def test_a_weight_of_another_type_is_refused_even_with_a_matching_checksum(small
     state = _state(small_run)
     state["model"]["head.2.weight"] = state["model"]["head.2.weight"].to(getattr(torch, dtype))
     bad = _save(state, tmp_path / "bad.pt")
-    with pytest.raises(TrainError, match=f"does not fit network 'small': head.2.weight is 10x16 {dtype} here 10x16"):
+    with pytest.raises(TrainError, match=f"does not fit network 'small': head.2.weight is 10x16 {dtype} here 10x16 float32"):
         evaluate_checkpoint(loads(SMALL, "small.fdsl"), bad, device="cpu", recalibrate_bn=0)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_weights_that_are_not_finite_are_refused_by_eval_export_and_resume(small_run, tmp_path, value):
+    import shutil
+
+    state = _state(small_run)
+    state["model"]["head.2.weight"][0, 0] = value  # and the checksum made to match
+    bad = _save(state, tmp_path / "bad.pt")
+    run_dir = tmp_path / "run"
+    shutil.copytree(small_run / "run", run_dir)
+    shutil.copy(bad, run_dir / "checkpoint.pt")
+    net = small_run / "small.fdsl"
+    for args in (["eval", net, "--checkpoint", bad, "--recalibrate-bn", "0", "--repeats", "1"],
+                 ["export", net, "--checkpoint", bad, "-o", tmp_path / "net.onnx"],
+                 ["train", net, "--resume", "--out", run_dir, "--epochs", "2", "--subset", "100", "-q"]):
+        r = proc(*args)
+        assert "the weight head.2.weight holds NaN or infinite values" in one_line_error(r), args
+    assert not (tmp_path / "net.onnx").exists()
 
 
 def test_a_momentum_buffer_of_another_shape_is_refused_on_resume(small_run, tmp_path):
