@@ -129,6 +129,18 @@ def test_a_seed_out_of_range_is_a_usage_error(tmp_path, seed):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("option, value, message", [
+    ("--lr", "1e308", "error: --lr 1e+308: must be at most 3.4e+38, the largest float32"),  # SGD's RuntimeError
+    ("--max-memory", "nan", "error: --max-memory nan: must be a positive, finite number of GB"),  # int(nan)
+    ("--max-memory", "inf", "error: --max-memory inf: must be a positive, finite number of GB"),
+    ("--threads", "100000", "error: --threads 100000: must be from 1 to 256"),  # OpenBLAS's segmentation fault
+])
+def test_numeric_options_at_extremes_are_one_line_usage_errors(tmp_path, option, value, message):
+    r = proc("train", TINY, "--out", tmp_path / "run", "--epochs", "1", "--subset", "100", "-q", option, value)
+    assert one_line_error(r, 2) == message
+    assert not (tmp_path / "run").exists()
+
+
 def test_the_library_refuses_a_seed_out_of_range(tmp_path):
     from fractal_dsl.errors import UsageError
     from fractal_dsl.train import TrainConfig, train
