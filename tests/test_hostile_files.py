@@ -173,6 +173,46 @@ def test_an_oserror_names_its_file_not_standard_output(tmp_path):
     assert one_line_error(r) == "error: cannot write to standard output: No space left on device"
 
 
+ALLOCATOR = ("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+             "you tried to allocate 67108864 bytes. Error code 12 (Cannot allocate memory)")
+
+
+@pytest.mark.parametrize("raised, said", [
+    (f"RuntimeError({ALLOCATOR!r})", "DefaultCPUAllocator: can't allocate memory"),  # torch on a CPU
+    ("MemoryError()", "MemoryError"),
+    ("type('OutOfMemoryError', (RuntimeError,), {})('CUDA out of memory.')", "CUDA out of memory."),
+])
+def test_running_out_of_memory_is_one_line_not_a_traceback(tmp_path, raised, said):
+    """A run larger than the machine can hold (an input of 3x2048x2048 under a ulimit) failed in
+    torch's allocator with a traceback; any command's allocation failure is now one line and exit 1."""
+    net = tmp_path / "n.fdsl"
+    net.write_text(SMALL)
+    code = (
+        "import sys\n"
+        "from fractal_dsl.cli import main\n"
+        "from fractal_dsl import summary\n"
+        f"def boom(*a, **k):\n    raise {raised}\n"
+        "summary.format_text = boom\n"
+        "sys.argv = ['fractal-dsl', 'inspect', sys.argv[1]]\n"
+        "main()\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(net)], capture_output=True, text=True, cwd=ROOT,
+                       env=ENV, timeout=60, check=False)
+    line = one_line_error(r)
+    assert line.startswith("error: out of memory (") and said in line and "--batch-size" in line
+
+
+def test_a_runtime_error_that_is_not_about_memory_is_not_disguised(tmp_path):
+    net = tmp_path / "n.fdsl"
+    net.write_text(SMALL)
+    code = ("import sys\nfrom fractal_dsl.cli import main\nfrom fractal_dsl import summary\n"
+            "def boom(*a, **k):\n    raise RuntimeError('a bug')\n"
+            "summary.format_text = boom\nsys.argv = ['fractal-dsl', 'inspect', sys.argv[1]]\nmain()\n")
+    r = subprocess.run([sys.executable, "-c", code, str(net)], capture_output=True, text=True, cwd=ROOT,
+                       env=ENV, timeout=60, check=False)
+    assert r.returncode == 1 and "RuntimeError: a bug" in r.stderr and "out of memory" not in r.stderr
+
+
 # ---- class 2: a checkpoint's tensors are checked before their data is read ------------------------------
 
 
