@@ -264,9 +264,20 @@ def _bad_tensor_cases():
                               "strided view"),
         "complex": (lambda s: s["model"].__setitem__("head.2.weight", torch.zeros(10, 16, dtype=torch.complex64)),
                     "of type torch.complex64"),
+        "quantized": (lambda s: s["model"].__setitem__("head.2.weight", _quantized()), r"plain CPU tensor \(quantized\)"),
         "a set": (lambda s: s["config"].__setitem__("subset", {1, 2}), r"'config'\]\['subset'\] is a set"),
         "billion laughs": (lambda s: s["config"].__setitem__("seed", _laughs()), "more than 1,000,000 values"),
     }
+
+
+def _quantized():
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():  # torch deprecates making them; loading one warned too, before the error
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.quantize_per_tensor(torch.zeros(10, 16), 0.1, 0, torch.qint8)
 
 
 def _laughs():
@@ -287,6 +298,14 @@ def test_a_checkpoint_tensor_that_lies_about_its_size_is_refused_before_its_data
     assert bad.stat().st_size < 2_000_000
     with pytest.raises(TrainError, match=f"damaged checkpoint: .*({message})"):
         checkpoint.load(bad)
+
+
+def test_a_quantized_weight_is_one_line_without_torchs_warnings(small_run, tmp_path):
+    state = _state(small_run)
+    state["model"]["head.2.weight"] = _quantized()
+    bad = _save(state, tmp_path / "bad.pt", resum=False)
+    r = proc("eval", small_run / "small.fdsl", "--checkpoint", bad, "--recalibrate-bn", "0")
+    assert one_line_error(r).endswith("is not a plain CPU tensor (quantized)")
 
 
 def test_every_command_that_reads_a_checkpoint_refuses_a_huge_view_in_little_memory(small_run, tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -99,7 +100,9 @@ def load(path: str | Path) -> dict:
     try:
         with safeio.open_input(path) as fh:  # a FIFO or a device is refused, not waited on
             _check_archive(path, fh)
-            state = torch.load(fh, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch's deprecation notes about what a file holds: it is checked below
+                warnings.simplefilter("ignore", UserWarning)
+                state = torch.load(fh, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise TrainError(f"{path}: no such checkpoint") from None
     except safeio.InputError as exc:
@@ -175,7 +178,8 @@ def _check_tensor(path, where: str, t: torch.Tensor) -> None:
     its metadata only: shape, strides, offset, dtype and the storage's size)."""
     why = None
     if type(t) is not torch.Tensor or t.layout != torch.strided or t.is_quantized or t.device.type != "cpu":
-        why = f"not a plain CPU tensor ({t.layout}, {t.device})"
+        kind = "quantized" if type(t) is torch.Tensor and t.is_quantized else f"{t.layout}, {t.device}"
+        why = f"not a plain CPU tensor ({kind})"
     elif t.dtype not in DTYPES:
         why = f"of type {t.dtype}"
     elif not t.is_contiguous() or t.storage_offset() != 0:
