@@ -58,6 +58,24 @@ class _Main(click.Group):
         except Error as exc:
             _fail(exc)
             ctx.exit(exc.exit_code)
+        except (MemoryError, RuntimeError) as exc:
+            if not _out_of_memory(exc):
+                raise
+            first = str(exc).strip().split("\n", 1)[0][:300]
+            click.echo(
+                f"error: out of memory ({first or type(exc).__name__}); try a smaller --batch-size or input, "
+                "or a --max-memory this machine can hold so that a run too large is refused before it starts",
+                err=True,
+            )
+            ctx.exit(1)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """An allocation that failed: Python's MemoryError, torch's CPU allocator (a RuntimeError) or
+    torch.OutOfMemoryError (CUDA), told apart without importing torch."""
+    return (
+        isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(exc)
+    )
 
 
 FILE = click.Path(exists=True, dir_okay=False, readable=True)

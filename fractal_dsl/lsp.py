@@ -812,6 +812,56 @@ def code_action(ls: FdslServer, params: lsp.CodeActionParams) -> list[lsp.CodeAc
     return quick_fixes(ls.analysis(uri), uri, params.range, ls.encoding)
 
 
+MAX_MESSAGE_BYTES = 64 * 2**20  # a JSON-RPC message (header line or body) longer than this ends the session
+
+
+class _BoundedInput:
+    """Standard input as pygls reads it, except that a header line or a ``Content-Length`` over
+    :data:`MAX_MESSAGE_BYTES` ends the session with one line on standard error: the stream can
+    no longer be followed, and reading it would hold the rest of the session (or the memory)."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.stopped = False
+
+    def _stop(self, what: str) -> bytes:
+        self.stopped = True
+        logger.error("error: %s is over the limit of %d MiB; the server stops", what, MAX_MESSAGE_BYTES // 2**20)
+        return b""  # end of input: pygls's loop ends and the server shuts down
+
+    def readline(self) -> bytes:
+        line = self.stream.readline(MAX_MESSAGE_BYTES + 1)
+        return self._stop("a header line") if len(line) > MAX_MESSAGE_BYTES else line
+
+    def read(self, n: int) -> bytes:
+        return self._stop(f"a message of {n:,} bytes") if n > MAX_MESSAGE_BYTES else self.stream.read(n)
+
+
+class _OneLine(logging.Formatter):
+    """Log records as one line each: a bug in a handler or a message that does not parse says
+    what went wrong, never with a traceback (the client shows standard error to the user)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = _first_line(record.getMessage())
+        if record.exc_info and record.exc_info[1] is not None:
+            text += f": {type(record.exc_info[1]).__name__}: {_first_line(str(record.exc_info[1]))}"
+        return text[:500]
+
+
+def _first_line(text: str) -> str:
+    return (text.strip().split("\n", 1)[0]).strip()
+
+
 def serve() -> None:
     """Serve one client on standard input and output until it exits."""
-    server.start_io()
+    import sys
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLine())
+    for name in ("pygls", __name__):
+        logging.getLogger(name).addHandler(handler)
+        logging.getLogger(name).propagate = False
+    stdin = _BoundedInput(sys.stdin.buffer)
+    server.start_io(stdin=stdin)
+    if stdin.stopped:
+        raise SystemExit(1)

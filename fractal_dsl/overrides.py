@@ -202,12 +202,17 @@ def _block_value_names(program: Program) -> list[str]:
     return value_names(program, key)
 
 
+_MAX_DIGITS = 100
+
+
 def _check(name: str, text: str, kind: str) -> str:
     """``text`` if it is a well-formed ``kind`` (so nothing else can be written into the
     program through a setting); else :class:`_Bad`."""
     if kind == "int":
         if not _INT.fullmatch(text):
             raise _Bad(f"expected a whole number, got {text!r}")
+        if len(text) > _MAX_DIGITS:  # int() refuses past 4,300 digits; no setting needs a tenth of that
+            raise _Bad(f"expected a whole number of at most {_MAX_DIGITS} digits, got {len(text):,} characters")
         return str(int(text))
     if kind == "number":
         if not _NUMBER.fullmatch(text):

@@ -232,3 +232,18 @@ def test_a_graphviz_failure_while_drawing_the_page_is_one_line(tmp_path, monkeyp
     assert r.exit_code == 1 and r.exception is None or isinstance(r.exception, SystemExit)
     assert r.output == f"error: cannot write {tmp_path / 'net.html'}: dot failed: Error: something Graphviz did not like\n"
     assert not (tmp_path / "net.html").exists()
+
+
+@pytest.mark.parametrize("setting", [
+    "c=" + "-" * 3000 + "16",
+    "c=" + "-(" * 500 + "16" + ")" * 500,
+    "c=" + "+".join(["1"] * 5000),
+    "columns=" + "9" * 5000,  # past int()'s 4,300 digits
+    "block1.c=" + "9" * 5000,
+])
+def test_a_deep_or_long_set_value_is_one_message_not_a_traceback(tmp_path, setting):
+    path = tmp_path / "tiny.fdsl"
+    path.write_text(TINY, "utf-8")
+    r = cli("check", path, "--set", setting)
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.output
+    assert "error: " in r.output

@@ -129,6 +129,18 @@ def test_a_seed_out_of_range_is_a_usage_error(tmp_path, seed):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("option, value, message", [
+    ("--lr", "1e308", "error: --lr 1e+308: must be at most 3.4e+38, the largest float32"),  # SGD's RuntimeError
+    ("--max-memory", "nan", "error: --max-memory nan: must be a positive, finite number of GB"),  # int(nan)
+    ("--max-memory", "inf", "error: --max-memory inf: must be a positive, finite number of GB"),
+    ("--threads", "100000", "error: --threads 100000: must be from 1 to 256"),  # OpenBLAS's segmentation fault
+])
+def test_numeric_options_at_extremes_are_one_line_usage_errors(tmp_path, option, value, message):
+    r = proc("train", TINY, "--out", tmp_path / "run", "--epochs", "1", "--subset", "100", "-q", option, value)
+    assert one_line_error(r, 2) == message
+    assert not (tmp_path / "run").exists()
+
+
 def test_the_library_refuses_a_seed_out_of_range(tmp_path):
     from fractal_dsl.errors import UsageError
     from fractal_dsl.train import TrainConfig, train
@@ -159,6 +171,46 @@ def test_an_oserror_names_its_file_not_standard_output(tmp_path):
         r = subprocess.run([sys.executable, "-m", "fractal_dsl.cli", "inspect", str(net)], stdout=full,
                            stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=60, env=ENV, check=False)
     assert one_line_error(r) == "error: cannot write to standard output: No space left on device"
+
+
+ALLOCATOR = ("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+             "you tried to allocate 67108864 bytes. Error code 12 (Cannot allocate memory)")
+
+
+@pytest.mark.parametrize("raised, said", [
+    (f"RuntimeError({ALLOCATOR!r})", "DefaultCPUAllocator: can't allocate memory"),  # torch on a CPU
+    ("MemoryError()", "MemoryError"),
+    ("type('OutOfMemoryError', (RuntimeError,), {})('CUDA out of memory.')", "CUDA out of memory."),
+])
+def test_running_out_of_memory_is_one_line_not_a_traceback(tmp_path, raised, said):
+    """A run larger than the machine can hold (an input of 3x2048x2048 under a ulimit) failed in
+    torch's allocator with a traceback; any command's allocation failure is now one line and exit 1."""
+    net = tmp_path / "n.fdsl"
+    net.write_text(SMALL)
+    code = (
+        "import sys\n"
+        "from fractal_dsl.cli import main\n"
+        "from fractal_dsl import summary\n"
+        f"def boom(*a, **k):\n    raise {raised}\n"
+        "summary.format_text = boom\n"
+        "sys.argv = ['fractal-dsl', 'inspect', sys.argv[1]]\n"
+        "main()\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code, str(net)], capture_output=True, text=True, cwd=ROOT,
+                       env=ENV, timeout=60, check=False)
+    line = one_line_error(r)
+    assert line.startswith("error: out of memory (") and said in line and "--batch-size" in line
+
+
+def test_a_runtime_error_that_is_not_about_memory_is_not_disguised(tmp_path):
+    net = tmp_path / "n.fdsl"
+    net.write_text(SMALL)
+    code = ("import sys\nfrom fractal_dsl.cli import main\nfrom fractal_dsl import summary\n"
+            "def boom(*a, **k):\n    raise RuntimeError('a bug')\n"
+            "summary.format_text = boom\nsys.argv = ['fractal-dsl', 'inspect', sys.argv[1]]\nmain()\n")
+    r = subprocess.run([sys.executable, "-c", code, str(net)], capture_output=True, text=True, cwd=ROOT,
+                       env=ENV, timeout=60, check=False)
+    assert r.returncode == 1 and "RuntimeError: a bug" in r.stderr and "out of memory" not in r.stderr
 
 
 # ---- class 2: a checkpoint's tensors are checked before their data is read ------------------------------
@@ -212,9 +264,20 @@ def _bad_tensor_cases():
                               "strided view"),
         "complex": (lambda s: s["model"].__setitem__("head.2.weight", torch.zeros(10, 16, dtype=torch.complex64)),
                     "of type torch.complex64"),
+        "quantized": (lambda s: s["model"].__setitem__("head.2.weight", _quantized()), r"plain CPU tensor \(quantized\)"),
         "a set": (lambda s: s["config"].__setitem__("subset", {1, 2}), r"'config'\]\['subset'\] is a set"),
         "billion laughs": (lambda s: s["config"].__setitem__("seed", _laughs()), "more than 1,000,000 values"),
     }
+
+
+def _quantized():
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():  # torch deprecates making them; loading one warned too, before the error
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.quantize_per_tensor(torch.zeros(10, 16), 0.1, 0, torch.qint8)
 
 
 def _laughs():
@@ -235,6 +298,14 @@ def test_a_checkpoint_tensor_that_lies_about_its_size_is_refused_before_its_data
     assert bad.stat().st_size < 2_000_000
     with pytest.raises(TrainError, match=f"damaged checkpoint: .*({message})"):
         checkpoint.load(bad)
+
+
+def test_a_quantized_weight_is_one_line_without_torchs_warnings(small_run, tmp_path):
+    state = _state(small_run)
+    state["model"]["head.2.weight"] = _quantized()
+    bad = _save(state, tmp_path / "bad.pt", resum=False)
+    r = proc("eval", small_run / "small.fdsl", "--checkpoint", bad, "--recalibrate-bn", "0")
+    assert one_line_error(r).endswith("is not a plain CPU tensor (quantized)")
 
 
 def test_every_command_that_reads_a_checkpoint_refuses_a_huge_view_in_little_memory(small_run, tmp_path):
@@ -272,8 +343,27 @@ def test_a_weight_of_another_type_is_refused_even_with_a_matching_checksum(small
     state = _state(small_run)
     state["model"]["head.2.weight"] = state["model"]["head.2.weight"].to(getattr(torch, dtype))
     bad = _save(state, tmp_path / "bad.pt")
-    with pytest.raises(TrainError, match=f"does not fit network 'small': head.2.weight is 10x16 {dtype} here 10x16"):
+    with pytest.raises(TrainError, match=f"does not fit network 'small': head.2.weight is 10x16 {dtype} here 10x16 float32"):
         evaluate_checkpoint(loads(SMALL, "small.fdsl"), bad, device="cpu", recalibrate_bn=0)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_weights_that_are_not_finite_are_refused_by_eval_export_and_resume(small_run, tmp_path, value):
+    import shutil
+
+    state = _state(small_run)
+    state["model"]["head.2.weight"][0, 0] = value  # and the checksum made to match
+    bad = _save(state, tmp_path / "bad.pt")
+    run_dir = tmp_path / "run"
+    shutil.copytree(small_run / "run", run_dir)
+    shutil.copy(bad, run_dir / "checkpoint.pt")
+    net = small_run / "small.fdsl"
+    for args in (["eval", net, "--checkpoint", bad, "--recalibrate-bn", "0", "--repeats", "1"],
+                 ["export", net, "--checkpoint", bad, "-o", tmp_path / "net.onnx"],
+                 ["train", net, "--resume", "--out", run_dir, "--epochs", "2", "--subset", "100", "-q"]):
+        r = proc(*args)
+        assert "the weight head.2.weight holds NaN or infinite values" in one_line_error(r), args
+    assert not (tmp_path / "net.onnx").exists()
 
 
 def test_a_momentum_buffer_of_another_shape_is_refused_on_resume(small_run, tmp_path):

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -240,3 +242,43 @@ def test_every_request_is_answered_even_with_parameters_that_do_not_fit():
         assert client.answer(51)["result"] is None
     finally:
         client.close()
+
+
+def _raw_session(frames: bytes) -> subprocess.CompletedProcess:
+    """The server fed ``frames`` after initialize, then shutdown and exit, on standard input."""
+    from conftest import ROOT
+
+    def frame(message: dict) -> bytes:
+        body = json.dumps({"jsonrpc": "2.0", **message}).encode()
+        return b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+    data = (frame({"id": 1, "method": "initialize", "params": {"capabilities": {}}})
+            + frame({"method": "initialized", "params": {}}) + frames
+            + frame({"id": 999, "method": "shutdown"}) + frame({"method": "exit"}))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-m", "fractal_dsl.cli", "lsp"], input=data, capture_output=True,
+                          cwd=ROOT, env=env, timeout=60, check=False)
+
+
+@pytest.mark.parametrize("length", [b"99999999999999999999", b"2147483648"])
+def test_a_content_length_past_the_limit_ends_the_session_with_one_line(length):
+    r = _raw_session(b"Content-Length: " + length + b"\r\n\r\n{}")
+    assert r.returncode == 1 and b'"id": 999' not in r.stdout  # nothing after it is read as a message
+    err = r.stderr.decode()
+    assert err.count("\n") == 1 and "is over the limit of 64 MiB; the server stops" in err, err
+
+
+@pytest.mark.parametrize("body", [
+    b"{not json",
+    b"[1, 2]",
+    b"[" * 100_000 + b"]" * 100_000,  # deeper than json's recursion
+    b'{"jsonrpc": "2.0", "method": "x", "params": "\xff\xfe"}',  # not UTF-8
+    json.dumps({"jsonrpc": "2.0", "id": {"a": 1}, "method": "textDocument/hover", "params": {}}).encode(),
+    json.dumps({"jsonrpc": "2.0", "method": "textDocument/didChange",
+                "params": {"textDocument": {"uri": URI, "version": 2}, "contentChanges": None}}).encode(),
+])
+def test_a_message_that_does_not_parse_is_logged_in_one_line_and_the_server_keeps_answering(body):
+    r = _raw_session(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    assert r.returncode == 0 and b'"id": 999' in r.stdout
+    err = r.stderr.decode()
+    assert "Traceback" not in err and "File \"" not in err and err.count("\n") <= 2, err

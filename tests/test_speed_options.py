@@ -35,7 +35,7 @@ def test_threads_reach_torch_and_the_table(small_run, threads_restored):
     result = evaluate_checkpoint(net, small_run / "checkpoint.pt", column=1, device="cpu", repeats=1, threads=2)
     assert result["threads"] == 2 == torch.get_num_threads()
     assert speed.use_threads(None) == 2  # None leaves torch's setting alone
-    with pytest.raises(UsageError, match="`threads` 0: must be at least 1"):
+    with pytest.raises(UsageError, match="`threads` 0: must be from 1 to 256"):
         speed.use_threads(0)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -99,7 +100,9 @@ def load(path: str | Path) -> dict:
     try:
         with safeio.open_input(path) as fh:  # a FIFO or a device is refused, not waited on
             _check_archive(path, fh)
-            state = torch.load(fh, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch's deprecation notes about what a file holds: it is checked below
+                warnings.simplefilter("ignore", UserWarning)
+                state = torch.load(fh, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise TrainError(f"{path}: no such checkpoint") from None
     except safeio.InputError as exc:
@@ -175,7 +178,8 @@ def _check_tensor(path, where: str, t: torch.Tensor) -> None:
     its metadata only: shape, strides, offset, dtype and the storage's size)."""
     why = None
     if type(t) is not torch.Tensor or t.layout != torch.strided or t.is_quantized or t.device.type != "cpu":
-        why = f"not a plain CPU tensor ({t.layout}, {t.device})"
+        kind = "quantized" if type(t) is torch.Tensor and t.is_quantized else f"{t.layout}, {t.device}"
+        why = f"not a plain CPU tensor ({kind})"
     elif t.dtype not in DTYPES:
         why = f"of type {t.dtype}"
     elif not t.is_contiguous() or t.storage_offset() != 0:
@@ -236,6 +240,9 @@ def verify(path, state: dict, net, model: torch.nn.Module, allow_other_network: 
             f"{path}: damaged checkpoint: the weights do not match their checksum "
             "(the file was changed or corrupted after it was written)"
         )
+    broken = next((k for k, t in state["model"].items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
+    if broken is not None:
+        raise TrainError(f"{path}: the weight {broken[:120]} holds NaN or infinite values (a diverged run?)")
     if legacy or state["structure_sha256"] == structure_sha256(net):
         return
     was = state.get("network")
@@ -264,7 +271,7 @@ def check_fits(path, state: dict, model: torch.nn.Module, network: str) -> None:
     problems = [f"missing {k}" for k in own if k not in saved and not _added_later(k)]
     problems += [f"unexpected {k}" for k in saved if k not in own]
     problems += [
-        f"{k} is {_shape(saved[k])} here {_shape(v)}"
+        f"{k} is {_shape(saved[k], v)} here {_shape(v, saved[k])}"
         for k, v in own.items()
         if k in saved and (getattr(saved[k], "shape", None) != v.shape or getattr(saved[k], "dtype", None) != v.dtype)
     ]
@@ -305,10 +312,12 @@ def _added_later(key: str) -> bool:
     )
 
 
-def _shape(t) -> str:
+def _shape(t, other=None) -> str:
+    """``t``'s shape, and its type when it is not float32 or differs from ``other``'s."""
     if not hasattr(t, "shape"):
         return type(t).__name__
-    return "x".join(str(d) for d in t.shape) + (f" {t.dtype}".replace("torch.", "") if t.dtype != torch.float32 else "")
+    typed = t.dtype != torch.float32 or getattr(other, "dtype", t.dtype) != t.dtype
+    return "x".join(str(d) for d in t.shape) + (f" {t.dtype}".replace("torch.", "") if typed else "")
 
 
 def compile_model(net: Network, generator=None, **overrides):

@@ -41,6 +41,7 @@ from .config import (
 )
 
 MAX_SEED = 2**32 - 1  # numpy's and torch's generators and the sampler take any seed up to here
+FLOAT32_MAX = torch.finfo(torch.float32).max  # the largest learning rate: see Run
 LATENCY_REPEATS = 10  # latency: the median of this many timed forward passes
 
 
@@ -104,6 +105,8 @@ class _Run:
             raise UsageError(
                 "{epochs} and {batch_size} must be at least 1 and {lr} positive", "epochs", "batch_size", "lr"
             )
+        if cfg.lr > FLOAT32_MAX:  # the optimizer multiplies float32 weights by it: past this, a RuntimeError
+            raise UsageError(f"{{lr}} {cfg.lr:g}: must be at most {FLOAT32_MAX:.3g}, the largest float32", "lr")
         if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed <= MAX_SEED:
             raise UsageError(f"{{seed}} {braces(repr(cfg.seed))}: must be a whole number from 0 to {MAX_SEED}", "seed")
         if cfg.batch_size % ctx.world:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import os
 
-from ..errors import braces
+from ..errors import UsageError, braces
 from ..ir import Network
 from .config import TrainError
 
@@ -27,6 +27,8 @@ def limit_bytes(max_memory_gb: float | None, device=None) -> int:
     """The bound in bytes: ``max_memory_gb`` GB, or :data:`DEFAULT_SHARE` of physical memory
     (and of the GPU's, on a CUDA ``device``, where the data and activations then live)."""
     if max_memory_gb is not None:
+        if not 0 < max_memory_gb < math.inf:  # nan passes click's range, and int(nan) raises
+            raise UsageError(f"{{max_memory}} {max_memory_gb}: must be a positive, finite number of GB", "max_memory")
         return int(max_memory_gb * 1e9)
     try:
         limit = int(DEFAULT_SHARE * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))

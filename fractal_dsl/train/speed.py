@@ -13,15 +13,17 @@ import contextlib
 
 import torch
 
+MAX_THREADS = 256  # 100,000 threads crash OpenBLAS (a segmentation fault, no message); 512 run
+
 
 def use_threads(threads: int | None) -> int:
     """Set torch's intra-op CPU threads to ``threads`` (None: leave torch's default, one per
     core); returns the number in use."""
     if threads is not None:
-        if threads < 1:
+        if not 1 <= threads <= MAX_THREADS:
             from ..errors import UsageError
 
-            raise UsageError(f"{{threads}} {threads}: must be at least 1", "threads")
+            raise UsageError(f"{{threads}} {threads}: must be from 1 to {MAX_THREADS}", "threads")
         torch.set_num_threads(threads)
     return torch.get_num_threads()
 
