@@ -312,7 +312,8 @@ class KeyBinder:
             return False
         first, second = (a.value.value for a in pos)
         literal = isinstance(first, int) and not isinstance(first, bool)
-        counted = isinstance(second, str) or (call.name == "linear" and isinstance(second, int))
+        # a number where a switch is due (``linear``'s second argument is ``bias``) cannot be meant
+        counted = isinstance(second, str) or (names[1:2] == ["bias"] and isinstance(second, int))
         if not literal or not counted or second in ("true", "false", "same"):
             return False
         kept = [self._text(pos[1].span)] + [self._text(a.span) for a in call.args if a.name is not None]
