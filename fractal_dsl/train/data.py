@@ -212,7 +212,7 @@ def _digits(input_shape, classes: int = 10, first: int | None = None, budget=Non
     if channels != 1:
         done.append(f"grey repeated to {channels} channels")
     tr, te = _split(len(y), y)
-    if 2 <= classes < 10:  # the digits a narrower network keeps (see _digits_for), before converting
+    if 2 <= classes < 10:  # the digits a narrower network keeps (see _classes_for), before converting
         tr, te = tr[y[tr] < classes], te[y[te] < classes]
     tr, te, cut = _first(tr, te, first)
     if budget is not None and len(input_shape) == 3:
