@@ -6,14 +6,14 @@
 For each C, in a fresh Python process (so each peak is its own), one run of each stage:
 **check** (parse, expand, validate: ``fractal_dsl.loads``), **compile** (the generated
 module's source, ``codegen.generate``, with the output's syntax check, reported on its own
-too), **import** (executing the generated module, ``_FIRST`` and the other tables included,
-and building the model: what ``train`` and ``build`` add), and **render** (the whole
+too), **import** (executing the generated module, whose ``_expand`` rebuilds the whole
+network's tables from the blocks' graphs, and building the model: what ``train`` and
+``build`` add), and **render** (the whole
 network's DOT source as ``render`` draws it by default (blocks collapsed when the network is large), ``render.to_dot``; Graphviz's layout is ``benchmarks/render_speed.py``'s).
 Peak memory is the process's maximum resident set (``ru_maxrss``): after check, compile
 and render (which never import torch), with the interpreter's at the start for reference,
-and after importing torch and building the model. Last, the generated module's join-input
-offsets (``_FIRST``) computed the way the module did before issue 22 (quadratic in the
-joins) and the way it does now, on the module's own ``_JOINS``.
+and after importing torch and building the model. Last, the generated module's size in
+lines and the number of joins its tables describe.
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ import subprocess
 import sys
 
 STAGES = r"""
-import itertools, json, resource, sys, time
+import json, resource, sys, time
 sys.path.insert(0, "benchmarks")
 from render_speed import widened
 from fractal_dsl import budget, codegen, render
+from fractal_dsl.ir import LAYER
 if sys.argv[2] == "lift":
     budget.MAX_UNITS = 10**9  # to measure a size past the limit (what the limit's comment quotes)
 
@@ -36,11 +37,12 @@ def rss():
 
 out = {"base_mb": rss()}
 t = time.perf_counter(); net = widened(int(sys.argv[1])); out["check_s"] = time.perf_counter() - t
-out["units"] = sum(1 for n in net.nodes() if n.kind == "layer")
+out["units"] = sum(1 for n in net.nodes() if n.kind == LAYER)
 t = time.perf_counter(); source = codegen.generate(net, check=False); out["generate_s"] = time.perf_counter() - t
 t = time.perf_counter(); compile(source, "<m>", "exec", dont_inherit=True); out["syntax_s"] = time.perf_counter() - t
 out["compile_s"] = out["generate_s"] + out["syntax_s"]
 out["source_kb"] = len(source) / 1024
+out["lines"] = source.count("\n")
 t = time.perf_counter(); render.to_dot(net); out["render_s"] = time.perf_counter() - t
 out["peak_mb"] = rss()  # check, compile and render never import torch
 import torch
@@ -48,13 +50,7 @@ out["torch_mb"] = rss()
 t = time.perf_counter(); module = codegen.load_module(source, "m"); module.build()
 out["import_s"] = time.perf_counter() - t
 out["import_mb"] = rss()
-J = module._JOINS  # the module's join-input offsets, as computed before issue 22 (quadratic) and now
-t = time.perf_counter(); old = tuple(sum(len(j[2]) for j in J[:i]) for i in range(len(J)))
-out["first_old_ms"] = 1000 * (time.perf_counter() - t)
-t = time.perf_counter(); new = tuple(itertools.accumulate((len(j[2]) for j in J), initial=0))[:-1]
-out["first_new_ms"] = 1000 * (time.perf_counter() - t)
-assert old == new == module._FIRST
-out["joins"] = len(J)
+out["joins"] = len(module._JOINS)
 print(json.dumps(out))
 """
 
@@ -72,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{'C':>3} {'units':>6} {'source':>9} {'check s':>8} {'compile s':>10} {'(syntax check)':>15} "
         f"{'render s':>9} {'peak MB':>8} {'(at start)':>11} {'import+build s':>15} {'peak MB with torch':>19} "
-        f"{'joins':>6} {'_FIRST ms (before / now)':>25}"
+        f"{'joins':>6} {'lines':>6}"
     )
     for c in args.columns:
         run = subprocess.run(
@@ -88,8 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{c:>3} {r['units']:>6} {r['source_kb']:>6.0f} KB {r['check_s']:>8.2f} {r['compile_s']:>10.2f} "
             f"{r['syntax_s']:>15.2f} {r['render_s']:>9.2f} {r['peak_mb']:>8.0f} {r['base_mb']:>11.0f} "
-            f"{r['import_s']:>15.2f} {r['import_mb']:>19.0f} {r['joins']:>6} "
-            f"{r['first_old_ms']:>15.1f} / {r['first_new_ms']:.2f}"
+            f"{r['import_s']:>15.2f} {r['import_mb']:>19.0f} {r['joins']:>6} {r['lines']:>6}"
         )
     return 0
 

@@ -32,7 +32,7 @@ from . import layers, semantics
 from ._resources import resource_dir
 from ._version import __version__
 from .errors import RunError, UsageError
-from .ir import HEAD, Network, Node
+from .ir import HEAD, JOIN, LAYER, POOL, Network, Node
 from .layers import BUILTINS
 from .rules import SPECIAL_KEYS
 
@@ -141,13 +141,7 @@ def _context(net: Network, column: int | None = None) -> dict:
     units = _UnitFunctions(net)
     graphs = _Graphs(net, index, join_index, modules)
     keep = semantics.column_path(net, column)[0] if column is not None else None
-    unit_tables = _UnitTables(net, units, keep)
-
-    join_rows = []
-    for n in joins:
-        channels = tuple(net.node(u).shape[0] for u in net.inputs(n))
-        join_rows.append((n, len(net.node(n).in_shape) + 1, channels))
-
+    unit_tables = _UnitTables(net, units, graphs, keep)
     return {
         "network_repr": _doc_text(net.name),
         "source_name": _doc_text(net.source_name),
@@ -169,9 +163,6 @@ def _context(net: Network, column: int | None = None) -> dict:
         "init": net.init,
         "functions": units.functions,
         "graphs": graphs.graphs,
-        "node_lines": graphs.node_lines,
-        "join_lines": _table_lines(join_rows),
-        "on_path_lines": _bit_rows(semantics.on_path_table(net)),
         "stem": units.call("stem", "self.stem = ") if "stem" in net.graph else [],
         "head": units.call("head", "self.head = "),
         "unit_tables": unit_tables.tables,
@@ -462,13 +453,15 @@ _ANNOTATION = {"int": "int", "channels_in": "int", "float": "float", "bool": "bo
 
 
 class _Graphs:
-    """The node table and the forward pass, with blocks of the same graph sharing both.
+    """The blocks' graphs and their forward passes, with blocks of the same graph sharing both.
 
-    A block's graph is its nodes but the pool, in order; rows give node ids and submodules
-    without the block's prefix and count consumers from the block's first node and join,
-    so blocks built alike have equal rows and share one ``_GRAPH{i}`` table and one
-    ``_forward_graph{i}`` method.  The expansion the generated ``_in_block`` performs is
-    checked here against the graph itself.
+    A block's graph is its nodes but the pool, in order, as rows of ``(node id, submodule,
+    columns, inputs)`` without the block's prefix, an input being the row it comes from
+    (counted from 1; 0 is the block's input); a join's row adds the rank of its tensors (and,
+    for concat, its inputs' channels). Blocks built alike have equal rows and equal on-path
+    bits (what their joins keep on each column's path) and share one ``_GRAPH{i}``,
+    ``_ON_PATH{i}`` and ``_forward_graph{i}``; the generated ``_expand`` rebuilds the whole
+    network's tables from them (checked against the graph by the tests).
     """
 
     def __init__(self, net: Network, index: dict, join_index: dict, modules: dict) -> None:
@@ -477,66 +470,58 @@ class _Graphs:
         order = list(index)
         in_block: dict[int, list[str]] = {}
         for n in order:
-            if self.nodes[n].block is not None and self.nodes[n].kind != "pool":
+            if self.nodes[n].kind in (LAYER, JOIN):
                 in_block.setdefault(self.nodes[n].block, []).append(n)
-        rows = [self._row(n) for n in order]
+        on_path = semantics.on_path_table(net)
+        first_input = [0]  # each join's first input among all joins' inputs
+        for n in join_index:
+            first_input.append(first_input[-1] + len(net.inputs(n)))
         self.graphs: list[dict] = []
-        self.block_graph: dict[int, tuple[int, int, int, str]] = {}
+        self.block_graph: dict[int, tuple[int, int, int]] = {}
         keys: dict[tuple, int] = {}
-        node_lines: list[str] = []
-        b_done: set[int] = set()
-        expanded: list[tuple] = []
-        for i, n in enumerate(order):
-            node = self.nodes[n]
-            b = node.block
-            if b is None or node.kind == "pool":
-                node_lines.extend(_table_lines([rows[i]]))
-                expanded.append(rows[i])
-                continue
-            if b in b_done:
-                continue
-            b_done.add(b)
+        for b in sorted(in_block):
             members = in_block[b]
             first = index[members[0]]
             if [index[m] for m in members] != list(range(first, first + len(members))):
                 raise CodegenError(f"block {b}'s nodes are not contiguous in topological order")
-            j0 = min((join_index[m] for m in members if m in join_index), default=len(join_index))
-            prefix = f"b{b}_" if all(m.startswith(f"b{b}_") for m in members) else ""
-            local = tuple(self._local(rows[index[m]], prefix, f"block{b}.", first, j0) for m in members)
-            inside = set(members)
-            entries = tuple(  # what reads the block's input: rows of the nodes before it say
-                (k, net.edge(u, m).index) for k, m in enumerate(members) for u in net.inputs(m) if u not in inside
-            )
-            g = keys.get((local, entries))
+            block_joins = [join_index[m] for m in members if m in join_index]
+            j0 = block_joins[0] if block_joins else len(join_index)
+            a0, a1 = (first_input[j0], first_input[block_joins[-1] + 1]) if block_joins else (0, 0)
+            rows = tuple(self._row(m, b, order[first - 1], members) for m in members)
+            bits = tuple(row[a0:a1] for row in on_path)
+            g = keys.get((rows, bits))
             if g is None:
-                g = keys[(local, entries)] = len(self.graphs) + 1
-                steps = self._steps(members, first, j0)
-                self.graphs.append({"index": g, "blocks": [], "lines": _table_lines(list(local)), "steps": steps})
+                g = keys[(rows, bits)] = len(self.graphs) + 1
+                self.graphs.append(
+                    {
+                        "index": g,
+                        "blocks": [],
+                        "lines": _table_lines(list(rows)),
+                        "on_path": _bit_rows(bits),
+                        "steps": self._steps(members, first, j0),
+                    }
+                )
             self.graphs[g - 1]["blocks"].append(b)
             self.graphs[g - 1]["blocks_text"] = _blocks_text(self.graphs[g - 1]["blocks"])
-            self.block_graph[b] = (g, first, j0, prefix)
-            node_lines.append(f"*_in_block(_GRAPH{g}, {_literal(prefix)}, {b}, {first}, {j0}),")
-            expanded.extend(_in_block(local, prefix, b, first, j0))
-        if expanded != rows:  # pragma: no cover - an invariant of the sharing above
-            raise CodegenError("the shared block graphs do not rebuild the node table")
-        self.node_lines = node_lines
+            self.block_graph[b] = (g, first, j0)
 
-    def _row(self, n: str) -> tuple:
-        uses = []
-        for w in sorted(self.net.graph.successors(n), key=self.index.__getitem__):
-            j = self.join_index.get(w, -1)
-            uses.append((self.index[w], j, self.net.edge(n, w).index if j >= 0 else 0))
-        return (n, self.modules.get(n, ""), self.nodes[n].columns, tuple(uses))
-
-    @staticmethod
-    def _local(row: tuple, prefix: str, module_prefix: str, n: int, j: int) -> tuple:
-        node, module, columns, uses = row
-        return (
-            node[len(prefix) :],
-            module[len(module_prefix) :] if module else "",
-            columns,
-            tuple((w - n, k - j if k >= 0 else -1, i) for w, k, i in uses),
-        )
+    def _row(self, m: str, b: int, before: str, members: list[str]) -> tuple:
+        """Node ``m``'s row of block ``b``'s graph (``before``: the node that feeds the block)."""
+        net, node = self.net, self.nodes[m]
+        local = {before: 0} | {u: p for p, u in enumerate(members, 1)}
+        if any(u not in local for u in net.inputs(m)):
+            raise CodegenError(f"{m} takes an input from outside block {b} other than the block's input")
+        prefix = f"b{b}_"
+        if not m.startswith(prefix):
+            raise CodegenError(f"{m}: a node of block {b} without the block's prefix")
+        module = self.modules.get(m, "")
+        row = (m[len(prefix) :], module[len(f"block{b}.") :] if module else "", node.columns)
+        row += (tuple(local[u] for u in net.inputs(m)),)
+        if node.kind == JOIN:
+            row += (len(node.in_shape) + 1,)
+            if net.join_mode == "concat":
+                row += (tuple(self.nodes[u].shape[0] for u in net.inputs(m)),)
+        return row
 
     def _steps(self, members: list[str], n0: int, j0: int) -> list[str]:
         """Straight-line code of one graph's forward pass: one line per node, skipped
@@ -549,11 +534,11 @@ class _Graphs:
             node = self.nodes[m]
             args = [var.get(u, "x") for u in net.inputs(m)]
             i = self.index[m] - n0
-            if node.kind == "layer":
+            if node.kind == LAYER:
                 column, layer = self.modules[m].split(".")[1:]
                 var[m] = f"c{node.column}_{layer[5:]}"
                 steps.append(f"{var[m]} = block.{column}.{layer}({args[0]}) if live[{i}] else None")
-            elif node.kind == "join":
+            else:  # a join (blocks hold layers and joins; the pool is outside)
                 local_join += 1
                 var[m] = f"j{local_join}"
                 k = self.join_index[m] - j0
@@ -566,16 +551,14 @@ class _Graphs:
                     steps.append(")")
                     call = f"{var[m]} = _join(xs, plan, {jexpr}) if live[{i}] else None"
                 steps.append(call)
-            else:  # pragma: no cover - blocks hold layers and joins (the pool is outside)
-                raise CodegenError(f"unexpected {node.kind} node {m} inside a block")
         exits = [m for m in members if any(w not in var for w in net.graph.successors(m))]
         steps.append(f"return {var[exits[0]]}")
         return steps
 
     def block(self, b: int) -> dict:
         """Block ``b``'s forward call: its graph, first node and join, and whether it pools."""
-        g, n0, j0, _ = self.block_graph[b]
-        pool = any(node.block == b and node.kind == "pool" for node in self.nodes.values())
+        g, n0, j0 = self.block_graph[b]
+        pool = any(node.block == b and node.kind == POOL for node in self.nodes.values())
         return {"block": b, "graph": g, "node": n0, "join": j0, "pool": pool}
 
 
@@ -596,7 +579,7 @@ class _UnitTables:
     seed gives the same weights.  ``keep`` (a one-column module) leaves the other units out.
     """
 
-    def __init__(self, net: Network, units: _UnitFunctions, keep: frozenset[str] | None = None) -> None:
+    def __init__(self, net: Network, units: _UnitFunctions, graphs: _Graphs, keep: frozenset[str] | None) -> None:
         groups: dict[tuple, list[int]] = {}  # the blocks with the same units
         calls = {}
         for b in range(1, net.blocks + 1):
@@ -610,7 +593,8 @@ class _UnitTables:
             lines = [line for row in rows for line in _row_lines(row)]
             self.tables.append({"index": t, "blocks_text": _blocks_text(blocks), "lines": lines})
             for b, vals in zip(blocks, values):
-                entries[b] = _block_entry_lines(f"_UNITS{t}", vals)
+                g = graphs.block_graph[b][0]
+                entries[b] = _block_entry_lines(f"_UNITS{t}, _GRAPH{g}, _ON_PATH{g}", vals)
         self.block_lines = [line for b in sorted(entries) for line in entries[b]]
 
     @staticmethod
@@ -620,9 +604,9 @@ class _UnitTables:
         pools = []
         for n in net.nodes_in_order():
             node = net.node(n)
-            if node.block == b and node.kind == "layer" and (keep is None or n in keep):
+            if node.block == b and node.kind == LAYER and (keep is None or n in keep):
                 columns.setdefault(node.column, []).append(n)
-            elif node.block == b and node.kind == "pool":
+            elif node.block == b and node.kind == POOL:
                 pools.append(n)
         return [n for k in sorted(columns) for n in columns[k]] + pools
 
@@ -672,17 +656,18 @@ def _row_lines(row: tuple) -> list[str]:
     return ["(", *(f"    {item}," for item in items), *(f"    {ln}" for ln in _value_lines(names, 8, ",")), "),"]
 
 
-def _block_entry_lines(table: str, values: dict[str, object]) -> list[str]:
-    """One entry of ``_BLOCKS``: ``(_UNITS{i}, {name: value, ...}),`` laid out as ruff
-    format does (at indent 4)."""
+def _block_entry_lines(tables: str, values: dict[str, object]) -> list[str]:
+    """One entry of ``_BLOCKS``: ``(_UNITS{i}, _GRAPH{g}, _ON_PATH{g}, {name: value, ...}),``
+    laid out as ruff format does (at indent 4)."""
     pairs = [f"{_literal(k)}: {_literal(v)}" for k, v in values.items()]
-    one = f"({table}, {{{', '.join(pairs)}}}),"
+    one = f"({tables}, {{{', '.join(pairs)}}}),"
     if 4 + len(one) <= WIDTH:
         return [one]
+    names = [f"    {t}," for t in tables.split(", ")]
     inner = "{" + ", ".join(pairs) + "},"
     if 8 + len(inner) <= WIDTH:
-        return ["(", f"    {table},", f"    {inner}", "),"]
-    return ["(", f"    {table},", "    {", *(f"        {pair}," for pair in pairs), "    },", "),"]
+        return ["(", *names, f"    {inner}", "),"]
+    return ["(", *names, "    {", *(f"        {pair}," for pair in pairs), "    },", "),"]
 
 
 def _blocks_text(blocks: list[int]) -> str:
@@ -692,19 +677,6 @@ def _blocks_text(blocks: list[int]) -> str:
     if blocks == list(range(blocks[0], blocks[-1] + 1)):
         return f"blocks {blocks[0]} to {blocks[-1]}"
     return "blocks " + ", ".join(map(str, blocks))
-
-
-def _in_block(graph, prefix: str, block: int, n: int, j: int) -> tuple:
-    """What the generated ``_in_block`` computes (kept in step with the template)."""
-    return tuple(
-        (
-            prefix + node,
-            f"block{block}.{module}" if module else "",
-            columns,
-            tuple((n + w, j + k if k >= 0 else -1, i) for w, k, i in uses),
-        )
-        for node, module, columns, uses in graph
-    )
 
 
 def _bit_rows(table: tuple[tuple[bool, ...], ...]) -> list[str]:

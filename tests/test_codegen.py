@@ -327,9 +327,10 @@ def test_unit_functions_build_the_resolved_layers(program, dropout):
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_node_table_and_on_path_table_match_the_graph(path):
-    """The generated tables, as the module rebuilds them from its shared block graphs, are
-    the graph's own: every node's submodule, columns and consumers, and semantics'
-    on-path table; blocks built alike share one graph and one forward method."""
+    """The tables the module rebuilds from its shared block graphs (``_expand``) are the
+    graph's own: every node's submodule, columns, inputs and join, every join's first
+    input, input count and rank, and semantics' on-path table; blocks built alike share
+    one graph and one forward method."""
     from fractal_dsl import semantics
 
     net = fractal_dsl.load(path)
@@ -341,14 +342,14 @@ def test_node_table_and_on_path_table_match_the_graph(path):
     names = codegen.module_names(net)
     expected = []
     for n in order:
-        uses = []
-        for w in sorted(net.graph.successors(n), key=index.__getitem__):
-            j = joins.index(w) if w in joins else -1
-            uses.append((index[w], j, net.edge(n, w).index if j >= 0 else 0))
-        expected.append((n, names.get(n, ""), net.node(n).columns, tuple(uses)))
+        inputs = tuple(index[u] for u in net.inputs(n))
+        expected.append((n, names.get(n, ""), net.node(n).columns, inputs, joins.index(n) if n in joins else -1))
     assert module._NODES == tuple(expected)
+    first = 0
+    for j, (name, a, n, rank, *_) in enumerate(module._JOINS):
+        assert (name, a, n, rank) == (joins[j], first, len(net.inputs(joins[j])), len(net.node(joins[j]).shape) + 1)
+        first += n
     assert module._ON_PATH == semantics.on_path_table(net)
-    assert [j[0] for j in module._JOINS] == joins
     assert source.count("def _forward_graph") == 1 == source.count("\n_GRAPH")
 
 

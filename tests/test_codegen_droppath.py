@@ -251,12 +251,12 @@ def test_steering_works_in_compute_all_mode():
 
 def _keep(module, sample) -> torch.Tensor:
     """A per-sample sample's masks as one (batch, join inputs) tensor, in ``_JOINS``' order."""
-    return torch.cat([sample["masks"][name] for name, _, _ in module._SPANS], 1)
+    return torch.cat([sample["masks"][name] for name, *_ in module._JOINS], 1)
 
 
 def _joins_of(module, row) -> dict[str, tuple[int, ...]]:
     flags = row.tolist()
-    return {name: tuple(i for i in range(n) if flags[a + i]) for name, a, n in module._SPANS}
+    return {name: tuple(i for i in range(n) if flags[a + i]) for name, a, n, *_ in module._JOINS}
 
 
 def _users(net, module, keep) -> dict[str, list[int]]:
@@ -342,7 +342,7 @@ def test_per_sample_draws_keep_their_distribution():
     expected = torch.tensor([0.6, 0.4 / 3, 0.4 / 3, 0.4 / 3], dtype=torch.double) * len(column)
     assert float(((observed - expected) ** 2 / expected).sum()) < 16.27
     local = keep[column == 0]
-    for _, a, n in module._SPANS:
+    for _, a, n, *_ in module._JOINS:
         dropped = float((~local[:, a : a + n]).double().mean())
         assert abs(dropped - (0.3 - 0.3**n / n)) < 0.02
     for k in range(1, 4):  # a global example keeps exactly column k's path

@@ -183,7 +183,7 @@ def test_generated_module_runs_nothing_at_import_but_definitions():
         for node in ast.walk(stmt)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
     }
-    assert calls <= {"tuple", "sum", "len", "range", "enumerate", "any", "_Plan", "_in_block"}, calls
+    assert calls <= {"tuple", "sum", "len", "range", "enumerate", "any", "_Plan", "_expand"}, calls
 
 
 def test_compile_writes_the_file_imports_no_torch_and_is_deterministic(tmp_path):

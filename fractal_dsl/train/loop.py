@@ -519,9 +519,9 @@ def store_path_stats(model, data: datasets.Data, samples: int) -> None:
         return
     with torch.no_grad():
         for m in model.modules():
-            for k in getattr(m, "paths", ()):
-                for stat in ("running_mean", "running_var", "num_batches_tracked"):
-                    getattr(m, f"{stat}_c{k}").copy_(getattr(m, stat))
+            for k in getattr(m, "paths", ()):  # a PathBatchNorm2d's columns
+                for own, shared in zip(m.path_stats(k), m.path_stats(0)):
+                    own.copy_(shared)
 
 
 def _sync(device) -> None:

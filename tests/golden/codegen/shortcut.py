@@ -11,44 +11,24 @@ of their inputs. Submodules are named by position:
 ``block{B}.column{K}.layer{I}`` is the I-th layer unit of column K in block B
 (column 1 is the shallowest), ``block{B}.pool`` the pool after block B.
 
-Drop-path (training only; eval mode drops nothing). Each mini-batch (or each sample,
-``drop_path_per="sample"``) is global with probability ``drop_path_global``, else local:
+Drop-path (training only): each mini-batch (or each sample, ``drop_path_per="sample"``)
+is global with probability ``drop_path_global``, keeping one column's path, else local:
+every join drops each input with probability ``drop_path_local`` and keeps at least one
+(the largest draw). A join combines its survivors renormalised (mean of the survivors;
+sum times inputs / survivors; max of the survivors; concat with zeros for the dropped).
+Layers no kept path uses are not computed; per sample, each layer runs on the examples
+whose paths use it. ``compute_all=True`` computes every layer and masks (a fixed graph
+for torch.compile or DDP). ``torch.manual_seed`` (or ``generator``) makes it reproducible.
 
-* global: one column is chosen for the whole network; every join keeps the input that
-  carries it, so only that column's path runs;
-* local: every join drops each input with probability ``drop_path_local`` and keeps at
-  least one (if all were dropped, the one with the largest draw survives);
-* a join combines its survivors as in eval mode, renormalised: mean of the survivors;
-  sum times (inputs / survivors); max of the survivors; concat with zeros in place of
-  the dropped inputs.
+Input: floats in [0, 1] of shape N x 1x16x16, normalised inside the module by the
+``normalize.mean`` and ``normalize.std`` buffers (the identity until ``fractal-dsl train``
+sets them from its training images, so they travel in the checkpoint).
 
-Per mini-batch, layers that no surviving path uses are not computed at all. Per sample,
-each layer runs on the examples whose paths use it (``_per_sample``; one that no example
-uses does not run, one that a single example of a larger batch uses runs on the whole
-batch) and the joins mask per example. ``compute_all=True`` computes every layer for
-the whole batch and masks instead (a fixed graph without host syncs, for torch.compile
-or DDP). Without batch statistics the two give the same outputs. In training, batch norm
-per sample normalises over the examples that run through it; with ``compute_all=True``
-over the whole batch, once per batch. Sampling uses torch's random generator
-(``generator``, else the global one), so ``torch.manual_seed`` makes runs reproducible.
-
-Input: images as a data set gives them, floats in [0, 1] of shape N x 1x16x16
-(channels first); ``forward`` refuses any other shape with a one-line error. The module
-normalises them itself: ``normalize.mean`` and ``normalize.std`` (one value per channel)
-are buffers, the identity (0 and 1) until ``fractal-dsl train`` sets them from its
-training images, so they travel in the checkpoint with the weights.
-
-Batch norm keeps running statistics per path (switchable batch norm, Yu et al., "Slimmable
-Neural Networks", ICLR 2019): drop-path trains every column through the same layers, and no
-single set of statistics fits them all. Each ``PathBatchNorm2d`` keeps the whole network's
-in the usual ``running_mean``, ``running_var`` and ``num_batches_tracked``, and column K's
-in ``running_mean_cK``, ``running_var_cK`` and ``num_batches_tracked_cK`` for every
-column K whose path runs through it. ``model(x, column=k)`` uses (and in training mode
-updates) column k's, ``model(x)`` the whole network's; training with drop-path uses the
-whole network's, as a plain ``nn.BatchNorm2d`` does. ``recalibrate_bn(model, batches,
-column=None)`` re-estimates one path's from images of your own. A state_dict without the
-per-path statistics (a checkpoint of an older fractal-dsl) still loads, with a
-warning: every path then starts from the whole network's.
+Batch norm keeps running statistics per path (switchable batch norm, Yu et al., ICLR
+2019): ``PathBatchNorm2d`` keeps the whole network's in the usual buffers and column K's
+in ``running_mean_cK``, ``running_var_cK`` and ``num_batches_tracked_cK``;
+``model(x, column=k)`` uses column k's, ``model(x)`` the whole network's (also in
+training with drop-path). ``recalibrate_bn(model, batches, column)`` re-estimates them.
 
 Convolution and linear weights start from ``init`` ("xavier" by default:
 Xavier/Glorot uniform, as in the paper).
@@ -59,7 +39,6 @@ Generated code: edit the .fdsl source and compile again instead of editing this 
 from __future__ import annotations
 
 import functools
-import itertools
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -129,7 +108,7 @@ def head(in_channels: int, num_classes: int) -> nn.Sequential:
     )
 
 
-# ---- the units of each block, built by the class's __init__ -------------------------------
+# ---- the network as tables: each block's units and graph ----------------------------------
 
 # The units of blocks 1 to 3, in the order of the state_dict keys: (submodule, layers,
 # function, arguments), each argument a name of the block's values in _BLOCKS (or the
@@ -143,12 +122,34 @@ _UNITS1 = (
     ("pool", None, pool, ()),
 )
 
-# Each block: its table of units and its values.
-_BLOCKS = (
-    (_UNITS1, {"in_channels": 1, "c": 16, "p": 0.0}),
-    (_UNITS1, {"in_channels": 16, "c": 32, "p": 0.1}),
-    (_UNITS1, {"in_channels": 32, "c": 64, "p": 0.2}),
+# The graph of blocks 1 to 3 but the pool, in topological order: (node id, submodule,
+# columns through it, inputs[, rank]), an input a row counted from 1
+# (0: the block's input), a join's rows ending with the rank of its tensors;
+# _ON_PATH1[k - 1]: what the joins keep on column k's path (semantics.on_path_table).
+_GRAPH1 = (
+    ("c3_d1_conv", "column3.layer1", (3,), (0,)),
+    ("c3_d2_conv", "column3.layer2", (3,), (1,)),
+    ("c2_d1_short", "column2.layer1", (2,), (0,)),
+    ("join_d2", "", (2, 3), (2, 3), 4),
+    ("c3_d3_conv", "column3.layer3", (3,), (4,)),
+    ("c3_d4_conv", "column3.layer4", (3,), (5,)),
+    ("c2_d3_short", "column2.layer2", (2,), (4,)),
+    ("c1_d1_short", "column1.layer1", (1,), (0,)),
+    ("join_d4", "", (1, 2, 3), (6, 7, 8), 4),
 )
+_ON_PATH1 = (
+    "11001",
+    "01010",
+    "10100",
+)
+
+# Each block: its units, its graph, what its joins keep on each column's path, its values.
+_BLOCKS = (
+    (_UNITS1, _GRAPH1, _ON_PATH1, {"in_channels": 1, "c": 16, "p": 0.0}),
+    (_UNITS1, _GRAPH1, _ON_PATH1, {"in_channels": 16, "c": 32, "p": 0.1}),
+    (_UNITS1, _GRAPH1, _ON_PATH1, {"in_channels": 32, "c": 64, "p": 0.2}),
+)
+_ALL = tuple(range(1, NUM_COLUMNS + 1))
 
 
 def _block(units: tuple[Any, ...], values: dict[str, Any]) -> nn.ModuleDict:
@@ -158,97 +159,54 @@ def _block(units: tuple[Any, ...], values: dict[str, Any]) -> nn.ModuleDict:
         if layers is None:
             block[name] = unit(*(values[a] for a in args))
             continue
-        if name not in block:
-            block[name] = nn.ModuleDict()
-        column = block[name]
+        column = block[name] if name in block else nn.ModuleDict()
+        block[name] = column
         for i in layers:
             column.add_module(f"layer{i}", unit(*(values[a] for a in args)))
     return block
 
 
-# ---- the graph, generated from fractal_dsl.semantics --------------------------------------
-
-# The graph of blocks 1 to 3, as rows of _NODES (below) with node ids and submodules
-# named within the block and nodes and joins counted from the block's first.
-_GRAPH1 = (
-    ("c3_d1_conv", "column3.layer1", (3,), ((1, -1, 0),)),
-    ("c3_d2_conv", "column3.layer2", (3,), ((3, 0, 0),)),
-    ("c2_d1_short", "column2.layer1", (2,), ((3, 0, 1),)),
-    ("join_d2", "", (2, 3), ((4, -1, 0), (6, -1, 0))),
-    ("c3_d3_conv", "column3.layer3", (3,), ((5, -1, 0),)),
-    ("c3_d4_conv", "column3.layer4", (3,), ((8, 1, 0),)),
-    ("c2_d3_short", "column2.layer2", (2,), ((8, 1, 1),)),
-    ("c1_d1_short", "column1.layer1", (1,), ((8, 1, 2),)),
-    ("join_d4", "", (1, 2, 3), ((9, -1, 0),)),
-)
-
-
-def _in_block(
-    graph: tuple[Any, ...], prefix: str, block: int, n: int, j: int
-) -> tuple[Any, ...]:
-    """``graph``'s rows as block ``block``'s rows of ``_NODES``: its first node is node
-    ``n``, its first join join ``j``."""
-    return tuple(
-        (
-            prefix + node,
-            f"block{block}.{module}" if module else "",
-            columns,
-            tuple((n + w, j + k if k >= 0 else -1, i) for w, k, i in uses),
-        )
-        for node, module, columns, uses in graph
-    )
+def _expand() -> tuple[Any, Any, Any]:
+    """The whole network from its blocks: ``_NODES``, in topological order (node id,
+    submodule, columns through it, inputs, its join or -1); ``_JOINS`` (node id, first
+    input among all joins', inputs, rank); ``_ON_PATH``."""
+    nodes: list[Any] = [("input", "", _ALL, (), -1)]
+    joins: list[Any] = []
+    rows = [""] * NUM_COLUMNS
+    for b, (units, graph, on_path, _) in enumerate(_BLOCKS, 1):
+        n = len(nodes) - 1  # the block's input
+        for node, module, columns, inputs, *join in graph:
+            j = -1
+            if join:
+                j, a = len(joins), joins[-1][1] + joins[-1][2] if joins else 0
+                joins.append((f"b{b}_{node}", a, len(inputs), *join))
+            sub = f"block{b}.{module}" if module else ""
+            at = tuple(n + i for i in inputs)
+            nodes.append((f"b{b}_{node}", sub, columns, at, j))
+        rows = [row + more for row, more in zip(rows, on_path)]
+        if any(name == "pool" for name, *_ in units):
+            nodes.append((f"b{b}_pool", f"block{b}.pool", _ALL, (len(nodes) - 1,), -1))
+    nodes.append(("head", "head", _ALL, (len(nodes) - 1,), -1))
+    nodes.append(("output", "", _ALL, (len(nodes) - 1,), -1))
+    return tuple(nodes), tuple(joins), tuple(tuple(f == "1" for f in r) for r in rows)
 
 
-# The graph in topological order: (node id, submodule, columns through it, consumers),
-# where each consumer is (node, join or -1, input index of that join).
-_NODES = (
-    ("input", "", (1, 2, 3), ((1, -1, 0), (3, -1, 0), (8, -1, 0))),
-    *_in_block(_GRAPH1, "b1_", 1, 1, 0),
-    ("b1_pool", "block1.pool", (1, 2, 3), ((11, -1, 0), (13, -1, 0), (18, -1, 0))),
-    *_in_block(_GRAPH1, "b2_", 2, 11, 2),
-    ("b2_pool", "block2.pool", (1, 2, 3), ((21, -1, 0), (23, -1, 0), (28, -1, 0))),
-    *_in_block(_GRAPH1, "b3_", 3, 21, 4),
-    ("b3_pool", "block3.pool", (1, 2, 3), ((31, -1, 0),)),
-    ("head", "head", (1, 2, 3), ((32, -1, 0),)),
-    ("output", "", (1, 2, 3), ()),
-)
-# The joins in order: (node id, rank of its tensors, channels of each input).
-_JOINS = (
-    ("b1_join_d2", 4, (16, 16)),
-    ("b1_join_d4", 4, (16, 16, 16)),
-    ("b2_join_d2", 4, (32, 32)),
-    ("b2_join_d4", 4, (32, 32, 32)),
-    ("b3_join_d2", 4, (64, 64)),
-    ("b3_join_d4", 4, (64, 64, 64)),
-)
-# _ON_PATH[k - 1][i]: global drop-path on column k keeps join input i ("1") or drops it
-# ("0"); a join off column k's path keeps all its inputs (semantics.on_path_table).
-_ON_PATH = tuple(
-    tuple(flag == "1" for flag in row)
-    for row in (
-        "110011100111001",
-        "010100101001010",
-        "101001010010100",
-    )
-)
-# Every join input, flattened: the join it belongs to; where each join's inputs start.
-_INPUT_JOIN = tuple(j for j, join in enumerate(_JOINS) for _ in join[2])
-_FIRST = tuple(itertools.accumulate((len(join[2]) for join in _JOINS), initial=0))[:-1]
-_NUM_INPUTS = len(_INPUT_JOIN)
-_JOIN_OF = {join[0]: j for j, join in enumerate(_JOINS)}
-_SPANS = tuple((join[0], _FIRST[j], len(join[2])) for j, join in enumerate(_JOINS))
+_NODES, _JOINS, _ON_PATH = _expand()
+# Every join input, in order: the join it belongs to.
+_INPUT_JOIN = tuple(j for j, join in enumerate(_JOINS) for _ in range(join[2]))
+
+
+# ---- drop-path ----------------------------------------------------------------------------
 
 
 class _Plan(NamedTuple):
-    """What one forward pass computes.
-
-    ``live[i]``: node i is used by a kept path; ``kept[j]``: the inputs join j keeps
-    (None: all); ``masks``: (1 or batch, join inputs) booleans used instead of ``kept``,
-    where a node no example uses is not computed (None).
-    """
+    """What one forward pass computes: ``live[v]``, whether a kept path uses node v (if
+    not, it is not computed); ``flags``, whether each join input is kept (None: all);
+    ``masks``, the same per example, (1 or batch, join inputs) booleans, in place of
+    ``flags``, where an input no example uses is None."""
 
     live: tuple[bool, ...]
-    kept: tuple[tuple[int, ...], ...] | None
+    flags: tuple[bool, ...] | None
     masks: Tensor | None
 
 
@@ -273,7 +231,7 @@ def _sample_masks(
     Returns ``is_global`` (num,), the global ``column`` (num,) counted from 1, and
     ``keep`` (num, join inputs): whether each join input survives.
     """
-    draw = _rand((num, 2 + _NUM_INPUTS), device, generator)
+    draw = _rand((num, 2 + len(_INPUT_JOIN)), device, generator)
     is_global = draw[:, 0] < global_ratio
     column = (draw[:, 1] * NUM_COLUMNS).long().clamp(max=NUM_COLUMNS - 1)
     u = draw[:, 2:]
@@ -289,25 +247,26 @@ def _sample_masks(
     return is_global, column + 1, keep
 
 
+def _kept(flags: Any) -> dict[str, tuple[int, ...]]:
+    """The inputs each join keeps, by join id, from flags over all join inputs."""
+    return {j: tuple(i for i in range(n) if flags[a + i]) for j, a, n, *_ in _JOINS}
+
+
 def _to_sample(is_global: Tensor, column: Tensor, keep: Tensor) -> dict[str, Any]:
     """The dict form of a drop-path sample (see ``sample_drop_path``); one row (a batch,
     or a single example drawn per sample) has the per-batch form."""
-    if keep.shape[0] != 1:
-        masks = {name: keep[:, a : a + n] for name, a, n in _SPANS}
-        columns = torch.where(is_global, column, torch.zeros_like(column))
-        return {
-            "mode": "per-sample",
-            "column": None,
-            "joins": {},
-            "masks": masks,
-            "global": is_global,
-            "columns": columns,
-        }
-    flags = keep[0].tolist()
-    joins = {name: tuple(i for i in range(n) if flags[a + i]) for name, a, n in _SPANS}
-    if bool(is_global[0]):
-        return {"mode": "global", "column": int(column[0]), "joins": joins}
-    return {"mode": "local", "column": None, "joins": joins}
+    if keep.shape[0] == 1:
+        k = int(column[0]) if bool(is_global[0]) else None
+        mode = "local" if k is None else "global"
+        return {"mode": mode, "column": k, "joins": _kept(keep[0].tolist())}
+    return {
+        "mode": "per-sample",
+        "column": None,
+        "joins": {},
+        "masks": {j: keep[:, a : a + n] for j, a, n, *_ in _JOINS},
+        "global": is_global,
+        "columns": torch.where(is_global, column, torch.zeros_like(column)),
+    }
 
 
 def sample_drop_path(
@@ -330,48 +289,37 @@ def sample_drop_path(
 def column_sample(column: int) -> dict[str, Any]:
     """The global drop-path sample that keeps only ``column`` (1 to NUM_COLUMNS), in the
     form of ``sample_drop_path``; a drop-path hook may return it to force that column."""
-    row = _ON_PATH[column - 1]
-    joins = {name: tuple(i for i in range(n) if row[a + i]) for name, a, n in _SPANS}
-    return {"mode": "global", "column": column, "joins": joins}
+    return {"mode": "global", "column": column, "joins": _kept(_ON_PATH[column - 1])}
 
 
 @functools.lru_cache(maxsize=4096)
-def _live(kept: tuple[tuple[int, ...], ...]) -> tuple[bool, ...]:
+def _live(flags: tuple[bool, ...]) -> tuple[bool, ...]:
     """Which nodes a kept path to the output uses (the others are not computed): the
     runtime twin of ``fractal_dsl.semantics.live``, per sample and standalone."""
-    live = [False] * len(_NODES)
-    for v in range(len(_NODES) - 1, -1, -1):
-        uses = _NODES[v][3]
-        live[v] = not uses or any(
-            live[w] and (j < 0 or i in kept[j]) for w, j, i in uses
-        )
+    live = [False] * (len(_NODES) - 1) + [True]
+    for v in range(len(_NODES) - 1, 0, -1):
+        _, _, _, inputs, j = _NODES[v]
+        for i, u in enumerate(inputs):
+            live[u] = live[u] or (live[v] and (j < 0 or flags[_JOINS[j][1] + i]))
     return tuple(live)
 
 
-def _plan_of(sample: dict[str, Any]) -> _Plan:
-    kept = tuple(tuple(sample["joins"][name]) for name, _, _ in _SPANS)
-    return _Plan(_live(kept), kept, None)
-
-
-@functools.lru_cache(maxsize=4096)
-def _kept_of(row: tuple[bool, ...]) -> tuple[tuple[int, ...], ...]:
-    """The inputs every join keeps, from one example's row of join-input flags."""
-    return tuple(tuple(i for i in range(n) if row[a + i]) for _, a, n in _SPANS)
+def _plan_of(flags: tuple[bool, ...]) -> _Plan:
+    return _Plan(_live(flags), flags, None)
 
 
 def _per_sample(keep: Tensor) -> tuple[_Plan, dict[str, Tensor]]:
     """Per-sample drop-path that skips: the plan for the rows of ``keep`` (batch, join
-    inputs) and, for every layer submodule some examples use but not all, the indices of
-    those examples (``_Rows`` runs it on them alone).
+    inputs) and, for every layer some examples use but not all, those examples' indices.
 
     A node runs if some example's path uses it; joins mask per example. A layer that
     only one example of a larger batch uses runs on the whole batch instead (batch norm
     in training needs more than one value per channel).
     """
-    lives = [_live(_kept_of(tuple(row))) for row in keep.tolist()]
+    lives = [_live(tuple(row)) for row in keep.tolist()]
     live = tuple(map(any, zip(*lives)))
     rows: dict[str, Tensor] = {}
-    for v, (_, module, _, _) in enumerate(_NODES):
+    for v, (_, module, *_) in enumerate(_NODES):
         if ".column" in module and live[v]:
             users = [b for b, flags in enumerate(lives) if flags[v]]
             if 1 < len(users) < len(lives):
@@ -401,29 +349,16 @@ def _on_rows(layer: nn.Module, idx: Tensor, x: Tensor) -> Tensor:
     return y.new_zeros((x.shape[0],) + tuple(y.shape[1:])).index_copy(0, idx, y)
 
 
-def _block_of(block: nn.Module, name: str, rows: dict[str, Tensor]) -> Any:
-    return _Rows(block, name, rows) if rows else block
-
-
 def _join(xs: tuple[Any, ...], plan: _Plan, j: int) -> Tensor:
     """Element-wise mean of the kept inputs."""
-    _, a, n = _SPANS[j]
-    rank = _JOINS[j][1]
-    if plan.masks is not None:  # None: an input no example uses (zero)
-        x0 = next(x for x in xs if x is not None)
-        w = plan.masks[:, a : a + n].to(x0.dtype)
-        w = w / w.sum(1, keepdim=True)
-        view = (-1,) + (1,) * (rank - 1)
-        out = None
-        for i, x in enumerate(xs):
-            if x is not None:
-                term = x * w[:, i].reshape(view)
-                out = term if out is None else out + term
-        return out
-    kept = xs if plan.kept is None else [xs[i] for i in plan.kept[j]]
-    out = kept[0]
-    for x in kept[1:]:
-        out = out + x
+    _, a, n, rank = _JOINS[j]
+    if plan.masks is not None:  # an input no example uses is None (zero)
+        w = plan.masks[:, a : a + n].to(next(x for x in xs if x is not None).dtype)
+        w = (w / w.sum(1, keepdim=True)).reshape((-1, n) + (1,) * (rank - 1))
+        terms = [x * w[:, i] for i, x in enumerate(xs) if x is not None]
+        return functools.reduce(torch.add, terms)
+    kept = [x for i, x in enumerate(xs) if plan.flags is None or plan.flags[a + i]]
+    out = functools.reduce(torch.add, kept)
     return out / len(kept) if len(kept) > 1 else out
 
 
@@ -432,10 +367,8 @@ def _init_weights(model: nn.Module, scheme: str) -> None:
     uniform; the paper's), ``"kaiming"`` (He, normal, for ReLU) or ``"torch"`` (PyTorch's
     defaults, left as they are). Biases start at zero; batch norm keeps weight 1, bias 0.
     """
-    if scheme == "torch":
-        return
     for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
+        if scheme != "torch" and isinstance(m, (nn.Conv2d, nn.Linear)):
             if scheme == "xavier":
                 nn.init.xavier_uniform_(m.weight)
             else:
@@ -466,10 +399,8 @@ class PathBatchNorm2d(nn.BatchNorm2d):
     eval mode and updated in training mode; a path not in ``paths`` uses the whole
     network's."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.paths: tuple[int, ...] = ()
-        self.path = 0
+    paths: tuple[int, ...] = ()
+    path: int = 0
 
     def add_paths(self, columns: Iterable[int]) -> None:
         """Keep statistics of these columns too (a copy of the whole network's to start)."""
@@ -482,12 +413,6 @@ class PathBatchNorm2d(nn.BatchNorm2d):
         """Running mean, variance and batch count of ``path``."""
         mean, var, tracked = _STATS[path if path in self.paths else 0]
         return getattr(self, mean), getattr(self, var), getattr(self, tracked)
-
-    def reset_path_stats(self, path: int) -> None:
-        mean, var, tracked = self.path_stats(path)
-        mean.zero_()
-        var.fill_(1)
-        tracked.zero_()
 
     def forward(self, x: Tensor) -> Tensor:
         """``nn.BatchNorm2d``'s forward pass on the statistics of ``path``."""
@@ -503,17 +428,6 @@ class PathBatchNorm2d(nn.BatchNorm2d):
             x, mean, var, self.weight, self.bias, self.training, momentum, self.eps
         )
 
-    def _load_from_state_dict(
-        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
-    ) -> None:
-        # A state_dict without per-path statistics: every path starts from the whole
-        # network's (the model warns once).
-        for k in self.paths:
-            for shared, own in zip(_STATS[0], _STATS[k]):
-                if prefix + shared in state_dict:
-                    state_dict.setdefault(prefix + own, state_dict[prefix + shared])
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
 
 class _Normalize(nn.Module):
     """``(x - mean) / std`` per channel: the training images' statistics (``mean`` and
@@ -527,14 +441,6 @@ class _Normalize(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         view = (-1,) + (1,) * (x.dim() - 2)
         return (x - self.mean.reshape(view)) / self.std.reshape(view)
-
-    def _load_from_state_dict(
-        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
-    ) -> None:
-        # a state_dict from before the normalisation moved into the module: the identity
-        state_dict.setdefault(prefix + "mean", torch.zeros_like(self.mean))
-        state_dict.setdefault(prefix + "std", torch.ones_like(self.std))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 def _set_path(module: nn.Module, path: int) -> None:
@@ -551,29 +457,27 @@ def recalibrate_bn(
     network) from ``batches``: image tensors as ``model`` takes them (or ``(images,
     labels)`` pairs), averaged over all of them in place of the stored ones. Drop-path
     and dropout are off meanwhile; the model is left in the mode it was in."""
-    norms = [m for m in model.modules() if isinstance(m, PathBatchNorm2d)]
     path = column or 0
-    modes = [(m, m.training) for m in model.modules()]
-    momenta = [m.momentum for m in norms]
-    drop_path = model.drop_path
+    saved = [(m, m.training, getattr(m, "momentum", None)) for m in model.modules()]
+    drop_path, model.drop_path = model.drop_path, False
     try:
-        for m in norms:
-            if path == 0 or path in m.paths:  # the others are not on the path
-                m.reset_path_stats(path)
-            m.momentum = None
         model.train()
-        model.drop_path = False
         for m in model.modules():
             if isinstance(m, nn.modules.dropout._DropoutNd):
                 m.eval()
+            elif isinstance(m, PathBatchNorm2d):
+                m.momentum = None
+                if path == 0 or path in m.paths:  # the others are not on the path
+                    for stat, start in zip(m.path_stats(path), (0, 1, 0)):
+                        stat.fill_(start)
         for batch in batches:
             x = batch[0] if isinstance(batch, (tuple, list)) else batch
             model(x, column=column)
     finally:
-        for m, momentum in zip(norms, momenta):
-            m.momentum = momentum
-        for m, mode in modes:
+        for m, mode, momentum in saved:
             m.training = mode
+            if isinstance(m, PathBatchNorm2d):
+                m.momentum = momentum
         model.drop_path = drop_path
     return model
 
@@ -589,9 +493,6 @@ class _ColumnChain(nn.Sequential):
     def forward(self, x: Tensor) -> Tensor:
         _set_path(self, self.column)
         return super().forward(x)
-
-
-_PATH_STATS = ("running_mean_c", "running_var_c", "num_batches_tracked_c")
 
 
 class Shortcut(nn.Module):
@@ -639,17 +540,16 @@ class Shortcut(nn.Module):
         self._last_masks: tuple[Tensor, Tensor, Tensor] | None = None
         self.normalize = _Normalize(INPUT_SHAPE[0])
         own = {"dropout": dropout, "num_classes": num_classes}
-        for b, (units, values) in enumerate(_BLOCKS, 1):
+        for b, (units, _, _, values) in enumerate(_BLOCKS, 1):
             self.add_module(f"block{b}", _block(units, {**values, **own}))
         self.head = head(64, num_classes=num_classes)
         _init_weights(self, init)
-        for _, module, columns, _ in _NODES:
+        for _, module, columns, *_ in _NODES:
             if module:
                 for m in self.get_submodule(module).modules():
                     if isinstance(m, PathBatchNorm2d):
                         m.add_paths(columns)
         self._norms = tuple(m for m in self.modules() if isinstance(m, PathBatchNorm2d))
-        self._warned_path_stats = False
 
     @property
     def last_drop_path(self) -> dict[str, Any] | None:
@@ -673,40 +573,29 @@ class Shortcut(nn.Module):
         if column is not None:
             if not 1 <= column <= NUM_COLUMNS:
                 raise ValueError(f"column must be 1..{NUM_COLUMNS}, not {column!r}")
-            return _plan_of(column_sample(column))
+            return _plan_of(_ON_PATH[column - 1])
         if not (self.training and self.drop_path):
             return _FULL
         per_sample = self.drop_path_per == "sample"
-        if per_sample or self.compute_all:
-            masks = _sample_masks(
-                x.shape[0] if per_sample else 1,
-                self.drop_path_local,
-                self.drop_path_global,
-                x.device,
-                self.generator,
-            )
-            if not isinstance(masks[2], torch.fx.Proxy):
-                self._last_sample, self._last_masks = None, masks
-            if self._drop_path_hooks:
-                sample = self._call_hooks(self.last_drop_path)
-                if not per_sample:
-                    flags = [
-                        i in sample["joins"][name]
-                        for name, _, n in _SPANS
-                        for i in range(n)
-                    ]
-                    masks = (masks[0], masks[1], torch.tensor([flags], device=x.device))
-                    self._last_sample = sample
-            return _Plan(_FULL.live, None, masks[2])
-        device = self.generator.device if self.generator is not None else "cpu"
-        sample = sample_drop_path(
-            self.generator,
-            local=self.drop_path_local,
-            global_ratio=self.drop_path_global,
-            device=device,
+        masked = per_sample or self.compute_all  # else one plan per batch, on the host
+        device = x.device if masked else getattr(self.generator, "device", "cpu")
+        num = x.shape[0] if per_sample else 1
+        masks = _sample_masks(
+            num, self.drop_path_local, self.drop_path_global, device, self.generator
         )
-        self._last_sample, self._last_masks = self._call_hooks(sample), None
-        return _plan_of(self._last_sample)
+        if not isinstance(masks[2], torch.fx.Proxy):
+            self._last_sample, self._last_masks = None, masks
+        if self._drop_path_hooks:
+            sample = self._call_hooks(self.last_drop_path)
+            if not per_sample:  # the sample a hook returns is the one used
+                flags = [
+                    i in sample["joins"][j] for j, _, n, *_ in _JOINS for i in range(n)
+                ]
+                masks = (*masks[:2], torch.tensor([flags], device=device))
+                self._last_sample = sample
+        if masked:
+            return _Plan(_FULL.live, None, masks[2])
+        return _plan_of(tuple(masks[2][0].tolist()))
 
     def _call_hooks(self, sample: Any) -> Any:
         for fn in list(self._drop_path_hooks.values()):
@@ -715,13 +604,10 @@ class Shortcut(nn.Module):
                 sample = steered
         return sample
 
-    def _forward_graph1(
-        self, block: nn.Module, x: Tensor, plan: _Plan, n: int, j: int
-    ) -> Tensor:
-        """The forward pass of blocks 1 to 3 (_GRAPH1) without the pool.
-
-        Node ``n`` of ``_NODES`` and join ``j`` of ``_JOINS`` are the block's first.
-        """
+    @staticmethod
+    def _forward_graph1(block: Any, x: Tensor, plan: _Plan, n: int, j: int) -> Tensor:
+        """The forward pass of blocks 1 to 3 (_GRAPH1) but the pool, whose
+        first node is node ``n`` of ``_NODES`` and first join join ``j`` of ``_JOINS``."""
         live = plan.live[n:]
         c3_1 = block.column3.layer1(x) if live[0] else None
         c3_2 = block.column3.layer2(c3_1) if live[1] else None
@@ -734,39 +620,30 @@ class Shortcut(nn.Module):
         j2 = _join((c3_4, c2_2, c1_1), plan, j + 1) if live[8] else None
         return j2
 
-    def _check_input(self, x: Tensor) -> None:
-        if isinstance(x, torch.fx.Proxy):
-            return  # torch.fx traces without shapes
-        if x.dim() != len(INPUT_SHAPE) + 1 or tuple(x.shape[1:]) != INPUT_SHAPE:
-            raise ValueError(
-                f"expected images of shape N x 1x16x16 (floats in [0, 1]), "
-                f"got {'x'.join(map(str, x.shape))}"
-            )
-
     def forward_features(self, x: Tensor, column: int | None = None) -> Tensor:
         """Everything before the head; ``column=k`` runs only column k in every block
         (with column k's batch-norm statistics), ``x`` as a data set gives it."""
-        self._check_input(x)
+        if not isinstance(x, torch.fx.Proxy) and tuple(x.shape[1:]) != INPUT_SHAPE:
+            shape = "x".join(map(str, x.shape))
+            raise ValueError(
+                f"expected images of shape N x 1x16x16 (floats in [0, 1]), got {shape}"
+            )
         plan = self._plan(x, column)
         path = column if isinstance(column, int) else 0  # None, or torch.fx's proxy
         for m in self._norms:
             m.path = path
         x = self.normalize(x)
-        if plan.masks is None or self.compute_all or isinstance(x, torch.fx.Proxy):
-            return self._features(x, plan, {})
-        # drop-path per sample: each layer runs on the examples whose paths use it
-        return self._features(x, *_per_sample(plan.masks))
-
-    def _features(self, x: Tensor, plan: _Plan, rows: dict[str, Tensor]) -> Tensor:
-        """The layers before the head on normalised images, as ``plan`` and ``rows``
-        (``_per_sample``) say."""
-        block = _block_of(self.block1, "block1", rows)
+        rows: dict[str, Tensor] = {}
+        tensors = self.compute_all or isinstance(x, torch.fx.Proxy)
+        if plan.masks is not None and not tensors:  # per sample: layers skip examples
+            plan, rows = _per_sample(plan.masks)
+        block = _Rows(self.block1, "block1", rows) if rows else self.block1
         x = self._forward_graph1(block, x, plan, 1, 0)
         x = self.block1.pool(x)
-        block = _block_of(self.block2, "block2", rows)
+        block = _Rows(self.block2, "block2", rows) if rows else self.block2
         x = self._forward_graph1(block, x, plan, 11, 2)
         x = self.block2.pool(x)
-        block = _block_of(self.block3, "block3", rows)
+        block = _Rows(self.block3, "block3", rows) if rows else self.block3
         x = self._forward_graph1(block, x, plan, 21, 4)
         x = self.block3.pool(x)
         return x
@@ -782,43 +659,38 @@ class Shortcut(nn.Module):
         if not 1 <= k <= NUM_COLUMNS:
             raise ValueError(f"column must be 1..{NUM_COLUMNS}, not {k!r}")
         steps: OrderedDict[str, nn.Module] = OrderedDict(normalize=self.normalize)
-        row = _ON_PATH[k - 1]
-        for node, module, columns, _ in _NODES:
-            if k not in columns:
-                continue
-            if module:
+        kept = _kept(_ON_PATH[k - 1])
+        for node, module, columns, _, j in _NODES:
+            if k in columns and module:
                 steps[module.replace(".", "_")] = self.get_submodule(module)
-                continue
-            j = _JOIN_OF.get(node, -1)
-            if j < 0:
-                continue
-            _, a, n = _SPANS[j]
-            kept = [i for i in range(n) if row[a + i]]
-            if len(kept) != 1:
+            elif k in columns and j >= 0 and len(kept[node]) != 1:
                 raise ValueError(
-                    f"column {k} is not a chain of layers: {node} keeps {kept}"
+                    f"column {k} is not a chain of layers: {node} keeps {list(kept[node])}"
                 )
         return _ColumnChain(steps, k)
 
-    def _load_from_state_dict(
-        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
-    ) -> None:
-        missing = [
-            name
-            for name in self.state_dict(prefix=prefix, keep_vars=True)
-            if name not in state_dict
-            and name.rsplit(".", 1)[-1].startswith(_PATH_STATS)
-            and not self._warned_path_stats
-        ]
+    def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
+        # A state_dict of an older fractal-dsl: the normalisation starts as the identity,
+        # each path's batch-norm statistics as the whole network's (with a warning).
+        norm = self.normalize
+        state_dict.setdefault(f"{prefix}normalize.mean", torch.zeros_like(norm.mean))
+        state_dict.setdefault(f"{prefix}normalize.std", torch.ones_like(norm.std))
+        missing = []
+        for name, m in self.named_modules(prefix=prefix[:-1]):
+            for k in m.paths if isinstance(m, PathBatchNorm2d) else ():
+                for shared, own in zip(_STATS[0], _STATS[k]):
+                    key, old = f"{name}.{own}", state_dict.get(f"{name}.{shared}")
+                    if key not in state_dict and old is not None:
+                        missing.append(key)
+                        state_dict[key] = old
         if missing:
-            self._warned_path_stats = True
             warnings.warn(
                 f"the state_dict has no per-path batch-norm statistics (no {missing[0]}): "
                 "every column uses the whole network's until recalibrate_bn(model, "
                 "batches, column=k) re-estimates them",
                 stacklevel=4,
             )
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
 
 def build(**overrides: Any) -> Shortcut:
