@@ -488,6 +488,15 @@ def test_a_checkpoints_own_strings_are_cut_short_in_evals_one_line_error(small_r
     assert len(line) < 1_500
 
 
+def test_a_data_option_100_kb_long_is_cut_short_in_its_one_line_error(small_run):
+    r = run("eval", small_run / "small.fdsl", "--checkpoint", small_run / "run" / "checkpoint.pt", "--data", LONG)
+    assert r.exit_code == 2 and r.stdout == "", r.output
+    (line,) = r.stderr.splitlines()
+    assert line.startswith("error: --data '{data}\\nAAAA") and line.endswith(
+        "A... (100,007 characters): not digits, cifar10, cifar100, svhn or an existing folder"
+    )
+
+
 # ---- class 6: a full disk ---------------------------------------------------------------------------
 
 
