@@ -34,6 +34,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from .errors import Diagnostic, FractalError, Source, Span, UsageError, braces, cut, quoted
+from .habits import number_word
 from .syntax import INIT_HABITS, INIT_SCHEMES, MAX_LINE_CHARS, Program, parse
 
 STATEMENTS = ("columns", "classes", "input", "init")
@@ -247,15 +248,17 @@ def _check(name: str, text: str, kind: str) -> str:
     program through a setting); else :class:`_Bad`."""
     if kind in ("number", "value") and len(text) > _MAX_DIGITS:  # a number that long is never meant
         raise _Bad(f"expected a number of at most {_MAX_DIGITS} characters, got {len(text):,} characters")
+    spelt = number_word(text) if kind in ("int", "number", "value") else None
+    digits = f"numbers are written in digits: did you mean `{spelt}`?" if spelt is not None else None  # `four`
     if kind == "int":
         if not _INT.fullmatch(text):
-            raise _Bad(f"expected a whole number, got {quoted(text)}")
+            raise _Bad(f"expected a whole number, got {quoted(text)}", digits)
         if len(text) > _MAX_DIGITS:  # int() refuses past 4,300 digits; no setting needs a tenth of that
             raise _Bad(f"expected a whole number of at most {_MAX_DIGITS} digits, got {len(text):,} characters")
         return str(int(text))
     if kind == "number":
         if not _NUMBER.fullmatch(text):
-            raise _Bad(f"expected a number, got {quoted(text)}")
+            raise _Bad(f"expected a number, got {quoted(text)}", digits)
         return text.lstrip("+")
     if kind == "shape":
         if not _SHAPE.fullmatch(text):
@@ -266,7 +269,7 @@ def _check(name: str, text: str, kind: str) -> str:
             return text.lstrip("+")
         if text in VALUE_WORDS:
             return text
-        raise _Bad(f"expected a number (or true, false, same), got {quoted(text)}")
+        raise _Bad(f"expected a number (or true, false, same), got {quoted(text)}", digits)
     choices = {"init": INIT_SCHEMES, "per": ("batch", "sample")}[kind]
     if text not in choices:
         close = [INIT_HABITS[text.lower()]] if kind == "init" and text.lower() in INIT_HABITS else []

@@ -312,3 +312,10 @@ def test_a_block_value_refused_in_every_block_is_one_error(program, setting, mes
     result = CliRunner().invoke(main, ["check", str(program), "--set", setting])
     assert result.exit_code == 1
     assert result.stderr.count(message) == 1 and result.stderr.endswith("1 error in " + str(program) + "\n")
+
+
+@pytest.mark.parametrize(("setting", "digits"), [("columns=four", "4"), ("c=Sixteen", "16"), ("conv.p=zero", "0")])
+def test_a_number_written_as_a_word_is_answered_with_its_digits(program, setting, digits):
+    result = CliRunner().invoke(main, ["check", str(program), "--set", setting])
+    assert result.exit_code == 1
+    assert f"hint: numbers are written in digits: did you mean `{digits}`?" in result.stderr
