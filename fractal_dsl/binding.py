@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 
 from .errors import Collector, Fix, Span
-from .habits import foreign_layer
+from .habits import foreign_layer, number_word
 from .layers import BUILTINS, REQUIRED, SAME, TYPES, Layer, LayerError, resolve, variant
 from .rules import CONSTANTS, MAX_KEY_NESTING, RESERVED_VALUES, SPECIAL_KEYS
 from .syntax import Arith, BlockSpec, Call, KeyDef, Program, Seq, Value, walk
@@ -402,7 +402,11 @@ class KeyBinder:
         return None
 
     def _unknown_name(self, v: Value, scope: _Scope) -> None:
-        if scope.owner is None and scope.env is None:
+        number = number_word(v.value)
+        if number is not None:  # `blocks (sixteen, 0.1)`, `linear(ten)`
+            hint = f"numbers are written in digits: write `{number}`"
+            self.once(v.span, f"unknown name `{v.value}`", hint, Fix(v.span, str(number)))
+        elif scope.owner is None and scope.env is None:
             self.once(
                 v.span, f"unknown name `{v.value}`; {scope.what} are numbers, `true`, `false`, `same` or `classes`"
             )
@@ -644,6 +648,11 @@ class KeyBinder:
             fix=Fix(call.span, call.name),
         )
 
+    @staticmethod
+    def _fixed_by_name(call: Call, param: str) -> bool:
+        """Whether ``call``'s built-in fixes ``param`` in its name (``conv3x3``'s kernel)."""
+        return call.name in BUILTINS and BUILTINS[call.name].fixes(param)
+
     def _unknown_argument(self, call: Call, arg, names: list[str]) -> None:
         """``conv3x3(c, activation=relu)``, ``conv3x3(c, kernel=5)``, ``conv(c, Stride=2)``."""
         k = arg.name
@@ -652,13 +661,15 @@ class KeyBinder:
         close = difflib.get_close_matches(k.lower(), list(lowered), n=1, cutoff=0.75)
         if _ARGUMENT_HABITS.get(k.lower()) in lowered:  # PyTorch's or Keras' name for it
             close = [_ARGUMENT_HABITS[k.lower()]]
-        general = variant(call.name, k, None) if call.name in BUILTINS and BUILTINS[call.name].fixes(k) else None
-        if general is not None:
-            rewritten = self._call_without(call, (), general)
-            hint = f"`{call.name}` has a fixed {k}; `{general}` takes one: write `{rewritten}`"
+        meant = next((n for n in (k, _ARGUMENT_HABITS.get(k.lower())) if n and self._fixed_by_name(call, n)), None)
+        general = variant(call.name, meant, None) if meant is not None else None
+        if general is not None:  # `conv3x3(c, kernel=5)`, `conv3x3(c, kernel_size=5)`: `conv` takes a kernel
+            given = [f"{meant}={self._text(a.value.span)}" if a is arg else self._text(a.span) for a in call.args]
+            rewritten = f"{general}({', '.join(given)})"
+            hint = f"`{call.name}` has a fixed {meant}; `{general}` takes one: write `{rewritten}`"
             written = self._text(arg.value.span)
             whole = written.isascii() and written.isdigit() and str(int(written)) == written
-            other = variant(call.name, k, int(written)) if whole else None
+            other = variant(call.name, meant, int(written)) if whole else None
             if other is not None:
                 hint += f" (or `{self._call_without(call, (arg,), other)}`)"
             fix = Fix(call.span, rewritten)

@@ -184,6 +184,27 @@ class UsageError(Error):
     exit_code = 2
 
 
+MAX_ECHOED = 200  # characters of a value from a file or the command line that an error repeats
+
+
+def cut(text: object, limit: int = MAX_ECHOED) -> str:
+    """``text`` as it is, or its first ``limit`` characters, an ellipsis and its length: a
+    value that a file or the command line controls, repeated in a one-line error, stays short
+    (and on one line: a character that does not print is written as an escape, ``\\n``)."""
+    text = str(text)
+    shown = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text[:limit])
+    return shown if len(text) <= limit else f"{shown}... ({len(text):,} characters)"
+
+
+def quoted(value: object, limit: int = MAX_ECHOED) -> str:
+    """``repr(value)`` cut as :func:`cut` does (escapes and all: a newline stays ``\\n``);
+    the length given is a string's own."""
+    text = repr(value)
+    if len(text) <= limit or not isinstance(value, str):
+        return cut(text, limit)
+    return f"{text[:limit]}... ({len(value):,} characters)"
+
+
 def braces(text: object) -> str:
     """``text`` safe inside a :class:`UsageError` message that names options."""
     return str(text).replace("{", "{{").replace("}", "}}")

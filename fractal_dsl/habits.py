@@ -14,6 +14,9 @@ parses (:func:`_checked`), so following a hint never leads to a second syntax er
 * ``+`` between parts, ``f[C] + f[C]``;
 * ``columns: 3``, ``classes = 10``: a statement with ':' or '=';
 * Python-style ``network t:`` blocks with indented lines (:func:`python_style`);
+* a file written as YAML, ``network: tiny`` and ``columns: 3`` lines (:func:`yaml_style`);
+* counts written as words, ``columns four`` (:func:`number_word`, also used when binding);
+* C's ``/* ... */`` comments;
 * PyTorch and Keras layers, ``Conv2d(64, 3)``, ``BatchNorm2d(64)``, ``Dense(10)``
   (:func:`foreign_layer`, used when binding the key).
 """
@@ -163,6 +166,26 @@ def _checked(source: Source, diag: Diagnostic) -> Diagnostic:
     return diag
 
 
+_UNITS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen"
+).split()
+_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+
+
+def number_word(text: str) -> int | None:
+    """The whole number ``text`` spells in English words (``four``, ``Twenty``,
+    ``sixty-four``, ``sixty four``, ``hundred``), from zero to a hundred; None for any other text."""
+    words = re.split(r"[\s_-]+", text.strip().lower())
+    if words == ["hundred"] or words in (["one", "hundred"], ["a", "hundred"]):
+        return 100
+    if len(words) == 1 and words[0] in _UNITS:
+        return _UNITS.index(words[0])
+    if 1 <= len(words) <= 2 and words[0] in _TENS and (len(words) == 1 or words[1] in _UNITS[1:10]):
+        return 20 + 10 * _TENS.index(words[0]) + (_UNITS.index(words[1]) if len(words) == 2 else 0)
+    return None
+
+
 # ---- the habits ------------------------------------------------------------------------------
 
 
@@ -293,6 +316,14 @@ def _statement_habits(text: str, tok: Token, expected: list[str]) -> Diagnostic 
         )
     if keyword == "input":
         return _input_shape(text, tok, start, end)
+    number = number_word(body) if keyword in ("columns", "classes") and tok.type == "NAME" else None
+    if number is not None:  # `columns four`
+        return Diagnostic(
+            _span(text, tok.start_pos, end),
+            f"`{keyword}` is a number written in digits, not `{' '.join(body.split())}`",
+            hint=f"write `{keyword} {number}`",
+            fix=Fix(_span(text, start, end), f" {number}"),
+        )
     whole = re.fullmatch(r"\s*([0-9]+)\.0*\s*", body)
     if keyword in ("columns", "classes") and whole:  # `columns 3.0`
         return Diagnostic(
@@ -410,7 +441,37 @@ def _other_composition(text: str, tok: Token, expected: list[str]) -> Diagnostic
     )
 
 
+def _block_comment(text: str, tok: Token, expected: list[str]) -> Diagnostic | None:
+    """``/* ... */``, as in C, Java or CSS: fixed to ``# ...`` on each of its lines where
+    nothing but the comment follows its ``*/``."""
+    if tok.type == "$END":
+        return None
+    at = next((p for p in (tok.start_pos, tok.start_pos - 1) if p >= 0 and text.startswith("/*", p)), None)
+    if at is None:
+        return None
+    close = text.find("*/", at + 2)
+    line_end = text.find("\n", max(close, at))
+    line_end = len(text) if line_end < 0 else line_end
+    message = "comments start with '#', not '/*'"
+    if close < 0 or text[close + 2 : line_end].strip():  # never closed, or code after it
+        hint = "a comment runs from '#' to the end of its line: start each line of it with '#'"
+        return Diagnostic(_span(text, at, at + 2), message, hint=hint)
+    lines = text[at + 2 : close].split("\n")
+    rewritten = "\n".join(
+        re.match(r"\s*", ln).group() * (i > 0) + " ".join(["#", *ln.strip().lstrip("*").split()])
+        for i, ln in enumerate(lines)
+    )  # a Javadoc-style ` * ` that starts a line goes
+    how = f"write `{rewritten}`" if len(lines) == 1 else f"start each of its {len(lines)} lines with '#'"
+    return Diagnostic(
+        _span(text, at, at + 2),
+        message,
+        hint=f"a comment runs from '#' to the end of its line: {how}",
+        fix=Fix(_span(text, at, close + 2), rewritten),
+    )
+
+
 _RECOGNISERS: tuple[Callable[[str, Token, list[str]], Diagnostic | None], ...] = (
+    _block_comment,
     _comma_composition,
     _other_composition,
     _nested_call,
@@ -466,6 +527,87 @@ def python_style(source: Source) -> Diagnostic | None:
             hint=f"a block opens with '{{' and closes with '}}': write `{opened}` and close it where its lines end"
             + ("" if opened.startswith("key") else " (the same for `key {`)"),
             fix=Fix(whole, fixed),
+        ),
+    )
+
+
+# ---- YAML-style files ----------------------------------------------------------------------
+
+_YAML_LINE = re.compile(r"([A-Za-z_][A-Za-z0-9_.-]*)\s*:(?:\s+(.*))?")
+_YAML_STATEMENTS = ("input", "classes", "columns", "blocks", "droppath", "init")
+
+
+def _yaml_value(value: str) -> str:
+    """A YAML value as a statement's: a list ``[16, 32]`` as ``16 32``, ``[[16, 0.1], [32, 0.2]]``
+    as ``(16, 0.1) (32, 0.2)``."""
+    value = value.strip()
+    if not (value.startswith("[") and value.endswith("]")):
+        return value
+    items = [i.strip() for i in _split(value[1:-1], ",") if i.strip()]
+    return " ".join(f"({i[1:-1]})" if i.startswith("[") and i.endswith("]") else i for i in items)
+
+
+def yaml_style(source: Source) -> Diagnostic | None:
+    """A file written as YAML, ``network: tiny`` and ``columns: 3`` lines without braces: one
+    error at the first such line that says what a program looks like, with the program
+    rewritten (``network tiny {``, ``columns 3``, ``key: `` entries inside ``key {``, ``}``)
+    where that parses."""
+    lines = source.text.split("\n")
+    code = [line.split("#", 1)[0].rstrip() for line in lines]
+    if any("{" in c for c in code):
+        return None
+    keyed = [(i, m) for i, c in enumerate(code) if (m := _YAML_LINE.fullmatch(c.strip()))]
+    first = next((i for i, c in enumerate(code) if c.strip()), None)
+    if not keyed or keyed[0][0] != first or (len(keyed) < 2 and keyed[0][1].group(1) != "network"):
+        return None
+    line = keyed[0][0]
+    col = code[line].index(":") + 1
+    out: list[str] = []
+    key_indent = None  # the indentation of the `key:` line while its entries are being read
+    name = None
+    for c, whole in zip(code, lines):
+        indent = len(c) - len(c.lstrip())
+        stripped = c.strip()
+        if key_indent is not None and stripped and indent <= key_indent:
+            out.append("  }")
+            key_indent = None
+        entry = _YAML_LINE.fullmatch(stripped)
+        word, value = (entry.group(1), entry.group(2) or "") if entry else (None, "")
+        if not stripped:
+            out.append("")
+        elif word == "network" and name is None:
+            name = value.strip()
+            out.append(f"network {name} {{")
+        elif word == "key" and not value:
+            out.append("  key {")
+            key_indent = indent
+        elif key_indent is not None:
+            left, colon, right = stripped.partition(":")  # `conv(c): conv3x3(c) . relu`, `join: mean`
+            out.append(f"    {left.strip()} = {right.strip()}" if colon and "=" not in left else "    " + stripped)
+        elif word in _YAML_STATEMENTS:
+            out.append(f"  {word} {_yaml_value(value)}")
+        else:
+            out.append("  " + stripped)
+        comment = whole[len(c) :].rstrip("\r")
+        if comment.strip():  # kept after the line's rewrite, or alone
+            out[-1] = out[-1] + comment if out[-1].strip() else comment.strip()
+    if key_indent is not None:
+        out.append("  }")
+    while out and not out[-1]:
+        out.pop()
+    hint = "e.g. `columns 3` and `key { conv(c) = conv3x3(c) . relu }`"
+    fix = None
+    if name:
+        fixed = "\n".join([*out, "}"]) + ("\n" if source.text.endswith("\n") else "")
+        fix = Fix(Span(1, 1, len(lines), len(lines[-1]) + 1), fixed)
+        hint += f": write `network {name} {{`, the lines below it without ':', and `}}` at the end"
+    return _checked(
+        source,
+        Diagnostic(
+            Span.point(line + 1, col),
+            "fractal-dsl is not YAML: a program is `network NAME { ... }`, each statement a keyword and its value",
+            hint=hint,
+            fix=fix,
         ),
     )
 

@@ -33,8 +33,9 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .errors import Diagnostic, FractalError, Source, Span, UsageError, braces
-from .syntax import INIT_HABITS, INIT_SCHEMES, Program, parse
+from .errors import Diagnostic, FractalError, Source, Span, UsageError, braces, cut, quoted
+from .habits import number_word
+from .syntax import INIT_HABITS, INIT_SCHEMES, MAX_LINE_CHARS, Program, parse
 
 STATEMENTS = ("columns", "classes", "input", "init")
 DROPPATH = ("droppath.local", "droppath.global", "droppath.per")
@@ -57,7 +58,7 @@ class SetError(FractalError):
     def format(self) -> str:
         lines = []
         for name, message, hint in self.problems:
-            lines.append(f"--set {name}: error: {message}")
+            lines.append(f"--set {cut(name)}: error: {message}")
             if hint:
                 lines.append(f"    hint: {hint}")
         return "\n".join(lines)
@@ -75,9 +76,9 @@ def parse_settings(items: Iterable[str]) -> dict[str, str]:
         name, eq, value = item.partition("=")
         name, value = name.strip(), value.strip()
         if not eq or not name or not value:
-            raise UsageError(f"{{set}} {braces(item)!r}: write NAME=VALUE, e.g. {{set}} columns=4", "set")
+            raise UsageError(f"{{set}} {braces(quoted(item))}: write NAME=VALUE, e.g. {{set}} columns=4", "set")
         if name in out:
-            raise UsageError(f"{{set}} {braces(name)} is given twice", "set")
+            raise UsageError(f"{{set}} {braces(cut(name))} is given twice", "set")
         out[name] = value
     if len(out) > MAX_SETTINGS:
         raise UsageError(f"at most {MAX_SETTINGS} {{set}} values", "set")
@@ -108,11 +109,18 @@ def apply(source: Source, settings: Mapping[str, object]) -> Source:
 
     Raises :class:`SetError` for unknown names or malformed values, and the program's own
     :class:`~fractal_dsl.errors.FractalError` if it does not parse."""
+    return apply_traced(source, settings)[0]
+
+
+def apply_traced(source: Source, settings: Mapping[str, object]) -> tuple[Source, list[tuple[int, int, str]]]:
+    """:func:`apply`, and where each setting was written: ``(start, end, name)`` offsets into
+    the new text, so a diagnostic there can say that it comes from ``--set NAME``."""
     if not settings:
-        return source
+        return source, []
     given = {str(k): value_text(v) for k, v in settings.items()}
     program = parse(source)
     edits: dict[tuple, _Edit] = {}
+    owner: dict[tuple, str] = {}  # the setting each edit writes
     problems: list[tuple[str, str, str | None]] = []
     offsets = _line_offsets(source.text)
 
@@ -125,7 +133,7 @@ def apply(source: Source, settings: Mapping[str, object]) -> Source:
         text = given[name]
         try:
             for target, edit in _edits(program, name, text, at):
-                edits[target] = edit
+                edits[target], owner[target] = edit, name
         except _Bad as bad:
             hint = bad.hint
             if bad.unknown:
@@ -144,7 +152,37 @@ def apply(source: Source, settings: Mapping[str, object]) -> Source:
     out = source.text
     for edit in sorted(edits.values(), key=lambda e: (e.start, e.end, e.rank), reverse=True):
         out = out[: edit.start] + edit.text + out[edit.end :]
-    return Source(source.name, out)
+    written, shift = [], 0
+    for target, edit in sorted(edits.items(), key=lambda item: (item[1].start, item[1].end, item[1].rank)):
+        start = edit.start + shift
+        if target == ("droppath",):  # the statement written again: only the options set are the settings'
+            for m in re.finditer(r"\b(local|global|per) (\S+)", edit.text):
+                if m.group(1) in droppath:
+                    written.append((start + m.start(), start + m.end(), f"droppath.{m.group(1)}"))
+        else:
+            written.append((start, start + len(edit.text), owner[target]))
+        shift += len(edit.text) - (edit.end - edit.start)
+    _check_lines(out, written)
+    return Source(source.name, out), written
+
+
+def _check_lines(after: str, written: list[tuple[int, int, str]]) -> None:
+    """Refuse settings that make a line longer than the language allows (many blocks given a
+    long value each): said as ``--set NAME``, not at a line of the program as rewritten."""
+    offsets = _line_offsets(after)
+    problems = {}
+    for i, line in enumerate(after.split("\n")):
+        if len(line) > MAX_LINE_CHARS:  # the program's own lines are within the limit: parse() read it
+            for start, _, name in written:
+                if offsets[i] <= start <= offsets[i] + len(line):
+                    problems[name] = (
+                        name,
+                        f"written in, the values make line {i + 1} {len(line):,} characters long; "
+                        f"the limit is {MAX_LINE_CHARS:,}",
+                        "give a shorter value",
+                    )
+    if problems:
+        raise SetError(list(problems.values()))
 
 
 def program_as_run(text: str, name: str = "<string>") -> str:
@@ -208,32 +246,36 @@ _MAX_DIGITS = 100
 def _check(name: str, text: str, kind: str) -> str:
     """``text`` if it is a well-formed ``kind`` (so nothing else can be written into the
     program through a setting); else :class:`_Bad`."""
+    if kind in ("number", "value") and len(text) > _MAX_DIGITS:  # a number that long is never meant
+        raise _Bad(f"expected a number of at most {_MAX_DIGITS} characters, got {len(text):,} characters")
+    spelt = number_word(text) if kind in ("int", "number", "value") else None
+    digits = f"numbers are written in digits: did you mean `{spelt}`?" if spelt is not None else None  # `four`
     if kind == "int":
         if not _INT.fullmatch(text):
-            raise _Bad(f"expected a whole number, got {text!r}")
+            raise _Bad(f"expected a whole number, got {quoted(text)}", digits)
         if len(text) > _MAX_DIGITS:  # int() refuses past 4,300 digits; no setting needs a tenth of that
             raise _Bad(f"expected a whole number of at most {_MAX_DIGITS} digits, got {len(text):,} characters")
         return str(int(text))
     if kind == "number":
         if not _NUMBER.fullmatch(text):
-            raise _Bad(f"expected a number, got {text!r}")
+            raise _Bad(f"expected a number, got {quoted(text)}", digits)
         return text.lstrip("+")
     if kind == "shape":
         if not _SHAPE.fullmatch(text):
-            raise _Bad(f"expected an image shape CxHxW such as 3x32x32, got {text!r}")
+            raise _Bad(f"expected an image shape CxHxW such as 3x32x32, got {quoted(text)}")
         return text
     if kind == "value":  # a block value or a default: a number, true, false or same
         if _NUMBER.fullmatch(text):
             return text.lstrip("+")
         if text in VALUE_WORDS:
             return text
-        raise _Bad(f"expected a number (or true, false, same), got {text!r}")
+        raise _Bad(f"expected a number (or true, false, same), got {quoted(text)}", digits)
     choices = {"init": INIT_SCHEMES, "per": ("batch", "sample")}[kind]
     if text not in choices:
         close = [INIT_HABITS[text.lower()]] if kind == "init" and text.lower() in INIT_HABITS else []
         close = close or difflib.get_close_matches(text.lower(), choices, n=1)
         hint = f"did you mean `{close[0]}`?" if close else "use " + ", ".join(f"`{c}`" for c in choices)
-        raise _Bad(f"expected one of {', '.join(choices)}, got {text!r}", hint)
+        raise _Bad(f"expected one of {', '.join(choices)}, got {quoted(text)}", hint)
     return text
 
 

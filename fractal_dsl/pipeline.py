@@ -8,10 +8,11 @@ that use them, so no stage imports the package's ``__init__``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .errors import FractalError, Source
+from .errors import Diagnostic, FractalError, Source
 from .ir import Network
 
 
@@ -38,13 +39,23 @@ def load_source(source: Source, set: Mapping[str, Any] | None = None) -> Network
 
     if not set:
         return validate(expand(parse(source)), source)
-    from .overrides import apply
+    from .overrides import apply_traced
 
-    source = apply(source, set)
+    source, written = apply_traced(source, set)
     try:
         return validate(expand(parse(source)), source)
-    except FractalError as exc:  # `--set c=0` written into every block is one mistake, said once a line
-        once = {(d.span.line, d.message): d for d in reversed(exc.diagnostics)}
-        if len(once) == len(exc.diagnostics):
+    except FractalError as exc:
+        said = [_from_setting(d, source, written) for d in exc.diagnostics]
+        # `--set c=0` written into every block is one mistake, said once a line
+        once = {(d.span.line, d.message): d for d in reversed(said)}
+        if said == exc.diagnostics and len(once) == len(said):
             raise
         raise FractalError(source, list(once.values())) from None
+
+
+def _from_setting(d: Diagnostic, source: Source, written: list[tuple[int, int, str]]) -> Diagnostic:
+    """``d``, its message led by ``--set NAME:`` where it points into a value that setting wrote."""
+    lines = source.text.split("\n")
+    at = sum(len(line) + 1 for line in lines[: d.span.line - 1]) + d.span.column - 1
+    name = next((n for start, end, n in written if start <= at < end), None)
+    return d if name is None else replace(d, message=f"--set {name}: {d.message}")

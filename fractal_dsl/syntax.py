@@ -17,7 +17,7 @@ from lark import Token, Transformer, UnexpectedCharacters, UnexpectedEOF, Unexpe
 
 from .errors import Collector, Diagnostic, Fix, FractalError, Source, Span
 from .grammar import parser as _parser
-from .habits import python_style, recognise
+from .habits import python_style, recognise, yaml_style
 from .layers import BUILTINS
 from .safeio import read_input
 
@@ -415,8 +415,8 @@ def parse(source: Source) -> Program:
             tree = _parser().parse(text)
             break
         except UnexpectedInput as exc:
-            unclosed = (python_style(source) or _unclosed_brace(source)) if not found else None
-            if unclosed is not None:  # one report at the brace (or ':'), not a cascade after it
+            unclosed = (yaml_style(source) or python_style(source) or _unclosed_brace(source)) if not found else None
+            if unclosed is not None:  # one report at the brace (or ':', or YAML's first line), not a cascade
                 raise FractalError(source, [unclosed]) from None
             diag = _syntax_diagnostic(exc, Source(source.name, text))
             if found and diag.span.line <= found[-1].span.line:

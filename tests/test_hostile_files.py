@@ -443,6 +443,60 @@ def test_eval_reads_no_folder_and_writes_no_download_where_a_checkpoint_says(sma
         assert not elsewhere.exists()
 
 
+LONG = "{data}\n" + "A" * 100_000  # braces a message would fill in, a newline, 100 KB
+
+
+def _huge_data(state):
+    state["config"]["data"] = LONG
+
+
+def _huge_version(state):
+    state["version"] = LONG
+
+
+def _huge_network(state):
+    state["network"], state["source_name"], state["structure_sha256"] = LONG, LONG, "0" * 64
+
+
+def _huge_weight_name(state):
+    import torch
+
+    state["model"][LONG] = torch.zeros(1)
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        (_huge_data, "was trained on '{data}\\nAAAA"),
+        (_huge_version, "checkpoint format version '{data}\\nAAAA"),
+        (_huge_network, "checkpoint of network '{data}\\nAAAA"),
+        (_huge_weight_name, "does not fit network 'small': unexpected {data}"),
+    ],
+    ids=["config.data", "version", "network", "weight name"],
+)
+def test_a_checkpoints_own_strings_are_cut_short_in_evals_one_line_error(small_run, tmp_path, change, said):
+    """A checkpoint edited to hold 100 KB where a name belongs: eval's error repeats 200
+    characters of it, an ellipsis and its length (it repeated the whole, twice for --data)."""
+    state = _state(small_run)
+    change(state)
+    bad = _save(state, tmp_path / "edited.pt")
+    r = run("eval", small_run / "small.fdsl", "--checkpoint", bad, "--recalibrate-bn", "0", "--repeats", "1")
+    assert r.exit_code in (1, 2) and r.stdout == "", r.output
+    (line,) = r.stderr.splitlines()
+    assert line.startswith("error: ") and said in line, line[:500]
+    assert "A" * 201 not in line and "... (100,007 characters)" in line, line[:500]
+    assert len(line) < 1_500
+
+
+def test_a_data_option_100_kb_long_is_cut_short_in_its_one_line_error(small_run):
+    r = run("eval", small_run / "small.fdsl", "--checkpoint", small_run / "run" / "checkpoint.pt", "--data", LONG)
+    assert r.exit_code == 2 and r.stdout == "", r.output
+    (line,) = r.stderr.splitlines()
+    assert line.startswith("error: --data '{data}\\nAAAA") and line.endswith(
+        "A... (100,007 characters): not digits, cifar10, cifar100, svhn or an existing folder"
+    )
+
+
 # ---- class 6: a full disk ---------------------------------------------------------------------------
 
 

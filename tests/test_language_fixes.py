@@ -326,3 +326,102 @@ def test_a_stem_never_suggests_a_parameter_it_cannot_take():
     text = _program().replace("join = mean", "join = mean\n    stem = conv3x3(c) . relu")
     message, fixed = _one_fixed(text)
     assert "stem = conv3x3(32)" in fixed
+
+
+@pytest.mark.parametrize(
+    ("layer", "spelling"),
+    [
+        ("conv3x3(c, kernel_size=5)", "conv(c, kernel=5)"),
+        ("conv1x1(c, kernel_size=3, stride=1)", "conv(c, kernel=3, stride=1)"),
+        ("conv5x5(c, bias=false, kernel_size=7)", "conv(c, bias=false, kernel=7)"),
+    ],
+)
+def test_pytorchs_kernel_size_on_a_fixed_kernel_names_conv_and_its_kernel(layer, spelling):
+    message, fixed = _one_fixed(_program(KEY=f"unit(c, p) = {layer} . dropout(p) . relu"))
+    assert "has no argument `kernel_size`" in message
+    assert f"unit(c, p) = {spelling} . dropout(p)" in fixed
+
+
+@pytest.mark.parametrize(
+    ("written", "meant"),
+    [("columns two", "columns 2"), ("columns Two", "columns 2"), ("classes ten", "classes 10"),
+     ("classes twenty", "classes 20"), ("classes sixty-four", "classes 64"), ("classes twenty one", "classes 21")],
+)  # fmt: skip
+def test_a_count_written_as_a_word_is_written_in_digits(written, meant):
+    line = "columns 2" if written.startswith("columns") else "classes 10"
+    message, fixed = _one_fixed(_program().replace(line, written))
+    assert "is a number written in digits" in message
+    assert fixed == _program().replace(line, meant)
+
+
+@pytest.mark.parametrize(
+    ("written", "meant"),
+    [("(thirty, 0.1) (64, 0.2)", "(30, 0.1) (64, 0.2)"), ("(c=eighteen, p=0.1) (64, 0.2)", "(c=18, p=0.1) (64, 0.2)")],
+)
+def test_a_block_value_written_as_a_word_is_written_in_digits(written, meant):
+    message, fixed = _one_fixed(_program(BLOCKS=f"blocks {written}"))
+    assert fixed == _program(BLOCKS=f"blocks {meant}")
+
+
+def test_number_words_from_zero_to_a_hundred():
+    from fractal_dsl.habits import number_word
+
+    words = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
+    words += " seventeen eighteen nineteen twenty"
+    assert [number_word(w) for w in words.split()] == list(range(21))
+    assert [number_word(w) for w in ("Forty-two", "ninety nine", "hundred", "one hundred")] == [42, 99, 100, 100]
+    assert [number_word(w) for w in ("conv", "twenty zero", "ten one", "", "c")] == [None] * 5
+
+
+YAML = """# the same program, as YAML
+network: t
+input: 3x32x32
+classes: 10
+key:
+  unit(c, p): conv3x3(c) . dropout(p) . bn . relu
+  join: mean
+  pool: maxpool(2)
+  head: gap . flatten . linear(classes)
+f[1] = unit
+f[C+1] = join(f[C] . f[C], unit)
+columns: 2
+blocks: [[32, 0.1], [64, 0.2]]
+droppath: local 0.1
+"""
+
+
+def test_a_yaml_style_program_is_one_error_at_its_first_line_with_the_program_rewritten():
+    problems = _problems(YAML)
+    assert len(problems) == 1, [d.message for d in problems]
+    (d,) = problems
+    assert d.message.startswith("fractal-dsl is not YAML: a program is `network NAME { ... }`")
+    assert (d.span.line, d.span.column) == (2, 8)
+    fixed = d.fix.apply(YAML)
+    assert _problems(fixed) == []
+    assert fixed.startswith("# the same program, as YAML\nnetwork t {\n  input 3x32x32\n")
+    assert "  blocks (32, 0.1) (64, 0.2)\n  droppath local 0.1\n}\n" in fixed
+
+
+def test_a_yaml_style_file_without_a_network_line_is_still_one_error_without_a_fix():
+    (d,) = _problems("columns: 3\nclasses: 10\ninput: 1x8x8\n")
+    assert d.message.startswith("fractal-dsl is not YAML") and (d.span.line, d.span.column) == (1, 8)
+    assert d.fix is None and "write" not in d.hint
+
+
+@pytest.mark.parametrize(
+    ("droppath", "meant"),
+    [
+        ("droppath local 0.1   /* the paper's */", "droppath local 0.1   # the paper's"),
+        ("droppath local 0.1 /**/", "droppath local 0.1 #"),
+        ("/* drop-path:\n   * local only\n   */ \n  droppath local 0.1", "# drop-path:\n   # local only\n   # \n  droppath local 0.1"),
+    ],
+)  # fmt: skip
+def test_a_c_style_comment_is_fixed_to_a_hash(droppath, meant):
+    message, fixed = _one_fixed(_program(DROPPATH=droppath))
+    assert message == "comments start with '#', not '/*'"
+    assert fixed == _program(DROPPATH=meant)
+
+
+def test_a_c_style_comment_before_code_is_named_without_a_fix():
+    (d,) = _problems(_program(DROPPATH="/* local */ droppath local 0.1"))
+    assert d.message == "comments start with '#', not '/*'" and d.fix is None

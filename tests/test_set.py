@@ -182,11 +182,48 @@ def test_every_bad_setting_is_reported_at_once():
     assert len(err.value.problems) == 2 and err.value.show().endswith("2 errors in --set")
 
 
-def test_a_value_the_program_refuses_is_reported_at_its_line(program):
+def test_a_value_the_program_refuses_is_reported_at_its_line_as_the_settings(program):
     result = CliRunner().invoke(main, ["check", str(program), "--set", "columns=0"])
     assert result.exit_code == 1
-    assert f"{program}:11:3: error: columns must be at least 1" in result.stderr
+    assert f"{program}:11:3: error: --set columns: columns must be at least 1" in result.stderr
     assert "    columns 0" in result.stderr
+
+
+def test_only_what_a_setting_wrote_is_said_to_come_from_it(program):
+    text = program.read_text().replace("droppath local 0.1", "droppath local 3")
+    (program.parent / "d.fdsl").write_text(text)
+    result = CliRunner().invoke(main, ["check", str(program.parent / "d.fdsl"), "--set", "droppath.global=7"])
+    lines = [line for line in result.stderr.splitlines() if ": error: " in line]
+    assert [line.split(": error: ", 1)[1].split(",")[0] for line in lines] == [
+        "drop-path local probability must be between 0 and 1",
+        "--set droppath.global: drop-path global probability must be between 0 and 1",
+    ]
+
+
+@pytest.mark.parametrize("name", ["block1.c", "c", "p", "conv.p"])
+def test_a_value_thousands_of_digits_long_is_the_settings_error_not_a_long_line(program, name):
+    result = CliRunner().invoke(main, ["check", str(program), "--set", f"{name}=" + "9" * 5000])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"--set {name}: error: expected a number of at most 100 characters, got 5,000 characters\n1 error in --set\n"
+    )
+
+
+def test_values_that_make_a_line_too_long_are_the_settings_error(tmp_path):
+    many = PROGRAM.replace("blocks 4 (c=8)", "blocks" + " 4" * 12)  # 12 blocks of 100 digits each
+    (tmp_path / "m.fdsl").write_text(many)
+    assert "blocks 4 4 4" in many
+    result = CliRunner().invoke(main, ["check", str(tmp_path / "m.fdsl"), "--set", "c=1" + "0" * 99])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("--set c: error: written in, the values make line ")
+    assert "characters long; the limit is 1,000" in result.stderr
+
+
+def test_a_long_name_or_word_is_cut_short_in_the_error(program):
+    for setting, said in [("x" * 5000 + "=3", "--set " + "x" * 200 + "... (5,000 characters): error:"),
+                          ("init=" + "k" * 5000, "got '" + "k" * 199 + "... (5,000 characters)")]:  # fmt: skip
+        result = CliRunner().invoke(main, ["check", str(program), "--set", setting])
+        assert result.exit_code == 1 and said in result.stderr and len(result.stderr) < 1_000, result.stderr[:300]
 
 
 @pytest.mark.parametrize("args", [["--set", "columns"], ["--set", "=3"], ["--set", "c=1", "--set", "c=2"]])
@@ -275,3 +312,10 @@ def test_a_block_value_refused_in_every_block_is_one_error(program, setting, mes
     result = CliRunner().invoke(main, ["check", str(program), "--set", setting])
     assert result.exit_code == 1
     assert result.stderr.count(message) == 1 and result.stderr.endswith("1 error in " + str(program) + "\n")
+
+
+@pytest.mark.parametrize(("setting", "digits"), [("columns=four", "4"), ("c=Sixteen", "16"), ("conv.p=zero", "0")])
+def test_a_number_written_as_a_word_is_answered_with_its_digits(program, setting, digits):
+    result = CliRunner().invoke(main, ["check", str(program), "--set", setting])
+    assert result.exit_code == 1
+    assert f"hint: numbers are written in digits: did you mean `{digits}`?" in result.stderr

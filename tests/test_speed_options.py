@@ -153,3 +153,28 @@ def test_cli_defaults_match_the_config():
         defaults = {p.name: p.default for p in command.params}
         assert defaults["threads"] is TrainConfig().threads is None
         assert defaults["ort_latency"] is TrainConfig().ort_latency is True
+
+
+def test_autocast_takes_a_dtype_or_none_and_refuses_the_flag():
+    cpu = torch.device("cpu")
+    with speed.autocast(cpu, None):
+        assert not torch.is_autocast_enabled("cpu")
+    with speed.autocast(cpu, torch.bfloat16):
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    for flag in (False, True, "bfloat16"):
+        with pytest.raises(TypeError, match="takes a torch.dtype or None"):
+            speed.autocast(cpu, flag)
+
+
+def test_every_caller_passes_autocast_the_chosen_type(small_run, monkeypatch, tmp_path):
+    """train and eval, with --amp and without, hand autocast what amp_dtype chose (None or a
+    torch.dtype), never --amp's bool."""
+    seen = []
+    real = speed.autocast
+    monkeypatch.setattr(speed, "autocast", lambda device, dtype: seen.append(dtype) or real(device, dtype))
+    net = loads(SMALL, "small.fdsl")
+    for amp in (False, True):
+        evaluate_checkpoint(net, small_run / "checkpoint.pt", column=1, device="cpu", repeats=1, amp=amp, warn=print)
+    cfg = TrainConfig(epochs=1, subset=100, quiet=True, recalibrate_bn=0, device="cpu")
+    train(net, cfg, tmp_path / "run", log=lambda *a: None)
+    assert seen and all(d is None or isinstance(d, torch.dtype) for d in seen), set(map(repr, seen))

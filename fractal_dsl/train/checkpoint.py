@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from .. import codegen, safeio
-from ..errors import braces
+from ..errors import braces, cut, quoted
 from ..ir import Network
 from .config import TrainError
 
@@ -118,7 +118,7 @@ def load(path: str | Path) -> dict:
         raise TrainError(f"{path}: not a fractal-dsl checkpoint")
     if state.get("version") not in READABLE:
         raise TrainError(
-            f"{path}: checkpoint format version {state.get('version')!r}, this fractal-dsl reads "
+            f"{path}: checkpoint format version {quoted(state.get('version'))}, this fractal-dsl reads "
             + ", ".join(map(str, READABLE))
         )
     _check_tree(path, state)
@@ -141,7 +141,7 @@ def _check_archive(path, fh) -> None:
     for record in records:
         if record.compress_type != zipfile.ZIP_STORED or record.file_size > size:
             raise TrainError(
-                f"{path}: not a fractal-dsl checkpoint: its record {record.filename!r} is compressed or larger "
+                f"{path}: not a fractal-dsl checkpoint: its record {quoted(record.filename)} is compressed or larger "
                 "than the file (torch.save stores records as they are)"
             )
     fh.seek(0)
@@ -158,19 +158,19 @@ def _check_tree(path, state) -> None:
         if seen > MAX_ITEMS or depth > MAX_DEPTH:
             raise TrainError(
                 f"{path}: damaged checkpoint: more than {MAX_ITEMS:,} values or nested more than {MAX_DEPTH} "
-                f"deep (at {where[:120]})"
+                f"deep (at {cut(where, 120)})"
             )
         if isinstance(value, torch.Tensor):
             _check_tensor(path, where, value)
         elif isinstance(value, dict):
             for k, v in value.items():
                 if not isinstance(k, (str, int)):
-                    raise TrainError(f"{path}: damaged checkpoint: a key of {where[:120]} is {type(k).__name__}")
+                    raise TrainError(f"{path}: damaged checkpoint: a key of {cut(where, 120)} is {type(k).__name__}")
                 todo.append((v, f"{where}[{k!r}]", depth + 1))
         elif isinstance(value, (list, tuple)):
             todo.extend((v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value))
         elif not isinstance(value, LEAVES) and not isinstance(value, torch.Size):
-            raise TrainError(f"{path}: damaged checkpoint: {where[:120]} is a {type(value).__name__}")
+            raise TrainError(f"{path}: damaged checkpoint: {cut(where, 120)} is a {type(value).__name__}")
 
 
 def _check_tensor(path, where: str, t: torch.Tensor) -> None:
@@ -190,7 +190,7 @@ def _check_tensor(path, where: str, t: torch.Tensor) -> None:
             "an array of its own"
         )
     if why:
-        raise TrainError(f"{path}: damaged checkpoint: {where[:120]} is {why}")
+        raise TrainError(f"{path}: damaged checkpoint: {cut(where, 120)} is {why}")
 
 
 def _check_types(path, state: dict) -> None:
@@ -205,7 +205,7 @@ def _check_types(path, state: dict) -> None:
             raise TrainError(f"{path}: damaged checkpoint: config `{name}` is {type(config[name]).__name__}")
     bad = [k for k, v in state.get("model", {}).items() if not isinstance(v, torch.Tensor)]
     if bad:
-        raise TrainError(f"{path}: damaged checkpoint: model entry {bad[0]!r} is not a tensor")
+        raise TrainError(f"{path}: damaged checkpoint: model entry {quoted(bad[0])} is not a tensor")
     for i, record in enumerate(state.get("history", [])):
         if not isinstance(record, dict):
             raise TrainError(f"{path}: damaged checkpoint: history entry {i + 1} is not a record")
@@ -242,18 +242,18 @@ def verify(path, state: dict, net, model: torch.nn.Module, allow_other_network: 
         )
     broken = next((k for k, t in state["model"].items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
     if broken is not None:
-        raise TrainError(f"{path}: the weight {broken[:120]} holds NaN or infinite values (a diverged run?)")
+        raise TrainError(f"{path}: the weight {cut(broken)} holds NaN or infinite values (a diverged run?)")
     if legacy or state["structure_sha256"] == structure_sha256(net):
         return
     was = state.get("network")
-    what = f"network {was!r}" + (f" from {state['source_name']}" if state.get("source_name") else "")
+    what = f"network {quoted(was)}" + (f" from {cut(state['source_name'])}" if state.get("source_name") else "")
     if allow_other_network:
         warn(
             f"warning: {path} holds the weights of another {what}; loading them into {net.name!r} "
             "as asked (allow_other_network)"
         )
         return
-    differs = f"another name ({was!r})" if was != net.name else "the same name but another structure"
+    differs = f"another name ({quoted(was)})" if was != net.name else "the same name but another structure"
     raise TrainError(
         f"{braces(path)}: checkpoint of {braces(what)}, not of this network {braces(repr(net.name))} "
         f"({braces(net.source_name)}): {braces(differs)}; layers, joins or connections differ. Use the "
@@ -269,7 +269,7 @@ def check_fits(path, state: dict, model: torch.nn.Module, network: str) -> None:
         raise TrainError(f"{path}: checkpoint holds no model weights")
     own = model.state_dict()
     problems = [f"missing {k}" for k in own if k not in saved and not _added_later(k)]
-    problems += [f"unexpected {k}" for k in saved if k not in own]
+    problems += [f"unexpected {cut(k)}" for k in saved if k not in own]
     problems += [
         f"{k} is {_shape(saved[k], v)} here {_shape(v, saved[k])}"
         for k, v in own.items()
@@ -278,7 +278,7 @@ def check_fits(path, state: dict, model: torch.nn.Module, network: str) -> None:
     if problems:
         more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
         raise TrainError(
-            f"{path}: checkpoint of network {state.get('network')!r} does not fit network "
+            f"{path}: checkpoint of network {quoted(state.get('network'))} does not fit network "
             f"{network!r}: {'; '.join(problems[:3])}{more}"
         )
 
@@ -294,7 +294,7 @@ def check_optimizer(path, saved, opt: torch.optim.Optimizer) -> None:
     owner = dict(zip(ids, params))
     for i, entry in states.items():
         if i not in owner or not isinstance(entry, dict):
-            raise TrainError(f"{path}: damaged training state: optimizer state {i!r} belongs to no parameter")
+            raise TrainError(f"{path}: damaged training state: optimizer state {quoted(i)} belongs to no parameter")
         p = owner[i]
         for name, value in entry.items():
             if isinstance(value, torch.Tensor) and value.dim() and (value.shape != p.shape or value.dtype != p.dtype):

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import safeio
-from ..errors import UsageError, braces
+from ..errors import UsageError, braces, quoted
 from .config import TrainError
 
 VISION = {"cifar10": ((3, 32, 32), 10), "cifar100": ((3, 32, 32), 100), "svhn": ((3, 32, 32), 10)}
@@ -96,7 +96,7 @@ def load(
             raise TrainError(f"cannot read the image folder {exc.filename or spec}: {exc.strerror or exc}") from None
     else:
         raise UsageError(
-            f"{{data}} {braces(repr(spec))}: not digits, cifar10, cifar100, svhn or an existing folder", "data"
+            f"{{data}} {braces(quoted(spec))}: not digits, cifar10, cifar100, svhn or an existing folder", "data"
         )
     if data.shape != tuple(input_shape):
         raise TrainError(

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from .. import fingerprint
 from ..anytime import column_costs
-from ..errors import UsageError, braces
+from ..errors import UsageError, braces, cut, quoted
 from ..ir import Network
 from . import checkpoint, distributed, memory, ort, runfolder, speed, tblog
 from . import data as datasets
@@ -615,9 +615,10 @@ def _checkpoint_data(path, state: dict) -> str:
     spec = state.get("config", {}).get("data", "digits")
     if spec == "digits" or spec in datasets.VISION:
         return spec
+    named = braces(spec) if cut(spec) == spec and spec.isprintable() else "FOLDER"  # a long or odd one is not repeated
     raise UsageError(
-        f"{braces(path)} was trained on {braces(repr(spec))}; eval reads a folder only when it is given: "
-        f"add {{data}} {braces(spec)} to evaluate on it",
+        f"{braces(path)} was trained on {braces(quoted(spec))}; eval reads a folder only when it is given: "
+        f"add {{data}} {named} to evaluate on it",
         "data",
     )
 

@@ -59,7 +59,11 @@ def precision(dtype: torch.dtype | None) -> dict:
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
-    """``torch.autocast`` to ``dtype`` on ``device``'s type, or nothing when ``dtype`` is None."""
-    if not dtype:  # None (or an old caller's False)
+    """``torch.autocast`` to ``dtype`` on ``device``'s type, or nothing when ``dtype`` is None:
+    the type :func:`amp_dtype` chose, never ``--amp``'s flag itself (a bool is refused, so a
+    caller that passes the flag fails here instead of running in float32 unnoticed)."""
+    if dtype is None:
         return contextlib.nullcontext()
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"autocast takes a torch.dtype or None (from amp_dtype), not {dtype!r}")
     return torch.autocast(device.type, dtype=dtype)
