@@ -353,6 +353,26 @@ def test_node_table_and_on_path_table_match_the_graph(path):
     assert source.count("def _forward_graph") == 1 == source.count("\n_GRAPH")
 
 
+def test_the_module_grows_with_the_kinds_of_blocks_not_the_blocks_or_joins():
+    """Issue 20: a block built like another adds its entry in ``_BLOCKS`` and its forward
+    call, never its units', nodes' or joins' rows; a wider network adds its one block
+    graph's rows (tiny at C = 10, 768 joins: at most 5,000 lines, issue 20's bound)."""
+    from fractal_dsl import semantics
+
+    tiny = (ROOT / "examples" / "tiny.fdsl").read_text()
+    three = codegen.generate(fractal_dsl.loads(tiny, "tiny.fdsl"))
+    four = tiny.replace("blocks (16, 0.0) (32, 0.1) (64, 0.2)", "blocks (16, 0.0) (32, 0.1) (64, 0.2) (64, 0.3)")
+    assert four != tiny
+    grown = codegen.generate(fractal_dsl.loads(four, "tiny.fdsl"))
+    assert 0 < grown.count("\n") - three.count("\n") <= 4
+    wide = fractal_dsl.loads(tiny, "tiny.fdsl", set={"columns": 10})
+    source = codegen.generate(wide)
+    assert source.count("\n") <= 5000
+    module = codegen.load_module(source, "tiny_c10")
+    assert len(module._JOINS) == len(semantics.joins(wide)) == 768
+    assert source.count("join_d") == 256  # one row per join of the one block graph
+
+
 def test_the_output_is_checked_once(monkeypatch):
     """generate() refuses source that does not compile; with check=False it leaves that to
     load_module, which compiles it anyway (one syntax check either way, issue 22)."""
