@@ -113,9 +113,9 @@ _UNITS1 = (
 )
 
 # The graph of blocks 1 to 2 but the pool, in topological order: (node id, submodule,
-# columns through it, inputs[, rank]), an input a row counted from 1
-# (0: the block's input), a join's rows ending with the rank of its tensors;
-# _ON_PATH1[k - 1]: what the joins keep on column k's path (semantics.on_path_table).
+# columns through it, inputs, and for a join the rank of its tensors),
+# each input a row counted from 1 (0: the block's input). _ON_PATH1[k - 1]: what its
+# joins keep on column k's path, input by input (semantics.on_path_table).
 _GRAPH1 = (
     ("c3_d1_conv", "column3.layer1", (3,), (0,)),
     ("c3_d2_conv", "column3.layer2", (3,), (1,)),
@@ -439,12 +439,6 @@ class _Normalize(nn.Module):
         return (x - self.mean.reshape(view)) / self.std.reshape(view)
 
 
-def _set_path(module: nn.Module, path: int) -> None:
-    for m in module.modules():
-        if isinstance(m, PathBatchNorm2d):
-            m.path = path
-
-
 @torch.no_grad()
 def recalibrate_bn(
     model: nn.Module, batches: Iterable[Any], column: int | None = None
@@ -487,7 +481,9 @@ class _ColumnChain(nn.Sequential):
         self.column = column
 
     def forward(self, x: Tensor) -> Tensor:
-        _set_path(self, self.column)
+        for m in self.modules():
+            if isinstance(m, PathBatchNorm2d):
+                m.path = self.column
         return super().forward(x)
 
 
