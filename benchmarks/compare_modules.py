@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--drop-path-per", choices=("batch", "sample"), default="batch", help="drop-path drawn per")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             torch.manual_seed(0)
             module = _load(path, f"compare_{label}")
             samples = torch.Generator().manual_seed(1)
-            model = module.build(compute_all=compute_all, drop_path_per="batch", generator=samples).train()
+            model = module.build(compute_all=compute_all, drop_path_per=args.drop_path_per, generator=samples).train()
             runs[(label, compute_all)] = (model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
     times: dict = {k: [] for k in runs}
     keys = list(runs)
@@ -67,7 +68,10 @@ def main(argv: list[str] | None = None) -> int:
             opt.zero_grad(set_to_none=True)
             if step >= args.warmup:
                 times[k].append(seconds)
-    print(f"{net.name}: batch {args.batch}, {args.steps} steps, CPU threads {torch.get_num_threads()}")
+    print(
+        f"{net.name}: batch {args.batch}, {args.steps} steps, drop-path per {args.drop_path_per}, "
+        f"CPU threads {torch.get_num_threads()}"
+    )
     for (label, compute_all), t in times.items():
         mode = "compute all" if compute_all else "skip dead layers"
         print(f"{label} {mode:<17} mean {statistics.fmean(t) * 1e3:9.1f} ms/step")
