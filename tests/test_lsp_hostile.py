@@ -183,8 +183,10 @@ class RawClient:
         from conftest import ROOT
 
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        # unbuffered: select() then sees every byte not yet read (a buffered reader could hold
+        # a whole answer that select() no longer reports, and the test would wait for nothing)
         self.proc = subprocess.Popen([sys.executable, "-m", "fractal_dsl.cli", "lsp"], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT, env=env)
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT, env=env, bufsize=0)
 
     def send(self, message: dict) -> None:
         body = json.dumps({"jsonrpc": "2.0", **message}).encode()
@@ -196,14 +198,23 @@ class RawClient:
         import select
 
         end = time.monotonic() + timeout
+
+        def read(n: int) -> bytes:  # exactly n bytes, waiting for each part until ``end``
+            data = b""
+            while len(data) < n:
+                ready, _, _ = select.select([self.proc.stdout], [], [], max(0.0, end - time.monotonic()))
+                assert ready, f"no answer to request {msg_id} within {timeout} s"
+                part = self.proc.stdout.read(n - len(data))
+                assert part, f"the server closed its output before answering request {msg_id}"
+                data += part
+            return data
+
         while True:
-            ready, _, _ = select.select([self.proc.stdout], [], [], max(0.0, end - time.monotonic()))
-            assert ready, f"no answer to request {msg_id} within {timeout} s"
             head = b""
             while not head.endswith(b"\r\n\r\n"):
-                head += self.proc.stdout.read(1)
+                head += read(1)
             length = int(head.split(b"Content-Length:")[1].split(b"\r\n")[0])
-            message = json.loads(self.proc.stdout.read(length))
+            message = json.loads(read(length))
             if message.get("id") == msg_id and "method" not in message:
                 return message
 
