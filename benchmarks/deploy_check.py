@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-onnx", action="store_true", help="skip the ONNX files (no onnx extra)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        out = measure(args.fdsl, args.run, tmp, onnx=not args.no_onnx)
+        out = measure(args.fdsl, os.path.abspath(args.run), tmp, onnx=not args.no_onnx)  # the deployer runs elsewhere
     ways = [w for w in ("model.py", "compile --column", "onnx") if out[w]]
     print(f"{'path':<15}{'anytime table':>15}" + "".join(f"{w:>18}" for w in ways))
     worst = 0.0
