@@ -30,7 +30,7 @@ DEPLOYER = r"""
 import importlib.util, json, sys
 import numpy as np, torch
 
-run, tmp, columns = sys.argv[1], sys.argv[2], int(sys.argv[3])
+run, tmp, columns, onnx = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "onnx"
 
 def load(path, name):
     spec = importlib.util.spec_from_file_location(name, path)
@@ -58,6 +58,7 @@ try:
     import onnxruntime as ort
 except ImportError:
     ort = None
+ort = ort if onnx else None
 for k in [None, *range(1, columns + 1)] if ort else []:
     session = ort.InferenceSession(f"{tmp}/column{k}.onnx", providers=["CPUExecutionProvider"])
     (logits,) = session.run(None, {"images": x.numpy()})
@@ -90,7 +91,7 @@ def measure(fdsl: str | Path, run: str | Path, tmp: str | Path, onnx: bool = Tru
         (tmp / f"column{k}.onnx").write_bytes(export_bytes(net, run / "checkpoint.pt", k, warn=lambda *_: None))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     r = subprocess.run(
-        [sys.executable, "-I", "-c", DEPLOYER, str(run), str(tmp), str(net.columns)],
+        [sys.executable, "-I", "-c", DEPLOYER, str(run), str(tmp), str(net.columns), "onnx" if onnx else "-"],
         capture_output=True,
         text=True,
         check=False,
