@@ -38,10 +38,10 @@ from .syntax import Call, FractalRef, Join, KeyDef, Program, Rule, Seq
 
 __all__ = ["MAX_COLUMNS", "MAX_LAYERS", "MAX_UNITS", "Size", "check"]  # the limits are rules.py's and these
 
-# measured on this project's 2-core machine under load (benchmarks/compile_speed.py --columns 11
-# --lift-limits, issue 22): checking and compiling 6,141 units (tiny.fdsl at C = 11) takes 1.8 s
-# (0.8 s check, 0.9 s compile) and 150 MB at peak; earlier, 229,000 PyTorch layers in 7 units
-# took 6 s and 0.65 GB
+# measured on this project's 2-core machine, idle (benchmarks/compile_speed.py --columns 11
+# --lift-limits, issue 20's graph tables): checking and compiling 6,141 units (tiny.fdsl at
+# C = 11) takes 0.9 s (0.47 s check, 0.41 s compile) and 102 MB at peak; earlier, 229,000
+# PyTorch layers in 7 units took 6 s and 0.65 GB
 MAX_UNITS = 4_000  # layer nodes in the whole network
 MAX_LAYERS = 50_000  # PyTorch layers in the whole network (inside every unit)
 

@@ -487,7 +487,8 @@ class _Graphs:
             block_joins = [join_index[m] for m in members if m in join_index]
             j0 = block_joins[0] if block_joins else len(join_index)
             a0, a1 = (first_input[j0], first_input[block_joins[-1] + 1]) if block_joins else (0, 0)
-            rows = tuple(self._row(m, b, order[first - 1], members) for m in members)
+            local = {order[first - 1]: 0} | {m: p for p, m in enumerate(members, 1)}  # row numbers
+            rows = tuple(self._row(m, b, local) for m in members)
             bits = tuple(row[a0:a1] for row in on_path)
             g = keys.get((rows, bits))
             if g is None:
@@ -505,10 +506,10 @@ class _Graphs:
             self.graphs[g - 1]["blocks_text"] = _blocks_text(self.graphs[g - 1]["blocks"])
             self.block_graph[b] = (g, first, j0)
 
-    def _row(self, m: str, b: int, before: str, members: list[str]) -> tuple:
-        """Node ``m``'s row of block ``b``'s graph (``before``: the node that feeds the block)."""
+    def _row(self, m: str, b: int, local: dict[str, int]) -> tuple:
+        """Node ``m``'s row of block ``b``'s graph (``local``: the row of each node the block's
+        rows may take as input, 0 for the node that feeds the block)."""
         net, node = self.net, self.nodes[m]
-        local = {before: 0} | {u: p for p, u in enumerate(members, 1)}
         if any(u not in local for u in net.inputs(m)):
             raise CodegenError(f"{m} takes an input from outside block {b} other than the block's input")
         prefix = f"b{b}_"
