@@ -505,6 +505,25 @@ class _Graphs:
             self.graphs[g - 1]["blocks"].append(b)
             self.graphs[g - 1]["blocks_text"] = _blocks_text(self.graphs[g - 1]["blocks"])
             self.block_graph[b] = (g, first, j0)
+        self._check_chain(order, in_block)
+
+    def _check_chain(self, order: list[str], in_block: dict[int, list[str]]) -> None:
+        """What the generated ``_expand`` assumes: the input, the stem, each block's graph and
+        pool, the head and the output in that order, each node outside the blocks carrying
+        every column and taking the node before it."""
+        expected = ["input", *(["stem"] if "stem" in self.nodes else [])]
+        for b in sorted(in_block):
+            expected += in_block[b] + ([f"b{b}_pool"] if f"b{b}_pool" in self.nodes else [])
+        expected += ["head", "output"]
+        if order != expected:
+            raise CodegenError("the network is not input, stem, blocks and pools, head, output in order")
+        every = tuple(range(1, self.net.columns + 1))
+        for i, n in enumerate(order):
+            chained = [order[i - 1]] if i else []
+            if self.nodes[n].kind not in (LAYER, JOIN) and (
+                self.nodes[n].columns != every or self.net.inputs(n) != chained
+            ):
+                raise CodegenError(f"{n} does not carry every column from the node before it")
 
     def _row(self, m: str, b: int, local: dict[str, int]) -> tuple:
         """Node ``m``'s row of block ``b``'s graph (``local``: the row of each node the block's
