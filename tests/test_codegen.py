@@ -205,7 +205,7 @@ def test_generated_code_imports_only_torch_and_stdlib():
             roots |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom):
             roots.add(node.module.split(".")[0])
-    assert roots <= {"__future__", "functools", "itertools", "collections", "typing", "warnings", "torch"}, roots
+    assert roots <= {"__future__", "functools", "itertools", "collections", "operator", "typing", "warnings", "torch"}, roots
 
 
 EDGE = """network edge {

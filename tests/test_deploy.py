@@ -103,6 +103,31 @@ def test_the_module_checks_its_input_in_one_line():
         model(torch.rand(8, 8))
 
 
+def test_a_column_is_taken_as_a_number_or_refused():
+    """``column`` given as an integer tensor (say, from a data loader) runs that column on its
+    own batch-norm statistics, as the int does; it once ran with the whole network's. A bool,
+    a float, a string or a number out of range is refused, also by ``column_sample`` (where 0
+    once gave the last column's sample) and ``extract_column``."""
+    source = codegen.generate(loads(SMALL, "small.fdsl"))
+    module = codegen.load_module(source, "deploy_columns")
+    model = module.build().eval()
+    for m in model.modules():
+        if isinstance(m, module.PathBatchNorm2d):
+            for k in m.paths:  # every path's statistics its own
+                m.path_stats(k)[0].normal_()
+    x = torch.rand(3, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(model(x, column=torch.tensor(2)), model(x, column=2))
+        assert not torch.equal(model(x, column=2), model(x))
+    for bad in (0, 3, -1, True, 1.0, "1", torch.tensor(1.5)):
+        with pytest.raises(ValueError, match=r"^column must be 1\.\.2, not "):
+            model(x, column=bad)
+        with pytest.raises(ValueError, match=r"^column must be 1\.\.2, not "):
+            module.column_sample(bad)
+        with pytest.raises(ValueError, match=r"^column must be 1\.\.2, not "):
+            model.extract_column(bad)
+
+
 def _bn_buffers(model) -> dict:
     return {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "tracked" in k}
 

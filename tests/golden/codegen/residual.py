@@ -39,6 +39,7 @@ Generated code: edit the .fdsl source and compile again instead of editing this 
 from __future__ import annotations
 
 import functools
+import operator
 import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -293,10 +294,22 @@ def sample_drop_path(
     return _to_sample(*_sample_masks(1, local, global_ratio, device, generator))
 
 
+def _column(column: Any) -> int:
+    """``column`` as a column number from 1 to NUM_COLUMNS (an int or an integer tensor)."""
+    try:
+        k = operator.index(column)
+    except TypeError:
+        k = 0
+    if isinstance(column, bool) or not 1 <= k <= NUM_COLUMNS:
+        raise ValueError(f"column must be 1..{NUM_COLUMNS}, not {column!r}")
+    return k
+
+
 def column_sample(column: int) -> dict[str, Any]:
     """The global drop-path sample that keeps only ``column`` (1 to NUM_COLUMNS), in the
     form of ``sample_drop_path``; a drop-path hook may return it to force that column."""
-    return {"mode": "global", "column": column, "joins": _kept(_ON_PATH[column - 1])}
+    k = _column(column)
+    return {"mode": "global", "column": k, "joins": _kept(_ON_PATH[k - 1])}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -458,7 +471,7 @@ def recalibrate_bn(
     network) from ``batches``: image tensors as ``model`` takes them (or ``(images,
     labels)`` pairs), averaged over all of them in place of the stored ones. Drop-path
     and dropout are off meanwhile; the model is left in the mode it was in."""
-    path = column or 0
+    path = 0 if column is None else _column(column)
     saved = [(m, m.training, getattr(m, "momentum", None)) for m in model.modules()]
     drop_path, model.drop_path = model.drop_path, False
     try:
@@ -575,8 +588,6 @@ class Residual(nn.Module):
         if isinstance(column, torch.fx.Proxy):
             column = None  # torch.fx traces column=None; concrete_args picks a column
         if column is not None:
-            if not 1 <= column <= NUM_COLUMNS:
-                raise ValueError(f"column must be 1..{NUM_COLUMNS}, not {column!r}")
             return _plan_of(_ON_PATH[column - 1])
         if not (self.training and self.drop_path):
             return _FULL
@@ -632,6 +643,8 @@ class Residual(nn.Module):
             raise ValueError(
                 f"expected images of shape N x 1x16x16 (floats in [0, 1]), got {shape}"
             )
+        if column is not None and not isinstance(column, torch.fx.Proxy):
+            column = _column(column)  # an int from here on (a tensor's too)
         plan = self._plan(x, column)
         path = column if isinstance(column, int) else 0  # None, or torch.fx's proxy
         for m in self._norms:
@@ -661,8 +674,7 @@ class Residual(nn.Module):
 
     def extract_column(self, k: int) -> nn.Sequential:
         """Column k alone as a plain ``nn.Sequential`` sharing this model's weights."""
-        if not 1 <= k <= NUM_COLUMNS:
-            raise ValueError(f"column must be 1..{NUM_COLUMNS}, not {k!r}")
+        k = _column(k)
         steps: OrderedDict[str, nn.Module] = OrderedDict(normalize=self.normalize)
         kept = _kept(_ON_PATH[k - 1])
         for node, module, columns, _, j in _NODES:
