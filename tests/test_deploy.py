@@ -128,6 +128,36 @@ def test_a_column_is_taken_as_a_number_or_refused():
             model.extract_column(bad)
 
 
+def test_recalibration_that_sees_no_batch_or_fails_leaves_the_statistics_as_they_were():
+    """An exhausted iterator, a batch of the wrong shape or a loader that fails midway must not
+    leave a path with reset or half-estimated statistics; the model's modes come back too."""
+    module = codegen.load_module(codegen.generate(loads(SMALL, "small.fdsl")), "deploy_recalibrate")
+    model = module.build().eval()
+    for m in model.modules():
+        if isinstance(m, module.PathBatchNorm2d):
+            for k in (0, *m.paths):
+                m.path_stats(k)[0].normal_()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def failing():
+        yield torch.rand(4, 1, 8, 8)
+        raise OSError("the loader failed")
+
+    def cases():
+        return [(iter([]), ValueError, "no batches"), ([torch.rand(4, 3, 8, 8)], ValueError, "expected images"),
+                (failing(), OSError, "the loader failed")]
+
+    for column in (None, 2):
+        for batches, error, message in cases():
+            with pytest.raises(error, match=message):
+                module.recalibrate_bn(model, batches, column=column)
+            assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+            assert not model.training and model.drop_path
+            assert all(m.momentum == 0.1 for m in model.modules() if isinstance(m, module.PathBatchNorm2d))
+    module.recalibrate_bn(model, [torch.rand(4, 1, 8, 8)], column=2)
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
 def _bn_buffers(model) -> dict:
     return {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "tracked" in k}
 

@@ -463,23 +463,36 @@ def recalibrate_bn(
     """Re-estimate the batch-norm statistics of ``column``'s path (None: the whole
     network) from ``batches``: image tensors as ``model`` takes them (or ``(images,
     labels)`` pairs), averaged over all of them in place of the stored ones. Drop-path
-    and dropout are off meanwhile; the model is left in the mode it was in."""
+    and dropout are off meanwhile; the model is left in the mode it was in, and with the
+    statistics it had if ``batches`` is empty or a batch fails."""
     path = 0 if column is None else _column(column)
     saved = [(m, m.training, getattr(m, "momentum", None)) for m in model.modules()]
+    norms = [m for m, *_ in saved if isinstance(m, PathBatchNorm2d)]
+    on_path = [m for m in norms if path == 0 or path in m.paths]  # the others idle
+    stored = [[stat.clone() for stat in m.path_stats(path)] for m in on_path]
     drop_path, model.drop_path = model.drop_path, False
     try:
         model.train()
         for m in model.modules():
             if isinstance(m, nn.modules.dropout._DropoutNd):
                 m.eval()
-            elif isinstance(m, PathBatchNorm2d):
-                m.momentum = None
-                if path == 0 or path in m.paths:  # the others are not on the path
-                    for stat, start in zip(m.path_stats(path), (0, 1, 0)):
-                        stat.fill_(start)
+        for m in norms:
+            m.momentum = None
+        for m in on_path:
+            for stat, start in zip(m.path_stats(path), (0, 1, 0)):
+                stat.fill_(start)
+        seen = 0
         for batch in batches:
             x = batch[0] if isinstance(batch, (tuple, list)) else batch
             model(x, column=column)
+            seen += 1
+        if not seen:
+            raise ValueError("no batches: the batch-norm statistics are unchanged")
+    except BaseException:
+        for m, old in zip(on_path, stored):
+            for stat, value in zip(m.path_stats(path), old):
+                stat.copy_(value)
+        raise
     finally:
         for m, mode, momentum in saved:
             m.training = mode
