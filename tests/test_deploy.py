@@ -101,6 +101,9 @@ def test_the_module_checks_its_input_in_one_line():
         model(torch.rand(2, 3, 8, 8))
     with pytest.raises(ValueError, match="got 8x8"):
         model(torch.rand(8, 8))
+    # images as a decoder gives them (0-255 integers) would give wrong answers silently
+    with pytest.raises(ValueError, match=r"^expected images as floats in \[0, 1\], got torch.uint8 \(divide by 255\?\)$"):
+        model(torch.randint(0, 256, (2, 1, 8, 8), dtype=torch.uint8))
 
 
 def test_a_column_is_taken_as_a_number_or_refused():

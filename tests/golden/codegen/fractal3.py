@@ -639,6 +639,10 @@ class Fractal3(nn.Module):
             raise ValueError(
                 f"expected images of shape N x 3x32x32 (floats in [0, 1]), got {shape}"
             )
+        if not isinstance(x, torch.fx.Proxy) and not x.is_floating_point():
+            raise ValueError(
+                f"expected images as floats in [0, 1], got {x.dtype} (divide by 255?)"
+            )
         if column is not None and not isinstance(column, torch.fx.Proxy):
             column = _column(column)  # an int from here on (a tensor's too)
         plan = self._plan(x, column)

@@ -638,6 +638,10 @@ class Nested(nn.Module):
             raise ValueError(
                 f"expected images of shape N x 1x16x16 (floats in [0, 1]), got {shape}"
             )
+        if not isinstance(x, torch.fx.Proxy) and not x.is_floating_point():
+            raise ValueError(
+                f"expected images as floats in [0, 1], got {x.dtype} (divide by 255?)"
+            )
         if column is not None and not isinstance(column, torch.fx.Proxy):
             column = _column(column)  # an int from here on (a tensor's too)
         plan = self._plan(x, column)
