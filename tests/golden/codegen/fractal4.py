@@ -715,22 +715,22 @@ class Fractal4(nn.Module):
         return _ColumnChain(steps, k)
 
     def _load_from_state_dict(self, state_dict: Any, prefix: str, *args: Any) -> None:
-        # A state_dict of an older fractal-dsl: the normalisation starts as the identity,
-        # each path's batch-norm statistics as the whole network's (with a warning).
+        # A state_dict of an older fractal-dsl has no normalisation (the identity, then) and
+        # no per-path statistics (every path starts from the whole network's, with a
+        # warning); one with some of either was edited, and PyTorch reports what it lacks.
         norm = self.normalize
-        state_dict.setdefault(f"{prefix}normalize.mean", torch.zeros_like(norm.mean))
-        state_dict.setdefault(f"{prefix}normalize.std", torch.ones_like(norm.std))
-        missing = []
+        if not any(key.startswith(f"{prefix}normalize.") for key in state_dict):
+            state_dict[f"{prefix}normalize.mean"] = torch.zeros_like(norm.mean)
+            state_dict[f"{prefix}normalize.std"] = torch.ones_like(norm.std)
+        shared: dict[str, Any] = {}  # each per-path statistic: the whole network's
         for name, m in self.named_modules(prefix=prefix[:-1]):
             for k in m.paths if isinstance(m, PathBatchNorm2d) else ():
-                for shared, own in zip(_STATS[0], _STATS[k]):
-                    key, old = f"{name}.{own}", state_dict.get(f"{name}.{shared}")
-                    if key not in state_dict and old is not None:
-                        missing.append(key)
-                        state_dict[key] = old
-        if missing:
+                for whole, own in zip(_STATS[0], _STATS[k]):
+                    shared[f"{name}.{own}"] = state_dict.get(f"{name}.{whole}")
+        if shared and not any(key in state_dict for key in shared):
+            state_dict.update((k, v) for k, v in shared.items() if v is not None)
             warnings.warn(
-                f"the state_dict has no per-path batch-norm statistics (no {missing[0]}): "
+                f"the state_dict has no per-path batch-norm statistics (no {next(iter(shared))}): "
                 "every column uses the whole network's until recalibrate_bn(model, "
                 "batches, column=k) re-estimates them",
                 stacklevel=4,
