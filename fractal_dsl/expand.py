@@ -225,11 +225,32 @@ def _key_table(program: Program, diags: Collector) -> dict[str, KeyDef]:
     return table
 
 
+# the join modes under other names: PyTorch's and NumPy's (`add`, `cat`, `amax`), Keras'
+# layers (`Average`, `Add`, `Concatenate`, `Maximum`), and the words for them
+_JOIN_HABITS = {
+    **{n: "mean" for n in ("mean", "average", "avg", "averaging")},
+    **{n: "sum" for n in ("sum", "add", "addition", "plus")},
+    **{n: "max" for n in ("max", "maximum", "amax", "maxout")},
+    **{n: "concat" for n in ("concat", "cat", "concatenate", "concatenation")},
+}
+
+
 def _join_mode(key: dict[str, KeyDef], diags: Collector) -> tuple[str, bool]:
     d = key.get("join")
     if d is None:
         return "mean", True
     if len(d.chain) != 1 or d.chain[0].name not in JOIN_MODES:
+        call = d.chain[0]
+        meant = _JOIN_HABITS.get(call.name.lower()) if len(d.chain) == 1 else None
+        if meant is not None:  # `join = average`, `join = add`, `join = Mean`: one span, the name
+            at = Span(call.span.line, call.span.column, call.span.line, call.span.column + len(call.name))
+            diags.error(
+                at,
+                f"`{call.name}` is not a join mode; the modes are " + ", ".join(JOIN_MODES),
+                hint=f"did you mean `{meant}`?",
+                fix=Fix(at, meant),
+            )
+            return "mean", True
         diags.error(
             d.span,
             "`join` must be one of " + ", ".join(JOIN_MODES),

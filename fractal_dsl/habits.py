@@ -245,6 +245,10 @@ def _unnest_term(term: str, names: set[str]) -> str | None:
     return None if inside is None else f"{inside} . {name}" + (f"({', '.join(rest)})" if rest else "")
 
 
+# names a join is written with in other languages, or in capitals: `mean(a, b)`, `Join(a, b)`
+_JOIN_WORDS = ("join", "mean", "average", "avg", "sum", "add", "max", "concat", "cat", "merge", "parallel")
+
+
 def _nested_call(text: str, tok: Token, expected: list[str]) -> Diagnostic | None:
     if tok.type not in ("LPAR", "LSQB") or "'='" not in expected:
         return None
@@ -259,10 +263,19 @@ def _nested_call(text: str, tok: Token, expected: list[str]) -> Diagnostic | Non
     called = []  # the names whose '(' is open where the error is: the last is called on a layer
     for m in re.finditer(r"([A-Za-z_][A-Za-z0-9_]*)?\s*([()])", text[start : tok.start_pos]):
         if m.group(2) == "(":
-            called.append(m.group(1))
+            called.append((m.group(1), start + m.start(1)))
         elif called:
             called.pop()
-    outer = called[-1] if called and called[-1] != "join" else None
+    if called and called[-1][0] and called[-1][0] != "join" and called[-1][0].lower() in _JOIN_WORDS:
+        name, at = called[-1]  # `mean(f[C] . f[C], conv)`, `Join(...)`: a join, by another name
+        return Diagnostic(
+            _span(text, at, at + len(name)),
+            f"branches are joined with `join(...)`, not `{name}(...)`",
+            hint="how a join merges is set once, in the key (`join = mean`, the default, or sum, max, concat):"
+            " write `join`",
+            fix=Fix(_span(text, at, at + len(name)), "join"),
+        )
+    outer = called[-1][0] if called and called[-1][0] != "join" else None
     message = "a layer is not called on another layer" + (f": `{outer}(...)`" if outer else "")
     hint = "layers compose with '.', data flowing left to right"
     if rewritten is None or rewritten == written:
@@ -292,6 +305,23 @@ def _input_shape(text: str, tok: Token, start: int, end: int) -> Diagnostic | No
         hint=f"channels, height and width joined by 'x': write `input {rewritten}`",
         fix=Fix(_span(text, start, end), " " + rewritten),
     )
+
+
+def _bare_droppath(words: list[str]) -> tuple[str, str] | None:
+    """``droppath 0.15 0.5`` (the paper's two numbers, unnamed), ``droppath on`` or
+    ``droppath none``: the message and the options meant; None for anything else."""
+    if 1 <= len(words) <= 2 and all(re.fullmatch(r"[0-9]*\.?[0-9]+", w) for w in words):
+        named = " ".join(f"{k} {w}" for k, w in zip(("local", "global"), words))
+        message = (
+            "drop-path options are named: `local P` (the chance of dropping each join input) and `global R`"
+            " (the share of samples that keep one column)"
+        )
+        return message, named
+    if len(words) == 1 and words[0].lower() in ("on", "true", "yes", "enabled", "default", "paper"):
+        return "drop-path is on unless `droppath off` says otherwise", "local 0.15 global 0.5"
+    if len(words) == 1 and words[0].lower() in ("none", "false", "no", "disabled", "0", "off"):
+        return "drop-path is turned off with `droppath off`", "off"
+    return None
 
 
 def _statement_habits(text: str, tok: Token, expected: list[str]) -> Diagnostic | None:
@@ -349,6 +379,12 @@ def _statement_habits(text: str, tok: Token, expected: list[str]) -> Diagnostic 
     if keyword == "droppath":
         words = re.sub(r"[=:,()]", " ", body).split()
         rewritten = " ".join(words)
+        bare = _bare_droppath(words)
+        if bare is not None:  # `droppath 0.15 0.5`, `droppath on`, `droppath none`
+            message, rewritten = bare
+            return Diagnostic(
+                span, message, hint=f"write `droppath {rewritten}`", fix=Fix(_span(text, start, end), " " + rewritten)
+            )
         if not re.fullmatch(rf"{_DP_OPTION}( {_DP_OPTION})*", rewritten):
             return None
         return Diagnostic(
@@ -402,6 +438,19 @@ def _code_after(text: str, pos: int) -> bool:
     return bool(text[pos : len(text) if end < 0 else end].split("#", 1)[0].strip())
 
 
+def _semicolon_separator(text: str, tok: Token) -> Diagnostic:
+    """``join = mean; pool = maxpool(2)``: two definitions on one line, as in C or Python."""
+    line_start = text.rfind("\n", 0, tok.start_pos) + 1
+    indent = re.match(r"[ \t]*", text[line_start:]).group()
+    after = len(text[tok.start_pos + 1 :]) - len(text[tok.start_pos + 1 :].lstrip(" \t"))
+    return Diagnostic(
+        Span(tok.line, tok.column, tok.line, tok.column + 1),
+        "definitions are separated by line breaks, not ';'",
+        hint="put each statement and key entry on its own line",
+        fix=Fix(_span(text, tok.start_pos, tok.start_pos + 1 + after), "\n" + indent),
+    )
+
+
 def _other_composition(text: str, tok: Token, expected: list[str]) -> Diagnostic | None:
     """``conv -> relu``, ``conv >> relu``, ``conv | relu``, ``f[C] * f[C]``, ``f ∘ g``."""
     if tok.type == "$END" or "'.'" not in expected:
@@ -411,6 +460,8 @@ def _other_composition(text: str, tok: Token, expected: list[str]) -> Diagnostic
         return None
     if op == ";" and not _code_after(text, tok.start_pos + 1):
         return None  # `join = mean;` ends a line: a statement's ';', not a composition
+    if op == ";" and _NEXT_DEFINITION.match(text[tok.start_pos + 1 :].lstrip(" \t")):
+        return _semicolon_separator(text, tok)  # `join = mean; pool = maxpool(2)`
     at = Span(tok.line, tok.column, tok.line, tok.column + len(op))
     # every `op` after it on the line, outside brackets: `a -> b -> c` is one mistake, one fix
     line_end = text.find("\n", tok.start_pos)

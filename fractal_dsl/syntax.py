@@ -422,6 +422,8 @@ def parse(source: Source) -> Program:
             if found and diag.span.line <= found[-1].span.line:
                 break
             found.append(diag)
+            if diag.message.startswith(_NOT_A_PROGRAM):
+                break  # the whole file is something else (JSON, TOML, Python): one error says so
             # look for more errors with the broken line blanked out, unless blanking it would
             # unbalance brackets (then later errors would only echo this one)
             fix = diag.fix
@@ -645,6 +647,9 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
                 hint=f"statements take no ':': write `{close} {_rest_of_line(source.text, exc.pos_in_stream + 1)}`",
                 fix=Fix(Span(line, col - len(word), line, col + 1), close),
             )
+        colon = _colon_habit(source.text, exc.pos_in_stream, span) if ch == ":" else None
+        if colon is not None:
+            return colon
         return Diagnostic(span, f"unexpected character {ch!r}", hint=_char_hint(source.text, exc.pos_in_stream, ch))
     expected = sorted({_describe(t) for t in getattr(exc, "expected", set()) or getattr(exc, "accepts", set())})
     want = ", ".join(expected[:8]) + (", ..." if len(expected) > 8 else "")
@@ -672,8 +677,23 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
             return Diagnostic(
                 span, "keywords are written in lower case", hint="write `network`", fix=Fix(span, "network")
             )
+        if expected == ["'network'"]:
+            return _not_a_network(source.text, tok, span)
         if expected == ["'{'"] and str(tok) in ("=", ":") and prev is not None and prev[0] == "key":
             return _key_sign(span, str(tok))
+        if expected == ["'['"] and str(tok) == "(" and prev is not None and prev[1] is not None:
+            word, at = prev  # `Blocks (16, 0.1)`, `block (16, 0.1)`: a statement, misspelt
+            starts_line = not source.text.split("\n")[at.line - 1][: at.column - 1].strip()
+            close = [word.lower()] if word.lower() in _STATEMENTS else _statements_close(word, "(")
+            if starts_line and close and close[0] != word:
+                listed = re.findall(rf"^[ \t]*{word}[ \t]*(\(.*?\))[ \t]*(?:#.*)?$", source.text, re.M)
+                if close[0] == "blocks" and len(listed) > 1:  # `block (16, 0.1)` once per block
+                    return Diagnostic(
+                        at,
+                        f"unknown statement `{word}`; did you mean `blocks`?",
+                        hint=f"one `blocks` statement lists every block, as in `blocks {' '.join(listed)}`",
+                    )
+                return Diagnostic(at, f"unknown statement `{word}`; did you mean `{close[0]}`?", fix=Fix(at, close[0]))
         if expected == ["'['"] and str(tok) == "(":
             return Diagnostic(
                 span, "unexpected '('; expected '['", hint="fractal indices use square brackets, e.g. `f[C+1] = ...`"
@@ -681,7 +701,9 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
         if expected == ["'['"] and prev is not None and prev[0] not in _STATEMENTS:
             # a NAME at statement level starts a rule `f[...] = ...`: most likely a misspelt statement
             word, at = prev
-            close = [word.lower()] if word.lower() in _STATEMENTS else _statements_close(word, str(tok))
+            plain = re.sub(r"[_-]", "", word.lower())  # `drop_path`; `C`, the paper's number of columns
+            plain = "columns" if plain in ("c", "numcolumns", "ncolumns", "ncols", "cols") else plain
+            close = [plain] if plain in _STATEMENTS else _statements_close(word, str(tok))
             wspan = Span(span.line, span.column, span.line, span.column) if at is None else at
             if word in BUILTINS:
                 return Diagnostic(
@@ -731,6 +753,25 @@ _STATEMENTS = ("input", "classes", "key", "columns", "blocks", "droppath", "init
 _STARTS = {"digit": ("input", "classes", "columns", "blocks"), "(": ("blocks",), "{": ("key",)}
 
 
+_NOT_A_PROGRAM = "a program starts with `network NAME {`"
+
+
+def _not_a_network(text: str, tok: Token, span: Span) -> Diagnostic:
+    """The file does not start with ``network``: another word for it (``model tiny {``), or
+    another language (JSON's ``{``, TOML's ``[network]``, Python's ``import``)."""
+    after = text[tok.end_pos :] if tok.end_pos is not None else ""
+    if tok.type == "NAME" and re.match(r"[ \t]+[A-Za-z_][A-Za-z0-9_]*[ \t]*\{", after):  # `model tiny {`
+        return Diagnostic(
+            span, f"{_NOT_A_PROGRAM}, not `{tok}`", hint="did you mean `network`?", fix=Fix(span, "network")
+        )
+    what = {"{": "JSON", "[": "TOML or INI", "import": "Python", "from": "Python"}.get(str(tok))
+    return Diagnostic(
+        span,
+        f"{_NOT_A_PROGRAM}, not {str(tok)[:40]!r}" + (f": fractal-dsl is not {what}" if what else ""),
+        hint="e.g. `network tiny { input 1x16x16 classes 10 key { ... } f[1] = conv ... }` (see examples/tiny.fdsl)",
+    )
+
+
 def _statements_close(word: str, after: str) -> list[str]:
     """The statement closest to the misspelt ``word`` among those whose value may start with ``after``."""
     first = after[:1]
@@ -765,6 +806,37 @@ def _key_entry_colon(text: str, pos: int, ch: str) -> str | None:
     if not opened or before.count("{", opened[-1]) - before.count("}", opened[-1]) < 0:
         return None  # not inside the key: `num_classes: 10` is a statement
     return f"{left} = {_rest_of_line(text, pos + 1)}"
+
+
+_TYPED_PARAMS = re.compile(r"([ \t]*[A-Za-z_][A-Za-z0-9_]*[ \t]*)\(([^()]*:[^()]*)\)([ \t]*(?:->[^=]*)?=)")
+
+
+def _colon_habit(text: str, pos: int, span: Span) -> Diagnostic | None:
+    """``f[1] := conv`` (Pascal, Go) and ``conv(c: int, p: float) = ...`` (Python's type
+    hints): each rewritten, the ':' left out."""
+    line_start = text.rfind("\n", 0, pos) + 1
+    line_end = text.find("\n", pos)
+    line = text[line_start : len(text) if line_end < 0 else line_end]
+    col = pos - line_start
+    if text.startswith(":=", pos):
+        at = Span(span.line, span.column, span.line, span.column + 2)
+        return Diagnostic(at, "a definition is written with '=', not ':='", hint="write `=`", fix=Fix(at, "="))
+    m = _TYPED_PARAMS.match(line)
+    if m is None or not m.start(2) <= col < m.end(2):
+        return None
+    params = []
+    for p in m.group(2).split(","):
+        name, _, rest = p.partition(":")
+        default = rest.partition("=")[2].strip()
+        params.append(name.strip() + (f"={default}" if default else ""))
+    fixed = f"({', '.join(params)})"
+    left = m.group(1).strip()
+    return Diagnostic(
+        span,
+        "parameters have no types: a value is a number, `true`, `false` or a name",
+        hint=f"leave out the types: write `{left}{fixed} =`",
+        fix=Fix(Span(span.line, m.start(2), span.line, len(m.group(0)) + 1), fixed + " ="),
+    )
 
 
 def _rest_of_line(text: str, pos: int) -> str:
