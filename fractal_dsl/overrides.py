@@ -75,6 +75,14 @@ def parse_settings(items: Iterable[str]) -> dict[str, str]:
     for item in items:
         name, eq, value = item.partition("=")
         name, value = name.strip(), value.strip()
+        if not eq and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name):  # `--set columns 4`
+            raise UsageError(f"{{set}} {braces(quoted(item))} has no value: write {{set}} {braces(name)}=VALUE", "set")
+        if not eq and ":" in item:  # `--set columns:4`
+            meant = "=".join(cut(p.strip()) for p in item.partition(":")[::2])
+            raise UsageError(
+                f"{{set}} {braces(quoted(item))}: write {{set}} {braces(meant)}, with '=' not ':'",
+                "set",
+            )
         if not eq or not name or not value:
             raise UsageError(f"{{set}} {braces(quoted(item))}: write NAME=VALUE, e.g. {{set}} columns=4", "set")
         if name in out:

@@ -233,6 +233,18 @@ def test_malformed_set_is_command_line_misuse(args, program):
     assert result.stderr.startswith("error: --set")
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--set", "columns", "4"], "error: --set 'columns' has no value: write --set columns=VALUE"),
+        (["--set", "columns:4"], "error: --set 'columns:4': write --set columns=4, with '=' not ':'"),
+    ],
+)
+def test_a_space_or_colon_for_the_equals_is_said_before_the_value_is_taken_for_a_file(args, said, program):
+    result = CliRunner().invoke(main, ["check", str(program), *args])  # `4` is no file: the setting is said first
+    assert result.exit_code == 2 and result.stderr.strip() == said, result.stderr
+
+
 def test_insertions_and_block_forms():
     text = apply(
         fractal_dsl.Source("t", PROGRAM), {"p": "0.1", "block1.p": "0.3", "init": "torch", "droppath.per": "batch"}
