@@ -24,6 +24,7 @@ parses (:func:`_checked`), so following a hint never leads to a second syntax er
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 
 from lark import Token, UnexpectedInput
@@ -398,9 +399,25 @@ def _statement_habits(text: str, tok: Token, expected: list[str]) -> Diagnostic 
         line_end = _code_line(text, start)[1]
         end = line_end if end < 0 or end > line_end else end
         written = text[start:end].strip()
-        name = re.sub(r"[^A-Za-z0-9_]+", "_", written).strip("_") or "net"
+        plain = "".join(c for c in unicodedata.normalize("NFKD", written) if not unicodedata.combining(c))
+        name = re.sub(r"[^A-Za-z0-9_]+", "_", plain).strip("_") or "net"
         name = "net_" + name if name[0].isdigit() else name
         at = start + text[start:end].index(written) if written else start
+        if not written:  # `network {`
+            return Diagnostic(
+                span,
+                "a network needs a name: `network NAME {`",
+                hint="write `network net {`",
+                fix=Fix(_span(text, start, start), " net"),
+            )
+        extra = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)\s*(=|:|\(\s*\)|\(.*\)\s*:?)", written)
+        if extra:  # `network tiny = {`, `network tiny() {`, `network tiny(nn.Module):`
+            return Diagnostic(
+                _span(text, at + extra.start(2), at + len(written)),
+                f"unexpected `{extra.group(2)}`: the network's name is followed by its body in braces",
+                hint=f"write `network {extra.group(1)} {{`",
+                fix=Fix(_span(text, at, at + len(written)), extra.group(1)),
+            )
         return Diagnostic(
             _span(text, at, at + len(written)) if written else span,
             f"`{written}` cannot name a network: a name is letters, digits and '_', and does not start with a digit",
@@ -429,10 +446,10 @@ def _plus_between_parts(text: str, tok: Token, expected: list[str]) -> Diagnosti
     return Diagnostic(Span.from_token(tok), f"unexpected {str(tok)!r}", hint=hint)
 
 
-_OTHER_COMPOSITIONS = ("->", ">>", "|>", "|", "*", "\u2218", "\u00b7", "@", ";")  # F#, Haskell, shell, maths, C
+_OTHER_COMPOSITIONS = ("->", ">>", "|>", "|", "*", "\u2218", "\u00b7", "\u2192", "@", ";")  # F#, shell, maths, C
 
 
-def _code_after(text: str, pos: int) -> bool:
+def code_after(text: str, pos: int) -> bool:
     """Whether code follows ``pos`` on its line (a comment is not code)."""
     end = text.find("\n", pos)
     return bool(text[pos : len(text) if end < 0 else end].split("#", 1)[0].strip())
@@ -458,7 +475,7 @@ def _other_composition(text: str, tok: Token, expected: list[str]) -> Diagnostic
     op = next((o for o in _OTHER_COMPOSITIONS if text.startswith(o, tok.start_pos)), None)
     if op is None:
         return None
-    if op == ";" and not _code_after(text, tok.start_pos + 1):
+    if op == ";" and not code_after(text, tok.start_pos + 1):
         return None  # `join = mean;` ends a line: a statement's ';', not a composition
     if op == ";" and _NEXT_DEFINITION.match(text[tok.start_pos + 1 :].lstrip(" \t")):
         return _semicolon_separator(text, tok)  # `join = mean; pool = maxpool(2)`

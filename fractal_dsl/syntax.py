@@ -17,7 +17,7 @@ from lark import Token, Transformer, UnexpectedCharacters, UnexpectedEOF, Unexpe
 
 from .errors import Collector, Diagnostic, Fix, FractalError, Source, Span
 from .grammar import parser as _parser
-from .habits import python_style, recognise, yaml_style
+from .habits import code_after, python_style, recognise, yaml_style
 from .layers import BUILTINS
 from .safeio import read_input
 
@@ -522,6 +522,11 @@ def _precheck(source: Source) -> None:
                 )
         elif ch in ")]}":
             depth = max(0, depth - 1)
+        elif unicodedata.category(ch) == "Zs" and ch != " ":  # a no-break space pasted from a document
+            at = Span.point(line, col)
+            name = f"U+{ord(ch):04X} {unicodedata.name(ch, 'SPACE')}"
+            msg = f"a {name} where a plain space belongs (pasted from a document or a web page?)"
+            raise FractalError(source, [Diagnostic(at, msg, hint="write a plain space", fix=Fix(at, " "))])
         elif not ch.isprintable() and ch not in "\t\r":
             raise FractalError(source, [Diagnostic(Span.point(line, col), _control(ch))])
 
@@ -646,6 +651,23 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
                 f"unknown statement `{word}`; did you mean `{close}`?",
                 hint=f"statements take no ':': write `{close} {_rest_of_line(source.text, exc.pos_in_stream + 1)}`",
                 fix=Fix(Span(line, col - len(word), line, col + 1), close),
+            )
+        pos = exc.pos_in_stream
+        lookalike = _ascii_lookalike(ch)
+        line_start = source.text.rfind("\n", 0, pos) + 1
+        before = source.text[line_start:pos]
+        if ch == "\u2014" and code_after(source.text, pos + 1) and not _depth_open(before):  # `columns 3 — three`
+            at = Span(line, col, line, col + 1)
+            return Diagnostic(at, "comments start with '#'", hint="write `#`", fix=Fix(at, "#"))
+        if lookalike is not None:  # `（`, `−`: characters that look like the language's own
+            rest = _rest_of_line(source.text, pos).split("#", 1)[0]
+            last = max(i for i, c in enumerate(rest) if _ascii_lookalike(c) is not None)
+            fixed = "".join(_ascii_lookalike(c) or c for c in rest[: last + 1])
+            return Diagnostic(
+                Span(line, col, line, col + 1),
+                f"`{ch}` (U+{ord(ch):04X} {unicodedata.name(ch, '')}) looks like `{lookalike}` but is not it",
+                hint=f"write `{lookalike}`" + (" (and the same for the others on this line)" if last else ""),
+                fix=Fix(Span(line, col, line, col + last + 1), fixed),
             )
         colon = _colon_habit(source.text, exc.pos_in_stream, span) if ch == ":" else None
         if colon is not None:
@@ -811,6 +833,24 @@ def _key_entry_colon(text: str, pos: int, ch: str) -> str | None:
 _TYPED_PARAMS = re.compile(r"([ \t]*[A-Za-z_][A-Za-z0-9_]*[ \t]*)\(([^()]*:[^()]*)\)([ \t]*(?:->[^=]*)?=)")
 
 
+# characters that look like the language's own, from a word processor or a paper: the
+# minus sign, the dashes are taken for comments where text follows (see the diagnostic)
+_LOOKALIKES = {"\u2212": "-", "\u2013": "-", "\u2010": "-", "\u2011": "-", "\u2044": "/", "\u2215": "/", "\u00d7": "*"}
+
+
+def _ascii_lookalike(ch: str) -> str | None:
+    """The ASCII character ``ch`` stands for (``（`` for ``(``, the minus sign for ``-``), or None."""
+    if ch.isascii():
+        return None
+    meant = _LOOKALIKES.get(ch) or unicodedata.normalize("NFKC", ch)
+    return meant if len(meant) == 1 and meant.isascii() and meant.isprintable() and not meant.isspace() else None
+
+
+def _depth_open(text: str) -> bool:
+    """Whether a bracket is open at the end of ``text``."""
+    return sum(c in "([{" for c in text) > sum(c in ")]}" for c in text)
+
+
 def _colon_habit(text: str, pos: int, span: Span) -> Diagnostic | None:
     """``f[1] := conv`` (Pascal, Go) and ``conv(c: int, p: float) = ...`` (Python's type
     hints): each rewritten, the ':' left out."""
@@ -870,6 +910,8 @@ def _statement_colon(text: str, pos: int, ch: str) -> tuple[str, str] | None:
 
 def _char_hint(text: str, pos: int, ch: str) -> str | None:
     """Hints for habits from other languages: `//` comments, `->` for composition."""
+    if ch.isalpha() and not ch.isascii():  # `π`, `réseau`
+        return "names are ASCII letters, digits and '_' (no accents or other scripts)"
     if text.startswith("//", pos):
         return "comments start with '#', e.g. `# base case`"
     if text.startswith("->", pos):
