@@ -305,8 +305,11 @@ def _rule_table(program: Program, diags: Collector):
             rec = r
     if rec is None and not base:
         return fname, base, rec
+    upside_down = _upside_down(fname, rec, diags) if rec is not None else set()
     for r in [*base.values(), *([rec] if rec else [])]:
         for ref in refs(r.expr):
+            if id(ref) in upside_down:
+                continue
             if ref.name != fname:
                 diags.error(ref.span, f"unknown fractal `{ref.name}[...]`; this network defines `{fname}`")
             elif r.index.var is None:
@@ -351,6 +354,27 @@ def _rule_table(program: Program, diags: Collector):
                     hint=f"a rule may use only smaller indices than its left side, e.g. `{smaller}`",
                 )
     return fname, base, rec
+
+
+def _upside_down(fname: str, rec: Rule, diags: Collector) -> set[int]:
+    """``f[C-1] = join(f[C] . f[C], conv)``: every reference of the recursive rule is at
+    least its left side, all at one index, so the left side is what was mistyped: one error
+    there, with the index that makes the rule right.  The ids of those references (reported
+    here, so not once each), or none."""
+    same = [ref for ref in refs(rec.expr) if ref.name == fname and ref.index.var == rec.index.var]
+    offsets = {ref.index.offset for ref in same}
+    if not same or len(offsets) != 1 or min(offsets) < rec.index.offset:
+        return set()
+    offset = offsets.pop() + 1
+    meant = type(rec.index)(rec.index.var, offset, rec.index.span)
+    written = index_text(fname, rec.index)
+    diags.error(
+        rec.index.span,
+        f"`{written}` refers to `{index_text(fname, same[0].index)}`, so its expansion never ends",
+        hint=f"the left side is the larger index: write `{index_text(fname, meant)}`",
+        fix=Fix(rec.index.span, index_text(fname, meant)[len(fname) + 1 : -1]),
+    )
+    return {id(ref) for ref in same}
 
 
 def _instantiate(fname, base, rec, n: int, span: Span, diags):

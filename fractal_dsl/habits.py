@@ -538,8 +538,31 @@ def _block_comment(text: str, tok: Token, expected: list[str]) -> Diagnostic | N
     )
 
 
+def _unnamed_join(text: str, tok: Token, expected: list[str]) -> Diagnostic | None:
+    """``f[C+1] = (f[C] . f[C], conv)``: branches in bare parentheses, as a tuple."""
+    if tok.type != "COMMA" or "')'" not in expected or _right_side(text, tok.start_pos) is None:
+        return None
+    start = _right_side(text, tok.start_pos)[0]
+    depth, opened = 0, None
+    for i in range(tok.start_pos - 1, start - 1, -1):  # the '(' this ',' is inside
+        depth += (text[i] in _CLOSE) - (text[i] in _OPEN)
+        if depth < 0:
+            opened = i
+            break
+    if opened is None or text[opened] != "(" or re.search(r"[A-Za-z0-9_\]]\s*$", text[:opened]):
+        return None  # a call's arguments, or not in brackets
+    at = _span(text, opened, opened)
+    return Diagnostic(
+        Span.from_token(tok),
+        "branches side by side are a join: `join(a, b)`",
+        hint="write `join` before the '('",
+        fix=Fix(at, "join"),
+    )
+
+
 _RECOGNISERS: tuple[Callable[[str, Token, list[str]], Diagnostic | None], ...] = (
     _block_comment,
+    _unnamed_join,
     _comma_composition,
     _other_composition,
     _nested_call,

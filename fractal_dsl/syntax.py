@@ -683,6 +683,8 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
         if tok.type != "$END":
             span = Span(tok.line, tok.column, tok.end_line or tok.line, tok.end_column or tok.column + 1)
         prev = _previous_word(source.text, tok.start_pos if tok.type != "$END" else len(source.text))
+        if expected == ["','"] and tok.type == "NAME" and re.search(r"[\w)\]]\s+$", source.text[: tok.start_pos]):
+            return _side_by_side_in_join(source.text, tok, span)
         missing_dot = _missing_dot(source.text, tok, expected)
         if missing_dot is not None:
             return missing_dot
@@ -701,6 +703,21 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
             )
         if expected == ["'network'"]:
             return _not_a_network(source.text, tok, span)
+        if expected == ["end of file"] and tok.type != "$END":  # `}` then `columns 4`, or a `}` too many
+            closing = source.text.rfind("}", 0, tok.start_pos)
+            closing_line = source.text.count("\n", 0, closing) + 1
+            if str(tok) == "}":
+                return Diagnostic(
+                    span,
+                    f"this `}}` closes nothing: the network ended at line {closing_line}",
+                    hint="delete it",
+                    fix=Fix(span, ""),
+                )
+            return Diagnostic(
+                span,
+                f"`{str(tok)[:40]}` after the network's closing `}}` (line {closing_line})",
+                hint="statements go inside the network's braces: move it above that `}`",
+            )
         if expected == ["'{'"] and str(tok) in ("=", ":") and prev is not None and prev[0] == "key":
             return _key_sign(span, str(tok))
         if expected == ["'['"] and str(tok) == "(" and prev is not None and prev[1] is not None:
@@ -776,6 +793,28 @@ _STARTS = {"digit": ("input", "classes", "columns", "blocks"), "(": ("blocks",),
 
 
 _NOT_A_PROGRAM = "a program starts with `network NAME {`"
+
+
+def _side_by_side_in_join(text: str, tok: Token, span: Span) -> Diagnostic:
+    """``join(f[C] f[C], conv)`` or ``join(f[C] . f[C] conv)``: a '.' or a ',' left out
+    inside a join.  A ',' where the join would otherwise have one branch, else a '.'."""
+    depth, comma = 0, False
+    for ch in text[tok.start_pos :]:
+        depth += (ch in "([{") - (ch in ")]}")
+        if depth < 0:
+            break
+        comma = comma or (ch == "," and depth == 0)
+    sep, what = (
+        (". ", "the parts of a composition need '.' between them, e.g. `f[C] . f[C]`")
+        if comma
+        else (", ", "a join needs ',' between its branches, e.g. `join(f[C] . f[C], conv)`")
+    )
+    return Diagnostic(
+        span,
+        f"`{tok}` follows the part before it with nothing between",
+        hint=what,
+        fix=Fix(Span(tok.line, tok.column, tok.line, tok.column), sep),
+    )
 
 
 def _not_a_network(text: str, tok: Token, span: Span) -> Diagnostic:
