@@ -308,6 +308,32 @@ def _input_shape(text: str, tok: Token, start: int, end: int) -> Diagnostic | No
     )
 
 
+def _closing(text: str, at: int) -> int:
+    """The offset of the bracket that closes the one at ``at`` (-1 if none)."""
+    depth = 0
+    for i in range(at, len(text)):
+        depth += (text[i] in _OPEN) - (text[i] in _CLOSE)
+        if depth == 0:
+            return i
+    return -1
+
+
+def _block_tuples(body: str) -> tuple[str, str] | None:
+    """``(c: 16, p: 0.1)``, ``{c: 16, p: 0.1}`` (a dict) and ``(16, 0.1,)`` (a trailing
+    comma), as Python writes them: the message and the blocks written as tuples."""
+    written = " ".join(body.split())
+    fixed = re.sub(r"\{([^{}]*)\}", r"(\1)", written)
+    fixed = re.sub(r"([A-Za-z_][A-Za-z0-9_]*)\s*:\s*", r"\1=", fixed)
+    fixed = re.sub(r"\s*,\s*\)", ")", fixed)
+    if fixed == written:
+        return None
+    if "{" in written:
+        return "a block is a tuple `(c=64, p=0.1)`, not a dict", fixed
+    if ":" in written:
+        return "a block names its values with '=', `(c=64, p=0.1)`, not ':'", fixed
+    return "a block's values end without a ',' before ')'", fixed
+
+
 def _bare_droppath(words: list[str]) -> tuple[str, str] | None:
     """``droppath 0.15 0.5`` (the paper's two numbers, unnamed), ``droppath on`` or
     ``droppath none``: the message and the options meant; None for anything else."""
@@ -363,10 +389,21 @@ def _statement_habits(text: str, tok: Token, expected: list[str]) -> Diagnostic 
             hint=f"write `{keyword} {int(whole.group(1))}`",
             fix=Fix(_span(text, start, end), f" {int(whole.group(1))}"),
         )
+    tuples = _block_tuples(body) if keyword == "blocks" and str(tok) in (":", "{", ")") else None
+    in_tuple = keyword == "blocks" and _depth(text[start : tok.start_pos]) > 0
+    if tuples is None and in_tuple and tok.type in ("NUMBER", "SIGNED_NUMBER", "NAME"):  # `(16 0.1)`
+        spaced = re.sub(r"\(([^()]*)\)", lambda m: "(" + ", ".join(_split(m.group(1), ",")[0].split()) + ")", body)
+        tuples = ("the values in a block are separated by ','", " ".join(spaced.split())) if "," not in body else None
+    if tuples is not None:
+        message, rewritten = tuples
+        return Diagnostic(
+            span, message, hint=f"write `blocks {rewritten}`", fix=Fix(_span(text, start, end), " " + rewritten)
+        )
     if keyword == "blocks" and str(tok) in (",", ";", "["):
         listed = body.strip()
-        if listed.startswith("[") and listed.endswith("]"):  # a Python list
+        if listed.startswith("[") and _closing(listed, 0) == len(listed) - 1:  # a Python list
             listed = listed[1:-1]
+        listed = re.sub(r"\[([^\[\]]*)\]", r"(\1)", listed)  # its items, `[16, 0.1]`, are tuples
         rewritten = " ".join(q.strip() for p in _split(listed, ",") for q in _split(p, ";") if q.strip())
         rewritten = " ".join(rewritten.split())  # one line, however many the statement took
         return Diagnostic(

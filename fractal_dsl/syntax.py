@@ -737,6 +737,15 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
             return Diagnostic(
                 span, "unexpected '('; expected '['", hint="fractal indices use square brackets, e.g. `f[C+1] = ...`"
             )
+        if set(expected) == {"'('", "a number"} and prev is not None and prev[0] == "blocks" and prev[1]:
+            return Diagnostic(  # `blocks` and nothing after it
+                prev[1],
+                "`blocks` lists no block",
+                hint="one entry per block, e.g. `blocks (64, 0.1) (128, 0.2)` or `blocks 64 128`",
+            )
+        shape = _trailing_x(source.text, prev) if expected == ["'['"] else None
+        if shape is not None:  # `input 3x32x32x`: the `x` read as a misspelt statement
+            return shape
         if expected == ["'['"] and prev is not None and prev[0] not in _STATEMENTS:
             # a NAME at statement level starts a rule `f[...] = ...`: most likely a misspelt statement
             word, at = prev
@@ -770,6 +779,9 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
         fix = None
         if tok.type != "$END" and source.text.startswith("//", tok.start_pos):  # a C comment
             fix = Fix(Span(tok.line, tok.column, tok.line, tok.column + 2), "#")
+        if tok.type != "$END" and re.match(r"--[ \t]+[A-Za-z]", source.text[tok.start_pos :]):  # SQL, Lua, Haskell
+            msg, hint = "comments start with '#', not '--'", "write `#`"
+            fix = Fix(Span(tok.line, tok.column, tok.line, tok.column + 2), "#")
         return Diagnostic(span, msg, hint=hint or _hint_for(tok, expected), fix=fix)
     return Diagnostic(span, "syntax error")
 
@@ -793,6 +805,24 @@ _STARTS = {"digit": ("input", "classes", "columns", "blocks"), "(": ("blocks",),
 
 
 _NOT_A_PROGRAM = "a program starts with `network NAME {`"
+
+
+def _trailing_x(text: str, prev: tuple[str, Span | None] | None) -> Diagnostic | None:
+    """``input 3x32x32x``: the shape with an 'x' too many, its end read as a name."""
+    if prev is None or prev[1] is None or not re.fullmatch(r"[xX][0-9xX]*", prev[0]):
+        return None
+    line = text.split("\n")[prev[1].line - 1]
+    m = re.match(r"(\s*input\s+)([0-9xX]+)(?=\s|#|$)", line)
+    dims = re.findall(r"[0-9]+", m.group(2)) if m else []
+    if len(dims) != 3:
+        return None
+    at = Span(prev[1].line, m.end(1) + 1, prev[1].line, m.end(2) + 1)
+    return Diagnostic(
+        at,
+        "an input shape is written CxHxW, e.g. `input 3x32x32`",
+        hint=f"channels, height and width joined by 'x': write `input {'x'.join(dims)}`",
+        fix=Fix(at, "x".join(dims)),
+    )
 
 
 def _side_by_side_in_join(text: str, tok: Token, span: Span) -> Diagnostic:
