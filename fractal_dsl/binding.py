@@ -186,6 +186,10 @@ _ARGUMENT_HABITS = {
 }
 
 
+# a value to show where a built-in's argument is missing: `maxpool(2)`, not `maxpool(kernel)`
+_EXAMPLE_VALUES = {"channels": "64", "kernel": "2", "p": "0.1", "features": "classes"}
+
+
 @dataclass
 class KeyBinder:
     """Binds uses of the key ``key`` in a network with ``classes`` classes."""
@@ -403,7 +407,14 @@ class KeyBinder:
 
     def _unknown_name(self, v: Value, scope: _Scope) -> None:
         number = number_word(v.value)
-        if number is not None:  # `blocks (sixteen, 0.1)`, `linear(ten)`
+        if v.value.lower() == "valid":  # PyTorch's and Keras' `padding='valid'`
+            hint = (
+                "`padding=valid` (PyTorch, Keras) is `0`, which shrinks the output, and a join needs its branches"
+                " the same size: write `same` (the default)"
+            )
+            message = f"unknown name `{v.value}`: padding is a number of pixels, or `same`"
+            self.once(v.span, message, hint, Fix(v.span, "same"))
+        elif number is not None:  # `blocks (sixteen, 0.1)`, `linear(ten)`
             hint = f"numbers are written in digits: write `{number}`"
             self.once(v.span, f"unknown name `{v.value}`", hint, Fix(v.span, str(number)))
         elif scope.owner is None and scope.env is None:
@@ -733,7 +744,7 @@ class KeyBinder:
                 self.once(
                     call.span,
                     f"`{call.name}` needs a value for `{p}`",
-                    f"e.g. `{call.name}({p if p != 'channels' else 64})`" if p != "p" else "e.g. `dropout(0.1)`",
+                    f"e.g. `{call.name}({_EXAMPLE_VALUES.get(p, p)})`",
                 )
                 return []
             else:

@@ -588,6 +588,8 @@ def _unnamed_join(text: str, tok: Token, expected: list[str]) -> Diagnostic | No
             break
     if opened is None or text[opened] != "(" or re.search(r"[A-Za-z0-9_\]]\s*$", text[:opened]):
         return None  # a call's arguments, or not in brackets
+    if _depth(text[start:opened]) > 0:
+        return None  # inside a call: `conv(c, kernel=(3, 3))`
     at = _span(text, opened, opened)
     return Diagnostic(
         Span.from_token(tok),
@@ -773,9 +775,12 @@ def foreign_layer(call, text_of: Callable[[Span], str], channels: str | None) ->
     if name in ("maxpool2d", "maxpooling2d", "avgpool2d", "averagepooling2d"):
         size = pos[0] if pos else next((kw[k] for k in ("kernel_size", "pool_size") if k in kw), "2")
         return f"{'max' if name.startswith('max') else 'avg'}pool({size})", ""
-    if name in ("adaptiveavgpool2d", "globalaveragepooling2d"):
+    if name in ("adaptiveavgpool2d", "adaptiveavgpool", "adaptive_avg_pool2d", "globalaveragepooling2d", "globalpool"):
         return "gap", " (global average pooling to 1x1)"
-    if name == "dense" or (name == "linear" and call.name != name):
-        features = pos[-1] if name == "linear" and pos else pos[0] if pos else kw.get("units", kw.get("out_features"))
+    if name == "swish":
+        return "silu", " (swish is SiLU)"
+    if name in ("dense", "fc") or (name == "linear" and call.name != name):
+        last = name in ("linear", "fc")  # PyTorch's (in, out): the last; Keras' units: the first
+        features = pos[-1] if last and pos else pos[0] if pos else kw.get("units", kw.get("out_features"))
         return (f"linear({features})", " (input features are inferred)") if features else None
     return None

@@ -743,6 +743,9 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
                 "`blocks` lists no block",
                 hint="one entry per block, e.g. `blocks (64, 0.1) (128, 0.2)` or `blocks 64 128`",
             )
+        pair = _size_pair(source.text, tok)
+        if pair is not None:  # `kernel=3x3`, `kernel=(3, 3)`
+            return pair
         shape = _trailing_x(source.text, prev) if expected == ["'['"] else None
         if shape is not None:  # `input 3x32x32x`: the `x` read as a misspelt statement
             return shape
@@ -805,6 +808,33 @@ _STARTS = {"digit": ("input", "classes", "columns", "blocks"), "(": ("blocks",),
 
 
 _NOT_A_PROGRAM = "a program starts with `network NAME {`"
+
+
+_SIZE_PAIR = re.compile(r"([A-Za-z_]+)\s*=\s*(?:\(\s*([0-9]+)\s*,\s*([0-9]+)\s*\)|([0-9]+)[xX]([0-9]+))")
+
+
+def _size_pair(text: str, tok: Token) -> Diagnostic | None:
+    """``kernel=3x3`` or ``kernel=(3, 3)``, PyTorch's pair of sizes: one number, as every
+    kernel, stride and padding here is square."""
+    if tok.type == "$END":
+        return None
+    line_start = text.rfind("\n", 0, tok.start_pos) + 1
+    for m in _SIZE_PAIR.finditer(text, line_start, text.find("\n", tok.start_pos) % (len(text) + 1)):
+        if not m.start() < tok.start_pos < m.end():
+            continue
+        a, b = (m.group(2), m.group(3)) if m.group(2) else (m.group(4), m.group(5))
+        line = text.count("\n", 0, m.start()) + 1
+        at = Span(line, m.start() - line_start + 1, line, m.end() - line_start + 1)
+        if a != b:
+            hint = "a layer here has square sizes: use one number, or a different layer"
+            return Diagnostic(at, f"`{m.group(1)}` is one number, not a pair", hint=hint)
+        return Diagnostic(
+            at,
+            f"`{m.group(1)}` is one number (kernels, strides and padding are square), not a pair",
+            hint=f"write `{m.group(1)}={a}`",
+            fix=Fix(at, f"{m.group(1)}={a}"),
+        )
+    return None
 
 
 def _trailing_x(text: str, prev: tuple[str, Span | None] | None) -> Diagnostic | None:
