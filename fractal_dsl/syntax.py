@@ -422,7 +422,7 @@ def parse(source: Source) -> Program:
             if found and diag.span.line <= found[-1].span.line:
                 break
             found.append(diag)
-            if diag.message.startswith(_NOT_A_PROGRAM):
+            if diag.message.startswith((_NOT_A_PROGRAM, _OUTSIDE_KEY)):
                 break  # the whole file is something else (JSON, TOML, Python): one error says so
             # look for more errors with the broken line blanked out, unless blanking it would
             # unbalance brackets (then later errors would only echo this one)
@@ -683,6 +683,9 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
         if tok.type != "$END":
             span = Span(tok.line, tok.column, tok.end_line or tok.line, tok.end_column or tok.column + 1)
         prev = _previous_word(source.text, tok.start_pos if tok.type != "$END" else len(source.text))
+        structural = _structural(source.text, tok, expected)
+        if structural is not None:
+            return structural
         if expected == ["','"] and tok.type == "NAME" and re.search(r"[\w)\]]\s+$", source.text[: tok.start_pos]):
             return _side_by_side_in_join(source.text, tok, span)
         missing_dot = _missing_dot(source.text, tok, expected)
@@ -752,9 +755,7 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
         if expected == ["'['"] and prev is not None and prev[0] not in _STATEMENTS:
             # a NAME at statement level starts a rule `f[...] = ...`: most likely a misspelt statement
             word, at = prev
-            plain = re.sub(r"[_-]", "", word.lower())  # `drop_path`; `C`, the paper's number of columns
-            plain = "columns" if plain in ("c", "numcolumns", "ncolumns", "ncols", "cols") else plain
-            close = [plain] if plain in _STATEMENTS else _statements_close(word, str(tok))
+            close = _meant_statement(word, str(tok))
             wspan = Span(span.line, span.column, span.line, span.column) if at is None else at
             if word in BUILTINS:
                 return Diagnostic(
@@ -811,6 +812,141 @@ _NOT_A_PROGRAM = "a program starts with `network NAME {`"
 
 
 _SIZE_PAIR = re.compile(r"([A-Za-z_]+)\s*=\s*(?:\(\s*([0-9]+)\s*,\s*([0-9]+)\s*\)|([0-9]+)[xX]([0-9]+))")
+
+
+_OUTSIDE_KEY = "key entries go inside `key { ... }`"
+_DEFINITION = re.compile(r"[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*(\([^()]*\))?[ \t]*=(?!=)")
+
+
+def _structural(text: str, tok: Token, expected: list[str]) -> Diagnostic | None:
+    """Mistakes the parser notices only at the next line, or that it reads as something else:
+    a composition ending in '.', a definition with nothing after '=', a '(' never closed on
+    its line, a ')' or ',' too many, '..', a missing '=', key entries outside the key and a
+    rule inside it.  One error, where the mistake is."""
+    if tok.type == "$END":
+        return None
+    pos = tok.start_pos
+    code = re.sub(r"#[^\n]*", lambda m: " " * len(m.group()), text[:pos])
+    before = code.rstrip()
+    last = len(before) - 1  # the last character of code before the token
+    at_last = _span_at(text, last) if last >= 0 else None
+    line_of = text.count("\n", 0, pos) + 1
+    last_line = text.count("\n", 0, max(last, 0)) + 1
+    line_start = text.rfind("\n", 0, pos) + 1
+    if str(tok) in ("=", "(") and _DEFINITION.match(text[line_start:]) and code[:line_start].rstrip():
+        before = code[:line_start].rstrip()  # `relu .` then `join = mean`: the name was read as a layer
+        last = len(before) - 1
+        at_last, last_line = _span_at(text, last), text.count("\n", 0, last) + 1
+    if at_last is not None and last_line < line_of and before.endswith(".") and str(tok) in ("=", "}", "("):
+        return Diagnostic(  # `... . relu .` then the next entry: a dangling '.'
+            at_last,
+            "the composition ends with '.': a layer is missing after it",
+            hint="delete the '.'",
+            fix=Fix(at_last, ""),
+        )
+    if at_last is not None and last_line < line_of and before.endswith("=") and str(tok) in ("=", "}", "("):
+        left = before[before.rfind("\n") + 1 : -1].strip()
+        return Diagnostic(
+            at_last, f"`{left} =` defines nothing", hint="write its layers after '=', e.g. `conv3x3(c) . relu`"
+        )
+    opened = _unclosed_before(code)
+    rest = text[line_start:]  # a new statement starts this line: what came before it has ended
+    starts = not text[line_start:pos].strip() and (
+        str(tok) in (*_STATEMENTS, "}") or _DEFINITION.match(rest) or re.match(r"\s*f\s*\[", rest)
+    )
+    if opened is not None and starts and text.count("\n", 0, opened) + 1 < line_of:
+        at = _span_at(text, opened)
+        end = _code_end(text, opened)
+        closing = ")" if text[opened] == "(" else "]"
+        fix = None
+        segment = text[text.rfind("\n", 0, opened) + 1 : end]
+        if _bracket_balance(segment) == 1:
+            fix = Fix(_span_at(text, end, 0), closing)
+        return Diagnostic(at, f"this `{text[opened]}` is never closed", hint=f"add `{closing}` where it ends", fix=fix)
+    line = text[text.rfind("\n", 0, pos) + 1 :].split("\n", 1)[0]
+    if str(tok) == ")" and re.search(r",\s*$", code) and not re.match(r"\s*blocks\b", line):  # `join(a, b, )`
+        at = _span_at(text, len(code.rstrip()) - 1)
+        return Diagnostic(at, "a ',' before ')' with nothing after it", hint="delete the ','", fix=Fix(at, ""))
+    if str(tok) == ")" and _bracket_balance(code) <= 0 and "')'" not in expected:
+        at = _span_at(text, pos)
+        return Diagnostic(at, "this `)` closes nothing", hint="delete it", fix=Fix(at, ""))
+    if str(tok) == "." and before.endswith(".") and last_line == line_of:  # `a .. b`, `= . a`
+        at = _span_at(text, pos)
+        return Diagnostic(at, "two '.' in a row", hint="delete one", fix=Fix(at, ""))
+    if str(tok) == "." and before.endswith("=") and last_line == line_of:
+        at = _span_at(text, pos)
+        return Diagnostic(at, "a composition starts with a layer, not '.'", hint="delete the '.'", fix=Fix(at, ""))
+    if expected == ["'='"] and tok.type == "NAME" and last_line == line_of:  # `conv(c) conv3x3(c) . relu`
+        return Diagnostic(
+            Span.from_token(tok),
+            "a key entry is `name(params) = layers`: the '=' is missing",
+            hint="write `=` before the layers",
+            fix=Fix(Span(tok.line, tok.column, tok.line, tok.column), "= "),
+        )
+    if str(tok) == "." and "')'" in expected and opened is not None and text.count("\n", 0, opened) + 1 == line_of:
+        end = len(code.rstrip())  # `conv3x3(c, bias=false . relu`
+        return Diagnostic(
+            Span.from_token(tok),
+            f"the `(` at column {_span_at(text, opened).column} is still open at this '.'",
+            hint="is a ')' missing before the '.'? add it",
+            fix=Fix(_span_at(text, end, 0), ")"),
+        )
+    line = text[text.rfind("\n", 0, pos) + 1 :].split("\n", 1)[0]
+    in_network = code.count("{") - code.count("}") == 1  # not inside the key
+    if expected == ["'['"] and in_network and _DEFINITION.match(line):
+        name = _DEFINITION.match(line).group(1)
+        if name in ("f", "g") or _meant_statement(name, str(tok)):
+            return None  # a rule, or a misspelt statement (`C = 3`, `num_classes = 10`)
+        start = text.rfind("\n", 0, pos) + 1 + line.index(name)
+        key = re.search(r"\bkey\s*\{", code)
+        return Diagnostic(
+            _span_at(text, start, len(name)),
+            f"{_OUTSIDE_KEY}: `{name}` is defined outside it",
+            hint=f"move it into the key at line {code.count(chr(10), 0, key.start()) + 1}"
+            if key
+            else "put `key {` before the entries and `}` after them (a rule such as `f[1] = conv` stays outside)",
+        )
+    if str(tok) == "[" and re.search(r"\bjoin\s*$", code):
+        return Diagnostic(Span.from_token(tok), "a join's branches go in round brackets, `join(a, b)`, not '['")
+    if str(tok) == "[" and set(expected) <= {"'('", "'='"} and re.fullmatch(r"\s*[A-Za-z_]\w*\s*", code[line_start:]):
+        return Diagnostic(
+            Span.from_token(tok),
+            "a rule such as `f[1] = conv` goes outside the key, after its `}`",
+            hint="the key holds what layers mean; the rules, next to it, how they are expanded",
+        )
+    return None
+
+
+def _span_at(text: str, pos: int, length: int = 1) -> Span:
+    """The span of ``length`` characters at offset ``pos``."""
+    line = text.count("\n", 0, pos) + 1
+    col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    return Span(line, col, line, col + length)
+
+
+def _unclosed_before(code: str) -> int | None:
+    """The offset of the last '(' or '[' still open at the end of ``code``."""
+    stack: list[int] = []
+    for i, ch in enumerate(code):
+        if ch in "([":
+            stack.append(i)
+        elif ch in ")]" and stack:
+            stack.pop()
+        elif ch in "{}":
+            stack.clear()
+    return stack[-1] if stack else None
+
+
+def _bracket_balance(text: str) -> int:
+    return sum(c in "([" for c in text) - sum(c in ")]" for c in text)
+
+
+def _code_end(text: str, pos: int) -> int:
+    """The offset where the code of the line holding ``pos`` ends (comment and trailing space left out)."""
+    start = text.rfind("\n", 0, pos) + 1
+    end = text.find("\n", pos)
+    end = len(text) if end < 0 else end
+    return start + len(text[start:end].split("#", 1)[0].rstrip())
 
 
 def _size_pair(text: str, tok: Token) -> Diagnostic | None:
@@ -891,6 +1027,14 @@ def _not_a_network(text: str, tok: Token, span: Span) -> Diagnostic:
         f"{_NOT_A_PROGRAM}, not {str(tok)[:40]!r}" + (f": fractal-dsl is not {what}" if what else ""),
         hint="e.g. `network tiny { input 1x16x16 classes 10 key { ... } f[1] = conv ... }` (see examples/tiny.fdsl)",
     )
+
+
+def _meant_statement(word: str, after: str) -> list[str]:
+    """The statement a misspelt ``word`` stands for (``drop_path``; ``C``, the paper's number
+    of columns; ``Columns``; ``colums``), as a list of one, or []."""
+    plain = re.sub(r"[_-]", "", word.lower())
+    plain = "columns" if plain in ("c", "numcolumns", "ncolumns", "ncols", "cols") else plain
+    return [plain] if plain in _STATEMENTS else _statements_close(word, after)
 
 
 def _statements_close(word: str, after: str) -> list[str]:
