@@ -186,6 +186,9 @@ _ARGUMENT_HABITS = {
 }
 
 
+# yes and no in other words (YAML's, INI's); `True`, `False` are answered as lower case
+_BOOLEAN_WORDS = {"yes": "true", "on": "true", "no": "false", "off": "false"}
+
 # a value to show where a built-in's argument is missing: `maxpool(2)`, not `maxpool(kernel)`
 _EXAMPLE_VALUES = {"channels": "64", "kernel": "2", "p": "0.1", "features": "classes"}
 
@@ -287,6 +290,11 @@ class KeyBinder:
         if call.name in _MODULE_PREFIXES and not call.args and self._module_prefix(call, where):
             return
         if call.name.lower() in ("softmax", "log_softmax", "logsoftmax") and self._softmax(call, where):
+            return
+        if call.name.lower() in ("none", "null", "nothing", "noop", "pass") and not call.args:  # `pool = none`
+            leave = f", or leave `{owner}` out of the key" if owner in ("pool", "stem") else ""
+            hint = f"a layer that does nothing is `identity`: write `identity`{leave}"
+            self.once(call.span, f"unknown layer `{call.name}`{where}", hint, Fix(call.span, "identity"))
             return
         foreign = foreign_layer(call, self._text, unused[0] if len(unused) == 1 else None)
         if foreign is not None:
@@ -414,6 +422,10 @@ class KeyBinder:
             )
             message = f"unknown name `{v.value}`: padding is a number of pixels, or `same`"
             self.once(v.span, message, hint, Fix(v.span, "same"))
+        elif v.value.lower() in _BOOLEAN_WORDS:  # `bias=no`, `bias=yes`
+            meant = _BOOLEAN_WORDS[v.value.lower()]
+            hint = f"write `{meant}`"
+            self.once(v.span, f"unknown name `{v.value}`: a yes or no is `true` or `false`", hint, Fix(v.span, meant))
         elif number is not None:  # `blocks (sixteen, 0.1)`, `linear(ten)`
             hint = f"numbers are written in digits: write `{number}`"
             self.once(v.span, f"unknown name `{v.value}`", hint, Fix(v.span, str(number)))

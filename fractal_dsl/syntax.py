@@ -833,6 +833,11 @@ def _structural(text: str, tok: Token, expected: list[str]) -> Diagnostic | None
     line_of = text.count("\n", 0, pos) + 1
     last_line = text.count("\n", 0, max(last, 0)) + 1
     line_start = text.rfind("\n", 0, pos) + 1
+    scheme = re.fullmatch(r"\s*init\s+(\w+)\s*", code[line_start:])
+    if str(tok) == "(" and scheme and re.match(r"\(\s*\)", text[pos:]):  # `init xavier()`, as a call
+        at = _span_at(text, pos, len(re.match(r"\(\s*\)", text[pos:]).group()))
+        hint = f"write `init {scheme.group(1)}`"
+        return Diagnostic(at, "an initialisation is named, not called: no '()'", hint=hint, fix=Fix(at, ""))
     if str(tok) in ("=", "(") and _DEFINITION.match(text[line_start:]) and code[:line_start].rstrip():
         before = code[:line_start].rstrip()  # `relu .` then `join = mean`: the name was read as a layer
         last = len(before) - 1

@@ -245,6 +245,21 @@ def test_a_space_or_colon_for_the_equals_is_said_before_the_value_is_taken_for_a
     assert result.exit_code == 2 and result.stderr.strip() == said, result.stderr
 
 
+@pytest.mark.parametrize(
+    ("setting", "hint"),
+    [
+        ("lr=0.1", "`lr` is not in the program: it is `fractal-dsl train`'s option --lr"),
+        ("columns=4.0", "a whole number: did you mean `4`?"),
+        ("droppath.local=15%", "a fraction, not a percentage: did you mean `0.15`?"),
+        ("input=(1,16,16)", "did you mean `1x16x16`?"),
+        ("c=16,32", "each block its own: --set block1.c=16 --set block2.c=32"),
+    ],
+)
+def test_a_newcomers_setting_gets_what_it_meant(setting, hint, program):
+    result = CliRunner().invoke(main, ["check", str(program), "--set", setting])
+    assert result.exit_code == 1 and hint in result.stderr, result.stderr
+
+
 def test_insertions_and_block_forms():
     text = apply(
         fractal_dsl.Source("t", PROGRAM), {"p": "0.1", "block1.p": "0.3", "init": "torch", "droppath.per": "batch"}
