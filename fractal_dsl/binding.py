@@ -106,10 +106,39 @@ def _reachable(roots: set[str], key: dict[str, KeyDef]) -> set[str]:
     return seen
 
 
-def bind_blocks(blocks: tuple[BlockSpec, ...], names: list[str], diags: Collector) -> list[BlockEnv]:
+# other words for what a built-in's argument is: Keras' `filters`, `rate`; the layer itself
+_ARG_ALIASES = {"channels": ("filters", "width", "out_channels"), "p": ("rate", "drop", "dropout_rate")}
+
+
+def value_aliases(key: dict[str, KeyDef]) -> dict[str, str]:
+    """Block value names by what they are used as: ``channels`` (or ``filters``) for ``c``
+    where an entry writes ``conv3x3(c)``, ``dropout`` (or ``rate``) for ``p`` where it writes
+    ``dropout(p)``; for a block that names its values ``(channels=16, dropout=0.1)``."""
+    out: dict[str, str] = {}
+    for d in key.values():
+        for call in d.chain:
+            b = BUILTINS.get(call.name)
+            if b is None or call.name in key:
+                continue
+            for i, a in enumerate(call.args):
+                if not a.value.is_name or a.value.value not in d.params:
+                    continue
+                arg = a.name or (b.params[i][0] if i < len(b.params) else None)
+                layer = call.name if len(call.args) == 1 else None
+                for alias in (arg, layer, *_ARG_ALIASES.get(arg or "", ())):
+                    if alias and alias != a.value.value:
+                        out.setdefault(alias, a.value.value)
+    return out
+
+
+def bind_blocks(
+    blocks: tuple[BlockSpec, ...], names: list[str], diags: Collector, aliases: dict[str, str] | None = None
+) -> list[BlockEnv]:
     """Each ``blocks`` entry as a :class:`BlockEnv`: positional values fill ``names`` in
     order, keyword values name theirs; a name given twice or unknown, or more positional
-    values than names, is an error (reported with the fix)."""
+    values than names, is an error (reported with the fix).  ``aliases`` (from
+    :func:`value_aliases`) turn ``channels=16`` into one error with ``c`` as its fix."""
+    aliases = aliases or {}
     envs = []
     listing = ", ".join(f"`{n}`" for n in names) or "none"
     for b, spec in enumerate(blocks, start=1):
@@ -136,6 +165,15 @@ def bind_blocks(blocks: tuple[BlockSpec, ...], names: list[str], diags: Collecto
                 diags.error_once(
                     at, f"block {b} gives `{name}` twice", hint="give each value once, by position or by name"
                 )
+            elif name not in names and aliases.get(name) in names and aliases[name] not in values:
+                meant = aliases[name]  # `(channels=16)` for `conv(c) = conv3x3(c)`
+                diags.error_once(
+                    at,
+                    f"block {b} gives `{name}`, but the key calls that value `{meant}`",
+                    hint=f"block values go by the key's names: write `{meant}`",
+                    fix=Fix(at, meant) if nspan is not None else None,
+                )
+                values[meant] = value  # so it is not also reported missing
             elif name not in names:
                 close = difflib.get_close_matches(name, names, n=1)
                 hint = f"did you mean `{close[0]}`?" if close else f"the names that take block values are {listing}"

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 import networkx as nx
 
 from . import budget, semantics
-from .binding import BlockEnv, KeyBinder, bind_blocks, value_names
+from .binding import BlockEnv, KeyBinder, bind_blocks, value_aliases, value_names
 from .errors import Collector, Fix, Span
 from .habits import foreign_layer
 from .ir import HEAD, INPUT, JOIN, LAYER, OUTPUT, POOL, STEM, DropPath, Edge, Kind, Network, Node
@@ -90,7 +90,7 @@ def expand(program: Program) -> Network:
     diags.raise_if_any()
 
     block_problems = Collector(program.source)  # reported with the binding problems, not before them
-    envs = bind_blocks(blocks, value_names(program, key), block_problems)
+    envs = bind_blocks(blocks, value_names(program, key), block_problems, value_aliases(key))
     binder = KeyBinder(key, classes, diags, blocks=envs)
     builder = _Builder(program, binder, join_mode, flat)
     try:
