@@ -737,9 +737,13 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
                     )
                 return Diagnostic(at, f"unknown statement `{word}`; did you mean `{close[0]}`?", fix=Fix(at, close[0]))
         if expected == ["'['"] and str(tok) == "(":
-            return Diagnostic(
-                span, "unexpected '('; expected '['", hint="fractal indices use square brackets, e.g. `f[C+1] = ...`"
-            )
+            starts = (
+                prev is not None
+                and prev[1] is not None
+                and not source.text.split("\n")[prev[1].line - 1][: prev[1].column - 1].strip()
+            )  # `f(C+1) = ...`: a rule at the start of its line
+            hint = "fractal indices use square brackets, e.g. `f[C+1] = ...`" if starts else None
+            return Diagnostic(span, "unexpected '('; expected '['", hint=hint)
         if set(expected) == {"'('", "a number"} and prev is not None and prev[0] == "blocks" and prev[1]:
             return Diagnostic(  # `blocks` and nothing after it
                 prev[1],
@@ -833,6 +837,20 @@ def _structural(text: str, tok: Token, expected: list[str]) -> Diagnostic | None
     line_of = text.count("\n", 0, pos) + 1
     last_line = text.count("\n", 0, max(last, 0)) + 1
     line_start = text.rfind("\n", 0, pos) + 1
+    repeat = re.fullmatch(
+        r"(\s*blocks\s+)([0-9]+)\s*[xX*\u00d7]\s*(\([^()]*\)|[0-9]+)\s*",
+        code[line_start:] + text[pos:].split("\n", 1)[0].split("#", 1)[0],
+    )
+    if repeat and 1 <= int(repeat.group(2)) <= 16:  # `blocks 3 x (16, 0.1)`: a block repeated
+        start, end = line_start + repeat.end(1), line_start + len(repeat.group().rstrip())
+        at = Span(line_of, repeat.end(1) + 1, line_of, end - line_start + 1)
+        written = " ".join([" ".join(repeat.group(3).split())] * int(repeat.group(2)))
+        return Diagnostic(
+            at,
+            "each block is written out: `blocks` has no repeat",
+            hint=f"write `blocks {written}`",
+            fix=Fix(at, written),
+        )
     scheme = re.fullmatch(r"\s*init\s+(\w+)\s*", code[line_start:])
     if str(tok) == "(" and scheme and re.match(r"\(\s*\)", text[pos:]):  # `init xavier()`, as a call
         at = _span_at(text, pos, len(re.match(r"\(\s*\)", text[pos:]).group()))
