@@ -131,6 +131,20 @@ def value_aliases(key: dict[str, KeyDef]) -> dict[str, str]:
     return out
 
 
+def value_left_out(d: KeyDef, key: dict[str, KeyDef]) -> tuple[Call, str] | None:
+    """``conv(c) = conv3x3 . relu``: the one built-in in ``d`` written without the value it
+    needs, and the one parameter of ``d`` nothing uses, most likely meant for it; else None."""
+    used = {n.value for c in d.chain for a in c.args for n in a.value.names()}
+    unused = [p for p in d.params if p not in used and not p.startswith("_")]
+    bare = [
+        c
+        for c in d.chain
+        if c.name in BUILTINS and c.name not in key and not c.args and BUILTINS[c.name].params
+        if BUILTINS[c.name].params[0][1] is REQUIRED
+    ]
+    return (bare[0], unused[0]) if len(unused) == 1 and len(bare) == 1 else None
+
+
 def bind_blocks(
     blocks: tuple[BlockSpec, ...], names: list[str], diags: Collector, aliases: dict[str, str] | None = None
 ) -> list[BlockEnv]:
@@ -791,6 +805,9 @@ class KeyBinder:
             if p in given:
                 values[p] = given[p].value
             elif default is REQUIRED:
+                owner = self.key.get(scope.owner) if scope.owner else None
+                if owner is not None and (left := value_left_out(owner, self.key)) and left[0] is call:
+                    return []  # reported with the key, with the parameter meant for it
                 self.once(
                     call.span,
                     f"`{call.name}` needs a value for `{p}`",

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 import networkx as nx
 
 from . import budget, semantics
-from .binding import BlockEnv, KeyBinder, bind_blocks, value_aliases, value_names
+from .binding import BlockEnv, KeyBinder, bind_blocks, value_aliases, value_left_out, value_names
 from .errors import Collector, Fix, Span
 from .habits import foreign_layer
 from .ir import HEAD, INPUT, JOIN, LAYER, OUTPUT, POOL, STEM, DropPath, Edge, Kind, Network, Node
@@ -658,6 +658,16 @@ def _check_usage(program: Program, key: dict[str, KeyDef], used: set[str], diags
         text_of = program.source.text_of
         if any(c.name not in BUILTINS and c.name not in key and foreign_layer(c, text_of, None) for c in d.chain):
             continue  # a PyTorch layer is reported with its spelling, which uses the parameter
+        meant = value_left_out(d, key)
+        if meant is not None:  # `conv(c) = conv3x3 . relu`: the value meant for it
+            c, p = meant
+            diags.error(
+                c.span,
+                f"`{c.name}` needs a value for `{BUILTINS[c.name].params[0][0]}`, and `{p}` of `{name}` is never used",
+                hint=f"pass it on: write `{c.name}({p})`",
+                fix=Fix(c.span, f"{c.name}({p})"),
+            )
+            continue
         for p in d.params:
             if p not in names_in_body and not p.startswith("_"):
                 diags.error(
