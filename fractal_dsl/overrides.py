@@ -370,8 +370,8 @@ def _droppath_edit(program: Program, options: dict[str, str], at) -> _Edit:
     if dp is not None:
         got = {"local": dp.local, "global": dp.global_, "per": dp.per}
     got = {k: options.get(k, None if v is None else v if isinstance(v, str) else repr(v)) for k, v in got.items()}
-    parts = ["droppath"] + (["off"] if dp is not None and dp.off else [])
-    statement = " ".join(parts + [f"{k} {v}" for k, v in got.items() if v is not None])
+    # a setting turns drop-path on: `droppath off` with a `local` would be refused as contradictory
+    statement = " ".join(["droppath"] + [f"{k} {v}" for k, v in got.items() if v is not None])
     if dp is None:
         return _insert_before_end(program, at, statement)
     start, end = at(dp.span)

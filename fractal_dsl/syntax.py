@@ -1320,4 +1320,13 @@ def _droppath(opts, span: Span, diags: Collector) -> DropPathSpec:
             diags.error(ospan, f"drop-path is sampled `per batch` or `per sample`, not `per {value}`")
         if kind == "local" and value == 1.0:
             pass  # allowed: a join still keeps one input
+    given = [(k, v, o) for k, v, o in opts if k != "off"]
+    off = next((o for k, _, o in opts if k == "off"), None)
+    if off is not None and given:  # `droppath off local 0.1`: which is meant?
+        words = " ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v, _ in given)
+        diags.error(
+            off,
+            f"`off` turns drop-path off, so `{words}` would do nothing",
+            hint=f"keep one: `droppath off` trains without drop-path, `droppath {words}` with it",
+        )
     return DropPathSpec(got.get("local"), got.get("global"), got.get("per"), bool(got.get("off")), span)

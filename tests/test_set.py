@@ -14,6 +14,7 @@ from conftest import ROOT
 
 import fractal_dsl
 from fractal_dsl.cli import main
+from fractal_dsl.errors import FractalError, Source
 from fractal_dsl.fmt import format_text
 from fractal_dsl.overrides import SetError, apply, parse_settings
 
@@ -258,6 +259,18 @@ def test_a_space_or_colon_for_the_equals_is_said_before_the_value_is_taken_for_a
 def test_a_newcomers_setting_gets_what_it_meant(setting, hint, program):
     result = CliRunner().invoke(main, ["check", str(program), "--set", setting])
     assert result.exit_code == 1 and hint in result.stderr, result.stderr
+
+
+def test_a_droppath_setting_turns_droppath_off_on(tmp_path):
+    text = (ROOT / "examples" / "tiny.fdsl").read_text().replace("droppath local 0.15 global 0.5 per batch", "droppath off")
+    out = apply(Source("t.fdsl", text), {"droppath.local": "0.2"}).text
+    assert "droppath local 0.2" in out and "off" not in out.split("droppath", 1)[1].split("\n", 1)[0]
+
+
+def test_droppath_off_with_options_is_refused_as_contradictory():
+    text = (ROOT / "examples" / "tiny.fdsl").read_text().replace("droppath local 0.15", "droppath off local 0.15")
+    with pytest.raises(FractalError, match=r"`off` turns drop-path off, so `local 0.15 global 0.5 per batch`"):
+        fractal_dsl.loads(text)
 
 
 def test_insertions_and_block_forms():
