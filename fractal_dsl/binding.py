@@ -106,10 +106,53 @@ def _reachable(roots: set[str], key: dict[str, KeyDef]) -> set[str]:
     return seen
 
 
-def bind_blocks(blocks: tuple[BlockSpec, ...], names: list[str], diags: Collector) -> list[BlockEnv]:
+# other words for what a built-in's argument is: Keras' `filters`, `rate`; the layer itself
+_ARG_ALIASES = {"channels": ("filters", "width", "out_channels"), "p": ("rate", "drop", "dropout_rate")}
+
+
+def value_aliases(key: dict[str, KeyDef]) -> dict[str, str]:
+    """Block value names by what they are used as: ``channels`` (or ``filters``) for ``c``
+    where an entry writes ``conv3x3(c)``, ``dropout`` (or ``rate``) for ``p`` where it writes
+    ``dropout(p)``; for a block that names its values ``(channels=16, dropout=0.1)``."""
+    out: dict[str, str] = {}
+    for d in key.values():
+        for call in d.chain:
+            b = BUILTINS.get(call.name)
+            if b is None or call.name in key:
+                continue
+            for i, a in enumerate(call.args):
+                if not a.value.is_name or a.value.value not in d.params:
+                    continue
+                arg = a.name or (b.params[i][0] if i < len(b.params) else None)
+                layer = call.name if len(call.args) == 1 else None
+                for alias in (arg, layer, *_ARG_ALIASES.get(arg or "", ())):
+                    if alias and alias != a.value.value:
+                        out.setdefault(alias, a.value.value)
+    return out
+
+
+def value_left_out(d: KeyDef, key: dict[str, KeyDef]) -> tuple[Call, str] | None:
+    """``conv(c) = conv3x3 . relu``: the one built-in in ``d`` written without the value it
+    needs, and the one parameter of ``d`` nothing uses, most likely meant for it; else None."""
+    used = {n.value for c in d.chain for a in c.args for n in a.value.names()}
+    unused = [p for p in d.params if p not in used and not p.startswith("_")]
+    bare = [
+        c
+        for c in d.chain
+        if c.name in BUILTINS and c.name not in key and not c.args and BUILTINS[c.name].params
+        if BUILTINS[c.name].params[0][1] is REQUIRED
+    ]
+    return (bare[0], unused[0]) if len(unused) == 1 and len(bare) == 1 else None
+
+
+def bind_blocks(
+    blocks: tuple[BlockSpec, ...], names: list[str], diags: Collector, aliases: dict[str, str] | None = None
+) -> list[BlockEnv]:
     """Each ``blocks`` entry as a :class:`BlockEnv`: positional values fill ``names`` in
     order, keyword values name theirs; a name given twice or unknown, or more positional
-    values than names, is an error (reported with the fix)."""
+    values than names, is an error (reported with the fix).  ``aliases`` (from
+    :func:`value_aliases`) turn ``channels=16`` into one error with ``c`` as its fix."""
+    aliases = aliases or {}
     envs = []
     listing = ", ".join(f"`{n}`" for n in names) or "none"
     for b, spec in enumerate(blocks, start=1):
@@ -136,6 +179,15 @@ def bind_blocks(blocks: tuple[BlockSpec, ...], names: list[str], diags: Collecto
                 diags.error_once(
                     at, f"block {b} gives `{name}` twice", hint="give each value once, by position or by name"
                 )
+            elif name not in names and aliases.get(name) in names and aliases[name] not in values:
+                meant = aliases[name]  # `(channels=16)` for `conv(c) = conv3x3(c)`
+                diags.error_once(
+                    at,
+                    f"block {b} gives `{name}`, but the key calls that value `{meant}`",
+                    hint=f"block values go by the key's names: write `{meant}`",
+                    fix=Fix(at, meant) if nspan is not None else None,
+                )
+                values[meant] = value  # so it is not also reported missing
             elif name not in names:
                 close = difflib.get_close_matches(name, names, n=1)
                 hint = f"did you mean `{close[0]}`?" if close else f"the names that take block values are {listing}"
@@ -184,6 +236,13 @@ _ARGUMENT_HABITS = {
     "out_features": "features",
     "use_bias": "bias",
 }
+
+
+# yes and no in other words (YAML's, INI's); `True`, `False` are answered as lower case
+_BOOLEAN_WORDS = {"yes": "true", "on": "true", "no": "false", "off": "false"}
+
+# a value to show where a built-in's argument is missing: `maxpool(2)`, not `maxpool(kernel)`
+_EXAMPLE_VALUES = {"channels": "64", "kernel": "2", "p": "0.1", "features": "classes"}
 
 
 @dataclass
@@ -283,6 +342,11 @@ class KeyBinder:
         if call.name in _MODULE_PREFIXES and not call.args and self._module_prefix(call, where):
             return
         if call.name.lower() in ("softmax", "log_softmax", "logsoftmax") and self._softmax(call, where):
+            return
+        if call.name.lower() in ("none", "null", "nothing", "noop", "pass") and not call.args:  # `pool = none`
+            leave = f", or leave `{owner}` out of the key" if owner in ("pool", "stem") else ""
+            hint = f"a layer that does nothing is `identity`: write `identity`{leave}"
+            self.once(call.span, f"unknown layer `{call.name}`{where}", hint, Fix(call.span, "identity"))
             return
         foreign = foreign_layer(call, self._text, unused[0] if len(unused) == 1 else None)
         if foreign is not None:
@@ -403,7 +467,18 @@ class KeyBinder:
 
     def _unknown_name(self, v: Value, scope: _Scope) -> None:
         number = number_word(v.value)
-        if number is not None:  # `blocks (sixteen, 0.1)`, `linear(ten)`
+        if v.value.lower() == "valid":  # PyTorch's and Keras' `padding='valid'`
+            hint = (
+                "`padding=valid` (PyTorch, Keras) is `0`, which shrinks the output, and a join needs its branches"
+                " the same size: write `same` (the default)"
+            )
+            message = f"unknown name `{v.value}`: padding is a number of pixels, or `same`"
+            self.once(v.span, message, hint, Fix(v.span, "same"))
+        elif v.value.lower() in _BOOLEAN_WORDS:  # `bias=no`, `bias=yes`
+            meant = _BOOLEAN_WORDS[v.value.lower()]
+            hint = f"write `{meant}`"
+            self.once(v.span, f"unknown name `{v.value}`: a yes or no is `true` or `false`", hint, Fix(v.span, meant))
+        elif number is not None:  # `blocks (sixteen, 0.1)`, `linear(ten)`
             hint = f"numbers are written in digits: write `{number}`"
             self.once(v.span, f"unknown name `{v.value}`", hint, Fix(v.span, str(number)))
         elif scope.owner is None and scope.env is None:
@@ -730,10 +805,13 @@ class KeyBinder:
             if p in given:
                 values[p] = given[p].value
             elif default is REQUIRED:
+                owner = self.key.get(scope.owner) if scope.owner else None
+                if owner is not None and (left := value_left_out(owner, self.key)) and left[0] is call:
+                    return []  # reported with the key, with the parameter meant for it
                 self.once(
                     call.span,
                     f"`{call.name}` needs a value for `{p}`",
-                    f"e.g. `{call.name}({p if p != 'channels' else 64})`" if p != "p" else "e.g. `dropout(0.1)`",
+                    f"e.g. `{call.name}({_EXAMPLE_VALUES.get(p, p)})`",
                 )
                 return []
             else:

@@ -79,10 +79,23 @@ def _out_of_memory(exc: BaseException) -> bool:
 
 
 FILE = click.Path(exists=True, dir_okay=False, readable=True)
+
+
+def _set_spelling(ctx, param, items):
+    """Each ``--set`` checked as it is read: ``--set columns 4`` (a space for the '=') is
+    said as such before the ``4`` is taken for a file, which click would report as missing."""
+    from .overrides import parse_settings
+
+    parse_settings(items)
+    return items
+
+
 _set_option = click.option(
     "--set",
     "settings",
     multiple=True,
+    is_eager=True,
+    callback=_set_spelling,
     metavar="NAME=VALUE",
     help="Change a value of the program before it is checked: columns=4, c=32, block2.c=64, droppath.local=0.2, "
     "conv.p=0.1, ... (repeatable; the names are in docs/LANGUAGE.md).",

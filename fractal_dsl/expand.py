@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 import networkx as nx
 
 from . import budget, semantics
-from .binding import BlockEnv, KeyBinder, bind_blocks, value_names
+from .binding import BlockEnv, KeyBinder, bind_blocks, value_aliases, value_left_out, value_names
 from .errors import Collector, Fix, Span
 from .habits import foreign_layer
 from .ir import HEAD, INPUT, JOIN, LAYER, OUTPUT, POOL, STEM, DropPath, Edge, Kind, Network, Node
@@ -90,7 +90,7 @@ def expand(program: Program) -> Network:
     diags.raise_if_any()
 
     block_problems = Collector(program.source)  # reported with the binding problems, not before them
-    envs = bind_blocks(blocks, value_names(program, key), block_problems)
+    envs = bind_blocks(blocks, value_names(program, key), block_problems, value_aliases(key))
     binder = KeyBinder(key, classes, diags, blocks=envs)
     builder = _Builder(program, binder, join_mode, flat)
     try:
@@ -225,11 +225,32 @@ def _key_table(program: Program, diags: Collector) -> dict[str, KeyDef]:
     return table
 
 
+# the join modes under other names: PyTorch's and NumPy's (`add`, `cat`, `amax`), Keras'
+# layers (`Average`, `Add`, `Concatenate`, `Maximum`), and the words for them
+_JOIN_HABITS = {
+    **{n: "mean" for n in ("mean", "average", "avg", "averaging")},
+    **{n: "sum" for n in ("sum", "add", "addition", "plus")},
+    **{n: "max" for n in ("max", "maximum", "amax", "maxout")},
+    **{n: "concat" for n in ("concat", "cat", "concatenate", "concatenation")},
+}
+
+
 def _join_mode(key: dict[str, KeyDef], diags: Collector) -> tuple[str, bool]:
     d = key.get("join")
     if d is None:
         return "mean", True
     if len(d.chain) != 1 or d.chain[0].name not in JOIN_MODES:
+        call = d.chain[0]
+        meant = _JOIN_HABITS.get(call.name.lower()) if len(d.chain) == 1 else None
+        if meant is not None:  # `join = average`, `join = add`, `join = Mean`: one span, the name
+            at = Span(call.span.line, call.span.column, call.span.line, call.span.column + len(call.name))
+            diags.error(
+                at,
+                f"`{call.name}` is not a join mode; the modes are " + ", ".join(JOIN_MODES),
+                hint=f"did you mean `{meant}`?",
+                fix=Fix(at, meant),
+            )
+            return "mean", True
         diags.error(
             d.span,
             "`join` must be one of " + ", ".join(JOIN_MODES),
@@ -284,8 +305,11 @@ def _rule_table(program: Program, diags: Collector):
             rec = r
     if rec is None and not base:
         return fname, base, rec
+    upside_down = _upside_down(fname, rec, diags) if rec is not None else set()
     for r in [*base.values(), *([rec] if rec else [])]:
         for ref in refs(r.expr):
+            if id(ref) in upside_down:
+                continue
             if ref.name != fname:
                 diags.error(ref.span, f"unknown fractal `{ref.name}[...]`; this network defines `{fname}`")
             elif r.index.var is None:
@@ -330,6 +354,27 @@ def _rule_table(program: Program, diags: Collector):
                     hint=f"a rule may use only smaller indices than its left side, e.g. `{smaller}`",
                 )
     return fname, base, rec
+
+
+def _upside_down(fname: str, rec: Rule, diags: Collector) -> set[int]:
+    """``f[C-1] = join(f[C] . f[C], conv)``: every reference of the recursive rule is at
+    least its left side, all at one index, so the left side is what was mistyped: one error
+    there, with the index that makes the rule right.  The ids of those references (reported
+    here, so not once each), or none."""
+    same = [ref for ref in refs(rec.expr) if ref.name == fname and ref.index.var == rec.index.var]
+    offsets = {ref.index.offset for ref in same}
+    if not same or len(offsets) != 1 or min(offsets) < rec.index.offset:
+        return set()
+    offset = offsets.pop() + 1
+    meant = type(rec.index)(rec.index.var, offset, rec.index.span)
+    written = index_text(fname, rec.index)
+    diags.error(
+        rec.index.span,
+        f"`{written}` refers to `{index_text(fname, same[0].index)}`, so its expansion never ends",
+        hint=f"the left side is the larger index: write `{index_text(fname, meant)}`",
+        fix=Fix(rec.index.span, index_text(fname, meant)[len(fname) + 1 : -1]),
+    )
+    return {id(ref) for ref in same}
 
 
 def _instantiate(fname, base, rec, n: int, span: Span, diags):
@@ -613,6 +658,16 @@ def _check_usage(program: Program, key: dict[str, KeyDef], used: set[str], diags
         text_of = program.source.text_of
         if any(c.name not in BUILTINS and c.name not in key and foreign_layer(c, text_of, None) for c in d.chain):
             continue  # a PyTorch layer is reported with its spelling, which uses the parameter
+        meant = value_left_out(d, key)
+        if meant is not None:  # `conv(c) = conv3x3 . relu`: the value meant for it
+            c, p = meant
+            diags.error(
+                c.span,
+                f"`{c.name}` needs a value for `{BUILTINS[c.name].params[0][0]}`, and `{p}` of `{name}` is never used",
+                hint=f"pass it on: write `{c.name}({p})`",
+                fix=Fix(c.span, f"{c.name}({p})"),
+            )
+            continue
         for p in d.params:
             if p not in names_in_body and not p.startswith("_"):
                 diags.error(

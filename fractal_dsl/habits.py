@@ -24,6 +24,7 @@ parses (:func:`_checked`), so following a hint never leads to a second syntax er
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 
 from lark import Token, UnexpectedInput
@@ -245,6 +246,10 @@ def _unnest_term(term: str, names: set[str]) -> str | None:
     return None if inside is None else f"{inside} . {name}" + (f"({', '.join(rest)})" if rest else "")
 
 
+# names a join is written with in other languages, or in capitals: `mean(a, b)`, `Join(a, b)`
+_JOIN_WORDS = ("join", "mean", "average", "avg", "sum", "add", "max", "concat", "cat", "merge", "parallel")
+
+
 def _nested_call(text: str, tok: Token, expected: list[str]) -> Diagnostic | None:
     if tok.type not in ("LPAR", "LSQB") or "'='" not in expected:
         return None
@@ -259,10 +264,19 @@ def _nested_call(text: str, tok: Token, expected: list[str]) -> Diagnostic | Non
     called = []  # the names whose '(' is open where the error is: the last is called on a layer
     for m in re.finditer(r"([A-Za-z_][A-Za-z0-9_]*)?\s*([()])", text[start : tok.start_pos]):
         if m.group(2) == "(":
-            called.append(m.group(1))
+            called.append((m.group(1), start + m.start(1)))
         elif called:
             called.pop()
-    outer = called[-1] if called and called[-1] != "join" else None
+    if called and called[-1][0] and called[-1][0] != "join" and called[-1][0].lower() in _JOIN_WORDS:
+        name, at = called[-1]  # `mean(f[C] . f[C], conv)`, `Join(...)`: a join, by another name
+        return Diagnostic(
+            _span(text, at, at + len(name)),
+            f"branches are joined with `join(...)`, not `{name}(...)`",
+            hint="how a join merges is set once, in the key (`join = mean`, the default, or sum, max, concat):"
+            " write `join`",
+            fix=Fix(_span(text, at, at + len(name)), "join"),
+        )
+    outer = called[-1][0] if called and called[-1][0] != "join" else None
     message = "a layer is not called on another layer" + (f": `{outer}(...)`" if outer else "")
     hint = "layers compose with '.', data flowing left to right"
     if rewritten is None or rewritten == written:
@@ -292,6 +306,49 @@ def _input_shape(text: str, tok: Token, start: int, end: int) -> Diagnostic | No
         hint=f"channels, height and width joined by 'x': write `input {rewritten}`",
         fix=Fix(_span(text, start, end), " " + rewritten),
     )
+
+
+def _closing(text: str, at: int) -> int:
+    """The offset of the bracket that closes the one at ``at`` (-1 if none)."""
+    depth = 0
+    for i in range(at, len(text)):
+        depth += (text[i] in _OPEN) - (text[i] in _CLOSE)
+        if depth == 0:
+            return i
+    return -1
+
+
+def _block_tuples(body: str) -> tuple[str, str] | None:
+    """``(c: 16, p: 0.1)``, ``{c: 16, p: 0.1}`` (a dict) and ``(16, 0.1,)`` (a trailing
+    comma), as Python writes them: the message and the blocks written as tuples."""
+    written = " ".join(body.split())
+    fixed = re.sub(r"\{([^{}]*)\}", r"(\1)", written)
+    fixed = re.sub(r"([A-Za-z_][A-Za-z0-9_]*)\s*:\s*", r"\1=", fixed)
+    fixed = re.sub(r"\s*,\s*\)", ")", fixed)
+    if fixed == written:
+        return None
+    if "{" in written:
+        return "a block is a tuple `(c=64, p=0.1)`, not a dict", fixed
+    if ":" in written:
+        return "a block names its values with '=', `(c=64, p=0.1)`, not ':'", fixed
+    return "a block's values end without a ',' before ')'", fixed
+
+
+def _bare_droppath(words: list[str]) -> tuple[str, str] | None:
+    """``droppath 0.15 0.5`` (the paper's two numbers, unnamed), ``droppath on`` or
+    ``droppath none``: the message and the options meant; None for anything else."""
+    if 1 <= len(words) <= 2 and all(re.fullmatch(r"[0-9]*\.?[0-9]+", w) for w in words):
+        named = " ".join(f"{k} {w}" for k, w in zip(("local", "global"), words))
+        message = (
+            "drop-path options are named: `local P` (the chance of dropping each join input) and `global R`"
+            " (the share of samples that keep one column)"
+        )
+        return message, named
+    if len(words) == 1 and words[0].lower() in ("on", "true", "yes", "enabled", "default", "paper"):
+        return "drop-path is on unless `droppath off` says otherwise", "local 0.15 global 0.5"
+    if len(words) == 1 and words[0].lower() in ("none", "false", "no", "disabled", "0", "off"):
+        return "drop-path is turned off with `droppath off`", "off"
+    return None
 
 
 def _statement_habits(text: str, tok: Token, expected: list[str]) -> Diagnostic | None:
@@ -332,10 +389,21 @@ def _statement_habits(text: str, tok: Token, expected: list[str]) -> Diagnostic 
             hint=f"write `{keyword} {int(whole.group(1))}`",
             fix=Fix(_span(text, start, end), f" {int(whole.group(1))}"),
         )
+    tuples = _block_tuples(body) if keyword == "blocks" and str(tok) in (":", "{", ")") else None
+    in_tuple = keyword == "blocks" and _depth(text[start : tok.start_pos]) > 0
+    if tuples is None and in_tuple and tok.type in ("NUMBER", "SIGNED_NUMBER", "NAME"):  # `(16 0.1)`
+        spaced = re.sub(r"\(([^()]*)\)", lambda m: "(" + ", ".join(_split(m.group(1), ",")[0].split()) + ")", body)
+        tuples = ("the values in a block are separated by ','", " ".join(spaced.split())) if "," not in body else None
+    if tuples is not None:
+        message, rewritten = tuples
+        return Diagnostic(
+            span, message, hint=f"write `blocks {rewritten}`", fix=Fix(_span(text, start, end), " " + rewritten)
+        )
     if keyword == "blocks" and str(tok) in (",", ";", "["):
         listed = body.strip()
-        if listed.startswith("[") and listed.endswith("]"):  # a Python list
+        if listed.startswith("[") and _closing(listed, 0) == len(listed) - 1:  # a Python list
             listed = listed[1:-1]
+        listed = re.sub(r"\[([^\[\]]*)\]", r"(\1)", listed)  # its items, `[16, 0.1]`, are tuples
         rewritten = " ".join(q.strip() for p in _split(listed, ",") for q in _split(p, ";") if q.strip())
         rewritten = " ".join(rewritten.split())  # one line, however many the statement took
         return Diagnostic(
@@ -349,6 +417,12 @@ def _statement_habits(text: str, tok: Token, expected: list[str]) -> Diagnostic 
     if keyword == "droppath":
         words = re.sub(r"[=:,()]", " ", body).split()
         rewritten = " ".join(words)
+        bare = _bare_droppath(words)
+        if bare is not None:  # `droppath 0.15 0.5`, `droppath on`, `droppath none`
+            message, rewritten = bare
+            return Diagnostic(
+                span, message, hint=f"write `droppath {rewritten}`", fix=Fix(_span(text, start, end), " " + rewritten)
+            )
         if not re.fullmatch(rf"{_DP_OPTION}( {_DP_OPTION})*", rewritten):
             return None
         return Diagnostic(
@@ -362,9 +436,25 @@ def _statement_habits(text: str, tok: Token, expected: list[str]) -> Diagnostic 
         line_end = _code_line(text, start)[1]
         end = line_end if end < 0 or end > line_end else end
         written = text[start:end].strip()
-        name = re.sub(r"[^A-Za-z0-9_]+", "_", written).strip("_") or "net"
+        plain = "".join(c for c in unicodedata.normalize("NFKD", written) if not unicodedata.combining(c))
+        name = re.sub(r"[^A-Za-z0-9_]+", "_", plain).strip("_") or "net"
         name = "net_" + name if name[0].isdigit() else name
         at = start + text[start:end].index(written) if written else start
+        if not written:  # `network {`
+            return Diagnostic(
+                span,
+                "a network needs a name: `network NAME {`",
+                hint="write `network net {`",
+                fix=Fix(_span(text, start, start), " net"),
+            )
+        extra = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)\s*(=|:|\(\s*\)|\(.*\)\s*:?)", written)
+        if extra:  # `network tiny = {`, `network tiny() {`, `network tiny(nn.Module):`
+            return Diagnostic(
+                _span(text, at + extra.start(2), at + len(written)),
+                f"unexpected `{extra.group(2)}`: the network's name is followed by its body in braces",
+                hint=f"write `network {extra.group(1)} {{`",
+                fix=Fix(_span(text, at, at + len(written)), extra.group(1)),
+            )
         return Diagnostic(
             _span(text, at, at + len(written)) if written else span,
             f"`{written}` cannot name a network: a name is letters, digits and '_', and does not start with a digit",
@@ -393,13 +483,26 @@ def _plus_between_parts(text: str, tok: Token, expected: list[str]) -> Diagnosti
     return Diagnostic(Span.from_token(tok), f"unexpected {str(tok)!r}", hint=hint)
 
 
-_OTHER_COMPOSITIONS = ("->", ">>", "|>", "|", "*", "\u2218", "\u00b7", "@", ";")  # F#, Haskell, shell, maths, C
+_OTHER_COMPOSITIONS = ("->", ">>", "|>", "|", "*", "\u2218", "\u00b7", "\u2192", "@", ";")  # F#, shell, maths, C
 
 
-def _code_after(text: str, pos: int) -> bool:
+def code_after(text: str, pos: int) -> bool:
     """Whether code follows ``pos`` on its line (a comment is not code)."""
     end = text.find("\n", pos)
     return bool(text[pos : len(text) if end < 0 else end].split("#", 1)[0].strip())
+
+
+def _semicolon_separator(text: str, tok: Token) -> Diagnostic:
+    """``join = mean; pool = maxpool(2)``: two definitions on one line, as in C or Python."""
+    line_start = text.rfind("\n", 0, tok.start_pos) + 1
+    indent = re.match(r"[ \t]*", text[line_start:]).group()
+    after = len(text[tok.start_pos + 1 :]) - len(text[tok.start_pos + 1 :].lstrip(" \t"))
+    return Diagnostic(
+        Span(tok.line, tok.column, tok.line, tok.column + 1),
+        "definitions are separated by line breaks, not ';'",
+        hint="put each statement and key entry on its own line",
+        fix=Fix(_span(text, tok.start_pos, tok.start_pos + 1 + after), "\n" + indent),
+    )
 
 
 def _other_composition(text: str, tok: Token, expected: list[str]) -> Diagnostic | None:
@@ -409,8 +512,10 @@ def _other_composition(text: str, tok: Token, expected: list[str]) -> Diagnostic
     op = next((o for o in _OTHER_COMPOSITIONS if text.startswith(o, tok.start_pos)), None)
     if op is None:
         return None
-    if op == ";" and not _code_after(text, tok.start_pos + 1):
+    if op == ";" and not code_after(text, tok.start_pos + 1):
         return None  # `join = mean;` ends a line: a statement's ';', not a composition
+    if op == ";" and _NEXT_DEFINITION.match(text[tok.start_pos + 1 :].lstrip(" \t")):
+        return _semicolon_separator(text, tok)  # `join = mean; pool = maxpool(2)`
     at = Span(tok.line, tok.column, tok.line, tok.column + len(op))
     # every `op` after it on the line, outside brackets: `a -> b -> c` is one mistake, one fix
     line_end = text.find("\n", tok.start_pos)
@@ -470,8 +575,33 @@ def _block_comment(text: str, tok: Token, expected: list[str]) -> Diagnostic | N
     )
 
 
+def _unnamed_join(text: str, tok: Token, expected: list[str]) -> Diagnostic | None:
+    """``f[C+1] = (f[C] . f[C], conv)``: branches in bare parentheses, as a tuple."""
+    if tok.type != "COMMA" or "')'" not in expected or _right_side(text, tok.start_pos) is None:
+        return None
+    start = _right_side(text, tok.start_pos)[0]
+    depth, opened = 0, None
+    for i in range(tok.start_pos - 1, start - 1, -1):  # the '(' this ',' is inside
+        depth += (text[i] in _CLOSE) - (text[i] in _OPEN)
+        if depth < 0:
+            opened = i
+            break
+    if opened is None or text[opened] != "(" or re.search(r"[A-Za-z0-9_\]]\s*$", text[:opened]):
+        return None  # a call's arguments, or not in brackets
+    if _depth(text[start:opened]) > 0:
+        return None  # inside a call: `conv(c, kernel=(3, 3))`
+    at = _span(text, opened, opened)
+    return Diagnostic(
+        Span.from_token(tok),
+        "branches side by side are a join: `join(a, b)`",
+        hint="write `join` before the '('",
+        fix=Fix(at, "join"),
+    )
+
+
 _RECOGNISERS: tuple[Callable[[str, Token, list[str]], Diagnostic | None], ...] = (
     _block_comment,
+    _unnamed_join,
     _comma_composition,
     _other_composition,
     _nested_call,
@@ -645,9 +775,12 @@ def foreign_layer(call, text_of: Callable[[Span], str], channels: str | None) ->
     if name in ("maxpool2d", "maxpooling2d", "avgpool2d", "averagepooling2d"):
         size = pos[0] if pos else next((kw[k] for k in ("kernel_size", "pool_size") if k in kw), "2")
         return f"{'max' if name.startswith('max') else 'avg'}pool({size})", ""
-    if name in ("adaptiveavgpool2d", "globalaveragepooling2d"):
+    if name in ("adaptiveavgpool2d", "adaptiveavgpool", "adaptive_avg_pool2d", "globalaveragepooling2d", "globalpool"):
         return "gap", " (global average pooling to 1x1)"
-    if name == "dense" or (name == "linear" and call.name != name):
-        features = pos[-1] if name == "linear" and pos else pos[0] if pos else kw.get("units", kw.get("out_features"))
+    if name == "swish":
+        return "silu", " (swish is SiLU)"
+    if name in ("dense", "fc") or (name == "linear" and call.name != name):
+        last = name in ("linear", "fc")  # PyTorch's (in, out): the last; Keras' units: the first
+        features = pos[-1] if last and pos else pos[0] if pos else kw.get("units", kw.get("out_features"))
         return (f"linear({features})", " (input features are inferred)") if features else None
     return None

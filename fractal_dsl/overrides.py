@@ -75,6 +75,14 @@ def parse_settings(items: Iterable[str]) -> dict[str, str]:
     for item in items:
         name, eq, value = item.partition("=")
         name, value = name.strip(), value.strip()
+        if not eq and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name):  # `--set columns 4`
+            raise UsageError(f"{{set}} {braces(quoted(item))} has no value: write {{set}} {braces(name)}=VALUE", "set")
+        if not eq and ":" in item:  # `--set columns:4`
+            meant = "=".join(cut(p.strip()) for p in item.partition(":")[::2])
+            raise UsageError(
+                f"{{set}} {braces(quoted(item))}: write {{set}} {braces(meant)}, with '=' not ':'",
+                "set",
+            )
         if not eq or not name or not value:
             raise UsageError(f"{{set}} {braces(quoted(item))}: write NAME=VALUE, e.g. {{set}} columns=4", "set")
         if name in out:
@@ -141,7 +149,9 @@ def apply_traced(source: Source, settings: Mapping[str, object]) -> tuple[Source
                 hint = (
                     "it has " + ", ".join(f"`{n}`" for n in options)
                     if options
-                    else _suggest(name, settable) or "this program's names: " + ", ".join(settable)
+                    else _TRAIN_OPTIONS.get(name.lower().replace("-", "_"))
+                    or _suggest(name, settable)
+                    or "this program's names: " + ", ".join(settable)
                 )
             problems.append((name, bad.message, hint))
     if problems:
@@ -243,6 +253,39 @@ def _block_value_names(program: Program) -> list[str]:
 _MAX_DIGITS = 100
 
 
+# what training takes on its command line, not in the program: `--set lr=0.1`
+_TRAIN_OPTIONS = {
+    n: f"`{n}` is not in the program: it is `fractal-dsl train`'s option --{flag}"
+    for n, flag in {
+        "lr": "lr",
+        "learning_rate": "lr",
+        "epochs": "epochs",
+        "batch_size": "batch-size",
+        "optimizer": "optimizer",
+        "schedule": "schedule",
+        "data": "data",
+        "dataset": "data",
+        "seed": "seed",
+    }.items()
+}
+
+
+def _value_hint(name: str, text: str, kind: str) -> str | None:
+    """What a malformed value most likely meant: `4` for `4.0`, `0.15` for `15%`, `1x28x28`
+    for `(1, 28, 28)`, one block each for `16,32,64`."""
+    if kind == "int" and re.fullmatch(r"[0-9]+\.0*", text):
+        return f"a whole number: did you mean `{int(float(text))}`?"
+    if kind in ("number", "value") and re.fullmatch(r"[0-9]+(\.[0-9]+)?%", text):
+        return f"a fraction, not a percentage: did you mean `{float(text[:-1]) / 100:g}`?"
+    if kind == "shape" and len(dims := re.findall(r"[0-9]+", text)) == 3 and re.fullmatch(r"[\s()\[\],xX*0-9]+", text):
+        return f"did you mean `{'x'.join(dims)}`?"
+    items = [i for i in re.split(r"[\s,]+", text.strip("[]()")) if i]
+    if kind == "value" and len(items) > 1 and "." not in name:  # not `block2.c`, nor `conv.p`
+        each = " ".join(f"--set block{b}.{cut(name, 40)}={cut(v, 20)}" for b, v in enumerate(items[:4], start=1))
+        return f"NAME=VALUE sets one value in every block; each block its own: {each}"
+    return None
+
+
 def _check(name: str, text: str, kind: str) -> str:
     """``text`` if it is a well-formed ``kind`` (so nothing else can be written into the
     program through a setting); else :class:`_Bad`."""
@@ -252,24 +295,28 @@ def _check(name: str, text: str, kind: str) -> str:
     digits = f"numbers are written in digits: did you mean `{spelt}`?" if spelt is not None else None  # `four`
     if kind == "int":
         if not _INT.fullmatch(text):
-            raise _Bad(f"expected a whole number, got {quoted(text)}", digits)
+            raise _Bad(f"expected a whole number, got {quoted(text)}", digits or _value_hint(name, text, kind))
         if len(text) > _MAX_DIGITS:  # int() refuses past 4,300 digits; no setting needs a tenth of that
             raise _Bad(f"expected a whole number of at most {_MAX_DIGITS} digits, got {len(text):,} characters")
         return str(int(text))
     if kind == "number":
         if not _NUMBER.fullmatch(text):
-            raise _Bad(f"expected a number, got {quoted(text)}", digits)
+            raise _Bad(f"expected a number, got {quoted(text)}", digits or _value_hint(name, text, kind))
         return text.lstrip("+")
     if kind == "shape":
         if not _SHAPE.fullmatch(text):
-            raise _Bad(f"expected an image shape CxHxW such as 3x32x32, got {quoted(text)}")
+            raise _Bad(
+                f"expected an image shape CxHxW such as 3x32x32, got {quoted(text)}", _value_hint(name, text, kind)
+            )
         return text
     if kind == "value":  # a block value or a default: a number, true, false or same
         if _NUMBER.fullmatch(text):
             return text.lstrip("+")
         if text in VALUE_WORDS:
             return text
-        raise _Bad(f"expected a number (or true, false, same), got {quoted(text)}", digits)
+        raise _Bad(
+            f"expected a number (or true, false, same), got {quoted(text)}", digits or _value_hint(name, text, kind)
+        )
     choices = {"init": INIT_SCHEMES, "per": ("batch", "sample")}[kind]
     if text not in choices:
         close = [INIT_HABITS[text.lower()]] if kind == "init" and text.lower() in INIT_HABITS else []
@@ -323,8 +370,8 @@ def _droppath_edit(program: Program, options: dict[str, str], at) -> _Edit:
     if dp is not None:
         got = {"local": dp.local, "global": dp.global_, "per": dp.per}
     got = {k: options.get(k, None if v is None else v if isinstance(v, str) else repr(v)) for k, v in got.items()}
-    parts = ["droppath"] + (["off"] if dp is not None and dp.off else [])
-    statement = " ".join(parts + [f"{k} {v}" for k, v in got.items() if v is not None])
+    # a setting turns drop-path on: `droppath off` with a `local` would be refused as contradictory
+    statement = " ".join(["droppath"] + [f"{k} {v}" for k, v in got.items() if v is not None])
     if dp is None:
         return _insert_before_end(program, at, statement)
     start, end = at(dp.span)
@@ -342,7 +389,7 @@ def _block_edits(program: Program, name: str, text: str, at, only: int | None):
     blocks = program.blocks[0]
     if only is not None and not 1 <= only <= len(blocks):
         raise _Bad(f"the program has blocks 1..{len(blocks)}, not block {only}")
-    value = _check(name, text, "value")
+    value = _check(name if only is None else f"block{only}.{name}", text, "value")
     for b, spec in enumerate(blocks, start=1):
         if only is not None and b != only:
             continue

@@ -17,7 +17,7 @@ from lark import Token, Transformer, UnexpectedCharacters, UnexpectedEOF, Unexpe
 
 from .errors import Collector, Diagnostic, Fix, FractalError, Source, Span
 from .grammar import parser as _parser
-from .habits import python_style, recognise, yaml_style
+from .habits import code_after, python_style, recognise, yaml_style
 from .layers import BUILTINS
 from .safeio import read_input
 
@@ -422,6 +422,8 @@ def parse(source: Source) -> Program:
             if found and diag.span.line <= found[-1].span.line:
                 break
             found.append(diag)
+            if diag.message.startswith((_NOT_A_PROGRAM, _OUTSIDE_KEY)):
+                break  # the whole file is something else (JSON, TOML, Python): one error says so
             # look for more errors with the broken line blanked out, unless blanking it would
             # unbalance brackets (then later errors would only echo this one)
             fix = diag.fix
@@ -520,6 +522,11 @@ def _precheck(source: Source) -> None:
                 )
         elif ch in ")]}":
             depth = max(0, depth - 1)
+        elif unicodedata.category(ch) == "Zs" and ch != " ":  # a no-break space pasted from a document
+            at = Span.point(line, col)
+            name = f"U+{ord(ch):04X} {unicodedata.name(ch, 'SPACE')}"
+            msg = f"a {name} where a plain space belongs (pasted from a document or a web page?)"
+            raise FractalError(source, [Diagnostic(at, msg, hint="write a plain space", fix=Fix(at, " "))])
         elif not ch.isprintable() and ch not in "\t\r":
             raise FractalError(source, [Diagnostic(Span.point(line, col), _control(ch))])
 
@@ -645,6 +652,26 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
                 hint=f"statements take no ':': write `{close} {_rest_of_line(source.text, exc.pos_in_stream + 1)}`",
                 fix=Fix(Span(line, col - len(word), line, col + 1), close),
             )
+        pos = exc.pos_in_stream
+        lookalike = _ascii_lookalike(ch)
+        line_start = source.text.rfind("\n", 0, pos) + 1
+        before = source.text[line_start:pos]
+        if ch == "\u2014" and code_after(source.text, pos + 1) and not _depth_open(before):  # `columns 3 — three`
+            at = Span(line, col, line, col + 1)
+            return Diagnostic(at, "comments start with '#'", hint="write `#`", fix=Fix(at, "#"))
+        if lookalike is not None:  # `（`, `−`: characters that look like the language's own
+            rest = _rest_of_line(source.text, pos).split("#", 1)[0]
+            last = max(i for i, c in enumerate(rest) if _ascii_lookalike(c) is not None)
+            fixed = "".join(_ascii_lookalike(c) or c for c in rest[: last + 1])
+            return Diagnostic(
+                Span(line, col, line, col + 1),
+                f"`{ch}` (U+{ord(ch):04X} {unicodedata.name(ch, '')}) looks like `{lookalike}` but is not it",
+                hint=f"write `{lookalike}`" + (" (and the same for the others on this line)" if last else ""),
+                fix=Fix(Span(line, col, line, col + last + 1), fixed),
+            )
+        colon = _colon_habit(source.text, exc.pos_in_stream, span) if ch == ":" else None
+        if colon is not None:
+            return colon
         return Diagnostic(span, f"unexpected character {ch!r}", hint=_char_hint(source.text, exc.pos_in_stream, ch))
     expected = sorted({_describe(t) for t in getattr(exc, "expected", set()) or getattr(exc, "accepts", set())})
     want = ", ".join(expected[:8]) + (", ..." if len(expected) > 8 else "")
@@ -656,6 +683,11 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
         if tok.type != "$END":
             span = Span(tok.line, tok.column, tok.end_line or tok.line, tok.end_column or tok.column + 1)
         prev = _previous_word(source.text, tok.start_pos if tok.type != "$END" else len(source.text))
+        structural = _structural(source.text, tok, expected)
+        if structural is not None:
+            return structural
+        if expected == ["','"] and tok.type == "NAME" and re.search(r"[\w)\]]\s+$", source.text[: tok.start_pos]):
+            return _side_by_side_in_join(source.text, tok, span)
         missing_dot = _missing_dot(source.text, tok, expected)
         if missing_dot is not None:
             return missing_dot
@@ -672,16 +704,62 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
             return Diagnostic(
                 span, "keywords are written in lower case", hint="write `network`", fix=Fix(span, "network")
             )
+        if expected == ["'network'"]:
+            return _not_a_network(source.text, tok, span)
+        if expected == ["end of file"] and tok.type != "$END":  # `}` then `columns 4`, or a `}` too many
+            closing = source.text.rfind("}", 0, tok.start_pos)
+            closing_line = source.text.count("\n", 0, closing) + 1
+            if str(tok) == "}":
+                return Diagnostic(
+                    span,
+                    f"this `}}` closes nothing: the network ended at line {closing_line}",
+                    hint="delete it",
+                    fix=Fix(span, ""),
+                )
+            return Diagnostic(
+                span,
+                f"`{str(tok)[:40]}` after the network's closing `}}` (line {closing_line})",
+                hint="statements go inside the network's braces: move it above that `}`",
+            )
         if expected == ["'{'"] and str(tok) in ("=", ":") and prev is not None and prev[0] == "key":
             return _key_sign(span, str(tok))
+        if expected == ["'['"] and str(tok) == "(" and prev is not None and prev[1] is not None:
+            word, at = prev  # `Blocks (16, 0.1)`, `block (16, 0.1)`: a statement, misspelt
+            starts_line = not source.text.split("\n")[at.line - 1][: at.column - 1].strip()
+            close = [word.lower()] if word.lower() in _STATEMENTS else _statements_close(word, "(")
+            if starts_line and close and close[0] != word:
+                listed = re.findall(rf"^[ \t]*{word}[ \t]*(\(.*?\))[ \t]*(?:#.*)?$", source.text, re.M)
+                if close[0] == "blocks" and len(listed) > 1:  # `block (16, 0.1)` once per block
+                    return Diagnostic(
+                        at,
+                        f"unknown statement `{word}`; did you mean `blocks`?",
+                        hint=f"one `blocks` statement lists every block, as in `blocks {' '.join(listed)}`",
+                    )
+                return Diagnostic(at, f"unknown statement `{word}`; did you mean `{close[0]}`?", fix=Fix(at, close[0]))
         if expected == ["'['"] and str(tok) == "(":
-            return Diagnostic(
-                span, "unexpected '('; expected '['", hint="fractal indices use square brackets, e.g. `f[C+1] = ...`"
+            starts = (
+                prev is not None
+                and prev[1] is not None
+                and not source.text.split("\n")[prev[1].line - 1][: prev[1].column - 1].strip()
+            )  # `f(C+1) = ...`: a rule at the start of its line
+            hint = "fractal indices use square brackets, e.g. `f[C+1] = ...`" if starts else None
+            return Diagnostic(span, "unexpected '('; expected '['", hint=hint)
+        if set(expected) == {"'('", "a number"} and prev is not None and prev[0] == "blocks" and prev[1]:
+            return Diagnostic(  # `blocks` and nothing after it
+                prev[1],
+                "`blocks` lists no block",
+                hint="one entry per block, e.g. `blocks (64, 0.1) (128, 0.2)` or `blocks 64 128`",
             )
+        pair = _size_pair(source.text, tok)
+        if pair is not None:  # `kernel=3x3`, `kernel=(3, 3)`
+            return pair
+        shape = _trailing_x(source.text, prev) if expected == ["'['"] else None
+        if shape is not None:  # `input 3x32x32x`: the `x` read as a misspelt statement
+            return shape
         if expected == ["'['"] and prev is not None and prev[0] not in _STATEMENTS:
             # a NAME at statement level starts a rule `f[...] = ...`: most likely a misspelt statement
             word, at = prev
-            close = [word.lower()] if word.lower() in _STATEMENTS else _statements_close(word, str(tok))
+            close = _meant_statement(word, str(tok))
             wspan = Span(span.line, span.column, span.line, span.column) if at is None else at
             if word in BUILTINS:
                 return Diagnostic(
@@ -709,6 +787,9 @@ def _syntax_diagnostic(exc: UnexpectedInput, source: Source) -> Diagnostic:
         fix = None
         if tok.type != "$END" and source.text.startswith("//", tok.start_pos):  # a C comment
             fix = Fix(Span(tok.line, tok.column, tok.line, tok.column + 2), "#")
+        if tok.type != "$END" and re.match(r"--[ \t]+[A-Za-z]", source.text[tok.start_pos :]):  # SQL, Lua, Haskell
+            msg, hint = "comments start with '#', not '--'", "write `#`"
+            fix = Fix(Span(tok.line, tok.column, tok.line, tok.column + 2), "#")
         return Diagnostic(span, msg, hint=hint or _hint_for(tok, expected), fix=fix)
     return Diagnostic(span, "syntax error")
 
@@ -729,6 +810,254 @@ INIT_HABITS = {
 _STATEMENTS = ("input", "classes", "key", "columns", "blocks", "droppath", "init")
 # the statements whose value can start like this: `depth 3` is not `droppath 3`
 _STARTS = {"digit": ("input", "classes", "columns", "blocks"), "(": ("blocks",), "{": ("key",)}
+
+
+_NOT_A_PROGRAM = "a program starts with `network NAME {`"
+
+
+_SIZE_PAIR = re.compile(r"([A-Za-z_]+)\s*=\s*(?:\(\s*([0-9]+)\s*,\s*([0-9]+)\s*\)|([0-9]+)[xX]([0-9]+))")
+
+
+_OUTSIDE_KEY = "key entries go inside `key { ... }`"
+_DEFINITION = re.compile(r"[ \t]*([A-Za-z_][A-Za-z0-9_]*)[ \t]*(\([^()]*\))?[ \t]*=(?!=)")
+
+
+def _structural(text: str, tok: Token, expected: list[str]) -> Diagnostic | None:
+    """Mistakes the parser notices only at the next line, or that it reads as something else:
+    a composition ending in '.', a definition with nothing after '=', a '(' never closed on
+    its line, a ')' or ',' too many, '..', a missing '=', key entries outside the key and a
+    rule inside it.  One error, where the mistake is."""
+    if tok.type == "$END":
+        return None
+    pos = tok.start_pos
+    code = re.sub(r"#[^\n]*", lambda m: " " * len(m.group()), text[:pos])
+    before = code.rstrip()
+    last = len(before) - 1  # the last character of code before the token
+    at_last = _span_at(text, last) if last >= 0 else None
+    line_of = text.count("\n", 0, pos) + 1
+    last_line = text.count("\n", 0, max(last, 0)) + 1
+    line_start = text.rfind("\n", 0, pos) + 1
+    repeat = re.fullmatch(
+        r"(\s*blocks\s+)([0-9]+)\s*[xX*\u00d7]\s*(\([^()]*\)|[0-9]+)\s*",
+        code[line_start:] + text[pos:].split("\n", 1)[0].split("#", 1)[0],
+    )
+    if repeat and 1 <= int(repeat.group(2)) <= 16:  # `blocks 3 x (16, 0.1)`: a block repeated
+        start, end = line_start + repeat.end(1), line_start + len(repeat.group().rstrip())
+        at = Span(line_of, repeat.end(1) + 1, line_of, end - line_start + 1)
+        written = " ".join([" ".join(repeat.group(3).split())] * int(repeat.group(2)))
+        return Diagnostic(
+            at,
+            "each block is written out: `blocks` has no repeat",
+            hint=f"write `blocks {written}`",
+            fix=Fix(at, written),
+        )
+    scheme = re.fullmatch(r"\s*init\s+(\w+)\s*", code[line_start:])
+    if str(tok) == "(" and scheme and re.match(r"\(\s*\)", text[pos:]):  # `init xavier()`, as a call
+        at = _span_at(text, pos, len(re.match(r"\(\s*\)", text[pos:]).group()))
+        hint = f"write `init {scheme.group(1)}`"
+        return Diagnostic(at, "an initialisation is named, not called: no '()'", hint=hint, fix=Fix(at, ""))
+    if str(tok) in ("=", "(") and _DEFINITION.match(text[line_start:]) and code[:line_start].rstrip():
+        before = code[:line_start].rstrip()  # `relu .` then `join = mean`: the name was read as a layer
+        last = len(before) - 1
+        at_last, last_line = _span_at(text, last), text.count("\n", 0, last) + 1
+    if at_last is not None and last_line < line_of and before.endswith(".") and str(tok) in ("=", "}", "("):
+        return Diagnostic(  # `... . relu .` then the next entry: a dangling '.'
+            at_last,
+            "the composition ends with '.': a layer is missing after it",
+            hint="delete the '.'",
+            fix=Fix(at_last, ""),
+        )
+    if at_last is not None and last_line < line_of and before.endswith("=") and str(tok) in ("=", "}", "("):
+        left = before[before.rfind("\n") + 1 : -1].strip()
+        return Diagnostic(
+            at_last, f"`{left} =` defines nothing", hint="write its layers after '=', e.g. `conv3x3(c) . relu`"
+        )
+    opened = _unclosed_before(code)
+    rest = text[line_start:]  # a new statement starts this line: what came before it has ended
+    starts = not text[line_start:pos].strip() and (
+        str(tok) in (*_STATEMENTS, "}") or _DEFINITION.match(rest) or re.match(r"\s*f\s*\[", rest)
+    )
+    if opened is not None and starts and text.count("\n", 0, opened) + 1 < line_of:
+        at = _span_at(text, opened)
+        end = _code_end(text, opened)
+        closing = ")" if text[opened] == "(" else "]"
+        fix = None
+        segment = text[text.rfind("\n", 0, opened) + 1 : end]
+        if _bracket_balance(segment) == 1:
+            fix = Fix(_span_at(text, end, 0), closing)
+        return Diagnostic(at, f"this `{text[opened]}` is never closed", hint=f"add `{closing}` where it ends", fix=fix)
+    line = text[text.rfind("\n", 0, pos) + 1 :].split("\n", 1)[0]
+    if str(tok) == ")" and re.search(r",\s*$", code) and not re.match(r"\s*blocks\b", line):  # `join(a, b, )`
+        at = _span_at(text, len(code.rstrip()) - 1)
+        return Diagnostic(at, "a ',' before ')' with nothing after it", hint="delete the ','", fix=Fix(at, ""))
+    if str(tok) == ")" and _bracket_balance(code) <= 0 and "')'" not in expected:
+        at = _span_at(text, pos)
+        return Diagnostic(at, "this `)` closes nothing", hint="delete it", fix=Fix(at, ""))
+    if str(tok) == "." and before.endswith(".") and last_line == line_of:  # `a .. b`, `= . a`
+        at = _span_at(text, pos)
+        return Diagnostic(at, "two '.' in a row", hint="delete one", fix=Fix(at, ""))
+    if str(tok) == "." and before.endswith("=") and last_line == line_of:
+        at = _span_at(text, pos)
+        return Diagnostic(at, "a composition starts with a layer, not '.'", hint="delete the '.'", fix=Fix(at, ""))
+    if expected == ["'='"] and tok.type == "NAME" and last_line == line_of:  # `conv(c) conv3x3(c) . relu`
+        return Diagnostic(
+            Span.from_token(tok),
+            "a key entry is `name(params) = layers`: the '=' is missing",
+            hint="write `=` before the layers",
+            fix=Fix(Span(tok.line, tok.column, tok.line, tok.column), "= "),
+        )
+    if str(tok) == "." and "')'" in expected and opened is not None and text.count("\n", 0, opened) + 1 == line_of:
+        end = len(code.rstrip())  # `conv3x3(c, bias=false . relu`
+        return Diagnostic(
+            Span.from_token(tok),
+            f"the `(` at column {_span_at(text, opened).column} is still open at this '.'",
+            hint="is a ')' missing before the '.'? add it",
+            fix=Fix(_span_at(text, end, 0), ")"),
+        )
+    line = text[text.rfind("\n", 0, pos) + 1 :].split("\n", 1)[0]
+    in_network = code.count("{") - code.count("}") == 1  # not inside the key
+    if expected == ["'['"] and in_network and _DEFINITION.match(line):
+        name = _DEFINITION.match(line).group(1)
+        if name in ("f", "g") or _meant_statement(name, str(tok)):
+            return None  # a rule, or a misspelt statement (`C = 3`, `num_classes = 10`)
+        start = text.rfind("\n", 0, pos) + 1 + line.index(name)
+        key = re.search(r"\bkey\s*\{", code)
+        return Diagnostic(
+            _span_at(text, start, len(name)),
+            f"{_OUTSIDE_KEY}: `{name}` is defined outside it",
+            hint=f"move it into the key at line {code.count(chr(10), 0, key.start()) + 1}"
+            if key
+            else "put `key {` before the entries and `}` after them (a rule such as `f[1] = conv` stays outside)",
+        )
+    if str(tok) == "[" and re.search(r"\bjoin\s*$", code):
+        return Diagnostic(Span.from_token(tok), "a join's branches go in round brackets, `join(a, b)`, not '['")
+    if str(tok) == "[" and set(expected) <= {"'('", "'='"} and re.fullmatch(r"\s*[A-Za-z_]\w*\s*", code[line_start:]):
+        return Diagnostic(
+            Span.from_token(tok),
+            "a rule such as `f[1] = conv` goes outside the key, after its `}`",
+            hint="the key holds what layers mean; the rules, next to it, how they are expanded",
+        )
+    return None
+
+
+def _span_at(text: str, pos: int, length: int = 1) -> Span:
+    """The span of ``length`` characters at offset ``pos``."""
+    line = text.count("\n", 0, pos) + 1
+    col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    return Span(line, col, line, col + length)
+
+
+def _unclosed_before(code: str) -> int | None:
+    """The offset of the last '(' or '[' still open at the end of ``code``."""
+    stack: list[int] = []
+    for i, ch in enumerate(code):
+        if ch in "([":
+            stack.append(i)
+        elif ch in ")]" and stack:
+            stack.pop()
+        elif ch in "{}":
+            stack.clear()
+    return stack[-1] if stack else None
+
+
+def _bracket_balance(text: str) -> int:
+    return sum(c in "([" for c in text) - sum(c in ")]" for c in text)
+
+
+def _code_end(text: str, pos: int) -> int:
+    """The offset where the code of the line holding ``pos`` ends (comment and trailing space left out)."""
+    start = text.rfind("\n", 0, pos) + 1
+    end = text.find("\n", pos)
+    end = len(text) if end < 0 else end
+    return start + len(text[start:end].split("#", 1)[0].rstrip())
+
+
+def _size_pair(text: str, tok: Token) -> Diagnostic | None:
+    """``kernel=3x3`` or ``kernel=(3, 3)``, PyTorch's pair of sizes: one number, as every
+    kernel, stride and padding here is square."""
+    if tok.type == "$END":
+        return None
+    line_start = text.rfind("\n", 0, tok.start_pos) + 1
+    for m in _SIZE_PAIR.finditer(text, line_start, text.find("\n", tok.start_pos) % (len(text) + 1)):
+        if not m.start() < tok.start_pos < m.end():
+            continue
+        a, b = (m.group(2), m.group(3)) if m.group(2) else (m.group(4), m.group(5))
+        line = text.count("\n", 0, m.start()) + 1
+        at = Span(line, m.start() - line_start + 1, line, m.end() - line_start + 1)
+        if a != b:
+            hint = "a layer here has square sizes: use one number, or a different layer"
+            return Diagnostic(at, f"`{m.group(1)}` is one number, not a pair", hint=hint)
+        return Diagnostic(
+            at,
+            f"`{m.group(1)}` is one number (kernels, strides and padding are square), not a pair",
+            hint=f"write `{m.group(1)}={a}`",
+            fix=Fix(at, f"{m.group(1)}={a}"),
+        )
+    return None
+
+
+def _trailing_x(text: str, prev: tuple[str, Span | None] | None) -> Diagnostic | None:
+    """``input 3x32x32x``: the shape with an 'x' too many, its end read as a name."""
+    if prev is None or prev[1] is None or not re.fullmatch(r"[xX][0-9xX]*", prev[0]):
+        return None
+    line = text.split("\n")[prev[1].line - 1]
+    m = re.match(r"(\s*input\s+)([0-9xX]+)(?=\s|#|$)", line)
+    dims = re.findall(r"[0-9]+", m.group(2)) if m else []
+    if len(dims) != 3:
+        return None
+    at = Span(prev[1].line, m.end(1) + 1, prev[1].line, m.end(2) + 1)
+    return Diagnostic(
+        at,
+        "an input shape is written CxHxW, e.g. `input 3x32x32`",
+        hint=f"channels, height and width joined by 'x': write `input {'x'.join(dims)}`",
+        fix=Fix(at, "x".join(dims)),
+    )
+
+
+def _side_by_side_in_join(text: str, tok: Token, span: Span) -> Diagnostic:
+    """``join(f[C] f[C], conv)`` or ``join(f[C] . f[C] conv)``: a '.' or a ',' left out
+    inside a join.  A ',' where the join would otherwise have one branch, else a '.'."""
+    depth, comma = 0, False
+    for ch in text[tok.start_pos :]:
+        depth += (ch in "([{") - (ch in ")]}")
+        if depth < 0:
+            break
+        comma = comma or (ch == "," and depth == 0)
+    sep, what = (
+        (". ", "the parts of a composition need '.' between them, e.g. `f[C] . f[C]`")
+        if comma
+        else (", ", "a join needs ',' between its branches, e.g. `join(f[C] . f[C], conv)`")
+    )
+    return Diagnostic(
+        span,
+        f"`{tok}` follows the part before it with nothing between",
+        hint=what,
+        fix=Fix(Span(tok.line, tok.column, tok.line, tok.column), sep),
+    )
+
+
+def _not_a_network(text: str, tok: Token, span: Span) -> Diagnostic:
+    """The file does not start with ``network``: another word for it (``model tiny {``), or
+    another language (JSON's ``{``, TOML's ``[network]``, Python's ``import``)."""
+    after = text[tok.end_pos :] if tok.end_pos is not None else ""
+    if tok.type == "NAME" and re.match(r"[ \t]+[A-Za-z_][A-Za-z0-9_]*[ \t]*\{", after):  # `model tiny {`
+        return Diagnostic(
+            span, f"{_NOT_A_PROGRAM}, not `{tok}`", hint="did you mean `network`?", fix=Fix(span, "network")
+        )
+    what = {"{": "JSON", "[": "TOML or INI", "import": "Python", "from": "Python"}.get(str(tok))
+    return Diagnostic(
+        span,
+        f"{_NOT_A_PROGRAM}, not {str(tok)[:40]!r}" + (f": fractal-dsl is not {what}" if what else ""),
+        hint="e.g. `network tiny { input 1x16x16 classes 10 key { ... } f[1] = conv ... }` (see examples/tiny.fdsl)",
+    )
+
+
+def _meant_statement(word: str, after: str) -> list[str]:
+    """The statement a misspelt ``word`` stands for (``drop_path``; ``C``, the paper's number
+    of columns; ``Columns``; ``colums``), as a list of one, or []."""
+    plain = re.sub(r"[_-]", "", word.lower())
+    plain = "columns" if plain in ("c", "numcolumns", "ncolumns", "ncols", "cols") else plain
+    return [plain] if plain in _STATEMENTS else _statements_close(word, after)
 
 
 def _statements_close(word: str, after: str) -> list[str]:
@@ -767,6 +1096,55 @@ def _key_entry_colon(text: str, pos: int, ch: str) -> str | None:
     return f"{left} = {_rest_of_line(text, pos + 1)}"
 
 
+_TYPED_PARAMS = re.compile(r"([ \t]*[A-Za-z_][A-Za-z0-9_]*[ \t]*)\(([^()]*:[^()]*)\)([ \t]*(?:->[^=]*)?=)")
+
+
+# characters that look like the language's own, from a word processor or a paper: the
+# minus sign, the dashes are taken for comments where text follows (see the diagnostic)
+_LOOKALIKES = {"\u2212": "-", "\u2013": "-", "\u2010": "-", "\u2011": "-", "\u2044": "/", "\u2215": "/", "\u00d7": "*"}
+
+
+def _ascii_lookalike(ch: str) -> str | None:
+    """The ASCII character ``ch`` stands for (``（`` for ``(``, the minus sign for ``-``), or None."""
+    if ch.isascii():
+        return None
+    meant = _LOOKALIKES.get(ch) or unicodedata.normalize("NFKC", ch)
+    return meant if len(meant) == 1 and meant.isascii() and meant.isprintable() and not meant.isspace() else None
+
+
+def _depth_open(text: str) -> bool:
+    """Whether a bracket is open at the end of ``text``."""
+    return sum(c in "([{" for c in text) > sum(c in ")]}" for c in text)
+
+
+def _colon_habit(text: str, pos: int, span: Span) -> Diagnostic | None:
+    """``f[1] := conv`` (Pascal, Go) and ``conv(c: int, p: float) = ...`` (Python's type
+    hints): each rewritten, the ':' left out."""
+    line_start = text.rfind("\n", 0, pos) + 1
+    line_end = text.find("\n", pos)
+    line = text[line_start : len(text) if line_end < 0 else line_end]
+    col = pos - line_start
+    if text.startswith(":=", pos):
+        at = Span(span.line, span.column, span.line, span.column + 2)
+        return Diagnostic(at, "a definition is written with '=', not ':='", hint="write `=`", fix=Fix(at, "="))
+    m = _TYPED_PARAMS.match(line)
+    if m is None or not m.start(2) <= col < m.end(2):
+        return None
+    params = []
+    for p in m.group(2).split(","):
+        name, _, rest = p.partition(":")
+        default = rest.partition("=")[2].strip()
+        params.append(name.strip() + (f"={default}" if default else ""))
+    fixed = f"({', '.join(params)})"
+    left = m.group(1).strip()
+    return Diagnostic(
+        span,
+        "parameters have no types: a value is a number, `true`, `false` or a name",
+        hint=f"leave out the types: write `{left}{fixed} =`",
+        fix=Fix(Span(span.line, m.start(2), span.line, len(m.group(0)) + 1), fixed + " ="),
+    )
+
+
 def _rest_of_line(text: str, pos: int) -> str:
     """The code from ``pos`` to the end of its line, comment left out, spaces made single."""
     line_end = text.find("\n", pos)
@@ -798,6 +1176,8 @@ def _statement_colon(text: str, pos: int, ch: str) -> tuple[str, str] | None:
 
 def _char_hint(text: str, pos: int, ch: str) -> str | None:
     """Hints for habits from other languages: `//` comments, `->` for composition."""
+    if ch.isalpha() and not ch.isascii():  # `π`, `réseau`
+        return "names are ASCII letters, digits and '_' (no accents or other scripts)"
     if text.startswith("//", pos):
         return "comments start with '#', e.g. `# base case`"
     if text.startswith("->", pos):
@@ -940,4 +1320,13 @@ def _droppath(opts, span: Span, diags: Collector) -> DropPathSpec:
             diags.error(ospan, f"drop-path is sampled `per batch` or `per sample`, not `per {value}`")
         if kind == "local" and value == 1.0:
             pass  # allowed: a join still keeps one input
+    given = [(k, v, o) for k, v, o in opts if k != "off"]
+    off = next((o for k, _, o in opts if k == "off"), None)
+    if off is not None and given:  # `droppath off local 0.1`: which is meant?
+        words = " ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v, _ in given)
+        diags.error(
+            off,
+            f"`off` turns drop-path off, so `{words}` would do nothing",
+            hint=f"keep one: `droppath off` trains without drop-path, `droppath {words}` with it",
+        )
     return DropPathSpec(got.get("local"), got.get("global"), got.get("per"), bool(got.get("off")), span)

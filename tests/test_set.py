@@ -14,6 +14,7 @@ from conftest import ROOT
 
 import fractal_dsl
 from fractal_dsl.cli import main
+from fractal_dsl.errors import FractalError, Source
 from fractal_dsl.fmt import format_text
 from fractal_dsl.overrides import SetError, apply, parse_settings
 
@@ -231,6 +232,45 @@ def test_malformed_set_is_command_line_misuse(args, program):
     result = CliRunner().invoke(main, ["check", str(program), *args])
     assert result.exit_code == 2
     assert result.stderr.startswith("error: --set")
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--set", "columns", "4"], "error: --set 'columns' has no value: write --set columns=VALUE"),
+        (["--set", "columns:4"], "error: --set 'columns:4': write --set columns=4, with '=' not ':'"),
+    ],
+)
+def test_a_space_or_colon_for_the_equals_is_said_before_the_value_is_taken_for_a_file(args, said, program):
+    result = CliRunner().invoke(main, ["check", str(program), *args])  # `4` is no file: the setting is said first
+    assert result.exit_code == 2 and result.stderr.strip() == said, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "hint"),
+    [
+        ("lr=0.1", "`lr` is not in the program: it is `fractal-dsl train`'s option --lr"),
+        ("columns=4.0", "a whole number: did you mean `4`?"),
+        ("droppath.local=15%", "a fraction, not a percentage: did you mean `0.15`?"),
+        ("input=(1,16,16)", "did you mean `1x16x16`?"),
+        ("c=16,32", "each block its own: --set block1.c=16 --set block2.c=32"),
+    ],
+)
+def test_a_newcomers_setting_gets_what_it_meant(setting, hint, program):
+    result = CliRunner().invoke(main, ["check", str(program), "--set", setting])
+    assert result.exit_code == 1 and hint in result.stderr, result.stderr
+
+
+def test_a_droppath_setting_turns_droppath_off_on(tmp_path):
+    text = (ROOT / "examples" / "tiny.fdsl").read_text().replace("droppath local 0.15 global 0.5 per batch", "droppath off")
+    out = apply(Source("t.fdsl", text), {"droppath.local": "0.2"}).text
+    assert "droppath local 0.2" in out and "off" not in out.split("droppath", 1)[1].split("\n", 1)[0]
+
+
+def test_droppath_off_with_options_is_refused_as_contradictory():
+    text = (ROOT / "examples" / "tiny.fdsl").read_text().replace("droppath local 0.15", "droppath off local 0.15")
+    with pytest.raises(FractalError, match=r"`off` turns drop-path off, so `local 0.15 global 0.5 per batch`"):
+        fractal_dsl.loads(text)
 
 
 def test_insertions_and_block_forms():
