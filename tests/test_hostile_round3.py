@@ -7,11 +7,13 @@ Every refusal is one line, with its exit code, and loads or writes nothing wrong
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
 import test_hostile_files
 from test_hostile_files import one_line_error, proc
+from train_support import ROOT
 
 small_run = test_hostile_files.small_run  # the fixture: a run of SMALL, one epoch
 
@@ -99,3 +101,62 @@ def test_a_checkpoint_without_any_per_path_statistics_still_loads_with_one_note(
     r = proc("eval", small_run / "small.fdsl", "--checkpoint", old, "--recalibrate-bn", "0", "--repeats", "1")
     assert r.returncode == 0, r.stderr
     assert r.stderr.count("no per-path batch-norm statistics") == 1, r.stderr
+
+
+# ---- sweep: storages, study names, ranges --------------------------------------------------------------
+
+
+def _sweep(tmp_path, *args, timeout=60):
+    pytest.importorskip("optuna")
+    tiny = ROOT / "examples" / "tiny.fdsl"
+    return proc("sweep", tiny, "--trials", "0", "-q", *args, timeout=timeout)
+
+
+def test_a_fifo_or_a_folder_as_the_journal_file_is_refused_not_waited_on(tmp_path):
+    fifo = tmp_path / "study.journal"
+    os.mkfifo(fifo)
+    for storage in (fifo, tmp_path):
+        r = _sweep(tmp_path, "--space", "columns=2..3", "--out", tmp_path / f"out{storage == fifo}",
+                   "--storage", storage, timeout=30)  # the FIFO hung: JournalFileBackend opened it to write
+        assert "not a regular file" in one_line_error(r), storage
+
+
+@pytest.mark.parametrize("storage", [
+    "postgresql://alice:s3cret@127.0.0.1:1/sweeps",  # no driver, or no server
+    "mysql://alice:s3c@ret@127.0.0.1:1/sweeps",  # an unescaped @ in the password
+    "sqlite://alice:s3cret@/x",  # SQLAlchemy repeats the URL in its own message
+    "postgresql://alice:s3cret@[::1",  # a URL SQLAlchemy cannot parse
+])
+def test_a_storage_urls_password_is_never_repeated(tmp_path, storage):
+    r = _sweep(tmp_path, "--space", "columns=2..3", "--out", tmp_path / "out", "--storage", storage)
+    line = one_line_error(r)
+    assert "s3c" not in line and "ret@" not in line and "alice:***@" in line, line
+
+
+@pytest.mark.parametrize("space", ["droppath.local=0.05..0.3", "droppath.local=.05..0.3"])
+def test_a_range_whose_low_end_has_a_decimal_point_is_a_range(tmp_path, space):
+    """``0.05..0.3`` was read as one choice, the text itself, and refused as not a number."""
+    from fractal_dsl.sweep import Dimension, parse_space
+
+    assert parse_space([space]) == [Dimension("droppath.local", low=0.05, high=0.3)]
+
+
+@pytest.mark.parametrize("space", ["droppath.local=0.0..nan", "columns=2..1e400", "droppath.local=-1e400..0.1",
+                                   "droppath.local=0.3..0.05", "p=inf..inf"])
+def test_a_range_that_is_not_finite_or_is_reversed_is_a_usage_error(space):
+    from fractal_dsl.errors import UsageError
+    from fractal_dsl.sweep import parse_space
+
+    with pytest.raises(UsageError, match="finite numbers LOW < HIGH"):
+        parse_space([space])
+
+
+def test_a_space_or_study_name_with_escapes_or_100_kb_stays_one_short_line(tmp_path):
+    r = _sweep(tmp_path, "--space", "x\x1b]52;c;aGk=\x07\n=" + "1" * 100_000 + "..a", "--out", tmp_path / "a")
+    line = one_line_error(r, 2)
+    assert "\x1b" not in line and "\x07" not in line and len(line) < 400, line[:500]
+    r = _sweep(tmp_path, "--space", "columns=2..3", "--out", tmp_path / "b", "--study", "s\x1b[31m\nx")
+    assert r.returncode == 0, r.stderr
+    r = _sweep(tmp_path, "--space", "columns=2..3", "--out", tmp_path / "b", "--study", "other")
+    line = one_line_error(r, 2)
+    assert "'s\\x1b[31m\\nx'" in line, line
