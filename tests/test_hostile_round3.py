@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import test_hostile_files
 from test_hostile_files import one_line_error, proc
-from train_support import ROOT
+from train_support import ENV, ROOT
 
 small_run = test_hostile_files.small_run  # the fixture: a run of SMALL, one epoch
 
@@ -160,3 +162,72 @@ def test_a_space_or_study_name_with_escapes_or_100_kb_stays_one_short_line(tmp_p
     r = _sweep(tmp_path, "--space", "columns=2..3", "--out", tmp_path / "b", "--study", "other")
     line = one_line_error(r, 2)
     assert "'s\\x1b[31m\\nx'" in line, line
+
+
+# ---- names that carry terminal escapes ---------------------------------------------------------------
+
+
+ESCAPE = "\x1b]52;c;aGk=\x07\x1b[31m"  # OSC 52 writes the clipboard; CSI 31 paints red
+
+
+def _on_a_terminal(*args, timeout=60) -> bytes:
+    """What the CLI writes to a terminal (standard output and error on one pty)."""
+    import pty
+    import select
+    import time
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the CLI, its output on the pty (never pytest going on in a fork)
+        try:
+            os.chdir(ROOT)
+            os.execve(sys.executable, [sys.executable, "-m", "fractal_dsl.cli", *map(str, args)], ENV)
+        finally:
+            os._exit(127)
+    out, end = b"", time.monotonic() + timeout
+    while time.monotonic() < end:
+        if select.select([fd], [], [], 0.5)[0]:
+            try:
+                data = os.read(fd, 1 << 16)
+            except OSError:  # the child ended
+                break
+            if not data:
+                break
+            out += data
+    os.waitpid(pid, 0)
+    os.close(fd)
+    return out
+
+
+def test_a_terminal_escape_in_a_file_name_is_shown_escaped_not_run(tmp_path):
+    bad = tmp_path / f"bad{ESCAPE}.fdsl"
+    bad.write_text((ROOT / "examples" / "tiny.fdsl").read_text().replace("f[1] = conv", "f[1] = cnov"))
+    good = tmp_path / f"good{ESCAPE}.fdsl"
+    good.write_text((ROOT / "examples" / "tiny.fdsl").read_text().replace("  f[1]", "f[1]"))
+    said = {
+        "check (stdout)": _on_a_terminal("check", good),
+        "check (diagnostics)": _on_a_terminal("check", bad),
+        "fmt": _on_a_terminal("fmt", good),
+        "sweep": _on_a_terminal("sweep", good, "--space", "columns=2..3", "--trials", "0",
+                                "--out", tmp_path / "s", "--storage", tmp_path / f"no{ESCAPE}" / "j"),
+    }
+    for what, out in said.items():
+        assert b"\x1b" not in out and b"\x07" not in out, (what, out)
+        assert b"\\x1b]52;c;aGk=\\x07\\x1b[31m" in out, (what, out)
+
+
+def test_fmt_on_standard_output_writes_the_program_as_it_is(tmp_path):
+    """fmt - prints data, not a message: a comment's control character is kept byte for byte."""
+    text = (ROOT / "examples" / "tiny.fdsl").read_text().replace("# ", "# \x1b[31m", 1)
+    r = subprocess.run([sys.executable, "-m", "fractal_dsl.cli", "fmt", "-"], input=text, capture_output=True,
+                       text=True, cwd=ROOT, timeout=60, env=ENV, check=False)
+    if r.returncode == 0:
+        assert "\x1b[31m" in r.stdout
+
+
+def test_a_run_folders_newline_and_escape_stay_escaped_in_compares_table(small_run, tmp_path):
+    from fractal_dsl.compare import format_table, read_runs
+
+    odd = tmp_path / f"r{ESCAPE}\nun"
+    shutil.copytree(small_run / "run", odd, ignore=shutil.ignore_patterns("fractal-dsl-run.lock"))
+    table = format_table(read_runs([odd]))
+    assert len(table.splitlines()) == 2 and "\x1b" not in table and "\\nun" in table, table
