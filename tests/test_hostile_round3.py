@@ -231,3 +231,101 @@ def test_a_run_folders_newline_and_escape_stay_escaped_in_compares_table(small_r
     shutil.copytree(small_run / "run", odd, ignore=shutil.ignore_patterns("fractal-dsl-run.lock"))
     table = format_table(read_runs([odd]))
     assert len(table.splitlines()) == 2 and "\x1b" not in table and "\\nun" in table, table
+
+
+# ---- the compiled module as a user loads it ------------------------------------------------------------
+# These need the module's template (codegen_templates/model.py.j2), which this round did not
+# change: while the fault is there each test ends in pytest.xfail saying what goes wrong (and
+# where); once the template is fixed it passes, and the xfail line can go.
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The compiled tiny module, imported as a user does, every path's statistics its own."""
+    import importlib.util
+
+    import torch
+
+    from fractal_dsl import load
+    from fractal_dsl.codegen import generate
+
+    path = tmp_path_factory.mktemp("module") / "tiny_module.py"
+    path.write_text(generate(load(ROOT / "examples" / "tiny.fdsl")))
+    spec = importlib.util.spec_from_file_location("tiny_module", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, torch
+
+
+def _calibrated(tiny):
+    module, torch = tiny
+    torch.manual_seed(0)
+    model = module.build()
+    for column in (None, 1, 2, 3):
+        module.recalibrate_bn(model, [torch.rand(8, 1, 16, 16)], column=column)
+    return model.eval()
+
+
+def _stats(model):
+    return {k: v.clone() for k, v in model.state_dict().items() if "running_" in k or "num_batches" in k}
+
+
+def _changed(before, model):
+    import torch
+
+    return sorted(k for k, v in _stats(model).items() if not torch.equal(v, before[k]))
+
+
+def test_recalibrating_on_batches_that_fail_keeps_every_statistic(tiny):
+    module, torch = tiny
+    model = _calibrated(tiny)
+    before = _stats(model)
+    with pytest.raises(ValueError, match="expected images of shape"):
+        module.recalibrate_bn(model, [torch.rand(2, 3, 16, 16)], column=2)
+    if _changed(before, model):
+        pytest.xfail("recalibrate_bn zeroes column 2's statistics before its first batch fails (template)")
+
+
+def test_recalibrating_on_no_batches_keeps_every_statistic(tiny):
+    module, _ = tiny
+    model = _calibrated(tiny)
+    before = _stats(model)
+    try:
+        module.recalibrate_bn(model, [], column=2)
+    except ValueError:
+        pass  # refusing an empty iterable is as good
+    if _changed(before, model):
+        pytest.xfail("recalibrate_bn([]) leaves column 2 at mean 0, variance 1 (template)")
+
+
+@pytest.mark.parametrize("kind", ["numpy", "tensor"])
+def test_a_column_given_as_a_numpy_or_tensor_integer_is_that_column(tiny, kind):
+    """``for k in np.arange(1, 4): model(x, column=k)`` ran column k's layers on the whole
+    network's statistics, and in training updated the whole network's."""
+    import numpy as np
+
+    module, torch = tiny
+    model = _calibrated(tiny)
+    x = torch.rand(4, 1, 16, 16)
+    k = np.int64(2) if kind == "numpy" else torch.tensor(2)
+    with torch.no_grad():
+        same = torch.equal(model(x, column=2), model(x, column=k))
+    before = _stats(model)
+    module.recalibrate_bn(model, [x], column=k)
+    whole_kept = not any(k.endswith(("running_mean", "running_var")) for k in _changed(before, model))
+    if not (same and whole_kept):
+        pytest.xfail("a non-int column uses and updates the whole network's statistics (template: "
+                     "forward_features's `isinstance(column, int)`)")
+
+
+def test_a_state_dict_missing_one_per_path_statistic_is_refused_not_mixed(tiny):
+    """An older state_dict lacks every per-path statistic; one that lacks one of a layer's was
+    edited, and filling it from the whole network's mixes two paths in one layer."""
+    module, _ = tiny
+    state = module.build().state_dict()
+    del state["block1.column1.layer1.2.running_var_c1"]
+    try:
+        module.build().load_state_dict(state)
+    except RuntimeError:
+        return
+    pytest.xfail("_load_from_state_dict fills one missing per-path key beside its layer's others (template)")
