@@ -28,6 +28,30 @@ def _fail(exc: Error) -> None:
     click.echo(exc.show(), err=True)
 
 
+# the characters no message prints raw: C0 controls but tab, line feed and carriage return
+# (a progress bar's), DEL, C1 controls, and the bidirectional overrides that reorder text
+_NOT_RAW = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0)) if c not in (0x09, 0x0A, 0x0D)}
+_NOT_RAW |= {c: f"\\u{c:04x}" for c in (0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+# commands whose standard output is data (a program, a module, the protocol), written as it is
+_DATA_ON_STDOUT = ("fmt", "compile", "lsp")
+
+
+class _Escaping:
+    """A text stream that passes what it is given to ``raw`` with the characters of
+    :data:`_NOT_RAW` written as escapes (``\\x1b``): a file, folder, network or study name that
+    carries a terminal escape sequence is shown, never run by the terminal."""
+
+    def __init__(self, raw) -> None:
+        self._raw = raw
+
+    def write(self, text: str) -> int:
+        self._raw.write(text.translate(_NOT_RAW))
+        return len(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self._raw, name)
+
+
 class _Main(click.Group):
     """The command group; the one place that turns a fractal-dsl :class:`Error` into its
     message on standard error and its exit code, and standard output that cannot be written
@@ -36,6 +60,19 @@ class _Main(click.Group):
     def main(self, *args, **kwargs):
         if kwargs.get("standalone_mode", True) is False:
             return super().main(*args, **kwargs)
+        words = kwargs.get("args", args[0] if args else None)
+        words = sys.argv[1:] if words is None else list(words)
+        command = next((w for w in words if w in self.commands), None)
+        streams = sys.stdout, sys.stderr
+        sys.stderr = _Escaping(sys.stderr)
+        if command not in _DATA_ON_STDOUT:
+            sys.stdout = _Escaping(sys.stdout)
+        try:
+            self._main(*args, **kwargs)
+        finally:
+            sys.stdout, sys.stderr = streams
+
+    def _main(self, *args, **kwargs):
         try:
             super().main(*args, **kwargs)
             code = 0

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import RunError
+from .errors import RunError, cut
 from .rules import MAX_COLUMNS  # as the language allows
 
 
@@ -175,7 +175,9 @@ def _load_json(text: bytes | str):
 def read_run(path: str | os.PathLike, name: str | None = None) -> Run:
     """The finished run in folder ``path`` (its summary.json, and metrics.jsonl when present)."""
     folder = Path(path)
-    shown = name or os.fspath(path)  # CompareError names no options: braces are shown as they are
+    # CompareError names no options: braces are shown as they are; a newline or a terminal
+    # escape in a folder's name is shown escaped (in the table, the figure and the errors)
+    shown = cut(name or os.fspath(path), os.pathconf("/", "PC_PATH_MAX"))
     summary_path = folder / "summary.json"
     if not folder.is_dir():
         what = "does not exist" if not folder.exists() else "is not a folder"
@@ -204,7 +206,7 @@ def read_run(path: str | os.PathLike, name: str | None = None) -> Run:
             if line.strip():
                 where = f"{os.path.join(shown, 'metrics.jsonl')}:{n}"
                 history.append(_parse(line, where, lambda h: check_record(h, columns)))
-    return Run(name or os.fspath(path), summary, history)
+    return Run(shown, summary, history)
 
 
 def _read_bytes(path: Path, limit: int, shown: str) -> bytes:

@@ -28,6 +28,7 @@ import csv
 import fcntl
 import io
 import json
+import math
 import os
 import re
 import socket
@@ -37,10 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import safeio
-from .errors import Error, FractalError, RunError, UsageError, braces
+from .errors import Error, FractalError, RunError, UsageError, braces, cut, quoted
 
 SWEEP_FILE = "sweep.json"
-_RANGE = re.compile(r"^(?P<name>[^=]+)=(?P<low>[^.,]+)\.\.(?P<high>[^.,][^,]*)$")
+_RANGE = re.compile(r"^(?P<name>[^=]+)=(?P<low>[^,]+?)\.\.(?P<high>[^,]+)$")  # LOW may be 0.05
 _INT = re.compile(r"[+-]?[0-9]+")
 _FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
@@ -104,9 +105,10 @@ def parse_space(items: Iterable[str]) -> list[Dimension]:
         m = _RANGE.match(item)
         if m:
             name, low, high = m["name"].strip(), _literal(m["low"].strip()), _literal(m["high"].strip())
-            if isinstance(low, str) or isinstance(high, str) or not low < high:
+            if isinstance(low, str) or isinstance(high, str) or not low < high or not math.isfinite(high - low):
                 raise UsageError(
-                    f"{{space}} {braces(item)!r}: a range is LOW..HIGH with numbers LOW < HIGH, e.g. columns=2..5",
+                    f"{{space}} {braces(quoted(item))}: a range is LOW..HIGH with finite numbers LOW < HIGH, "
+                    "e.g. columns=2..5",
                     "space",
                 )
             if isinstance(low, int) != isinstance(high, int):
@@ -117,19 +119,19 @@ def parse_space(items: Iterable[str]) -> list[Dimension]:
         choices = tuple(_literal(c.strip()) for c in rest.split(","))
         if not eq or not name.strip() or not rest or any(c == "" for c in choices):
             raise UsageError(
-                f"{{space}} {braces(item)!r}: write NAME=LOW..HIGH or NAME=A,B,C, "
+                f"{{space}} {braces(quoted(item))}: write NAME=LOW..HIGH or NAME=A,B,C, "
                 "e.g. columns=2..5 or init=xavier,kaiming",
                 "space",
             )
         if len(set(choices)) != len(choices):
-            raise UsageError(f"{{space}} {braces(item)!r}: a choice is given twice", "space")
+            raise UsageError(f"{{space}} {braces(quoted(item))}: a choice is given twice", "space")
         dims.append(Dimension(name.strip(), choices=choices))
     names = [d.name for d in dims]
     if not dims:
         raise UsageError("give at least one {space}, e.g. columns=2..5", "space")
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup:
-        raise UsageError(f"{{space}} {braces(dup)} is given twice", "space")
+        raise UsageError(f"{{space}} {braces(cut(dup))} is given twice", "space")
     return dims
 
 
@@ -204,6 +206,8 @@ class Sweep:
         optuna = require_optuna()
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # the heartbeat
         url = self.storage or f"sqlite:///{(self.out / 'study.db').resolve()}"
+        # what the messages name: the option as given (its password hidden), or the default file
+        shown = "{storage} " + braces(cut(hide_password(url))) if self.storage else braces(cut(self.out / "study.db"))
         if "://" in url:
             kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else None
             try:
@@ -213,21 +217,24 @@ class Sweep:
             except ImportError as exc:
                 hint = " (for postgresql://: pip install 'psycopg[binary]')" if url.startswith("postgresql") else ""
                 raise SweepError(
-                    f"{{storage}} {braces(url)}: its database driver is not installed{hint}: {braces(exc)}", "storage"
+                    f"{shown}: its database driver is not installed{hint}: {braces(cut(_first_line(exc, url)))}",
+                    "storage",
                 ) from None
             except Exception as exc:  # sqlalchemy's errors: a bad URL, an unreachable server
                 if raw(exc):
                     raise
                 raise SweepError(
-                    f"{{storage}} {braces(url)}: cannot open the study storage ({braces(type(exc).__name__)}: "
-                    f"{braces(str(exc).splitlines()[0] if str(exc) else '')})",
+                    f"{shown}: cannot open the study storage ({braces(type(exc).__name__)}: "
+                    f"{braces(cut(_first_line(exc, url)))})",
                     "storage",
                 ) from None
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         path = Path(url)
         if not path.parent.is_dir():
-            raise SweepError(f"{{storage}} {braces(url)}: no folder {braces(path.parent)}", "storage")
+            raise SweepError(f"{shown}: no folder {braces(cut(path.parent))}", "storage")
+        if path.exists() and not path.is_file():  # a FIFO would block the open; a folder, a device
+            raise SweepError(f"{shown}: not a regular file (a journal file or a database URL)", "storage")
         return JournalStorage(JournalFileBackend(str(path)))
 
     def study(self):
@@ -255,8 +262,8 @@ class Sweep:
                     raise SweepError(f"study {braces(self.study_name)!r}: {braces(exc)}") from None
                 except Exception as exc:  # a worker of another folder or machine creating the tables too
                     if attempt == 4 or not _racing(exc):
-                        what = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                        raise SweepError(f"cannot open the study: {braces(what)}") from None
+                        what = f"{type(exc).__name__}: {_first_line(exc, self.storage)}"
+                        raise SweepError(f"cannot open the study: {braces(cut(what))}") from None
                     time.sleep(1 + attempt)
         if len(study.directions) != len(directions):
             fix = (
@@ -333,7 +340,7 @@ class Sweep:
             done[0] += 1
             self.log(f"trial {done[0]} of {trials}: {_outcome(frozen)}; {_best_so_far(study, self.macs)}")
 
-        with _storage_errors():
+        with _storage_errors(self.storage):
             study.optimize(objective, n_trials=trials, catch=(_TrialFailed,), callbacks=[progress])
         return self.report(study)
 
@@ -480,7 +487,7 @@ class _TrialFailed(Exception):
 
 
 @contextlib.contextmanager
-def _storage_errors():
+def _storage_errors(url: str | None):
     try:
         yield
     except (Error, KeyboardInterrupt):
@@ -488,7 +495,29 @@ def _storage_errors():
     except Exception as exc:  # a storage that failed mid-sweep (a lost database connection)
         if type(exc).__module__.split(".")[0] not in ("optuna", "sqlalchemy"):
             raise
-        raise SweepError(f"the study storage failed: {braces(type(exc).__name__)}: {braces(exc)}") from None
+        what = f"{type(exc).__name__}: {_first_line(exc, url)}"
+        raise SweepError(f"the study storage failed: {braces(cut(what))}") from None
+
+
+def hide_password(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` part written ``***`` (everything
+    between the user's ``:`` and the last ``@``, as a password may hold an unescaped ``@``)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    userinfo, _, host = rest.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}://{user}{colon}{'***' if colon else ''}@{host}"
+
+
+def _first_line(exc: Exception, url: str | None = None) -> str:
+    """The first line of ``exc``'s message, a password of ``url`` in it written ``***``."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if url and "://" in url and "@" in url:
+        password = url.partition("://")[2].rpartition("@")[0].partition(":")[2]
+        if password:
+            text = text.replace(password, "***")
+    return text
 
 
 def _racing(exc: Exception) -> bool:

@@ -243,6 +243,10 @@ def verify(path, state: dict, net, model: torch.nn.Module, allow_other_network: 
     broken = next((k for k, t in state["model"].items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
     if broken is not None:
         raise TrainError(f"{path}: the weight {cut(broken)} holds NaN or infinite values (a diverged run?)")
+    impossible = next((k for k, t in state["model"].items() if _below_bound(k, t)), None)
+    if impossible is not None:
+        what = "zero or negative" if impossible.endswith("normalize.std") else "negative"
+        raise TrainError(f"{path}: damaged checkpoint: {cut(impossible)} holds {what} values, which no run writes")
     if legacy or state["structure_sha256"] == structure_sha256(net):
         return
     was = state.get("network")
@@ -268,7 +272,11 @@ def check_fits(path, state: dict, model: torch.nn.Module, network: str) -> None:
     if not isinstance(saved, dict):
         raise TrainError(f"{path}: checkpoint holds no model weights")
     own = model.state_dict()
-    problems = [f"missing {k}" for k in own if k not in saved and not _added_later(k)]
+    # a buffer added later may be absent only as a checkpoint of an older fractal-dsl lacks it:
+    # all of its kind (filling some would mix one layer's statistics of different paths, or
+    # normalise with a saved mean and a made-up deviation)
+    kinds = {_added_later(k) for k in own if k in saved}
+    problems = [f"missing {k}" for k in own if k not in saved and _added_later(k) in kinds]
     problems += [f"unexpected {cut(k)}" for k in saved if k not in own]
     problems += [
         f"{k} is {_shape(saved[k], v)} here {_shape(v, saved[k])}"
@@ -304,12 +312,25 @@ def check_optimizer(path, saved, opt: torch.optim.Optimizer) -> None:
                 )
 
 
-def _added_later(key: str) -> bool:
-    """A buffer the compiled module gained after checkpoints were first written, which loading
-    fills in (the input's normalisation, per-path BatchNorm statistics)."""
-    return key in ("normalize.mean", "normalize.std") or (
-        re.fullmatch(r"(running_mean|running_var|num_batches_tracked)_c\d+", key.rsplit(".", 1)[-1]) is not None
-    )
+def _added_later(key: str) -> str | None:
+    """The kind of buffer the compiled module gained after checkpoints were first written,
+    which loading fills in (``"normalize"``, the input's normalisation; ``"paths"``,
+    per-path BatchNorm statistics), or None for any other key."""
+    if key in ("normalize.mean", "normalize.std"):
+        return "normalize"
+    if re.fullmatch(r"(running_mean|running_var|num_batches_tracked)_c\d+", key.rsplit(".", 1)[-1]):
+        return "paths"
+    return None
+
+
+def _below_bound(key: str, t: torch.Tensor) -> bool:
+    """Whether ``t`` is a deviation or a variance that is not positive (the normalisation's
+    deviation divides the images: ``train`` keeps it at 1e-6 at least) or negative (batch
+    norm takes a variance's square root): the output would be NaN or infinite."""
+    name = key.rsplit(".", 1)[-1]
+    if key.endswith("normalize.std"):
+        return bool((t <= 0).any())
+    return name.startswith("running_var") and bool((t < 0).any())
 
 
 def _shape(t, other=None) -> str:
