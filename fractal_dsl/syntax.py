@@ -837,6 +837,9 @@ def _structural(text: str, tok: Token, expected: list[str]) -> Diagnostic | None
     line_of = text.count("\n", 0, pos) + 1
     last_line = text.count("\n", 0, max(last, 0)) + 1
     line_start = text.rfind("\n", 0, pos) + 1
+    if str(tok) == "=" and text[pos - 1 : pos] == "=" and last_line == line_of:  # `f[1] == conv`, as a comparison
+        at = _span_at(text, pos)
+        return Diagnostic(at, "a definition has one '=', not '=='", hint="delete one", fix=Fix(at, ""))
     repeat = re.fullmatch(
         r"(\s*blocks\s+)([0-9]+)\s*[xX*\u00d7]\s*(\([^()]*\)|[0-9]+)\s*",
         code[line_start:] + text[pos:].split("\n", 1)[0].split("#", 1)[0],
