@@ -234,9 +234,8 @@ def test_a_run_folders_newline_and_escape_stay_escaped_in_compares_table(small_r
 
 
 # ---- the compiled module as a user loads it ------------------------------------------------------------
-# These need the module's template (codegen_templates/model.py.j2), which this round did not
-# change: while the fault is there each test ends in pytest.xfail saying what goes wrong (and
-# where); once the template is fixed it passes, and the xfail line can go.
+# Faults of the module's template (codegen_templates/model.py.j2), found by this round and fixed
+# there; each test fails saying what went wrong if one comes back.
 
 
 @pytest.fixture(scope="module")
@@ -283,7 +282,7 @@ def test_recalibrating_on_batches_that_fail_keeps_every_statistic(tiny):
     with pytest.raises(ValueError, match="expected images of shape"):
         module.recalibrate_bn(model, [torch.rand(2, 3, 16, 16)], column=2)
     if _changed(before, model):
-        pytest.xfail("recalibrate_bn zeroes column 2's statistics before its first batch fails (template)")
+        pytest.fail("recalibrate_bn zeroes column 2's statistics before its first batch fails")
 
 
 def test_recalibrating_on_no_batches_keeps_every_statistic(tiny):
@@ -295,7 +294,7 @@ def test_recalibrating_on_no_batches_keeps_every_statistic(tiny):
     except ValueError:
         pass  # refusing an empty iterable is as good
     if _changed(before, model):
-        pytest.xfail("recalibrate_bn([]) leaves column 2 at mean 0, variance 1 (template)")
+        pytest.fail("recalibrate_bn([]) leaves column 2 at mean 0, variance 1")
 
 
 @pytest.mark.parametrize("kind", ["numpy", "tensor"])
@@ -314,8 +313,7 @@ def test_a_column_given_as_a_numpy_or_tensor_integer_is_that_column(tiny, kind):
     module.recalibrate_bn(model, [x], column=k)
     whole_kept = not any(k.endswith(("running_mean", "running_var")) for k in _changed(before, model))
     if not (same and whole_kept):
-        pytest.xfail("a non-int column uses and updates the whole network's statistics (template: "
-                     "forward_features's `isinstance(column, int)`)")
+        pytest.fail("a non-int column uses and updates the whole network's statistics")
 
 
 def test_a_state_dict_missing_one_per_path_statistic_is_refused_not_mixed(tiny):
@@ -328,7 +326,7 @@ def test_a_state_dict_missing_one_per_path_statistic_is_refused_not_mixed(tiny):
         module.build().load_state_dict(state)
     except RuntimeError:
         return
-    pytest.xfail("_load_from_state_dict fills one missing per-path key beside its layer's others (template)")
+    pytest.fail("_load_from_state_dict fills one missing per-path key beside its layer's others")
 
 
 def test_a_state_dict_with_one_of_the_normalisations_buffers_is_refused(tiny):
@@ -341,4 +339,4 @@ def test_a_state_dict_with_one_of_the_normalisations_buffers_is_refused(tiny):
     except RuntimeError as exc:
         assert "normalize.std" in str(exc)
         return
-    pytest.xfail("_load_from_state_dict fills normalize.std beside a saved normalize.mean (template)")
+    pytest.fail("_load_from_state_dict fills normalize.std beside a saved normalize.mean")
