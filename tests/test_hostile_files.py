@@ -349,11 +349,19 @@ def test_a_weight_of_another_type_is_refused_even_with_a_matching_checksum(small
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_weights_that_are_not_finite_are_refused_by_eval_export_and_resume(small_run, tmp_path, value):
-    import shutil
-
     state = _state(small_run)
     state["model"]["head.2.weight"][0, 0] = value  # and the checksum made to match
     bad = _save(state, tmp_path / "bad.pt")
+    for args, r in eval_export_and_resume(small_run, bad, tmp_path):
+        assert "the weight head.2.weight holds NaN or infinite values" in one_line_error(r), args
+    assert not (tmp_path / "net.onnx").exists()
+
+
+def eval_export_and_resume(small_run, bad, tmp_path):
+    """``(arguments, finished process)`` of eval, export and ``train --resume`` (in a copy of
+    the run holding ``bad``) given the checkpoint ``bad``."""
+    import shutil
+
     run_dir = tmp_path / "run"
     shutil.copytree(small_run / "run", run_dir)
     shutil.copy(bad, run_dir / "checkpoint.pt")
@@ -361,9 +369,7 @@ def test_weights_that_are_not_finite_are_refused_by_eval_export_and_resume(small
     for args in (["eval", net, "--checkpoint", bad, "--recalibrate-bn", "0", "--repeats", "1"],
                  ["export", net, "--checkpoint", bad, "-o", tmp_path / "net.onnx"],
                  ["train", net, "--resume", "--out", run_dir, "--epochs", "2", "--subset", "100", "-q"]):
-        r = proc(*args)
-        assert "the weight head.2.weight holds NaN or infinite values" in one_line_error(r), args
-    assert not (tmp_path / "net.onnx").exists()
+        yield args, proc(*args)
 
 
 def test_a_momentum_buffer_of_another_shape_is_refused_on_resume(small_run, tmp_path):

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 import test_hostile_files
-from test_hostile_files import one_line_error, proc
+from test_hostile_files import eval_export_and_resume, one_line_error, proc
 from train_support import ENV, ROOT
 
 small_run = test_hostile_files.small_run  # the fixture: a run of SMALL, one epoch
@@ -79,19 +79,12 @@ def test_a_checkpoint_missing_part_of_a_kind_of_buffer_or_holding_impossible_sta
     normalisation) and loads with a note; one that lacks some of them was edited, and filling
     the gaps from the whole network's would mix one layer's statistics of two paths."""
     bad = _edited(small_run, tmp_path / "bad.pt", edit)
-    run_dir = tmp_path / "run"
-    shutil.copytree(small_run / "run", run_dir)
-    shutil.copy(bad, run_dir / "checkpoint.pt")
-    net = small_run / "small.fdsl"
-    for args in (["eval", net, "--checkpoint", bad, "--recalibrate-bn", "0", "--repeats", "1"],
-                 ["export", net, "--checkpoint", bad, "-o", tmp_path / "net.onnx"],
-                 ["train", net, "--resume", "--out", run_dir, "--epochs", "2", "--subset", "100", "-q"]):
-        r = proc(*args)
+    for args, r in eval_export_and_resume(small_run, bad, tmp_path):
         if "onnx" in r.stderr and "pip install" in r.stderr:
             continue  # export without the onnx extra says so first
         assert said in one_line_error(r), args
     assert not (tmp_path / "net.onnx").exists()
-    assert (run_dir / "checkpoint.pt").read_bytes() == bad.read_bytes()
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == bad.read_bytes()
 
 
 def test_a_checkpoint_without_any_per_path_statistics_still_loads_with_one_note(small_run, tmp_path):
